@@ -1,0 +1,96 @@
+"""The 21-keypoint hand model used everywhere in hand25d_ros.
+
+Order (MediaPipe / FreiHAND order): 0 wrist; thumb 1-4 (CMC, MCP, IP, TIP);
+index 5-8, middle 9-12, ring 13-16, pinky 17-20 (MCP, PIP, DIP, TIP).
+
+The root keypoint is the wrist (0): it is the one joint every dataset marks, and
+it keeps the root-relative depth of the whole palm small. The scale bone is
+wrist (0) -> index MCP (5) with C = 1; the hand-size prior everywhere in this
+package is the metric length of that bone (``hand_size_m``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+NUM_KEYPOINTS = 21
+
+KEYPOINT_NAMES: tuple[str, ...] = (
+    "wrist",
+    "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip",
+    "index_mcp", "index_pip", "index_dip", "index_tip",
+    "middle_mcp", "middle_pip", "middle_dip", "middle_tip",
+    "ring_mcp", "ring_pip", "ring_dip", "ring_tip",
+    "pinky_mcp", "pinky_pip", "pinky_dip", "pinky_tip",
+)
+
+# parent of each keypoint along the kinematic tree; the wrist is its own root (-1)
+PARENTS: tuple[int, ...] = (
+    -1,
+    0, 1, 2, 3,
+    0, 5, 6, 7,
+    0, 9, 10, 11,
+    0, 13, 14, 15,
+    0, 17, 18, 19,
+)
+
+# (child, parent) pairs: the 20 bones of the skeleton
+BONES: tuple[tuple[int, int], ...] = tuple((k, p) for k, p in enumerate(PARENTS) if p >= 0)
+
+FINGER_NAMES: tuple[str, ...] = ("thumb", "index", "middle", "ring", "pinky")
+# keypoints of each finger, from its base to its tip
+FINGERS: tuple[tuple[int, ...], ...] = (
+    (1, 2, 3, 4),
+    (5, 6, 7, 8),
+    (9, 10, 11, 12),
+    (13, 14, 15, 16),
+    (17, 18, 19, 20),
+)
+TIPS: tuple[int, ...] = (4, 8, 12, 16, 20)
+
+# index into FINGERS for each keypoint; the wrist belongs to no finger (-1)
+FINGER_OF: tuple[int, ...] = (-1,) + tuple(f for f in range(5) for _ in range(4))
+
+ROOT = 0
+WRIST, INDEX_MCP, MIDDLE_MCP, PINKY_MCP = 0, 5, 9, 17
+# scale bone (n, parent(n)) of the 2.5D normalisation, and its normalised length C
+SCALE_BONE: tuple[int, int] = (INDEX_MCP, WRIST)
+SCALE_C = 1.0
+
+# Wrist -> index MCP of an adult hand; real_val_snap averages 87 mm. Used when no
+# per-user hand size is given.
+DEFAULT_HAND_SIZE_M = 0.087
+
+# RGB colours in [0, 1] per finger (thumb red ... pinky magenta) and the palm/wrist grey;
+# the same colours in the debug overlay, the RViz markers and the plots.
+FINGER_COLORS_RGB: tuple[tuple[float, float, float], ...] = (
+    (0.90, 0.20, 0.20),
+    (0.95, 0.75, 0.10),
+    (0.20, 0.80, 0.25),
+    (0.15, 0.55, 0.95),
+    (0.75, 0.25, 0.90),
+)
+PALM_COLOR_RGB: tuple[float, float, float] = (0.85, 0.85, 0.85)
+
+
+def keypoint_color_rgb(k: int) -> tuple[float, float, float]:
+    """Colour of keypoint ``k`` (and of the bone ending at it), RGB in [0, 1]."""
+    f = FINGER_OF[k]
+    return PALM_COLOR_RGB if f < 0 else FINGER_COLORS_RGB[f]
+
+
+def bone_lengths(points: np.ndarray) -> np.ndarray:
+    """Length of each of the 20 bones.
+
+    Args:
+        points: (*, 21, D) keypoints, D = 2 or 3.
+
+    Returns:
+        (*, 20) bone lengths, in the unit of ``points``, in ``BONES`` order.
+    """
+    child = [c for c, _ in BONES]
+    parent = [p for _, p in BONES]
+    return np.linalg.norm(points[..., child, :] - points[..., parent, :], axis=-1)
+
+
+# Left/right mirroring of a keypoint array is the identity on indices: the order is
+# the same for both hands, only the geometry is mirrored.
