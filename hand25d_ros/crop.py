@@ -1,0 +1,116 @@
+"""Crop bookkeeping: square hand crops and the intrinsics that go with them.
+
+Pixel convention (OpenCV's): pixel (i, j) has its centre at x = j, y = i, so an
+image of width W spans x in [-0.5, W - 0.5]. A crop is the affine map
+``dst = A @ [x, y, 1]`` that ``cv2.warpAffine`` applies; the crop's intrinsics
+are ``K_crop = [A; 0 0 1] @ K``, so 3D points keep living in the original
+camera frame and project into the crop through ``K_crop``. With a rotated crop
+``K_crop`` is no longer upper-triangular; everything downstream uses ``K^-1``
+and does not care.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ._checks import check_box, check_image_rgb, check_intrinsics
+
+
+def crop_affine(center_px: np.ndarray, side_px: float, out_size_px: int,
+                rotation_rad: float = 0.0) -> np.ndarray:
+    """Affine map from image pixels to a square crop of ``out_size_px``.
+
+    The square of side ``side_px`` centred on ``center_px``, rotated by
+    ``rotation_rad`` (counter-clockwise in the image as seen), fills the crop.
+
+    Args:
+        center_px: (2,) crop centre in image pixels.
+        side_px: side of the square in image pixels, > 0.
+        out_size_px: side of the output crop in pixels.
+        rotation_rad: in-plane rotation of the crop.
+
+    Returns:
+        (2, 3) float64 affine ``A`` with ``crop_xy = A @ [x, y, 1]``.
+    """
+    if not np.isfinite(side_px) or side_px <= 0:
+        raise ValueError(f"crop side must be a positive finite number of pixels, got {side_px}")
+    s = out_size_px / side_px
+    c, sn = np.cos(rotation_rad), np.sin(rotation_rad)
+    # x' = s R (x - centre) + (out - 1) / 2 : edges map to edges under the pixel-centre convention
+    R = s * np.array([[c, sn], [-sn, c]])
+    t = (out_size_px - 1) / 2.0 - R @ np.asarray(center_px, dtype=np.float64)
+    return np.concatenate([R, t[:, None]], axis=1)
+
+
+def box_to_crop_affine(box_xywh, out_size_px: int, scale: float = 1.0) -> np.ndarray:
+    """Affine for the square crop around a box, its longer side times ``scale``.
+
+    Box convention: ``(x, y, w, h)`` with (x, y) the top-left corner in continuous
+    pixel coordinates, so the whole W x H image is ``(-0.5, -0.5, W, H)``.
+
+    Returns:
+        (2, 3) float64 affine, as :func:`crop_affine`.
+    """
+    x, y, w, h = check_box(box_xywh)
+    center = np.array([x + w / 2.0, y + h / 2.0])
+    return crop_affine(center, max(w, h) * scale, out_size_px)
+
+
+def whole_image_box(height: int, width: int) -> tuple[float, float, float, float]:
+    """The box that covers a whole H x W image."""
+    return (-0.5, -0.5, float(width), float(height))
+
+
+def crop_intrinsics(K: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """Intrinsics of a crop.
+
+    Args:
+        K: (*, 3, 3) intrinsics of the source image.
+        A: (*, 2, 3) crop affine.
+
+    Returns:
+        (*, 3, 3) ``[A; 0 0 1] @ K``.
+    """
+    A3 = affine_to_3x3(A)
+    return A3 @ np.asarray(K, dtype=np.float64)
+
+
+def affine_to_3x3(A: np.ndarray) -> np.ndarray:
+    """(*, 2, 3) affine -> (*, 3, 3) homogeneous matrix."""
+    A = np.asarray(A, dtype=np.float64)
+    last = np.broadcast_to(np.array([0.0, 0.0, 1.0]), A.shape[:-2] + (1, 3))
+    return np.concatenate([A, last], axis=-2)
+
+
+def transform_points(A: np.ndarray, points_px: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine to (*, 2) points."""
+    points_px = np.asarray(points_px, dtype=np.float64)
+    return points_px @ A[:, :2].T + A[:, 2]
+
+
+def invert_affine(A: np.ndarray) -> np.ndarray:
+    """Inverse of a (2, 3) affine, as (2, 3)."""
+    return cv2.invertAffineTransform(np.asarray(A, dtype=np.float64))
+
+
+def warp_crop(image: np.ndarray, A: np.ndarray, out_size_px: int,
+              border_value=(0, 0, 0)) -> np.ndarray:
+    """Cut the crop ``A`` out of ``image`` (bilinear; constant border outside).
+
+    Downscaling by more than 2x first blurs with an area filter, so that small
+    crops of large frames do not alias.
+    """
+    check_image_rgb(image)
+    scale = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
+    if scale < 0.5:
+        # pre-shrink with INTER_AREA, then fold the shrink into the affine
+        f = max(scale * 2.0, 1e-6)
+        small = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        fx = small.shape[1] / image.shape[1]
+        fy = small.shape[0] / image.shape[0]
+        # small pixel centre x_s = (x + 0.5) * fx - 0.5
+        S = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
+        A = (affine_to_3x3(A) @ np.linalg.inv(S))[:2]
+        image = small
+    return cv2.warpAffine(image, A, (out_size_px, out_size_px), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
