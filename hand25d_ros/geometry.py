@@ -1,0 +1,337 @@
+"""2.5D <-> 3D geometry of the latent 2.5D method (Iqbal et al. 2018).
+
+Every function works on any batch shape ``(*)`` and exists in two flavours:
+``foo_torch`` on tensors (differentiable, used by losses and the exported model)
+and ``foo`` on numpy arrays (float64, used by the estimator and the tools). The
+numpy flavour runs the torch one, so the two cannot drift apart.
+
+Symbols follow ``method.md``: ``uv_px`` pixel keypoints, ``xn`` intrinsics-
+normalised coordinates ``K^-1 (u, v, 1)``, ``z_rel_norm`` scale-normalised
+root-relative depth ``(C / s) (Z_k - Z_root)``, ``Z_root_norm`` the normalised
+root depth, ``s`` the length of the scale bone (wrist -> index MCP), C = 1.
+"""
+from __future__ import annotations
+
+import enum
+
+import cv2
+import numpy as np
+import torch
+
+from . import keypoints as kp
+from ._checks import check_array, check_intrinsics
+
+
+class RootDepthStatus(enum.IntEnum):
+    """Outcome of the root-depth solve, per pose."""
+    OK = 0
+    CLAMPED = 1      # negative discriminant (noisy 2.5D): clamped to the closest-approach depth
+    DEGENERATE = 2   # the bone is seen end-on (a ~ 0): its length says nothing about depth
+    BEHIND = 3       # the solution lies behind the camera
+    NONFINITE = 4    # non-finite input
+
+
+# Statuses whose depth can be used.
+USABLE_STATUSES = (RootDepthStatus.OK, RootDepthStatus.CLAMPED)
+
+# a below this (squared normalised-coordinate length of the bone's image) counts as end-on:
+# 1e-8 is a bone image of 1e-4 focal lengths, a tenth of a pixel at f = 1000 px.
+_A_EPS = 1e-8
+_Z_MIN = 1e-6
+
+
+# ----------------------------------------------------------------------------- torch
+
+def normalize_points_torch(uv_px: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Pixels -> intrinsics-normalised coordinates.
+
+    Args:
+        uv_px: (*, N, 2) pixel coordinates.
+        K: (*, 3, 3) intrinsics (any invertible matrix with last row 0 0 1).
+
+    Returns:
+        (*, N, 2) ``(x~, y~)`` with ``(x~, y~, 1) = K^-1 (u, v, 1)``.
+    """
+    Kinv = torch.linalg.inv(K)
+    # (x~, y~) = Kinv[:2, :2] (u, v) + Kinv[:2, 2]; Kinv's last row stays (0, 0, 1)
+    return uv_px @ Kinv[..., :2, :2].transpose(-1, -2) + Kinv[..., None, :2, 2]
+
+
+def project_points_torch(points: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """Perspective projection.
+
+    Args:
+        points: (*, N, 3) points in the camera optical frame, Z > 0.
+        K: (*, 3, 3) intrinsics.
+
+    Returns:
+        (*, N, 2) pixels; ``u = (K P)_x / Z`` (``u = fx X / Z + cx`` for a plain K).
+    """
+    h = points @ K.transpose(-1, -2)
+    return h[..., :2] / h[..., 2:3]
+
+
+def scale_bone_length_torch(points: torch.Tensor) -> torch.Tensor:
+    """(*, 21, 3) -> (*,) length s of the scale bone (wrist -> index MCP)."""
+    n, m = kp.SCALE_BONE
+    return torch.linalg.norm(points[..., n, :] - points[..., m, :], dim=-1)
+
+
+def pose_to_25d_torch(points: torch.Tensor, K: torch.Tensor):
+    """3D pose -> its scale-normalised 2.5D representation.
+
+    Args:
+        points: (*, 21, 3) pose in the camera optical frame (any length unit).
+        K: (*, 3, 3) intrinsics.
+
+    Returns:
+        uv_px (*, 21, 2), z_rel_norm (*, 21) ``= (C / s) (Z_k - Z_root)``,
+        s (*,) the scale-bone length in the unit of ``points``.
+    """
+    s = scale_bone_length_torch(points)
+    z = points[..., 2]
+    z_rel_norm = (kp.SCALE_C / s)[..., None] * (z - z[..., kp.ROOT:kp.ROOT + 1])
+    return project_points_torch(points, K), z_rel_norm, s
+
+
+def _root_depth_candidates_torch(xn, z_rel_norm, bone, length_norm):
+    """Both roots of the bone quadratic: (Z_far, Z_near, status); see solve_root_depth_torch."""
+    n, m = bone
+    d = xn[..., n, :] - xn[..., m, :]
+    e = xn[..., n, :] * z_rel_norm[..., n, None] - xn[..., m, :] * z_rel_norm[..., m, None]
+    dz = z_rel_norm[..., n] - z_rel_norm[..., m]
+    a = (d * d).sum(-1)
+    b = (d * e).sum(-1)
+    c = (e * e).sum(-1) + dz * dz - length_norm ** 2
+    disc = b * b - a * c
+    finite = torch.isfinite(a) & torch.isfinite(b) & torch.isfinite(c)
+    degenerate = a < _A_EPS
+    a_safe = torch.where(degenerate | ~finite, torch.ones_like(a), a)
+    root = torch.sqrt(torch.where(finite, disc.clamp(min=0.0), torch.zeros_like(disc)))
+    b_safe = torch.where(finite, b, torch.zeros_like(b))
+    Z_far = (-b_safe + root) / a_safe
+    Z_near = (-b_safe - root) / a_safe
+    status = torch.full_like(a, int(RootDepthStatus.OK), dtype=torch.int64)
+    for cond, code in ((disc < 0, RootDepthStatus.CLAMPED), (Z_far <= _Z_MIN, RootDepthStatus.BEHIND),
+                       (degenerate, RootDepthStatus.DEGENERATE), (~finite, RootDepthStatus.NONFINITE)):
+        status = torch.where(cond, torch.full_like(status, int(code)), status)
+    usable = status <= int(RootDepthStatus.CLAMPED)
+    Z_far = torch.where(usable, Z_far, torch.zeros_like(Z_far))
+    # a second root in front of the camera: the bone alone cannot tell which is right
+    Z_near = torch.where(usable & (Z_near > _Z_MIN), Z_near, torch.zeros_like(Z_near))
+    return Z_far, Z_near, status
+
+
+def solve_root_depth_torch(xn: torch.Tensor, z_rel_norm: torch.Tensor,
+                           bone: tuple[int, int] = kp.SCALE_BONE,
+                           length_norm: float = kp.SCALE_C):
+    """Normalised root depth from one bone of known normalised length.
+
+    With ``Z_k = Z_root + z_k`` and ``X = x~ Z``, ``Y = y~ Z`` the bone constraint
+    ``|P_n - P_m|^2 = L^2`` is ``a Z_root^2 + 2 b Z_root + c = 0`` with
+    ``a = |x~n - x~m|^2``, ``b = (x~n - x~m) . (x~n z_n - x~m z_m)``,
+    ``c = |x~n z_n - x~m z_m|^2 + (z_n - z_m)^2 - L^2``; the root in front of the
+    camera is ``(-b + sqrt(b^2 - a c)) / a`` (b is half the linear coefficient:
+    the paper's ``0.5 (-b + sqrt(b^2 - 4ac)) / a`` needs the full one).
+    When c > 0 both roots can lie in front of the camera (a hand very close to a
+    wide-angle lens, about 0.2% of poses 0.25-1.2 m away); this takes the far one,
+    the robust solver uses other bones to choose.
+
+    Args:
+        xn: (*, 21, 2) normalised coordinates.
+        z_rel_norm: (*, 21) normalised root-relative depths.
+        bone: (n, m) keypoint pair.
+        length_norm: normalised length L of that pair (C for the scale bone).
+
+    Returns:
+        Z_root_norm (*,) finite, > 0 where usable, else 0; status (*,) int64 RootDepthStatus.
+    """
+    Z, _, status = _root_depth_candidates_torch(xn, z_rel_norm, bone, length_norm)
+    return Z, status
+
+
+def _masked_median(values: torch.Tensor, mask: torch.Tensor):
+    """Median over the last dim of the entries where mask; (median, count)."""
+    big = torch.finfo(values.dtype).max
+    sorted_v, _ = torch.sort(torch.where(mask, values, torch.full_like(values, big)), dim=-1)
+    count = mask.sum(-1)
+    lo = ((count - 1).clamp(min=0) // 2)[..., None]
+    hi = (count // 2).clamp(max=values.shape[-1] - 1)[..., None]
+    med = 0.5 * (sorted_v.gather(-1, lo) + sorted_v.gather(-1, hi))[..., 0]
+    return torch.where(count > 0, med, torch.zeros_like(med)), count
+
+
+def solve_root_depth_robust_torch(xn: torch.Tensor, z_rel_norm: torch.Tensor,
+                                  bones: tuple[tuple[int, int], ...],
+                                  lengths_norm: torch.Tensor):
+    """Root depth as the median of the solutions from several bones.
+
+    One bone carries all of its own 2.5D noise into the root depth; the median
+    over bones of known proportion to the scale bone does not. Bones with two
+    roots in front of the camera take the one nearer the median of the others.
+
+    Args:
+        xn: (*, 21, 2); z_rel_norm: (*, 21).
+        bones: B keypoint pairs; lengths_norm: (B,) their lengths in units of the
+            scale bone (C = 1).
+
+    Returns:
+        Z_root_norm (*,) (0 where no bone is usable), status (*,) int64: OK when
+        at least one bone was usable, else the scale bone's status.
+    """
+    far, near, ok = [], [], []
+    for (n, m), L in zip(bones, lengths_norm.tolist()):
+        Zf, Zn, st = _root_depth_candidates_torch(xn, z_rel_norm, (n, m), L)
+        far.append(Zf)
+        near.append(Zn)
+        ok.append(st <= int(RootDepthStatus.CLAMPED))
+    far, near, ok = torch.stack(far, -1), torch.stack(near, -1), torch.stack(ok, -1)
+    ambiguous = near > 0
+    ref, ref_count = _masked_median(far, ok & ~ambiguous)
+    ref = torch.where(ref_count > 0, ref, _masked_median(far, ok)[0])[..., None]
+    pick = torch.where(ambiguous & ((near - ref).abs() < (far - ref).abs()), near, far)
+    Z, count = _masked_median(pick, ok)
+    _, st_scale = solve_root_depth_torch(xn, z_rel_norm)
+    status = torch.where(count > 0, torch.zeros_like(st_scale), st_scale)
+    return Z, status
+
+
+def reconstruct_normalized_torch(xn: torch.Tensor, z_rel_norm: torch.Tensor,
+                                 Z_root_norm: torch.Tensor) -> torch.Tensor:
+    """Back-projection ``Z_k = Z_root + z_k``, ``X_k = x~_k Z_k``, ``Y_k = y~_k Z_k``.
+
+    Args:
+        xn: (*, 21, 2); z_rel_norm: (*, 21); Z_root_norm: (*,).
+
+    Returns:
+        (*, 21, 3) scale-normalised pose P^ (scale bone of length C).
+    """
+    Z = Z_root_norm[..., None] + z_rel_norm
+    return torch.cat([xn * Z[..., None], Z[..., None]], dim=-1)
+
+
+# ----------------------------------------------------------------------------- numpy
+
+def _t(x) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x, dtype=np.float64))
+
+
+def normalize_points(uv_px, K) -> np.ndarray:
+    """numpy :func:`normalize_points_torch`: (*, N, 2), (*, 3, 3) -> (*, N, 2)."""
+    return normalize_points_torch(_t(uv_px), _t(K)).numpy()
+
+
+def project_points(points, K) -> np.ndarray:
+    """numpy :func:`project_points_torch`: (*, N, 3), (*, 3, 3) -> (*, N, 2)."""
+    return project_points_torch(_t(points), _t(K)).numpy()
+
+
+def pose_to_25d(points, K):
+    """numpy :func:`pose_to_25d_torch`: returns uv_px (*, 21, 2), z_rel_norm (*, 21), s (*,)."""
+    uv, z, s = pose_to_25d_torch(_t(points), _t(K))
+    return uv.numpy(), z.numpy(), s.numpy()
+
+
+def solve_root_depth(xn, z_rel_norm, bone=kp.SCALE_BONE, length_norm=kp.SCALE_C):
+    """numpy :func:`solve_root_depth_torch`: returns Z_root_norm (*,), status (*,)."""
+    Z, st = solve_root_depth_torch(_t(xn), _t(z_rel_norm), bone, length_norm)
+    return Z.numpy(), st.numpy()
+
+
+def reconstruct_normalized(xn, z_rel_norm, Z_root_norm) -> np.ndarray:
+    """numpy :func:`reconstruct_normalized_torch`: -> (*, 21, 3)."""
+    return reconstruct_normalized_torch(_t(xn), _t(z_rel_norm), _t(Z_root_norm)).numpy()
+
+
+# Palm pairs are rigid, and the proximal phalanges barely change length with pose:
+# these are the bones the robust root-depth estimate votes with.
+ROBUST_BONES: tuple[tuple[int, int], ...] = (
+    (5, 0), (9, 0), (13, 0), (17, 0), (9, 5), (13, 9), (17, 13), (17, 5), (2, 1),
+    (6, 5), (10, 9), (14, 13), (18, 17),
+)
+
+
+def reconstruct_metric(uv_px, z_rel_norm, K, hand_size_m, method: str = "robust",
+                       bone_ratios=None):
+    """2.5D prediction -> metric 3D pose from the hand-size prior.
+
+    Args:
+        uv_px: (*, 21, 2) keypoints in the pixels of the image ``K`` describes.
+        z_rel_norm: (*, 21) normalised root-relative depth.
+        K: (*, 3, 3) intrinsics (rectified, or the distortion already removed from uv_px).
+        hand_size_m: scalar or (*,) wrist -> index-MCP length in metres.
+        method: ``"bone"`` (the scale bone alone, the paper's) or ``"robust"`` (median
+            over :data:`ROBUST_BONES`, needs ``bone_ratios``).
+        bone_ratios: (len(ROBUST_BONES),) lengths of those pairs in units of the scale bone.
+
+    Returns:
+        points_m (*, 21, 3), finite, zeros where unusable; status (*,) RootDepthStatus values.
+    """
+    uv = _t(uv_px)
+    z = _t(z_rel_norm)
+    xn = normalize_points_torch(uv, _t(K))
+    if method == "bone":
+        Zr, status = solve_root_depth_torch(xn, z)
+    elif method == "robust":
+        if bone_ratios is None:
+            raise ValueError("method='robust' needs bone_ratios, the lengths of ROBUST_BONES "
+                             "relative to the scale bone")
+        ratios = _t(bone_ratios)
+        if ratios.shape != (len(ROBUST_BONES),):
+            raise ValueError(f"bone_ratios must have shape ({len(ROBUST_BONES)},), got {tuple(ratios.shape)}")
+        Zr, status = solve_root_depth_robust_torch(xn, z, ROBUST_BONES, ratios)
+    else:
+        raise ValueError(f"method must be 'bone' or 'robust', got {method!r}")
+    P_norm = reconstruct_normalized_torch(xn, z, Zr)
+    scale = _t(hand_size_m) / kp.SCALE_C
+    P = P_norm * scale[..., None, None] if scale.ndim else P_norm * scale
+    usable = status <= int(RootDepthStatus.CLAMPED)
+    P = torch.where(usable[..., None, None] & torch.isfinite(P), P, torch.zeros_like(P))
+    return P.numpy(), status.numpy()
+
+
+def bone_ratios_from_poses(points) -> np.ndarray:
+    """Mean length of each :data:`ROBUST_BONES` pair relative to the scale bone.
+
+    Args:
+        points: (N, 21, 3) poses.
+
+    Returns:
+        (len(ROBUST_BONES),) ratios.
+    """
+    P = np.asarray(points, dtype=np.float64)
+    s = np.linalg.norm(P[:, kp.SCALE_BONE[0]] - P[:, kp.SCALE_BONE[1]], axis=-1)
+    r = [np.linalg.norm(P[:, n] - P[:, m], axis=-1) / s for n, m in ROBUST_BONES]
+    return np.median(np.stack(r, -1), axis=0)
+
+
+def undistort_points(uv_px, K, D, distortion_model: str = "plumb_bob") -> np.ndarray:
+    """Remove lens distortion from pixel coordinates (CameraInfo conventions).
+
+    Args:
+        uv_px: (N, 2) distorted pixels.
+        K: (3, 3) camera matrix of the raw image.
+        D: distortion coefficients as in CameraInfo.d: ``plumb_bob`` (k1 k2 t1 t2 k3),
+            ``rational_polynomial`` (8 coefficients) or ``equidistant`` (k1..k4).
+        distortion_model: the CameraInfo ``distortion_model`` string.
+
+    Returns:
+        (N, 2) undistorted pixels, in the image of the same K without distortion.
+    """
+    uv = check_array(uv_px, "uv_px", (None, 2)).astype(np.float64).reshape(-1, 1, 2)
+    K = check_intrinsics(K)
+    D = np.asarray(D, dtype=np.float64).ravel()
+    if not np.all(np.isfinite(D)):
+        raise ValueError("distortion coefficients contain non-finite values")
+    if D.size == 0 or not np.any(D):
+        return uv.reshape(-1, 2).copy()
+    if distortion_model in ("plumb_bob", "rational_polynomial"):
+        out = cv2.undistortPoints(uv, K, D, P=K)
+    elif distortion_model == "equidistant":
+        if D.size != 4:
+            raise ValueError(f"equidistant distortion needs 4 coefficients, got {D.size}")
+        out = cv2.fisheye.undistortPoints(uv, K, D, P=K)
+    else:
+        raise ValueError(f"unsupported distortion model {distortion_model!r}; "
+                         "use plumb_bob, rational_polynomial or equidistant")
+    return out.reshape(-1, 2)
