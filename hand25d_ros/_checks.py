@@ -21,7 +21,8 @@ def check_array(x, name: str, shape: tuple, dtype_kind: str | None = None,
         tail = a.shape[a.ndim - len(core):]
         ok = all(w is None or w == t for w, t in zip(core, tail))
     if not ok:
-        pretty = "(" + ", ".join("*" if w is Ellipsis else ("N" if w is None else str(w)) for w in want) + ")"
+        parts = ["*" if w is Ellipsis else ("N" if w is None else str(w)) for w in want]
+        pretty = "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
         raise ValueError(f"{name} must have shape {pretty}, got {a.shape}")
     if dtype_kind is not None and a.dtype.kind not in dtype_kind:
         raise TypeError(f"{name} must have a {'numeric' if 'f' in dtype_kind else dtype_kind} dtype, got {a.dtype}")

@@ -1,0 +1,107 @@
+"""Weights files: a state dict that carries its own architecture and metadata.
+
+A weights file is ``torch.save`` of a plain dict::
+
+    {"format": "hand25d_ros.weights", "version": 1,
+     "arch": {"name": "small", ...build_model overrides...},
+     "state_dict": {...},
+     "meta": {"input_size": 128, "keypoint_names": [...], "bone_ratios": [...],
+              "recipe": {...}, "metrics": {...}}}
+
+It loads with ``torch.load(weights_only=True)`` (no pickled code runs) and is
+checked against this package's keypoint order before use.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from . import keypoints as kp
+from .model import Hand25DNet, build_model
+
+FORMAT = "hand25d_ros.weights"
+VERSION = 1
+DEFAULT_WEIGHTS_NAME = "hand25d_small_synth.pt"
+
+
+class WeightsError(RuntimeError):
+    """A weights file that is missing, unreadable or does not fit this package."""
+
+
+@dataclass
+class LoadedWeights:
+    model: Hand25DNet
+    meta: dict = field(default_factory=dict)
+    path: str = ""
+
+
+def default_weights_path() -> Path:
+    """Path of the weights bundled with the package."""
+    return Path(str(resources.files("hand25d_ros") / "weights" / DEFAULT_WEIGHTS_NAME))
+
+
+def save_weights(model: Hand25DNet, path, arch: dict, meta: dict | None = None) -> None:
+    """Write ``model`` with its architecture and metadata; atomic (tmp file + rename).
+
+    Args:
+        model: the network.
+        path: output file.
+        arch: ``{"name": <ARCHS key>, **build_model overrides}`` that rebuilds ``model``.
+        meta: free-form metadata; input size, keypoint order and root are added.
+    """
+    meta = dict(meta or {})
+    meta.setdefault("input_size", model.input_size)
+    meta.setdefault("keypoint_names", list(kp.KEYPOINT_NAMES))
+    meta.setdefault("root", kp.ROOT)
+    meta.setdefault("scale_bone", list(kp.SCALE_BONE))
+    blob = {"format": FORMAT, "version": VERSION, "arch": dict(arch),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "meta": meta}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def load_weights(path=None, map_location="cpu") -> LoadedWeights:
+    """Load a weights file (None = the bundled default) and rebuild its network.
+
+    Raises:
+        WeightsError: naming the file and what is wrong with it.
+    """
+    path = Path(path) if path is not None else default_weights_path()
+    if not path.is_file():
+        if path == default_weights_path():
+            raise WeightsError(
+                f"no bundled default weights at {path}: this install ships without trained weights. "
+                "Train them with `hand25d-train` or pass weights=<path to a .pt file>.")
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"cannot read weights file {path}: not a hand25d_ros weights file "
+                           f"or corrupt ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise WeightsError(f"{path} is not a hand25d_ros weights file (missing format tag {FORMAT!r})")
+    if blob.get("version") != VERSION:
+        raise WeightsError(f"{path} has weights format version {blob.get('version')}, "
+                           f"this package reads version {VERSION}")
+    meta = blob.get("meta", {})
+    names = meta.get("keypoint_names")
+    if names is not None and tuple(names) != kp.KEYPOINT_NAMES:
+        raise WeightsError(f"{path} was trained with a different keypoint order: {names}")
+    arch = dict(blob.get("arch", {}))
+    name = arch.pop("name", "small")
+    try:
+        model = build_model(name, **arch)
+        model.load_state_dict(blob["state_dict"])
+    except Exception as exc:
+        raise WeightsError(f"{path} does not fit the network it names ({name!r}): "
+                           f"{type(exc).__name__}: {str(exc)[:300]}") from None
+    model.eval()
+    return LoadedWeights(model=model, meta=meta, path=str(path))

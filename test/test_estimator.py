@@ -1,0 +1,129 @@
+"""The public API: shapes, NaN-free output, ROI bookkeeping, bad input."""
+import numpy as np
+import pytest
+
+from hand25d_ros import HandPoseEstimator, WeightsError
+from hand25d_ros import geometry as geo
+
+K = np.array([[500.0, 0, 160], [0, 500, 120], [0, 0, 1]])
+
+
+@pytest.fixture(scope="module")
+def est(untrained_weights):
+    return HandPoseEstimator(weights=untrained_weights, device="cpu")
+
+
+def test_estimate_shapes_and_finite(est):
+    img = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    pose = est.estimate(img, K)
+    assert pose.keypoints_2d.shape == (21, 2) and pose.keypoints_3d.shape == (21, 3)
+    assert pose.confidence.shape == (21,)
+    assert np.all(np.isfinite(pose.keypoints_3d)) and np.all(np.isfinite(pose.keypoints_2d))
+    assert np.all((pose.confidence >= 0) & (pose.confidence <= 1))
+    assert isinstance(pose.valid, bool)
+    if pose.valid:
+        # 3D reprojects onto 2D through K (no distortion)
+        np.testing.assert_allclose(geo.project_points(pose.keypoints_3d, K), pose.keypoints_2d, atol=1e-6)
+    else:
+        assert np.all(pose.keypoints_3d == 0)
+
+
+def test_roi_crop_is_the_same_as_cropping_by_hand(est):
+    """A hand cropped by the estimator from a big frame == the same crop given with its K."""
+    import cv2
+    from hand25d_ros.crop import box_to_crop_affine, crop_intrinsics, warp_crop
+    rng = np.random.default_rng(1)
+    frame = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (7, 7), 2)
+    Kf = np.array([[600.0, 0, 320], [0, 600, 240], [0, 0, 1]])
+    roi = (200.0, 100.0, 128.0, 128.0)  # exactly 128 px: the crop is a pure translation
+    a = est.estimate(frame, Kf, roi=roi)
+    A = box_to_crop_affine(roi, 128)
+    crop = warp_crop(frame, A, 128)
+    b = est.estimate(crop, crop_intrinsics(Kf, A))
+    np.testing.assert_allclose(a.keypoints_2d, b.keypoints_2d + [200.5, 100.5], atol=1e-3)
+    np.testing.assert_allclose(a.keypoints_3d, b.keypoints_3d, atol=1e-6)
+
+
+def test_hand_size_scales_depth(est):
+    img = np.random.default_rng(2).integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    Kc = np.array([[300.0, 0, 64], [0, 300, 64], [0, 0, 1]])
+    p1 = est.estimate(img, Kc, hand_size_m=0.08)
+    p2 = est.estimate(img, Kc, hand_size_m=0.10)
+    if p1.valid and p2.valid:
+        np.testing.assert_allclose(p2.keypoints_3d, p1.keypoints_3d * 1.25, rtol=1e-9)
+    np.testing.assert_allclose(p1.keypoints_2d, p2.keypoints_2d)
+
+
+def test_batch_matches_single(est):
+    rng = np.random.default_rng(3)
+    imgs = [rng.integers(0, 255, (100 + 20 * i, 120, 3), dtype=np.uint8) for i in range(3)]
+    batch = est.estimate_batch(imgs, [K] * 3)
+    for img, p in zip(imgs, batch):
+        q = est.estimate(img, K)
+        np.testing.assert_allclose(p.keypoints_2d, q.keypoints_2d, atol=1e-3)
+
+
+def test_distortion_is_removed_before_lifting(est):
+    img = np.random.default_rng(4).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    D = [-0.3, 0.1, 0, 0, 0]
+    p = est.estimate(img, K, D=D)
+    q = est.estimate(img, K)
+    np.testing.assert_allclose(p.keypoints_2d, q.keypoints_2d)  # 2D stays in the raw image
+    if p.valid:
+        und = geo.undistort_points(p.keypoints_2d, K, D)
+        np.testing.assert_allclose(geo.project_points(p.keypoints_3d, K), und, atol=1e-6)
+
+
+def test_lift_of_exact_25d_is_exact_and_reprojects(untrained_weights):
+    """The estimator's lifting step on exact 2.5D data recovers the metric pose."""
+    est = HandPoseEstimator(weights=untrained_weights, device="cpu", root_depth="bone")
+    import sys, pathlib
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from test_geometry import random_pose_mm
+    P = random_pose_mm(np.random.default_rng(5), 1.0, 600.0)
+    uv, z, s = geo.pose_to_25d(P, K)
+    pose = est._lift(uv, z, np.ones(21), K, s / 1000.0, (0, 0, 1, 1), None, "plumb_bob")
+    assert pose.valid
+    np.testing.assert_allclose(pose.keypoints_3d * 1000.0, P, atol=1e-4)
+    np.testing.assert_allclose(geo.project_points(pose.keypoints_3d, K), uv, atol=1e-6)
+    # a pose 50 m away is not trusted
+    far = est._lift(uv, z, np.ones(21), K, s / 1000.0 * 100, (0, 0, 1, 1), None, "plumb_bob")
+    assert not far.valid and np.all(far.keypoints_3d == 0)
+
+
+IMG = np.zeros((64, 64, 3), np.uint8)
+
+
+@pytest.mark.parametrize("image, K_, kwargs, exc, match", [
+    (np.zeros((64, 64), np.uint8), K, {}, ValueError, r"shape \(H, W, 3\)"),
+    (np.zeros((64, 64, 4), np.uint8), K, {}, ValueError, r"shape \(H, W, 3\)"),
+    (np.zeros((64, 64, 3), np.float32), K, {}, TypeError, "uint8"),
+    (np.zeros((0, 64, 3), np.uint8), K, {}, ValueError, "empty"),
+    ([[1, 2, 3]], K, {}, TypeError, "numpy array"),
+    (IMG, np.eye(2), {}, ValueError, r"shape \(3, 3\)"),
+    (IMG, np.zeros((3, 3)), {}, ValueError, "last row"),
+    (IMG, np.diag([0.0, 0.0, 1.0]), {}, ValueError, "singular"),
+    (IMG, np.array([[np.nan, 0, 1], [0, 1, 1], [0, 0, 1]]), {}, ValueError, "non-finite"),
+    (IMG, K, {"hand_size_m": -0.1}, ValueError, "hand_size_m"),
+    (IMG, K, {"hand_size_m": float("nan")}, ValueError, "hand_size_m"),
+    (IMG, K, {"roi": (0, 0, 0, 10)}, ValueError, "positive width"),
+    (IMG, K, {"roi": (0, 0, 10)}, ValueError, r"shape \(4,\)"),
+    (IMG, K, {"roi": (0, np.inf, 10, 10)}, ValueError, "non-finite"),
+])
+def test_bad_input_raises_clear_errors(est, image, K_, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        est.estimate(image, K_, **kwargs)
+
+
+def test_missing_weights_fail_clearly(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        HandPoseEstimator(weights=tmp_path / "missing.pt")
+
+
+def test_bad_device(untrained_weights):
+    with pytest.raises(ValueError, match="device"):
+        HandPoseEstimator(weights=untrained_weights, device="tpu")
+    import torch
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            HandPoseEstimator(weights=untrained_weights, device="cuda")

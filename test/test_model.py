@@ -1,0 +1,128 @@
+import numpy as np
+import pytest
+import torch
+
+from hand25d_ros import keypoints as kp
+from hand25d_ros.export import export_onnx, export_torchscript
+from hand25d_ros.losses import latent25d_loss
+from hand25d_ros.model import Latent25DHead, build_model
+from hand25d_ros.weights import WeightsError, load_weights, save_weights
+
+
+def test_output_shapes_and_ranges():
+    m = build_model("tiny").eval()
+    uv, z, conf = m(torch.rand(2, 3, 128, 128))
+    assert uv.shape == (2, 21, 2) and z.shape == (2, 21) and conf.shape == (2, 21)
+    assert torch.all((conf >= 0) & (conf <= 1))
+    assert torch.all((uv > -0.5) & (uv < 127.5))
+
+
+def test_beta_is_a_trained_positive_parameter():
+    m = build_model("tiny")
+    names = [n for n, _ in m.named_parameters()]
+    assert "head.beta_raw" in names
+    assert torch.all(m.head.beta > 0)
+    uv, z, _ = m(torch.rand(2, 3, 128, 128))
+    (uv.sum() + z.sum()).backward()
+    assert m.head.beta_raw.grad is not None and torch.any(m.head.beta_raw.grad != 0)
+
+
+def test_soft_argmax_pixel_centres():
+    """A one-hot latent map at cell (i, j) lands on that cell's centre in input pixels."""
+    head = Latent25DHead(1, stride=4, beta_init=50.0)
+    lat = torch.full((1, 2, 32, 32), -10.0)
+    lat[0, 0, 7, 20] = 10.0
+    lat[0, 1] = 0.3
+    uv, z, conf, _ = head(lat)
+    np.testing.assert_allclose(uv[0, 0].detach().numpy(), [(20 + 0.5) * 4 - 0.5, (7 + 0.5) * 4 - 0.5], atol=1e-3)
+    assert abs(z.item() - 0.3) < 1e-5
+    assert conf.item() > 0.99
+
+
+def test_flat_heatmap_has_low_confidence():
+    head = Latent25DHead(1, stride=4)
+    uv, z, conf, _ = head(torch.zeros(1, 2, 32, 32))
+    assert conf.item() < 0.02
+    np.testing.assert_allclose(uv[0, 0].detach().numpy(), [63.5, 63.5], atol=1e-4)
+
+
+def test_loss_masks_2d_only_samples():
+    uv = torch.zeros(2, 21, 2)
+    z_pred = torch.zeros(2, 21)
+    z_gt = torch.ones(2, 21)
+    total, terms = latent25d_loss(uv, z_pred, uv, z_gt, 128, has_3d=torch.tensor([True, False]))
+    assert abs(terms["loss_z"].item() - 1.0) < 1e-6
+    total, terms = latent25d_loss(uv, z_pred, uv, z_gt, 128, has_3d=torch.tensor([False, False]))
+    assert terms["loss_z"].item() == 0.0 and total.item() == 0.0
+
+
+def test_a_few_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    m = build_model("tiny")
+    opt = torch.optim.Adam(m.parameters(), 3e-3)
+    x = torch.rand(4, 3, 128, 128)
+    uv_gt = torch.rand(4, 21, 2) * 100 + 14
+    z_gt = torch.randn(4, 21) * 0.3
+    losses = []
+    for _ in range(15):
+        uv, z, _ = m(x)
+        loss, _ = latent25d_loss(uv, z, uv_gt, z_gt, 128)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_weights_roundtrip_and_metadata(tmp_path):
+    m = build_model("tiny").eval()
+    p = tmp_path / "w.pt"
+    save_weights(m, p, {"name": "tiny"}, {"recipe": {"steps": 1}})
+    loaded = load_weights(p)
+    assert loaded.meta["input_size"] == 128
+    assert tuple(loaded.meta["keypoint_names"]) == kp.KEYPOINT_NAMES
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        for a, b in zip(m(x), loaded.model(x)):
+            torch.testing.assert_close(a, b)
+
+
+def test_weights_errors_name_the_file(tmp_path):
+    with pytest.raises(WeightsError, match="not found.*nope.pt"):
+        load_weights(tmp_path / "nope.pt")
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(WeightsError, match="corrupt.pt"):
+        load_weights(bad)
+    other = tmp_path / "other.pt"
+    torch.save({"hello": 1}, other)
+    with pytest.raises(WeightsError, match="not a hand25d_ros weights file"):
+        load_weights(other)
+    m = build_model("tiny")
+    wrong = tmp_path / "wrong.pt"
+    save_weights(m, wrong, {"name": "small"})  # claims an arch it does not fit
+    with pytest.raises(WeightsError, match="does not fit"):
+        load_weights(wrong)
+    order = tmp_path / "order.pt"
+    save_weights(m, order, {"name": "tiny"}, {"keypoint_names": list(reversed(kp.KEYPOINT_NAMES))})
+    with pytest.raises(WeightsError, match="keypoint order"):
+        load_weights(order)
+
+
+def test_torchscript_and_onnx_exports_match(tmp_path):
+    import onnxruntime as ort
+    torch.manual_seed(0)
+    m = build_model("tiny").eval()
+    x = torch.rand(3, 3, 128, 128)
+    with torch.no_grad():
+        ref = [t.numpy() for t in m(x)]
+    ts = torch.jit.load(str(export_torchscript(m, tmp_path / "m.ts", 128)))
+    with torch.no_grad():
+        out = [t.numpy() for t in ts(x)]
+    for a, b in zip(ref, out):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+    sess = ort.InferenceSession(str(export_onnx(m, tmp_path / "m.onnx", 128)),
+                                providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"image": x.numpy()})
+    for a, b in zip(ref, out):
+        np.testing.assert_allclose(a, b, atol=1e-3)
