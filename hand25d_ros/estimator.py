@@ -71,10 +71,22 @@ class HandPoseEstimator:
     def __init__(self, weights=None, device: str = "auto", fp16: bool = False,
                  root_depth: str = "robust"):
         loaded = load_weights(weights)
+        self._setup(loaded.model, loaded.meta, loaded.path, device, fp16, root_depth)
+
+    @classmethod
+    def from_model(cls, model, meta: dict | None = None, device: str = "auto", fp16: bool = False,
+                   root_depth: str = "robust") -> "HandPoseEstimator":
+        """An estimator around an in-memory network (e.g. one being trained). The model is
+        used as it is: switch it to eval mode before estimating."""
+        est = cls.__new__(cls)
+        est._setup(model, dict(meta or {}), "<in-memory>", device, fp16, root_depth, move=False)
+        return est
+
+    def _setup(self, model, meta, path, device, fp16, root_depth, move=True):
         self.device = resolve_device(device)
-        self.model = loaded.model.to(self.device).eval()
-        self.meta = loaded.meta
-        self.weights_path = loaded.path
+        self.model = model.to(self.device).eval() if move else model
+        self.meta = meta
+        self.weights_path = path
         self.input_size = int(self.meta.get("input_size", self.model.input_size))
         self.fp16 = bool(fp16) and self.device.type == "cuda"
         ratios = self.meta.get("bone_ratios")
