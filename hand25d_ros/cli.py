@@ -1,0 +1,180 @@
+"""hand25d: run the estimator offline on images and videos (no ROS needed).
+
+    hand25d image photo.jpg more/ --out results/      # JSON + overlays per image
+    hand25d video clip.mp4 --out results/             # overlay video + JSON lines
+    hand25d video 0 --preview                         # webcam 0
+
+Intrinsics: ``--calib camera.yaml`` (camera_info_manager format) or a guess from
+``--hfov-deg`` (said loudly: metric depth from a guessed focal length is a guess).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .draw import draw_skeleton
+from .intrinsics import Calibration, K_from_fov, load_camera_yaml
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def _warn(msg: str) -> None:
+    print(f"hand25d: WARNING: {msg}", file=sys.stderr)
+
+
+def _calibration(args, width: int, height: int) -> Calibration:
+    if args.calib:
+        cal = load_camera_yaml(args.calib)
+        if cal.width and (cal.width, cal.height) != (width, height):
+            raise SystemExit(f"hand25d: calibration {args.calib} is for {cal.width}x{cal.height} "
+                             f"images, got {width}x{height}")
+        return cal
+    return Calibration(K=K_from_fov(width, height, args.hfov_deg), source=f"guess: {args.hfov_deg} deg hfov")
+
+
+def pose_to_json(pose, K, source: str) -> dict:
+    return {"source": source, "valid": pose.valid, "mean_confidence": pose.mean_confidence,
+            "hand_size_m": pose.hand_size_m, "K": np.asarray(K).tolist(),
+            "keypoints_2d_px": np.round(pose.keypoints_2d, 3).tolist(),
+            "keypoints_3d_m": np.round(pose.keypoints_3d, 5).tolist(),
+            "confidence": np.round(pose.confidence, 4).tolist()}
+
+
+def _list_images(paths) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTS)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise SystemExit(f"hand25d: no such file or folder: {p}")
+    if not out:
+        raise SystemExit("hand25d: no images found")
+    return out
+
+
+def cmd_image(args, est) -> int:
+    from tqdm import tqdm
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.calib:
+        _warn(f"no --calib given: guessing intrinsics from a {args.hfov_deg} degree field of view; "
+              "the 3D output's depth is only as good as that guess")
+    for path in tqdm(_list_images(args.inputs), unit="img", disable=args.quiet):
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            _warn(f"cannot read image {path}: skipped")
+            continue
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        cal = _calibration(args, rgb.shape[1], rgb.shape[0])
+        pose = est.estimate(rgb, cal.K, hand_size_m=args.hand_size_m,
+                            D=cal.D if cal.D.size else None, distortion_model=cal.distortion_model)
+        (args.out / f"{path.stem}.json").write_text(json.dumps(pose_to_json(pose, cal.K, str(path)), indent=1))
+        overlay = draw_skeleton(rgb, pose.keypoints_2d, pose.confidence, args.min_confidence)
+        cv2.imwrite(str(args.out / f"{path.stem}_overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+    print(f"wrote results to {args.out}")
+    return 0
+
+
+def cmd_video(args, est) -> int:
+    src = int(args.input) if args.input.isdigit() else args.input
+    if not isinstance(src, int) and not Path(src).is_file():
+        raise SystemExit(f"hand25d: no such video file: {src}")
+    cap = cv2.VideoCapture(src)
+    ok, bgr = cap.read()
+    if not ok:
+        raise SystemExit(f"hand25d: cannot read video {src} (broken file or unsupported codec)")
+    h, w = bgr.shape[:2]
+    cal = _calibration(args, w, h)
+    if not args.calib:
+        _warn(f"no --calib given: guessing intrinsics from a {args.hfov_deg} degree field of view")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    writer = jsonl = None
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        stem = "webcam" if isinstance(src, int) else Path(src).stem
+        tmp_video = args.out / f".{stem}_overlay.partial.mp4"
+        tmp_jsonl = args.out / f".{stem}.partial.jsonl"
+        writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+            raise SystemExit(f"hand25d: cannot open a video writer for {tmp_video}")
+        jsonl = open(tmp_jsonl, "w")
+    from tqdm import tqdm
+    bar = tqdm(total=total, unit="frame", disable=args.quiet)
+    i = 0
+    try:
+        while ok:
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            pose = est.estimate(rgb, cal.K, hand_size_m=args.hand_size_m)
+            overlay = cv2.cvtColor(draw_skeleton(rgb, pose.keypoints_2d, pose.confidence, args.min_confidence),
+                                   cv2.COLOR_RGB2BGR)
+            if writer:
+                writer.write(overlay)
+                jsonl.write(json.dumps({"frame": i, "t_s": i / fps, **pose_to_json(pose, cal.K, str(src))}) + "\n")
+            if args.preview:
+                cv2.imshow("hand25d", overlay)
+                if cv2.waitKey(1) & 0xFF == 27:
+                    break
+            i += 1
+            bar.update(1)
+            ok, bgr = cap.read()
+    except BaseException:
+        # nothing half-written is left behind
+        if writer:
+            writer.release()
+            jsonl.close()
+            tmp_video.unlink(missing_ok=True)
+            tmp_jsonl.unlink(missing_ok=True)
+        raise
+    finally:
+        cap.release()
+        bar.close()
+    if writer:
+        writer.release()
+        jsonl.close()
+        tmp_video.rename(args.out / f"{stem}_overlay.mp4")
+        tmp_jsonl.rename(args.out / f"{stem}.jsonl")
+        print(f"wrote {i} frames to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="hand25d", description=__doc__.split("\n\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--weights", default=None, help="weights file (default: the bundled weights)")
+    common.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    common.add_argument("--calib", type=Path, help="camera calibration YAML (camera_info_manager format)")
+    common.add_argument("--hfov-deg", type=float, default=60.0, help="field-of-view guess when no --calib")
+    common.add_argument("--hand-size-m", type=float, default=None, help="wrist to index-MCP length, metres")
+    common.add_argument("--min-confidence", type=float, default=0.2)
+    common.add_argument("--quiet", action="store_true")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("image", parents=[common], help="images or folders of images")
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--out", type=Path, required=True)
+    p = sub.add_parser("video", parents=[common], help="a video file or a webcam index")
+    p.add_argument("input")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--preview", action="store_true", help="show a live window (needs a display)")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    from .estimator import HandPoseEstimator
+    from .weights import WeightsError
+    try:
+        est = HandPoseEstimator(weights=args.weights, device=args.device)
+    except (WeightsError, RuntimeError, ValueError) as exc:
+        raise SystemExit(f"hand25d: {exc}") from None
+    return {"image": cmd_image, "video": cmd_video}[args.cmd](args, est)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

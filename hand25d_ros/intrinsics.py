@@ -1,0 +1,55 @@
+"""Where intrinsics come from when there is no CameraInfo: a calibration file or a guess."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ._checks import check_intrinsics
+
+
+@dataclass
+class Calibration:
+    """Camera intrinsics as CameraInfo carries them."""
+    K: np.ndarray
+    D: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    distortion_model: str = "plumb_bob"
+    width: int = 0
+    height: int = 0
+    source: str = ""
+
+
+def K_from_fov(width: int, height: int, hfov_deg: float = 60.0) -> np.ndarray:
+    """Pinhole K with square pixels and the principal point at the image centre.
+
+    ``fx = (W / 2) / tan(hfov / 2)``.
+    """
+    if not (0 < hfov_deg < 180):
+        raise ValueError(f"horizontal field of view must be in (0, 180) degrees, got {hfov_deg}")
+    f = (width / 2.0) / np.tan(np.deg2rad(hfov_deg) / 2.0)
+    return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
+
+
+def load_camera_yaml(path) -> Calibration:
+    """Read a camera_info_manager / camera_calibration YAML file.
+
+    Expected keys: ``image_width``, ``image_height``, ``camera_matrix`` {rows, cols, data},
+    ``distortion_model``, ``distortion_coefficients`` {data}; ``projection_matrix``
+    is not used (the raw K and D are, and keypoints are undistorted before lifting).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"calibration file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+        K = np.asarray(data["camera_matrix"]["data"], dtype=np.float64).reshape(3, 3)
+        D = np.asarray((data.get("distortion_coefficients") or {}).get("data", []), dtype=np.float64)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a camera calibration YAML "
+                         f"(camera_matrix.data with 9 numbers): {type(exc).__name__}: {exc}") from None
+    check_intrinsics(K, f"camera_matrix in {path}")
+    return Calibration(K=K, D=D, distortion_model=data.get("distortion_model", "plumb_bob"),
+                       width=int(data.get("image_width", 0)), height=int(data.get("image_height", 0)),
+                       source=str(path))
