@@ -1,0 +1,468 @@
+"""hand25d-train: train the latent 2.5D network, with checkpoints and resume.
+
+    hand25d-train --config config/train/small_synth.yaml --out runs/small_synth
+
+The config (YAML) names the model size, the data sources and the optimisation;
+command-line ``--set key=value`` overrides any entry (dotted keys). A run folder
+holds ``config.yaml``, ``log.csv``, ``last.pt`` (full training state, written
+atomically every ``checkpoint_every`` steps) and, at the end, ``weights.pt``
+(the shippable weights file with its metadata). Re-running the same command
+resumes from ``last.pt``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset
+
+from . import geometry as geo
+from . import keypoints as kp
+from .augment import AugmentConfig, augment_sample
+from .losses import latent25d_loss
+from .model import build_model
+from .weights import save_weights
+
+DEFAULT_CONFIG: dict = {
+    "arch": {"name": "small"},
+    "data": {
+        # synthetic shards: rendered on first use (resumable), then read from disk
+        "synthetic": {"cache_dir": "cache/synth128", "num_samples": 100000, "seed": 0,
+                      "shard_size": 2048, "render_workers": 2, "config": {}},
+        # extra sources: [{"type": "freihand"|"rhd"|"stb"|"folder", "root": ..., "weight": ...}]
+        "extra": [],
+        "synthetic_weight": 1.0,
+        "val_synthetic": {"cache_dir": "cache/synth128_val", "num_samples": 1000, "seed": 999},
+        "augment": {},
+    },
+    "train": {"batch_size": 64, "max_steps": 8000, "lr": 2e-3, "weight_decay": 1e-4,
+              "warmup_steps": 300, "lambda_z": 1.0, "num_workers": 1, "seed": 0,
+              "checkpoint_every": 250, "val_every": 1000, "log_every": 25, "amp": True,
+              "threads": 0,
+              # stop after this much training time (0: no limit); the learning-rate schedule
+              # follows whichever of steps and time is further along, so a time-boxed run
+              # still ends annealed
+              "time_budget_min": 0},
+    # real validation data: measured, never trained on
+    "val_real": {"path": "../shared/data/real_val_snap", "limit": 0},
+}
+
+
+def deep_update(base: dict, upd: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (upd or {}).items():
+        out[k] = deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def apply_overrides(cfg: dict, sets: list[str]) -> dict:
+    for item in sets or []:
+        if "=" not in item:
+            raise SystemExit(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        node = cfg
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return cfg
+
+
+# ------------------------------------------------------------------------- data
+
+class TrainingView(Dataset):
+    """Any source of samples (dict with image, K, joints_2d_px, joints_3d_mm or None)
+    -> augmented network inputs and 2.5D targets."""
+
+    def __init__(self, source, augment: AugmentConfig | None, seed: int):
+        self.source = source
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        s = self.source[i]
+        image, K = s["image"], np.asarray(s["K"], dtype=np.float64)
+        uv = np.asarray(s["joints_2d_px"], dtype=np.float64)
+        P = s.get("joints_3d_mm")
+        has_3d = P is not None and bool(s.get("has_3d", True))
+        weight = np.asarray(s.get("visible_2d_label", np.ones(kp.NUM_KEYPOINTS)), dtype=np.float32)
+        if self.augment is not None:
+            rng = np.random.default_rng((self.seed, self.epoch, i))
+            image, K, uv, inside = augment_sample(image, K, uv, rng, self.augment)
+        if has_3d:
+            P = np.asarray(P, dtype=np.float64)
+            _, z, _ = geo.pose_to_25d(P, K)
+        else:
+            z = np.zeros(kp.NUM_KEYPOINTS)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),  # uint8 CHW
+            "uv": torch.from_numpy(uv.astype(np.float32)),
+            "z": torch.from_numpy(np.asarray(z, dtype=np.float32)),
+            "has_3d": torch.tensor(has_3d),
+            "weight_2d": torch.from_numpy(weight),
+        }
+
+
+class MixSampler(torch.utils.data.Sampler):
+    """Endless weighted sampling over concatenated sources, seeded per (seed, rank, epoch)."""
+
+    def __init__(self, sizes, weights, seed, rank=0, chunk=100000):
+        self.sizes, self.weights = list(sizes), np.asarray(weights, dtype=np.float64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+        self.seed, self.rank, self.chunk, self.epoch = seed, rank, chunk, 0
+
+    def __iter__(self):
+        rng = np.random.default_rng((self.seed, self.rank, self.epoch))
+        p = self.weights / self.weights.sum()
+        src = rng.choice(len(self.sizes), size=self.chunk, p=p)
+        for s in src:
+            yield int(self.offsets[s] + rng.integers(self.sizes[s]))
+
+    def __len__(self):
+        return self.chunk
+
+
+class Concat(Dataset):
+    def __init__(self, parts):
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+
+    def __len__(self):
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i):
+        j = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return self.parts[j][i - int(self.offsets[j])]
+
+
+def ensure_synthetic(cache_dir, num_samples, seed, crop_size, shard_size=2048, workers=1, config=None):
+    """Render the synthetic shards if they are not all there (resumable), and open them."""
+    from .data.synthetic import ShardDataset, SyntheticConfig, write_shards
+    cfg = SyntheticConfig(crop_size_px=crop_size, **(config or {}))
+    write_shards(cache_dir, num_samples, cfg, seed, shard_size=shard_size, workers=workers)
+    return ShardDataset(cache_dir)
+
+
+def build_extra_source(spec: dict):
+    from .data import public_datasets as pd
+    kind, root = spec["type"], spec["root"]
+    table = {"freihand": "FreiHANDDataset", "rhd": "RHDDataset", "stb": "STBDataset",
+             "folder": "AnnotatedFolderDataset"}
+    if kind not in table:
+        raise SystemExit(f"unknown dataset type {kind!r}; choose one of {sorted(table)}")
+    return getattr(pd, table[kind])(root)
+
+
+class CropSource(Dataset):
+    """Wrap a full-image dataset: crop around its 2D keypoints as inference would."""
+
+    def __init__(self, source, crop_size, seed, scale=(1.2, 1.7), shift=0.12):
+        self.source, self.crop_size, self.seed, self.scale, self.shift = source, crop_size, seed, scale, shift
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        from .crop import crop_affine, crop_intrinsics, transform_points, warp_crop
+        s = dict(self.source[i])
+        rng = np.random.default_rng((self.seed, 7, i))
+        uv = np.asarray(s["joints_2d_px"], dtype=np.float64)
+        lo, hi = uv.min(0), uv.max(0)
+        side = float(max(hi - lo)) * rng.uniform(*self.scale)
+        centre = (lo + hi) / 2 + rng.uniform(-self.shift, self.shift, 2) * side
+        A = crop_affine(centre, max(side, 8.0), self.crop_size)
+        s["image"] = warp_crop(s["image"], A, self.crop_size)
+        s["K"] = crop_intrinsics(s["K"], A)
+        s["joints_2d_px"] = transform_points(A, uv)
+        if s.get("joints_3d_mm") is None:
+            s["has_3d"] = False
+        return s
+
+
+# ------------------------------------------------------------------------- evaluation hook
+
+def eval_crops(model, dataset, device, batch_size=64):
+    """Network-only errors on pre-cropped samples: 2D (crop px) and normalised depth."""
+    model.eval()
+    errs2d, errsz = [], []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    with torch.no_grad():
+        for b in loader:
+            uv, z, _ = model(b["image"].to(device).float().div_(255.0))
+            errs2d.append((uv.cpu() - b["uv"]).norm(dim=-1).mean(-1).numpy())
+            errsz.append((z.cpu() - b["z"]).abs().mean(-1).numpy())
+    model.train()
+    return {"val_synth_2d_px": float(np.concatenate(errs2d).mean()),
+            "val_synth_z_norm": float(np.concatenate(errsz).mean())}
+
+
+# ------------------------------------------------------------------------- training
+
+def _rank_info():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return world, rank, local
+
+
+def progress(step, wall_s, cfg) -> float:
+    """Fraction of the run done, by steps or by the time budget, whichever is further."""
+    t = cfg["train"]
+    frac = step / max(1, t["max_steps"])
+    if t.get("time_budget_min"):
+        frac = max(frac, wall_s / (60.0 * t["time_budget_min"]))
+    return min(1.0, frac)
+
+
+def lr_at(step, cfg, wall_s: float = 0.0):
+    """Linear warm-up, then cosine decay to 2% of the peak over the run's progress."""
+    t = cfg["train"]
+    if step < t["warmup_steps"]:
+        return t["lr"] * (step + 1) / t["warmup_steps"]
+    p0 = progress(t["warmup_steps"], 0.0, cfg)
+    frac = (progress(step, wall_s, cfg) - p0) / max(1e-9, 1.0 - p0)
+    return t["lr"] * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, frac)))))
+
+
+def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
+    """Run (or resume) training; returns the path of the final weights file."""
+    world, rank, local = _rank_info()
+    distributed = world > 1
+    if distributed:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    t = cfg["train"]
+    if t.get("threads"):
+        torch.set_num_threads(int(t["threads"]))
+    torch.manual_seed(t["seed"] + rank)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    is_main = rank == 0
+
+    arch = dict(cfg["arch"])
+    model = build_model(arch.get("name", "small"), **{k: v for k, v in arch.items() if k != "name"})
+    crop = model.input_size
+    d = cfg["data"]
+    syn = d["synthetic"]
+    # rank 0 renders; the others wait at the barrier
+    if is_main or not distributed:
+        synth = ensure_synthetic(syn["cache_dir"], syn["num_samples"], syn["seed"], crop,
+                                 syn.get("shard_size", 2048), syn.get("render_workers", 1), syn.get("config"))
+    if distributed:
+        torch.distributed.barrier()
+        if not is_main:
+            synth = ensure_synthetic(syn["cache_dir"], syn["num_samples"], syn["seed"], crop,
+                                     syn.get("shard_size", 2048), 1, syn.get("config"))
+    sources, weights = [synth], [d.get("synthetic_weight", 1.0)]
+    for spec in d.get("extra", []):
+        sources.append(CropSource(build_extra_source(spec), crop, t["seed"]))
+        weights.append(float(spec.get("weight", 1.0)))
+    bone_ratios = synth_bone_ratios(synth)
+    aug = AugmentConfig(**d.get("augment", {}))
+    train_view = TrainingView(Concat(sources), aug, t["seed"] + 1000 * rank)
+    sampler = MixSampler([len(s) for s in sources], weights, t["seed"], rank)
+    loader = DataLoader(train_view, batch_size=t["batch_size"], sampler=sampler,
+                        num_workers=t["num_workers"], drop_last=True,
+                        persistent_workers=False, pin_memory=device.type == "cuda")
+    val_synth = None
+    vs = d.get("val_synthetic")
+    if vs and vs.get("num_samples") and is_main:
+        val_synth = TrainingView(ensure_synthetic(vs["cache_dir"], vs["num_samples"], vs["seed"], crop,
+                                                  syn.get("shard_size", 2048), syn.get("render_workers", 1),
+                                                  syn.get("config")), None, 0)
+
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    use_amp = bool(t.get("amp")) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    step, samples_seen, wall = 0, 0, 0.0
+    ckpt_path = out_dir / "last.pt"
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        scaler.load_state_dict(state["scaler"])
+        step, samples_seen, wall = state["step"], state["samples_seen"], state["wall_s"]
+        sampler.epoch = state.get("epoch", 0) + 1
+        torch.set_rng_state(state["torch_rng"])
+        if is_main:
+            print(f"resumed from {ckpt_path} at step {step}", flush=True)
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None) \
+        if distributed else model
+    if is_main:
+        with open(out_dir / "config.yaml", "w") as f:
+            yaml.safe_dump(cfg, f, sort_keys=False)
+    log_f = open(out_dir / "log.csv", "a", newline="") if is_main else None
+    log = csv.writer(log_f) if log_f else None
+    if log_f and log_f.tell() == 0:
+        log.writerow(["step", "samples", "wall_s", "lr", "loss", "loss_l1_px", "loss_z", "val_synth_2d_px",
+                      "val_real_2d_px", "val_real_pa_mpjpe_mm"])
+    tb = None
+    if is_main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            tb = SummaryWriter(str(out_dir / "tb"))
+        except Exception:
+            tb = None
+    try:
+        from tqdm import tqdm
+        bar = tqdm(total=t["max_steps"], initial=step, disable=not is_main, dynamic_ncols=True)
+    except ImportError:
+        bar = None
+
+    def save_checkpoint():
+        if not is_main:
+            return
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "scaler": scaler.state_dict(),
+                    "step": step, "samples_seen": samples_seen, "wall_s": wall, "epoch": sampler.epoch,
+                    "torch_rng": torch.get_rng_state(), "config": cfg}, tmp)
+        os.replace(tmp, ckpt_path)
+
+    running = []
+    t0 = time.time()
+    model.train()
+    while progress(step, wall, cfg) < 1.0:
+        train_view.epoch = sampler.epoch
+        for batch in loader:
+            if progress(step, wall, cfg) >= 1.0:
+                break
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, cfg, wall)
+            x = batch["image"].to(device, non_blocking=True).float().div_(255.0)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+                uv, z, _ = net(x)
+            loss, terms = latent25d_loss(uv.float(), z.float(), batch["uv"].to(device), batch["z"].to(device),
+                                         crop, batch["has_3d"].to(device), batch["weight_2d"].to(device),
+                                         t["lambda_z"])
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            samples_seen += x.shape[0] * world
+            now = time.time()
+            wall += now - t0
+            t0 = now
+            if distributed and t.get("time_budget_min"):
+                # one clock for all ranks, so that they stop at the same step
+                w = torch.tensor([wall], device=device)
+                torch.distributed.all_reduce(w, op=torch.distributed.ReduceOp.MAX)
+                wall = float(w.item())
+            running.append((loss.item(), terms["loss_2d"].item() * crop / 2, terms["loss_z"].item()))
+            if bar:
+                bar.update(1)
+            row = None
+            if is_main and step % t["log_every"] == 0:
+                m = np.mean(running, axis=0)
+                running = []
+                row = [step, samples_seen, round(wall, 1), lr_at(step, cfg, wall), *np.round(m, 5), "", "", ""]
+                if bar:
+                    bar.set_postfix(loss=f"{m[0]:.4f}", l1=f"{m[1]:.2f}px", z=f"{m[2]:.3f}")
+            if is_main and t["val_every"] and step % t["val_every"] == 0:
+                row = row or [step, samples_seen, round(wall, 1), lr_at(step, cfg, wall), "", "", "", "", "", ""]
+                vals = validate(model, val_synth, cfg, bone_ratios, device)
+                row[7:10] = [vals.get("val_synth_2d_px", ""), vals.get("val_real_2d_px", ""),
+                             vals.get("val_real_pa_mpjpe_mm", "")]
+                msg = " ".join(f"{k}={v:.2f}" for k, v in vals.items())
+                (bar.write if bar else print)(f"step {step}: {msg}")
+                if tb:
+                    for k, v in vals.items():
+                        tb.add_scalar(k, v, step)
+                t0 = time.time()  # validation time is not training time
+            if row and log:
+                log.writerow(row)
+                log_f.flush()
+                if tb and row[4] != "":
+                    tb.add_scalar("loss", row[4], step)
+            if step % t["checkpoint_every"] == 0:
+                save_checkpoint()
+        sampler.epoch += 1
+    save_checkpoint()
+    if bar:
+        bar.close()
+    weights_path = out_dir / "weights.pt"
+    if is_main:
+        vals = validate(model, val_synth, cfg, bone_ratios, device)
+        meta = {
+            "bone_ratios": [float(r) for r in bone_ratios],
+            "recipe": {"command": command, "config": cfg, "steps": step, "samples_seen": samples_seen,
+                       "train_wall_s": round(wall, 1), "device": str(device), "world_size": world,
+                       "torch": torch.__version__},
+            "metrics": vals,
+        }
+        save_weights(model, weights_path, cfg["arch"], meta)
+        print(f"wrote {weights_path}", flush=True)
+    if log_f:
+        log_f.close()
+    if distributed:
+        torch.distributed.destroy_process_group()
+    return weights_path
+
+
+def synth_bone_ratios(synth) -> np.ndarray:
+    """Bone ratios of the training hands (median over up to 2000 samples)."""
+    n = min(len(synth), 2000)
+    idx = np.linspace(0, len(synth) - 1, n).astype(int)
+    P = np.stack([np.asarray(synth[i]["joints_3d_mm"], dtype=np.float64) for i in idx])
+    return geo.bone_ratios_from_poses(P)
+
+
+def validate(model, val_synth, cfg, bone_ratios, device) -> dict:
+    vals = {}
+    if val_synth is not None:
+        vals.update(eval_crops(model, val_synth, device))
+    path = cfg.get("val_real", {}).get("path")
+    if path and Path(path, "annotations.json").exists():
+        from .estimator import HandPoseEstimator
+        from .evaluate import evaluate_folder
+        est = HandPoseEstimator.from_model(model, {"bone_ratios": list(bone_ratios)}, device=str(device))
+        model.eval()
+        rep = evaluate_folder(est, path, limit=cfg["val_real"].get("limit") or None, progress=False)
+        model.train()
+        vals["val_real_2d_px"] = rep["summary"]["mean_error_2d_px"]
+        vals["val_real_pa_mpjpe_mm"] = rep["summary"]["pa_mpjpe_mm"]
+    return vals
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="hand25d-train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", type=Path, help="YAML config (default: built-in defaults)")
+    ap.add_argument("--out", type=Path, required=True, help="run folder (re-run to resume)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config entry, e.g. --set train.max_steps=100")
+    args = ap.parse_args(argv)
+    cfg = DEFAULT_CONFIG
+    if args.config:
+        if not args.config.is_file():
+            raise SystemExit(f"config file not found: {args.config}")
+        try:
+            user = yaml.safe_load(args.config.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise SystemExit(f"cannot parse config {args.config}: {exc}") from None
+        cfg = deep_update(cfg, user)
+    cfg = apply_overrides(copy.deepcopy(cfg), args.set)
+    command = "hand25d-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    train(cfg, args.out, command)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
