@@ -1,0 +1,414 @@
+"""ROS message <-> numpy for the hand25d node: images, intrinsics, and the pose outputs.
+
+Plain functions, no node: each one converts a message and validates it, or builds a
+message from numpy. Bad input raises ``MessageError`` (a ValueError) that says what was
+expected and what came, so the node can warn and drop the frame.
+
+Output conventions (the node's topics):
+- Keypoint order: ``hand25d_ros.keypoints.KEYPOINT_NAMES`` (0 wrist; thumb 1-4 CMC, MCP,
+  IP, TIP; index 5-8, middle 9-12, ring 13-16, pinky 17-20 MCP, PIP, DIP, TIP).
+- Positions in metres in the image's optical frame (z forward, x right, y down).
+- Orientations: ``hand25d_ros.pose_frames`` (x along each bone towards the fingertip,
+  y across the palm, z = x cross y; palm x towards the fingers, z the palm normal).
+"""
+from __future__ import annotations
+
+import array
+
+import cv2
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, TransformStamped, Vector3
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from std_msgs.msg import ColorRGBA, Header
+from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import Marker, MarkerArray
+
+from .. import keypoints as kp
+from ..pose_frames import HandFrames, rotation_to_quaternion
+
+# channels of each supported encoding
+ENCODING_CHANNELS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+# larger images are refused (a 16k x 16k image is a bug upstream, not a hand)
+DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
+class MessageError(ValueError):
+    """A message that cannot be converted; the text says what is wrong with it."""
+
+
+# ---------------------------------------------------------------------------- time
+def stamp_to_ns(stamp: Time) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    """Integer nanoseconds (>= 0) -> builtin_interfaces/Time."""
+    ns = int(ns)
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def seconds_to_duration(seconds: float) -> Duration:
+    ns = int(round(max(0.0, float(seconds)) * 1e9))
+    return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+# ---------------------------------------------------------------------------- images
+def image_to_numpy(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W, C) uint8 array in the message's own channel order.
+
+    Supports ``ENCODING_CHANNELS``; any row padding in ``step`` is skipped. The result is a
+    read-only view of the message's buffer where possible (copy it to modify it).
+
+    Raises:
+        MessageError: unsupported encoding, zero or huge size, a step shorter than a row,
+            or data whose length is not ``step * height``.
+    """
+    enc = msg.encoding
+    if enc not in ENCODING_CHANNELS:
+        raise MessageError(f"unsupported image encoding {enc!r}; supported: {', '.join(ENCODING_CHANNELS)}")
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise MessageError(f"empty image: {w} x {h}")
+    if h * w > max_pixels:
+        raise MessageError(f"image of {w} x {h} pixels exceeds the limit of {max_pixels} pixels")
+    c = ENCODING_CHANNELS[enc]
+    if step < w * c:
+        raise MessageError(f"step {step} is shorter than one row of {w} {enc} pixels ({w * c} bytes): "
+                           "the encoding does not match the data")
+    n = len(msg.data)
+    if n != step * h:
+        raise MessageError(f"image data has {n} bytes, expected step * height = {step} * {h} = {step * h}")
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    return buf.reshape(h, step)[:, : w * c].reshape(h, w, c)
+
+
+def image_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W, 3) uint8 RGB (contiguous). Raises MessageError."""
+    a = image_to_numpy(msg, max_pixels)
+    enc = msg.encoding
+    if enc == "rgb8":
+        return np.ascontiguousarray(a)
+    code = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
+            "mono8": cv2.COLOR_GRAY2RGB}[enc]
+    return cv2.cvtColor(np.ascontiguousarray(a), code)
+
+
+def numpy_to_image(array_hwc: np.ndarray, encoding: str, header: Header | None = None,
+                   step: int | None = None) -> Image:
+    """(H, W, C) or (H, W) uint8 array -> sensor_msgs/Image.
+
+    Args:
+        array_hwc: the pixels, already in ``encoding``'s channel order.
+        encoding: one of ``ENCODING_CHANNELS``.
+        header: stamp and frame (default: empty).
+        step: bytes per row, >= W * C; the rows are zero-padded to it (default: no padding).
+    """
+    if encoding not in ENCODING_CHANNELS:
+        raise MessageError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODING_CHANNELS)}")
+    a = np.asarray(array_hwc)
+    c = ENCODING_CHANNELS[encoding]
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != c:
+        raise MessageError(f"{encoding} needs an (H, W, {c}) uint8 array, got {a.shape} {a.dtype}")
+    h, w = a.shape[:2]
+    row = w * c
+    step = row if step is None else int(step)
+    if step < row:
+        raise MessageError(f"step {step} is shorter than a row of {row} bytes")
+    if step == row:
+        data = np.ascontiguousarray(a).tobytes()
+    else:
+        padded = np.zeros((h, step), dtype=np.uint8)
+        padded[:, :row] = a.reshape(h, row)
+        data = padded.tobytes()
+    msg = Image(height=h, width=w, encoding=encoding, is_bigendian=0, step=step)
+    if header is not None:
+        msg.header = header
+    msg.data = array.array("B", data)
+    return msg
+
+
+def compressed_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """sensor_msgs/CompressedImage (JPEG, PNG, ...) -> (H, W, 3) uint8 RGB. Raises MessageError."""
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    if buf.size == 0:
+        raise MessageError("compressed image has no data")
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # BGR, 3 channels, 8 bit
+    if image is None or image.size == 0:
+        raise MessageError(f"cannot decode compressed image ({msg.format!r}, {buf.size} bytes)")
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise MessageError(f"image of {image.shape[1]} x {image.shape[0]} pixels exceeds the limit of {max_pixels}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+# ---------------------------------------------------------------------------- intrinsics
+INTRINSICS_SOURCES = ("rectified", "raw")
+
+
+def camera_info_to_intrinsics(msg: CameraInfo, source: str = "rectified"):
+    """CameraInfo -> the intrinsics of the image it describes.
+
+    Args:
+        msg: sensor_msgs/CameraInfo.
+        source: ``"rectified"``: the image is rectified; use ``P[:, :3]`` and no distortion.
+            ``"raw"``: the image is raw; use ``K`` and ``D``/``distortion_model``.
+
+    Returns:
+        ``(K, D, distortion_model)``: K (3, 3) float64 for the image as published (CameraInfo
+        binning and ROI applied), D the distortion coefficients (None for rectified).
+
+    Raises:
+        MessageError: zeros, NaN or a malformed matrix (an uncalibrated camera publishes zeros).
+    """
+    if source not in INTRINSICS_SOURCES:
+        raise MessageError(f"intrinsics source must be one of {INTRINSICS_SOURCES}, got {source!r}")
+    if source == "rectified":
+        M = np.asarray(msg.p, dtype=np.float64)
+        if M.size != 12:
+            raise MessageError(f"CameraInfo.p must have 12 values, got {M.size}")
+        K = M.reshape(3, 4)[:, :3].copy()
+        name = "P"
+        D, model = None, ""
+    else:
+        M = np.asarray(msg.k, dtype=np.float64)
+        if M.size != 9:
+            raise MessageError(f"CameraInfo.k must have 9 values, got {M.size}")
+        K = M.reshape(3, 3).copy()
+        name = "K"
+        D = np.asarray(msg.d, dtype=np.float64).copy()
+        model = msg.distortion_model or "plumb_bob"
+        if not np.all(np.isfinite(D)):
+            raise MessageError(f"CameraInfo.d contains NaN or inf: {D.tolist()}")
+        if model not in ("plumb_bob", "rational_polynomial", "equidistant"):
+            raise MessageError(f"unsupported distortion model {model!r}; use plumb_bob, "
+                               "rational_polynomial or equidistant (or the rectified image)")
+    if not np.all(np.isfinite(K)):
+        raise MessageError(f"CameraInfo {name} contains NaN or inf: {K.ravel().tolist()}")
+    fx, fy = K[0, 0], K[1, 1]
+    if not (fx > 0 and fy > 0):
+        raise MessageError(f"CameraInfo {name} has focal lengths fx={fx}, fy={fy}; both must be > 0 "
+                           "(an uncalibrated camera publishes zeros)")
+    if not (np.allclose(K[2], (0.0, 0.0, 1.0)) and K[1, 0] == 0.0):
+        raise MessageError(f"CameraInfo {name} is not a camera matrix: rows {K.tolist()}")
+    K = _apply_binning_and_roi(K, msg)
+    return K, D, model
+
+
+def _apply_binning_and_roi(K: np.ndarray, msg: CameraInfo) -> np.ndarray:
+    """Intrinsics of the published image: crop by ``msg.roi`` then bin (as image_geometry)."""
+    roi = msg.roi
+    bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
+    if roi.width == 0 and roi.height == 0 and roi.x_offset == 0 and roi.y_offset == 0 and bx == 1 and by == 1:
+        return K
+    K = K.copy()
+    K[0, 2] -= roi.x_offset
+    K[1, 2] -= roi.y_offset
+    K[0] /= bx
+    K[1] /= by
+    return K
+
+
+def expected_image_size(msg: CameraInfo) -> tuple[int, int] | None:
+    """(width, height) of the images this CameraInfo describes, or None when it does not say."""
+    w, h = int(msg.width), int(msg.height)
+    if w == 0 or h == 0:
+        return None
+    if msg.roi.width and msg.roi.height:
+        w, h = int(msg.roi.width), int(msg.roi.height)
+    bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
+    return w // bx, h // by
+
+
+def intrinsics_to_camera_info(K, width: int, height: int, header: Header | None = None,
+                              D=None, distortion_model: str = "plumb_bob") -> CameraInfo:
+    """A CameraInfo for tests and the demo: K as both K and P[:, :3], no rectification."""
+    K = np.asarray(K, dtype=np.float64).reshape(3, 3)
+    msg = CameraInfo(width=int(width), height=int(height), distortion_model=distortion_model)
+    if header is not None:
+        msg.header = header
+    msg.k = K.ravel().tolist()
+    msg.d = [] if D is None else np.asarray(D, dtype=np.float64).ravel().tolist()
+    msg.r = np.eye(3).ravel().tolist()
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    msg.p = P.ravel().tolist()
+    return msg
+
+
+# ---------------------------------------------------------------------------- keypoints
+# PointCloud2 layout of ~/keypoints: one point per keypoint, little endian, 28 bytes.
+KEYPOINT_CLOUD_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("u", "<f4"), ("v", "<f4"),
+                                 ("confidence", "<f4"), ("id", "<u4")])
+_POINTFIELD_TYPES = {np.dtype("<f4"): PointField.FLOAT32, np.dtype("<u4"): PointField.UINT32,
+                     np.dtype("<i4"): PointField.INT32, np.dtype("<f8"): PointField.FLOAT64}
+_NUMPY_OF_POINTFIELD = {PointField.FLOAT32: "<f4", PointField.UINT32: "<u4", PointField.INT32: "<i4",
+                        PointField.FLOAT64: "<f8", PointField.UINT8: "u1", PointField.INT8: "i1",
+                        PointField.UINT16: "<u2", PointField.INT16: "<i2"}
+
+
+def keypoints_to_cloud(header: Header, xyz_m, uv_px, confidence) -> PointCloud2:
+    """21 keypoints -> PointCloud2 with fields x, y, z (m), u, v (px), confidence (float32)
+    and id (uint32, the keypoint index), in keypoint order.
+
+    Args:
+        header: the image's stamp and optical frame.
+        xyz_m: (21, 3) positions; uv_px: (21, 2) pixels; confidence: (21,).
+    """
+    xyz = np.asarray(xyz_m, dtype=np.float64).reshape(-1, 3)
+    n = xyz.shape[0]
+    uv = np.asarray(uv_px, dtype=np.float64).reshape(n, 2)
+    conf = np.asarray(confidence, dtype=np.float64).reshape(n)
+    pts = np.empty(n, dtype=KEYPOINT_CLOUD_DTYPE)
+    pts["x"], pts["y"], pts["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    pts["u"], pts["v"] = uv[:, 0], uv[:, 1]
+    pts["confidence"] = conf
+    pts["id"] = np.arange(n, dtype=np.uint32)
+    fields = [PointField(name=name, offset=KEYPOINT_CLOUD_DTYPE.fields[name][1],
+                         datatype=_POINTFIELD_TYPES[KEYPOINT_CLOUD_DTYPE.fields[name][0]], count=1)
+              for name in KEYPOINT_CLOUD_DTYPE.names]
+    msg = PointCloud2(header=header, height=1, width=n, fields=fields, is_bigendian=False,
+                      point_step=KEYPOINT_CLOUD_DTYPE.itemsize, row_step=KEYPOINT_CLOUD_DTYPE.itemsize * n,
+                      is_dense=bool(np.all(np.isfinite(xyz))))
+    msg.data = array.array("B", pts.tobytes())
+    return msg
+
+
+def cloud_to_array(msg: PointCloud2) -> np.ndarray:
+    """PointCloud2 -> structured numpy array (height * width,) with one field per PointField
+    (count 1 fields; little endian). For consumers and tests."""
+    if msg.is_bigendian:
+        raise MessageError("big-endian PointCloud2 is not supported")
+    names, formats, offsets = [], [], []
+    for f in msg.fields:
+        if f.datatype not in _NUMPY_OF_POINTFIELD or f.count != 1:
+            raise MessageError(f"PointField {f.name!r}: datatype {f.datatype} count {f.count} not supported")
+        names.append(f.name)
+        formats.append(_NUMPY_OF_POINTFIELD[f.datatype])
+        offsets.append(f.offset)
+    dtype = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step})
+    n = int(msg.width) * int(msg.height)
+    if len(msg.data) < n * msg.point_step:
+        raise MessageError(f"PointCloud2 data has {len(msg.data)} bytes, expected {n * msg.point_step}")
+    if msg.height > 1 and msg.row_step != msg.width * msg.point_step:
+        rows = np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.row_step)
+        data = np.ascontiguousarray(rows[:, : msg.width * msg.point_step]).tobytes()
+    else:
+        data = bytes(msg.data)[: n * msg.point_step]
+    return np.frombuffer(data, dtype=dtype, count=n)
+
+
+# ---------------------------------------------------------------------------- poses and TF
+def _quat(q) -> Quaternion:
+    return Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))
+
+
+def _pose(p, q) -> Pose:
+    return Pose(position=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])), orientation=_quat(q))
+
+
+def keypoints_to_pose_array(header: Header, xyz_m, frames: HandFrames) -> PoseArray:
+    """21 poses in keypoint order: position of each keypoint, orientation of its frame."""
+    xyz = np.asarray(xyz_m, dtype=np.float64).reshape(kp.NUM_KEYPOINTS, 3)
+    quats = frames.joint_quaternions
+    return PoseArray(header=header, poses=[_pose(p, q) for p, q in zip(xyz, quats)])
+
+
+def palm_to_pose_stamped(header: Header, frames: HandFrames) -> PoseStamped:
+    """The palm frame (origin and orientation) as a PoseStamped."""
+    return PoseStamped(header=header, pose=_pose(frames.palm_origin, frames.palm_quaternion))
+
+
+def palm_frame_name(prefix: str) -> str:
+    return f"{prefix}palm"
+
+
+def keypoint_frame_names(prefix: str) -> list[str]:
+    """TF frame of each keypoint, in keypoint order: ``<prefix><keypoint name>``."""
+    return [f"{prefix}{name}" for name in kp.KEYPOINT_NAMES]
+
+
+def _transform(header: Header, child: str, t, q) -> TransformStamped:
+    msg = TransformStamped(header=header, child_frame_id=child)
+    msg.transform.translation = Vector3(x=float(t[0]), y=float(t[1]), z=float(t[2]))
+    msg.transform.rotation = _quat(q)
+    return msg
+
+
+def hand_to_tf(header: Header, xyz_m, frames: HandFrames, prefix: str = "hand_") -> TFMessage:
+    """TF tree ``header.frame_id -> <prefix>palm -> <prefix><keypoint name>`` (21 of them).
+
+    Each keypoint's transform is relative to the palm frame: ``t = R_palm^T (p - o_palm)``,
+    ``R = R_palm^T R_joint``, so composing it with the palm's gives the keypoint in the
+    camera frame.
+    """
+    xyz = np.asarray(xyz_m, dtype=np.float64).reshape(kp.NUM_KEYPOINTS, 3)
+    R_p, o_p = frames.palm_rotation, frames.palm_origin
+    palm = palm_frame_name(prefix)
+    out = [_transform(header, palm, o_p, frames.palm_quaternion)]
+    t_rel = (xyz - o_p) @ R_p  # rows: R_p^T (p - o)
+    q_rel = rotation_to_quaternion(R_p.T @ frames.joint_rotations)
+    child_header = Header(stamp=header.stamp, frame_id=palm)
+    for name, t, q in zip(keypoint_frame_names(prefix), t_rel, q_rel):
+        out.append(_transform(child_header, name, t, q))
+    return TFMessage(transforms=out)
+
+
+# ---------------------------------------------------------------------------- markers
+MARKER_NS_JOINTS, MARKER_NS_BONES, MARKER_NS_PALM = "joints", "bones", "palm"
+
+
+def _color(rgb, alpha: float = 1.0) -> ColorRGBA:
+    return ColorRGBA(r=float(rgb[0]), g=float(rgb[1]), b=float(rgb[2]), a=float(alpha))
+
+
+def _point(p) -> Point:
+    return Point(x=float(p[0]), y=float(p[1]), z=float(p[2]))
+
+
+def hand_to_markers(header: Header, xyz_m, frames: HandFrames, joint_radius_m: float = 0.008,
+                    bone_width_m: float = 0.004, palm_arrow_length_m: float = 0.05,
+                    lifetime_s: float = 0.5, alpha: float = 1.0) -> MarkerArray:
+    """RViz markers: joint spheres (SPHERE_LIST), bones (LINE_LIST) coloured by finger,
+    and an arrow along the palm normal from the palm origin. ``lifetime_s`` 0 = forever."""
+    xyz = np.asarray(xyz_m, dtype=np.float64).reshape(kp.NUM_KEYPOINTS, 3)
+    life = seconds_to_duration(lifetime_s)
+    ident = Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)
+
+    joints = Marker(header=header, ns=MARKER_NS_JOINTS, id=0, type=Marker.SPHERE_LIST, action=Marker.ADD,
+                    lifetime=life, frame_locked=False)
+    joints.pose.orientation = ident
+    d = 2.0 * float(joint_radius_m)
+    joints.scale = Vector3(x=d, y=d, z=d)
+    joints.points = [_point(p) for p in xyz]
+    joints.colors = [_color(kp.keypoint_color_rgb(k), alpha) for k in range(kp.NUM_KEYPOINTS)]
+    joints.color = _color((1.0, 1.0, 1.0), alpha)
+
+    bones = Marker(header=header, ns=MARKER_NS_BONES, id=0, type=Marker.LINE_LIST, action=Marker.ADD,
+                   lifetime=life)
+    bones.pose.orientation = ident
+    bones.scale = Vector3(x=float(bone_width_m), y=0.0, z=0.0)
+    pts, cols = [], []
+    for child, parent in kp.BONES:
+        c = _color(kp.keypoint_color_rgb(child), alpha)
+        pts += [_point(xyz[parent]), _point(xyz[child])]
+        cols += [c, c]
+    bones.points, bones.colors = pts, cols
+    bones.color = _color((1.0, 1.0, 1.0), alpha)
+
+    palm = Marker(header=header, ns=MARKER_NS_PALM, id=0, type=Marker.ARROW, action=Marker.ADD, lifetime=life)
+    palm.pose.orientation = ident
+    o = frames.palm_origin
+    n = frames.palm_rotation[:, 2]
+    palm.points = [_point(o), _point(o + float(palm_arrow_length_m) * n)]
+    w = max(float(bone_width_m), 1e-4)
+    palm.scale = Vector3(x=w, y=2.0 * w, z=3.0 * w)  # shaft diameter, head diameter, head length
+    palm.color = _color(kp.PALM_COLOR_RGB, alpha)
+    return MarkerArray(markers=[joints, bones, palm])
+
+
+def delete_all_markers(header: Header) -> MarkerArray:
+    """One DELETEALL marker: clears this node's hand from RViz (hand lost)."""
+    return MarkerArray(markers=[Marker(header=header, action=Marker.DELETEALL)])

@@ -1,0 +1,294 @@
+"""ROS message <-> numpy conversions of the node (hand25d_ros.ros.conversions)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+try:
+    import rclpy.serialization  # noqa: F401
+    import tf2_msgs.msg  # noqa: F401
+except ImportError as exc:  # the CI installs ROS (scripts/install_ros.sh); elsewhere it may be absent
+    pytest.skip(f"ROS 2 messages not importable ({exc}); install with scripts/install_ros.sh .venv "
+                "and source scripts/ros_env.sh", allow_module_level=True)
+
+import cv2
+from rclpy.serialization import deserialize_message, serialize_message
+from scipy.spatial.transform import Rotation
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker
+
+from hand25d_ros import keypoints as kp
+from hand25d_ros.pose_frames import hand_frames
+from hand25d_ros.ros import conversions as cv
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:lark.*")
+ENCODINGS = list(cv.ENCODING_CHANNELS)
+
+
+def header(sec=12, nanosec=345, frame="cam_optical"):
+    return Header(stamp=cv.ns_to_stamp(sec * 10**9 + nanosec), frame_id=frame)
+
+
+def rgb_to_encoding(rgb, enc):
+    return {"rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)]),
+            "bgra8": np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 9, np.uint8)]),
+            "mono8": rgb[..., :1]}[enc]
+
+
+def hand_pose(seed=0):
+    """A plausible hand 0.5 m in front of the camera (metres)."""
+    rng = np.random.default_rng(seed)
+    P = np.zeros((21, 3))
+    for f, y in zip(range(1, 5), (-0.03, -0.01, 0.01, 0.03)):
+        for j in range(4):
+            P[kp.FINGERS[f][j]] = (y, -0.09 - 0.03 * j, 0.0)
+    for j in range(4):
+        P[1 + j] = (-0.05, -0.02 - 0.03 * j, 0.0)
+    return P + rng.normal(0, 0.003, P.shape) + (0.0, 0.05, 0.5)
+
+
+# ---------------------------------------------------------------------------- time
+def test_stamps_round_trip_in_nanoseconds():
+    for ns in (0, 1, 999_999_999, 1_000_000_000, 1_700_000_000_123_456_789):
+        t = cv.ns_to_stamp(ns)
+        assert 0 <= t.nanosec < 10**9 and cv.stamp_to_ns(t) == ns
+    d = cv.seconds_to_duration(1.25)
+    assert (d.sec, d.nanosec) == (1, 250_000_000)
+    assert cv.seconds_to_duration(-3).sec == 0
+
+
+# ---------------------------------------------------------------------------- images
+@settings(max_examples=40, deadline=None)
+@given(enc=st.sampled_from(ENCODINGS), h=st.integers(1, 9), w=st.integers(1, 11), pad=st.integers(0, 13),
+       seed=st.integers(0, 1000))
+def test_image_round_trip_with_row_padding(enc, h, w, pad, seed):
+    rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    if enc == "mono8":
+        rgb = np.repeat(rgb[..., :1], 3, axis=2)
+    native = rgb_to_encoding(rgb, enc)
+    msg = cv.numpy_to_image(native, enc, header(), step=w * native.shape[2] + pad)
+    assert msg.step == w * native.shape[2] + pad and len(msg.data) == msg.step * h
+    np.testing.assert_array_equal(cv.image_to_numpy(msg), native)
+    out = cv.image_to_rgb(msg)
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, rgb)
+
+
+def test_image_survives_serialization():
+    rgb = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    msg = cv.numpy_to_image(rgb[..., ::-1], "bgr8", header(), step=64 * 3 + 16)
+    back = deserialize_message(serialize_message(msg), Image)
+    np.testing.assert_array_equal(cv.image_to_rgb(back), rgb)
+    assert back.header.frame_id == "cam_optical"
+
+
+def _raw_image(enc="rgb8", h=4, w=5, step=None, nbytes=None):
+    c = cv.ENCODING_CHANNELS.get(enc, 3)
+    step = w * c if step is None else step
+    m = Image(height=h, width=w, encoding=enc, step=step)
+    m.data = bytes(step * h if nbytes is None else nbytes)
+    return m
+
+
+@pytest.mark.parametrize("msg, words", [
+    (_raw_image(enc="16UC1"), "unsupported image encoding '16UC1'"),
+    (_raw_image(enc="yuv422"), "unsupported"),
+    (_raw_image(enc="RGB8"), "unsupported"),
+    (_raw_image(enc=""), "unsupported"),
+    # lying: says rgb8 but each row holds mono8 pixels
+    (_raw_image(enc="rgb8", step=5), "step 5 is shorter than one row"),
+    (_raw_image(nbytes=4 * 15 - 1), "59 bytes, expected step * height"),
+    (_raw_image(nbytes=4 * 15 + 3), "63 bytes"),
+    (_raw_image(h=0, w=5, nbytes=0), "empty image"),
+    (_raw_image(h=5, w=0, nbytes=0), "empty image"),
+    (_raw_image(h=5000, w=5000, step=0, nbytes=0), "exceeds the limit"),
+])
+def test_bad_images_are_rejected_with_a_reason(msg, words):
+    with pytest.raises(cv.MessageError, match=words.replace("(", r"\(").replace("*", r"\*")):
+        cv.image_to_rgb(msg)
+
+
+def test_numpy_to_image_checks_its_input():
+    with pytest.raises(cv.MessageError, match="needs an"):
+        cv.numpy_to_image(np.zeros((2, 2, 3), np.float32), "rgb8")
+    with pytest.raises(cv.MessageError, match="shorter"):
+        cv.numpy_to_image(np.zeros((2, 2, 3), np.uint8), "rgb8", step=5)
+    with pytest.raises(cv.MessageError, match="unsupported"):
+        cv.numpy_to_image(np.zeros((2, 2, 3), np.uint8), "rgb16")
+    assert cv.numpy_to_image(np.zeros((2, 3), np.uint8), "mono8").step == 3
+
+
+def test_compressed_images_decode_to_rgb():
+    rgb = np.random.default_rng(2).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    ok, png = cv2.imencode(".png", rgb[..., ::-1])
+    msg = CompressedImage(header=header(), format="png")
+    msg.data = png.tobytes()
+    np.testing.assert_array_equal(cv.compressed_to_rgb(msg), rgb)
+    for data, words in ((b"", "no data"), (b"not an image at all", "cannot decode")):
+        bad = CompressedImage(format="jpeg")
+        bad.data = data
+        with pytest.raises(cv.MessageError, match=words):
+            cv.compressed_to_rgb(bad)
+    with pytest.raises(cv.MessageError, match="exceeds"):
+        cv.compressed_to_rgb(msg, max_pixels=100)
+
+
+# ---------------------------------------------------------------------------- intrinsics
+K0 = np.array([[500.0, 0, 320], [0, 505.0, 240], [0, 0, 1]])
+
+
+def test_rectified_uses_P_and_raw_uses_K_with_distortion():
+    info = cv.intrinsics_to_camera_info(K0, 640, 480, header(), D=[0.1, -0.05, 0, 0, 0.01])
+    P = np.zeros((3, 4))
+    P[:, :3] = [[480.0, 0, 310], [0, 481.0, 250], [0, 0, 1]]
+    info.p = P.ravel().tolist()
+    K, D, model = cv.camera_info_to_intrinsics(info, "rectified")
+    np.testing.assert_array_equal(K, P[:, :3])
+    assert D is None
+    K, D, model = cv.camera_info_to_intrinsics(info, "raw")
+    np.testing.assert_array_equal(K, K0)
+    np.testing.assert_array_equal(D, [0.1, -0.05, 0, 0, 0.01])
+    assert model == "plumb_bob"
+    assert cv.expected_image_size(info) == (640, 480)
+    assert cv.expected_image_size(CameraInfo()) is None
+
+
+@pytest.mark.parametrize("source", ["rectified", "raw"])
+@pytest.mark.parametrize("edit, words", [
+    (lambda M: M * 0, "focal lengths"),
+    (lambda M: np.where(np.arange(M.size).reshape(M.shape) == 0, np.nan, M), "NaN or inf"),
+    (lambda M: np.where(np.arange(M.size).reshape(M.shape) == 4, np.inf, M), "NaN or inf"),
+    (lambda M: np.where(np.arange(M.size).reshape(M.shape) == 0, -500.0, M), "focal lengths"),
+])
+def test_bad_camera_info_is_rejected(source, edit, words):
+    info = cv.intrinsics_to_camera_info(K0, 640, 480)
+    if source == "rectified":
+        info.p = edit(np.asarray(info.p)).tolist()
+    else:
+        info.k = edit(np.asarray(info.k)).tolist()
+    with pytest.raises(cv.MessageError, match=words):
+        cv.camera_info_to_intrinsics(info, source)
+
+
+def test_more_bad_camera_info():
+    info = cv.intrinsics_to_camera_info(K0, 640, 480, D=[np.nan, 0, 0, 0, 0])
+    with pytest.raises(cv.MessageError, match="CameraInfo.d contains NaN"):
+        cv.camera_info_to_intrinsics(info, "raw")
+    info = cv.intrinsics_to_camera_info(K0, 640, 480, distortion_model="fancy_model")
+    with pytest.raises(cv.MessageError, match="unsupported distortion model 'fancy_model'"):
+        cv.camera_info_to_intrinsics(info, "raw")
+    info = cv.intrinsics_to_camera_info(K0, 640, 480)
+    info.k = [500.0, 0, 320, 0, 505.0, 240, 0, 0, 2.0]
+    with pytest.raises(cv.MessageError, match="not a camera matrix"):
+        cv.camera_info_to_intrinsics(info, "raw")
+    with pytest.raises(cv.MessageError, match="intrinsics source"):
+        cv.camera_info_to_intrinsics(info, "projection")
+
+
+def test_binning_and_roi_give_the_intrinsics_of_the_published_image():
+    info = cv.intrinsics_to_camera_info(K0, 640, 480)
+    info.binning_x = info.binning_y = 2
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 100, 40, 400, 300
+    K, _, _ = cv.camera_info_to_intrinsics(info, "rectified")
+    np.testing.assert_allclose(K, [[250.0, 0, 110], [0, 252.5, 100], [0, 0, 1]])
+    assert cv.expected_image_size(info) == (200, 150)
+    # a pixel of the full image maps to the binned ROI image the same way through both K
+    X = np.array([0.05, -0.02, 0.6])
+    full = (K0 @ X)[:2] / X[2]
+    binned = (K @ X)[:2] / X[2]
+    np.testing.assert_allclose(binned, (full - (100, 40)) / 2)
+
+
+# ---------------------------------------------------------------------------- keypoint outputs
+def test_keypoint_cloud_layout_and_round_trip():
+    P = hand_pose()
+    uv = np.random.default_rng(0).uniform(0, 640, (21, 2))
+    conf = np.linspace(0, 1, 21)
+    msg = cv.keypoints_to_cloud(header(), P, uv, conf)
+    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (1, 21, 28, 28 * 21)
+    assert [f.name for f in msg.fields] == ["x", "y", "z", "u", "v", "confidence", "id"]
+    assert [f.offset for f in msg.fields] == [0, 4, 8, 12, 16, 20, 24]
+    assert [f.datatype for f in msg.fields] == [PointField.FLOAT32] * 6 + [PointField.UINT32]
+    assert all(f.count == 1 for f in msg.fields) and not msg.is_bigendian and msg.is_dense
+    back = cv.cloud_to_array(deserialize_message(serialize_message(msg), PointCloud2))
+    np.testing.assert_array_equal(back["id"], np.arange(21))
+    np.testing.assert_allclose(np.stack([back["x"], back["y"], back["z"]], 1), P, atol=1e-7)
+    np.testing.assert_allclose(np.stack([back["u"], back["v"]], 1), uv, rtol=1e-6)
+    np.testing.assert_allclose(back["confidence"], conf, atol=1e-7)
+    assert msg.header.frame_id == "cam_optical" and msg.header.stamp.nanosec == 345
+
+
+def test_pose_array_and_palm_pose_carry_the_documented_orientations():
+    P = hand_pose(1)
+    frames = hand_frames(P)
+    pa = cv.keypoints_to_pose_array(header(), P, frames)
+    assert len(pa.poses) == 21 and pa.header.frame_id == "cam_optical"
+    for k, pose in enumerate(pa.poses):
+        np.testing.assert_allclose([pose.position.x, pose.position.y, pose.position.z], P[k])
+        o = pose.orientation
+        R = Rotation.from_quat([o.x, o.y, o.z, o.w]).as_matrix()
+        np.testing.assert_allclose(R, frames.joint_rotations[k], atol=1e-9)
+        if k in (5, 6, 7):  # x points to the next joint of the finger
+            d = P[k + 1] - P[k]
+            np.testing.assert_allclose(R[:, 0], d / np.linalg.norm(d), atol=1e-9)
+    ps = cv.palm_to_pose_stamped(header(), frames)
+    np.testing.assert_allclose([ps.pose.position.x, ps.pose.position.y, ps.pose.position.z], (P[0] + P[5] + P[17]) / 3)
+    o = ps.pose.orientation
+    np.testing.assert_allclose(Rotation.from_quat([o.x, o.y, o.z, o.w]).as_matrix(), frames.palm_rotation, atol=1e-9)
+
+
+def _matrix(tf):
+    r, t = tf.transform.rotation, tf.transform.translation
+    M = np.eye(4)
+    M[:3, :3] = Rotation.from_quat([r.x, r.y, r.z, r.w]).as_matrix()
+    M[:3, 3] = (t.x, t.y, t.z)
+    return M
+
+
+def test_tf_chains_palm_and_keypoints_to_the_camera_frame():
+    P = hand_pose(2)
+    frames = hand_frames(P)
+    msg = cv.hand_to_tf(header(), P, frames, prefix="left/")
+    msg = deserialize_message(serialize_message(msg), tf2_msgs.msg.TFMessage)
+    tfs = {t.child_frame_id: t for t in msg.transforms}
+    assert len(msg.transforms) == 22 and len(tfs) == 22
+    palm = tfs["left/palm"]
+    assert palm.header.frame_id == "cam_optical"
+    assert palm.header.stamp.sec == 12 and palm.header.stamp.nanosec == 345
+    M_palm = _matrix(palm)
+    for k, name in enumerate(kp.KEYPOINT_NAMES):
+        t = tfs[f"left/{name}"]
+        assert t.header.frame_id == "left/palm" and t.header.stamp == palm.header.stamp
+        M = M_palm @ _matrix(t)
+        np.testing.assert_allclose(M[:3, 3], P[k], atol=1e-9)
+        np.testing.assert_allclose(M[:3, :3], frames.joint_rotations[k], atol=1e-9)
+    assert cv.keypoint_frame_names("")[8] == "index_tip" and cv.palm_frame_name("r_") == "r_palm"
+
+
+def test_markers_spheres_bones_by_finger_palm_arrow_and_delete_all():
+    P = hand_pose(3)
+    frames = hand_frames(P)
+    ma = cv.hand_to_markers(header(), P, frames, joint_radius_m=0.01, bone_width_m=0.005, lifetime_s=0.25)
+    joints, bones, palm = ma.markers
+    assert (joints.type, bones.type, palm.type) == (Marker.SPHERE_LIST, Marker.LINE_LIST, Marker.ARROW)
+    assert {m.ns for m in ma.markers} == {"joints", "bones", "palm"}
+    for m in ma.markers:
+        assert m.action == Marker.ADD and m.header.frame_id == "cam_optical"
+        assert (m.lifetime.sec, m.lifetime.nanosec) == (0, 250_000_000)
+        assert m.pose.orientation.w == 1.0
+    assert len(joints.points) == 21 and joints.scale.x == pytest.approx(0.02)
+    assert len(bones.points) == 40 and len(bones.colors) == 40
+    for i, (child, parent) in enumerate(kp.BONES):
+        c = bones.colors[2 * i]
+        assert (c.r, c.g, c.b) == pytest.approx(kp.keypoint_color_rgb(child))
+        assert bones.points[2 * i + 1].x == pytest.approx(P[child][0])
+    thumb_tip = joints.colors[4]
+    assert (thumb_tip.r, thumb_tip.g, thumb_tip.b) == pytest.approx(kp.FINGER_COLORS_RGB[0])
+    a, b = palm.points
+    d = np.array([b.x - a.x, b.y - a.y, b.z - a.z])
+    np.testing.assert_allclose(d, 0.05 * frames.palm_rotation[:, 2], atol=1e-9)
+    deserialize_message(serialize_message(ma), type(ma))
+    gone = cv.delete_all_markers(header())
+    assert len(gone.markers) == 1 and gone.markers[0].action == Marker.DELETEALL
+    assert cv.hand_to_markers(header(), P, frames, lifetime_s=0).markers[0].lifetime.sec == 0
