@@ -1,0 +1,524 @@
+"""hand25d_node as its own process (the installed console script, config/hand25d.yaml) over
+real DDS, isolated per run (random domain, localhost discovery, private log dir).
+
+Most tests replace the CNN's forward pass by a fixed, exact 2.5D hand (test/ros_harness.py,
+a sitecustomize in the node's PYTHONPATH) so that valid poses come out without trained
+weights; everything after the network (crop, lifting with CameraInfo and hand size, frames,
+messages, QoS, parameters) is the real node. One test runs the real untrained network.
+"""
+import math
+import os
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+try:
+    import rclpy  # noqa: F401
+    import tf2_msgs.msg  # noqa: F401
+except ImportError as exc:
+    pytest.skip(f"rclpy/tf2_msgs not importable ({exc}): install ROS with scripts/install_ros.sh .venv "
+                "and source scripts/ros_env.sh", allow_module_level=True)
+
+import cv2
+from rclpy.parameter import Parameter
+from rcl_interfaces.srv import SetParameters
+from scipy.spatial.transform import Rotation
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker
+
+import ros_harness as h
+from hand25d_ros import keypoints as kp
+from hand25d_ros.ros import conversions as cv
+
+if h.node_command() is None:
+    pytest.skip("console script hand25d_node is not installed (pip install -e . / scripts/setup.sh)",
+                allow_module_level=True)
+
+from hand25d_ros.ros.node import CameraInfoSync, RateWindow, WarningThrottle, validate_parameter  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:lark.*")
+
+W, H = 320, 240
+K = np.array([[400.0, 0.0, 161.0], [0.0, 410.0, 118.0], [0.0, 0.0, 1.0]])
+FRAME = "cam_optical"
+SEC = 1_000_000_000
+
+
+# ---------------------------------------------------------------------------- plain helpers
+def test_camera_info_sync_pairs_by_stamp_and_tolerance():
+    s = CameraInfoSync(tolerance_ns=20)
+    assert s.match(100) is None
+    assert s.hold(100, "img100") is None  # waits for its CameraInfo
+    assert s.add_info(50, "info50") is None  # too far from 100
+    assert s.add_info(100, "info100") == (100, "img100", "info100")
+    assert s.pending is None
+    s.add_info(110, "info110")
+    s.add_info(125, "info125")
+    assert s.match(100) == "info100"      # exact stamp wins
+    assert s.match(119) == "info125"      # newest within tolerance
+    assert s.match(95) == "info110"
+    assert s.match(200) is None
+    s.hold(300, "a")
+    assert s.hold(301, "b") == (300, "a")  # only the newest image waits
+    assert s.newest_stamp_ns() == 125
+    s.clear()
+    assert s.match(100) is None and s.pending is None
+
+
+def test_warning_throttle_and_rates():
+    t = WarningThrottle(5.0)
+    assert t("a", 0.0) == 0 and t("a", 1.0) is None and t("b", 1.0) == 0
+    assert t("a", 2.0) is None and t("a", 5.5) == 2
+    r = RateWindow(2.0)
+    for i in range(10):
+        r.add(i * 0.1, value=i)
+    assert r.rate_hz(0.9) == 5.0 and r.mean(0.9) == 4.5
+    assert r.rate_hz(10.0) == 0 and math.isnan(r.mean(10.0))
+
+
+@pytest.mark.parametrize("name, value, ok", [
+    ("hand_size_m", 0.1, True), ("hand_size_m", 0.5, False), ("hand_size_m", float("nan"), False),
+    ("hand_size_m", "big", False), ("hand_size_m", 1, False),
+    ("confidence_threshold", 1.0, True), ("confidence_threshold", -0.1, False),
+    ("device", "cuda:1", True), ("device", "gpu", False), ("intrinsics_source", "raw", True),
+    ("intrinsics_source", "projection", False), ("frame_prefix", "left/hand_", True),
+    ("frame_prefix", "/abs", False), ("frame_prefix", "a b", False), ("camera_frame_id", "", True),
+    ("max_image_pixels", 0, False), ("max_image_pixels", True, False), ("use_sim_time", True, True),
+])
+def test_parameter_validation_gives_a_reason(name, value, ok):
+    reason = validate_parameter(name, value)
+    assert (reason is None) == ok, reason
+    if not ok:
+        assert name in reason
+
+
+# ---------------------------------------------------------------------------- the node process
+class Frames:
+    """Builds and sends frames with strictly increasing stamps."""
+
+    def __init__(self, probe, start_s=100):
+        self.probe = probe
+        self.next_ns = start_s * SEC
+        self.good: set[int] = set()
+
+    def stamp(self, step_ms=50) -> int:
+        self.next_ns += step_ms * 1_000_000
+        return self.next_ns
+
+    def info(self, stamp, K=K, w=W, h=H, D=None, model="plumb_bob"):
+        return cv.intrinsics_to_camera_info(K, w, h, Header(stamp=cv.ns_to_stamp(stamp), frame_id=FRAME), D, model)
+
+    def image(self, stamp, value=128, w=W, h=H, enc="rgb8", frame=FRAME, pad=0):
+        rgb = np.full((h, w, 3), value, np.uint8)
+        rgb[h // 3: 2 * h // 3, w // 3: 2 * w // 3] = min(255, value + 60)
+        native = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "mono8": rgb[..., :1]}[enc]
+        return cv.numpy_to_image(native, enc, Header(stamp=cv.ns_to_stamp(stamp), frame_id=frame),
+                                 step=w * native.shape[2] + pad)
+
+    def send(self, image, info=None):
+        if info is not None:
+            self.probe.pub_info.publish(info)
+        if image is not None:
+            self.probe.pub_image.publish(image)
+
+    def good_frame(self, timeout=5.0, tries=3, **image_kw):
+        """Send a good frame and wait for its outputs (re-sent with a new stamp when a best-effort
+        sample got lost); returns (stamp, outputs)."""
+        for _ in range(tries):
+            s = self.stamp()
+            self.good.add(s)
+            self.send(self.image(s, **image_kw), self.info(s))
+            out = wait_outputs(self.probe, s, timeout)
+            if out is not None:
+                return s, out
+        raise AssertionError(f"no output for a good frame after {tries} tries")
+
+
+def by_stamp(msgs, stamp):
+    return [m for m in msgs if cv.stamp_to_ns(stamp_of(m)) == stamp]
+
+
+def stamp_of(m):
+    if hasattr(m, "header"):
+        return m.header.stamp
+    if hasattr(m, "markers"):
+        return m.markers[0].header.stamp
+    return m.transforms[0].header.stamp
+
+
+def wait_outputs(probe, stamp, timeout=5.0):
+    keys = ("keypoints", "poses", "palm_pose", "tf", "markers")
+    ok = probe.wait_for(lambda: all(by_stamp(probe.messages(k), stamp) for k in keys), timeout)
+    return {k: by_stamp(probe.messages(k), stamp)[-1] for k in keys} if ok else None
+
+
+def cloud_xyz_uv(msg):
+    a = cv.cloud_to_array(msg)
+    return (np.stack([a["x"], a["y"], a["z"]], 1).astype(np.float64),
+            np.stack([a["u"], a["v"]], 1).astype(np.float64), a)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("node")
+    weights = h.write_test_weights(tmp / "test_weights.pt")
+    shim = h.write_fake_cnn(tmp / "fake_cnn")
+    env = h.ros_env(tmp / "ros_log", extra_pythonpath=shim)
+    plain_env = h.ros_env(tmp / "ros_log", domain_id=int(env["ROS_DOMAIN_ID"]))
+    saved = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOG_DIR")}
+    os.environ.update({k: env[k] for k in saved})  # for this process's own context
+    yield dict(tmp=tmp, weights=weights, env=env, plain_env=plain_env, domain=int(env["ROS_DOMAIN_ID"]))
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def main(world):
+    params = {"weights": world["weights"], "diagnostics_period_s": 0.1, "max_image_pixels": 640 * 480,
+              "frame_prefix": "right/", "publish_debug_image": True}
+    node = h.NodeProcess(world["env"], "/main", params, world["tmp"] / "main_node.log")
+    probe = h.Probe(world["domain"], "/main")
+    try:
+        assert probe.wait_connected(30), node.output()
+        frames = Frames(probe)
+        # images before any CameraInfo: each waits, and is dropped when the next one comes
+        frames.first_stamps = []
+        for _ in range(4):
+            frames.first_stamps.append(frames.stamp(step_ms=200))
+            frames.send(frames.image(frames.first_stamps[-1]))
+            time.sleep(0.2)
+        s, _ = frames.good_frame(timeout=8.0, tries=4)
+        yield node, probe, frames
+    finally:
+        probe.close()
+        rc = node.stop()
+    assert rc == 0, node.output()[-3000:]
+
+
+def test_outputs_have_types_frames_stamps_and_reproject_through_camera_info(main):
+    node, probe, frames = main
+    s, out = frames.good_frame()
+    xyz, uv, arr = cloud_xyz_uv(out["keypoints"])
+    cloud = out["keypoints"]
+    assert cloud.header.frame_id == FRAME and cv.stamp_to_ns(cloud.header.stamp) == s
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "u", "v", "confidence", "id"]
+    np.testing.assert_array_equal(arr["id"], np.arange(21))
+    assert np.all(np.isfinite(xyz)) and np.all(xyz[:, 2] > 0.05)
+    assert np.all((arr["confidence"] >= 0) & (arr["confidence"] <= 1))
+    # the 3D keypoints project onto the 2D ones through the CameraInfo intrinsics: u = fx X / Z + cx
+    proj = (xyz @ K.T)[:, :2] / xyz[:, 2:]
+    np.testing.assert_allclose(proj, uv, atol=2e-3)
+    poses, palm = out["poses"], out["palm_pose"]
+    assert len(poses.poses) == 21 and poses.header.frame_id == FRAME and palm.header.frame_id == FRAME
+    np.testing.assert_allclose([[p.position.x, p.position.y, p.position.z] for p in poses.poses], xyz, atol=1e-6)
+    for p in poses.poses:
+        q = p.orientation
+        assert abs(np.linalg.norm([q.x, q.y, q.z, q.w]) - 1) < 1e-9
+    np.testing.assert_allclose([palm.pose.position.x, palm.pose.position.y, palm.pose.position.z],
+                               (xyz[0] + xyz[5] + xyz[17]) / 3, atol=1e-6)
+    markers = out["markers"].markers
+    assert {m.ns for m in markers} == {"joints", "bones", "palm"}
+    assert all(m.header.frame_id == FRAME and m.action == Marker.ADD for m in markers)
+    dbg = probe.wait_for(lambda: by_stamp(probe.messages("debug_image"), s), 3)
+    assert dbg and by_stamp(probe.messages("debug_image"), s)[-1].encoding == "rgb8"
+
+
+def test_tf_chains_every_keypoint_to_the_camera_frame(main):
+    node, probe, frames = main
+    s, out = frames.good_frame()
+    xyz, _, _ = cloud_xyz_uv(out["keypoints"])
+    tfs = {t.child_frame_id: t for t in out["tf"].transforms}
+    assert set(tfs) == {"right/palm"} | {f"right/{n}" for n in kp.KEYPOINT_NAMES}
+    for k, name in enumerate(kp.KEYPOINT_NAMES):
+        M, frame = np.eye(4), f"right/{name}"
+        while frame != FRAME:  # walk up to the camera frame
+            t = tfs[frame]
+            assert cv.stamp_to_ns(t.header.stamp) == s
+            T = np.eye(4)
+            r, p = t.transform.rotation, t.transform.translation
+            T[:3, :3] = Rotation.from_quat([r.x, r.y, r.z, r.w]).as_matrix()
+            T[:3, 3] = (p.x, p.y, p.z)
+            M = T @ M
+            frame = t.header.frame_id
+        np.testing.assert_allclose(M[:3, 3], xyz[k], atol=1e-5)
+
+
+def set_params(probe, **values):
+    client = probe.node.create_client(SetParameters, f"{probe.base}/set_parameters")
+    try:
+        assert client.wait_for_service(timeout_sec=10)
+        req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        fut = client.call_async(req)
+        assert probe.wait_for(fut.done, 10)
+        return fut.result().results
+    finally:
+        probe.node.destroy_client(client)
+
+
+def test_hand_size_parameter_scales_depth_at_run_time(main):
+    node, probe, frames = main
+    _, out1 = frames.good_frame()
+    xyz1, uv1, _ = cloud_xyz_uv(out1["keypoints"])
+    (res,) = set_params(probe, hand_size_m=2 * kp.DEFAULT_HAND_SIZE_M)
+    assert res.successful, res.reason
+    try:
+        _, out2 = frames.good_frame()
+        xyz2, uv2, _ = cloud_xyz_uv(out2["keypoints"])
+        np.testing.assert_allclose(xyz2, 2 * xyz1, rtol=1e-5, atol=1e-6)  # along the camera rays
+        np.testing.assert_allclose(uv2, uv1, atol=1e-3)
+    finally:
+        (res,) = set_params(probe, hand_size_m=kp.DEFAULT_HAND_SIZE_M)
+        assert res.successful
+
+
+def test_invalid_parameter_changes_are_rejected_with_a_reason(main):
+    node, probe, frames = main
+    for values, words in (({"hand_size_m": 0.5}, "hand_size_m"), ({"frame_prefix": "bad prefix"}, "frame_prefix"),
+                          ({"intrinsics_source": "fisheye"}, "intrinsics_source"), ({"device": "cpu"}, "read-only"),
+                          ({"hand_size_m": "large"}, "")):
+        (res,) = set_params(probe, **values)
+        assert not res.successful, values
+        assert words in res.reason, (values, res.reason)
+    _, out = frames.good_frame()  # still running, with the old values
+    assert "right/palm" in {t.child_frame_id for t in out["tf"].transforms}
+
+
+def _img(enc="rgb8", w=W, h=H, step=None, nbytes=None, frame=FRAME):
+    def build(frames, s):
+        c = cv.ENCODING_CHANNELS.get(enc, 2)
+        st = w * c if step is None else step
+        m = Image(header=Header(stamp=cv.ns_to_stamp(s), frame_id=frame), height=h, width=w, encoding=enc, step=st)
+        m.data = bytes([90]) * (st * h if nbytes is None else nbytes)
+        return m
+    return build
+
+
+def _info(edit):
+    def build(frames, s):
+        info = frames.info(s)
+        edit(info)
+        return info
+    return build
+
+
+def _nan_p(info):
+    p = list(info.p)
+    p[0] = float("nan")
+    info.p = p
+
+
+BAD_INPUTS = {
+    # name: (image builder, CameraInfo builder or None for a good one, drop reason)
+    "unsupported_encoding": (_img(enc="yuv422"), None, "bad_image"),
+    "unsupported_16bit": (_img(enc="16UC1"), None, "bad_image"),
+    "lying_encoding": (_img(enc="rgb8", step=W, nbytes=W * H), None, "bad_image"),
+    "data_shorter_than_step_times_height": (_img(nbytes=W * 3 * H - 7), None, "bad_image"),
+    "zero_sized": (_img(w=0, h=0, step=0, nbytes=0), None, "bad_image"),
+    "huge": (lambda f, s: f.image(s, w=1280, h=720), lambda f, s: f.info(s, w=1280, h=720), "bad_image"),
+    "camera_info_zeros": (None, _info(lambda i: setattr(i, "p", [0.0] * 12)), "bad_camera_info"),
+    "camera_info_nan": (None, _info(_nan_p), "bad_camera_info"),
+    "camera_info_of_another_size": (None, _info(lambda i: setattr(i, "width", 640)), "size_mismatch"),
+    "no_frame_id": (lambda f, s: f.image(s, frame=""), None, "no_frame_id"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_dropped_with_a_warning_and_the_node_keeps_running(main, case):
+    node, probe, frames = main
+    make_image, make_info, reason = BAD_INPUTS[case]
+    before = probe.dropped(reason)
+    s = frames.stamp()
+    image = (make_image or (lambda f, t: f.image(t)))(frames, s)
+    info = (make_info or (lambda f, t: f.info(t)))(frames, s)
+    for _ in range(3):  # best effort: re-send (same stamp) if the sample got lost
+        frames.send(image, info)
+        if probe.wait_for(lambda: probe.dropped(reason) > before, 2.0):
+            break
+    assert probe.dropped(reason) > before, f"{case}: not counted as {reason}\n{node.output()[-2000:]}"
+    frames.good_frame()  # alive and well
+    assert node.alive()
+    for key in ("keypoints", "poses", "palm_pose", "tf", "markers"):
+        assert not by_stamp(probe.messages(key), s), f"{case}: published {key} for a bad frame"
+
+
+def test_image_before_any_camera_info_was_dropped(main):
+    node, probe, frames = main
+    assert probe.dropped("no_camera_info") >= 1
+    for s in frames.first_stamps:
+        assert not by_stamp(probe.messages("keypoints"), s)
+    assert "no CameraInfo within" in node.output() and "none received yet" in node.output()
+
+
+def test_image_without_matching_camera_info_is_dropped(main):
+    node, probe, frames = main
+    before = probe.dropped("no_camera_info")
+    s = frames.stamp(step_ms=500)  # the newest CameraInfo is 0.5 s older, tolerance 0.02 s
+    frames.send(frames.image(s))
+    time.sleep(0.3)
+    frames.good_frame()  # the waiting image is dropped when this one comes
+    assert probe.wait_for(lambda: probe.dropped("no_camera_info") > before, 3)
+    assert not by_stamp(probe.messages("keypoints"), s)
+
+
+def test_out_of_order_stamps_are_dropped(main):
+    node, probe, frames = main
+    newest, _ = frames.good_frame()
+    before = probe.dropped("out_of_order")
+    for old in (newest - 300_000_000, newest):  # older, then a repeat
+        frames.send(frames.image(old, value=140), frames.info(old))
+        assert probe.wait_for(lambda: probe.dropped("out_of_order") > before, 3), node.output()[-2000:]
+        before = probe.dropped("out_of_order")
+    frames.good_frame()
+    kps = [cv.stamp_to_ns(m.header.stamp) for m in probe.messages("keypoints")]
+    assert kps == sorted(kps) and len(set(kps)) == len(kps)
+
+
+def test_no_hand_publishes_nothing_and_deletes_the_markers(main):
+    node, probe, frames = main
+    frames.good_frame()
+    s = frames.stamp()
+    for _ in range(3):
+        frames.send(frames.image(s, value=5), frames.info(s))  # dark: the fake CNN gives confidence 0.05
+        if probe.wait_for(lambda: by_stamp(probe.messages("markers"), s), 2.0):
+            break
+        s = frames.stamp()
+    (gone,) = by_stamp(probe.messages("markers"), s)
+    assert len(gone.markers) == 1 and gone.markers[0].action == Marker.DELETEALL
+    for key in ("keypoints", "poses", "palm_pose", "tf"):
+        assert not by_stamp(probe.messages(key), s)
+    # the debug image still comes, without a skeleton
+    assert probe.wait_for(lambda: by_stamp(probe.messages("debug_image"), s), 3)
+    frames.good_frame()
+
+
+def test_warnings_are_rate_limited(main):
+    node, probe, frames = main
+    # one warning per kind of bad input (here bad_image) and warning_period_s (5 s), counted all the same
+    log_before = node.output().count("dropped an image: ")
+    before = start = probe.dropped("bad_image")
+    for i in range(4):
+        s = frames.stamp()
+        frames.send(_img(enc="bgr16")(frames, s), frames.info(s))
+        assert probe.wait_for(lambda: probe.dropped("bad_image") > before, 3)
+        before = probe.dropped("bad_image")
+    time.sleep(0.2)
+    assert probe.dropped("bad_image") - start >= 4
+    assert node.output().count("dropped an image: ") - log_before <= 1
+
+
+def test_diagnostics_report_rates_latency_and_overhead(main):
+    node, probe, frames = main
+    for _ in range(5):
+        frames.good_frame()
+    assert float(probe.diagnostics_value("input_rate_hz")) > 0
+    assert float(probe.diagnostics_value("processing_rate_hz")) > 0
+    overhead = float(probe.diagnostics_value("node_overhead_ms"))
+    assert 0 < overhead < 100
+    assert probe.diagnostics_value("device") == "cpu"
+
+
+def test_only_good_frames_were_ever_published(main):
+    node, probe, frames = main
+    for key in ("keypoints", "poses", "palm_pose", "tf"):
+        stamps = {cv.stamp_to_ns(stamp_of(m)) for m in probe.messages(key)}
+        assert stamps <= frames.good, f"{key} published for stamps {sorted(stamps - frames.good)}"
+    for m in probe.messages("keypoints"):
+        xyz, uv, _ = cloud_xyz_uv(m)
+        assert np.all(np.isfinite(xyz)) and np.all(np.isfinite(uv))
+
+
+# ---------------------------------------------------------------------------- other set-ups
+def test_compressed_input_with_raw_intrinsics_undistorts(world):
+    D = [-0.25, 0.08, 0.001, -0.002, 0.0]
+    params = {"weights": world["weights"], "use_compressed": True, "intrinsics_source": "raw"}
+    node = h.NodeProcess(world["env"], "/comp", params, world["tmp"] / "comp_node.log")
+    probe = h.Probe(world["domain"], "/comp", compressed=True)
+    try:
+        assert probe.wait_connected(30), node.output()
+        frames = Frames(probe)
+        rgb = np.full((H, W, 3), 128, np.uint8)
+        ok, png = cv2.imencode(".png", rgb)
+        out = None
+        for _ in range(5):
+            s = frames.stamp()
+            img = CompressedImage(header=Header(stamp=cv.ns_to_stamp(s), frame_id=FRAME), format="png")
+            img.data = png.tobytes()
+            frames.send(img, frames.info(s, D=D))
+            out = wait_outputs(probe, s, 4)
+            if out:
+                break
+        assert out, node.output()[-2000:]
+        xyz, uv, _ = cloud_xyz_uv(out["keypoints"])
+        # the 2D keypoints are in the raw (distorted) image: 3D projects onto them through K and D
+        proj, _ = cv2.projectPoints(xyz, np.zeros(3), np.zeros(3), K, np.array(D))
+        np.testing.assert_allclose(proj.reshape(-1, 2), uv, atol=0.05)
+        pinhole = (xyz @ K.T)[:, :2] / xyz[:, 2:]
+        assert np.max(np.abs(pinhole - uv)) > 1.0  # distortion mattered
+    finally:
+        probe.close()
+        assert node.stop() == 0
+
+
+def test_real_untrained_network_publishes_no_hand_and_cuda_falls_back_to_cpu(world):
+    import torch
+
+    device = "cuda" if not torch.cuda.is_available() else "cpu"
+    params = {"weights": world["weights"], "device": device, "allow_cpu_fallback": True,
+              "diagnostics_period_s": 0.1}
+    node = h.NodeProcess(world["plain_env"], "/real", params, world["tmp"] / "real_node.log")
+    probe = h.Probe(world["domain"], "/real")
+    try:
+        assert probe.wait_connected(30), node.output()
+        frames = Frames(probe)
+        for _ in range(4):
+            s = frames.stamp()
+            frames.send(frames.image(s), frames.info(s))
+            time.sleep(0.3)
+        assert probe.wait_for(lambda: probe.messages("markers"), 5), node.output()[-2000:]
+        assert probe.wait_for(lambda: float(probe.diagnostics_value("processing_rate_hz") or 0) > 0, 3)
+        time.sleep(0.3)
+        assert not probe.messages("keypoints") and not probe.messages("tf") and not probe.messages("poses")
+        (gone,) = probe.messages("markers")  # one DELETEALL, not one per frame
+        assert gone.markers[0].action == Marker.DELETEALL
+        assert probe.diagnostics_value("device") == "cpu"
+        if device == "cuda":
+            assert "CUDA is not available: running on the CPU" in node.output()
+    finally:
+        probe.close()
+        assert node.stop() == 0
+
+
+def test_start_up_failures_exit_with_a_clear_message(world):
+    import torch
+
+    tmp = world["tmp"]
+    corrupt = tmp / "corrupt.pt"
+    corrupt.write_bytes(os.urandom(3000))
+    cases = {
+        "missing_weights": ({"weights": str(tmp / "nope.pt")}, "weights file not found"),
+        "corrupt_weights": ({"weights": str(corrupt)}, "corrupt"),
+        "hand_size_out_of_range": ({"weights": world["weights"], "hand_size_m": 5.0}, "hand_size_m"),
+        "bad_intrinsics_source": ({"weights": world["weights"], "intrinsics_source": "fisheye"}, "intrinsics_source"),
+        "bad_device": ({"weights": world["weights"], "device": "tpu"}, "device"),
+    }
+    if not torch.cuda.is_available():
+        cases["cuda_without_fallback"] = ({"weights": world["weights"], "device": "cuda",
+                                           "allow_cpu_fallback": False}, "CUDA is not available")
+    procs = {name: h.NodeProcess(world["plain_env"], f"/fail_{name}", params, tmp / f"fail_{name}.log")
+             for name, (params, _) in cases.items()}
+    try:
+        for name, (_, words) in cases.items():
+            rc = procs[name].wait(60)
+            out = procs[name].output()
+            assert rc == 1, f"{name}: exit code {rc}\n{out[-2000:]}"
+            assert "cannot start" in out and words in out, f"{name}: {out[-2000:]}"
+            assert "Traceback" not in out, f"{name}: {out[-2000:]}"
+    finally:
+        for p in procs.values():
+            p.stop()
