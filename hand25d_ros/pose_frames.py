@@ -50,6 +50,9 @@ _MAX_COS_TO_PALM_Y = np.cos(np.deg2rad(10.0))
 CHILD: tuple[int, ...] = tuple(
     -2 if k == kp.WRIST else next((c for c, p in kp.BONES if p == k), -1)
     for k in range(kp.NUM_KEYPOINTS))
+# start and end keypoint of each keypoint's bone (the wrist's is unused)
+_BONE_START = np.array([k if c >= 0 else (kp.PARENTS[k] if c == -1 else 0) for k, c in enumerate(CHILD)])
+_BONE_END = np.array([c if c >= 0 else (k if c == -1 else 0) for k, c in enumerate(CHILD)])
 
 
 @dataclass
@@ -166,32 +169,30 @@ def hand_frames(points) -> HandFrames:
     """
     P = _check_points(points)
     origin, R_palm, palm_valid = palm_frame(P)
-    y_palm, z_palm = R_palm[..., :, 1], R_palm[..., :, 2]
-    rotations = np.empty(P.shape[:-1] + (3, 3))
-    joint_valid = np.empty(P.shape[:-1], dtype=bool)
-    for k in range(kp.NUM_KEYPOINTS):  # parents come before their children
-        child = CHILD[k]
-        if child == -2:
-            rotations[..., k, :, :] = R_palm
-            joint_valid[..., k] = palm_valid
-            continue
-        start, end = (P[..., kp.PARENTS[k], :], P[..., k, :]) if child == -1 else (P[..., k, :], P[..., child, :])
-        with np.errstate(invalid="ignore", over="ignore"):
-            bone = end - start
-            ok = np.all(np.isfinite(bone), axis=-1)
-            bone = np.where(ok[..., None], bone, 0.0)
-            ok &= _norm(bone)[..., 0] > MIN_BONE_LENGTH
-        x = _unit(bone, ok)
-        # y: the palm's y without its component along x; near-parallel: palm_z cross x
-        cos_y = np.sum(x * y_palm, axis=-1, keepdims=True)
-        y_main = y_palm - cos_y * x
-        y_alt = np.cross(z_palm, x)
-        y = np.where(np.abs(cos_y) < _MAX_COS_TO_PALM_Y, y_main, y_alt)
-        y = _unit(y, ok)
-        z = np.cross(x, y)
-        R = np.stack([x, y, z], axis=-1)
-        parent_R = rotations[..., kp.PARENTS[k], :, :]
-        rotations[..., k, :, :] = np.where(ok[..., None, None], R, parent_R)
-        joint_valid[..., k] = ok
+    y_palm, z_palm = R_palm[..., None, :, 1], R_palm[..., None, :, 2]   # (*, 1, 3)
+    # every keypoint's bone at once (the wrist's is a placeholder, replaced by the palm)
+    with np.errstate(invalid="ignore", over="ignore"):
+        bone = P[..., _BONE_END, :] - P[..., _BONE_START, :]
+        ok = np.all(np.isfinite(bone), axis=-1)
+        bone = np.where(ok[..., None], bone, 0.0)
+        ok &= _norm(bone)[..., 0] > MIN_BONE_LENGTH
+    ok[..., kp.WRIST] = False
+    x = _unit(bone, ok)
+    # y: the palm's y without its component along x; near-parallel: palm_z cross x
+    cos_y = np.sum(x * y_palm, axis=-1, keepdims=True)
+    y_main = y_palm - cos_y * x
+    y_alt = np.cross(np.broadcast_to(z_palm, x.shape), x)
+    y = _unit(np.where(np.abs(cos_y) < _MAX_COS_TO_PALM_Y, y_main, y_alt), ok)
+    rotations = np.stack([x, y, np.cross(x, y)], axis=-1)                # (*, 21, 3, 3)
+    rotations[..., kp.WRIST, :, :] = R_palm
+    joint_valid = ok.copy()
+    joint_valid[..., kp.WRIST] = palm_valid
+    if not np.all(ok[..., 1:]):
+        # a degenerate bone takes its parent's orientation; parents come before children
+        for k in range(1, kp.NUM_KEYPOINTS):
+            bad = ~ok[..., k]
+            if np.any(bad):
+                rotations[..., k, :, :] = np.where(bad[..., None, None], rotations[..., kp.PARENTS[k], :, :],
+                                                   rotations[..., k, :, :])
     return HandFrames(palm_origin=origin, palm_rotation=R_palm, palm_valid=np.asarray(palm_valid),
                       joint_rotations=rotations, joint_valid=joint_valid)
