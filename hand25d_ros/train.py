@@ -151,7 +151,7 @@ class Concat(Dataset):
 
 def ensure_synthetic(cache_dir, num_samples, seed, crop_size, shard_size=2048, workers=1, config=None):
     """Render the synthetic shards if they are not all there (resumable), and open them."""
-    from .data.synthetic import ShardDataset, SyntheticConfig, write_shards
+    from .synth.synthetic import ShardDataset, SyntheticConfig, write_shards
     cfg = SyntheticConfig(crop_size_px=crop_size, **(config or {}))
     write_shards(cache_dir, num_samples, cfg, seed, shard_size=shard_size, workers=workers)
     return ShardDataset(cache_dir)
@@ -431,15 +431,24 @@ def validate(model, val_synth, cfg, bone_ratios, device) -> dict:
         vals.update(eval_crops(model, val_synth, device))
     path = cfg.get("val_real", {}).get("path")
     if path and Path(path, "annotations.json").exists():
-        from .estimator import HandPoseEstimator
-        from .evaluate import evaluate_folder
-        est = HandPoseEstimator.from_model(model, {"bone_ratios": list(bone_ratios)}, device=str(device))
-        model.eval()
-        rep = evaluate_folder(est, path, limit=cfg["val_real"].get("limit") or None, progress=False)
-        model.train()
-        vals["val_real_2d_px"] = rep["summary"]["mean_error_2d_px"]
-        vals["val_real_pa_mpjpe_mm"] = rep["summary"]["pa_mpjpe_mm"]
+        try:
+            vals.update(_validate_real(model, path, cfg, bone_ratios, device))
+        except Exception as exc:  # a measurement must never stop a training run
+            print(f"real validation skipped: {type(exc).__name__}: {exc}", flush=True)
     return vals
+
+
+def _validate_real(model, path, cfg, bone_ratios, device) -> dict:
+    from .estimator import HandPoseEstimator
+    from .evaluate import evaluate_folder
+    est = HandPoseEstimator.from_model(model, {"bone_ratios": list(bone_ratios)}, device=str(device))
+    model.eval()
+    try:
+        rep = evaluate_folder(est, path, limit=cfg["val_real"].get("limit") or None, progress=False)
+    finally:
+        model.train()
+    return {"val_real_2d_px": rep["summary"]["mean_error_2d_px"],
+            "val_real_pa_mpjpe_mm": rep["summary"]["pa_mpjpe_mm"]}
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,1 @@
+"""Synthetic training data: the rigged WebXR hand, posed, rendered and composited."""
