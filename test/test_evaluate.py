@@ -1,0 +1,58 @@
+"""hand25d-eval on a tiny annotated folder written by the test (real_val_snap format)."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from hand25d_ros.datasets import AnnotatedFolderDataset, DatasetError
+from hand25d_ros.evaluate import main
+
+
+def write_folder(root, n=3):
+    root.mkdir()
+    (root / "images").mkdir()
+    samples = []
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        cv2.imwrite(str(root / "images" / f"{i}.png"), rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+        P = rng.normal(0, 30, (21, 3)) + [0, 0, 400]
+        P[5] = P[0] + [0, -85, 0]
+        K = np.array([[300.0, 0, 32], [0, 300, 32], [0, 0, 1]])
+        uv = (P @ K.T)[:, :2] / P[:, 2:]
+        samples.append({"image": f"images/{i}.png", "K": K.tolist(), "joints_3d_mm": P.tolist(),
+                        "joints_2d_px": uv.tolist()})
+    (root / "annotations.json").write_text(json.dumps({"samples": samples}))
+    return root
+
+
+def test_eval_cli_writes_report_and_plot(tmp_path, untrained_weights, capsys):
+    root = write_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    assert main([str(root), "--weights", str(untrained_weights), "--out", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["summary"]["num_samples"] == 3 and rep["summary"]["mean_error_2d_px"] > 0
+    assert (out / "pck.png").exists()
+    assert "2D mean keypoint error" in capsys.readouterr().out
+
+
+def test_bad_folders_name_the_problem(tmp_path, untrained_weights):
+    with pytest.raises(DatasetError, match="not found"):
+        AnnotatedFolderDataset(tmp_path / "none")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="annotations.json"):
+        AnnotatedFolderDataset(tmp_path / "empty")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "annotations.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="not valid JSON"):
+        AnnotatedFolderDataset(bad)
+    (bad / "annotations.json").write_text(json.dumps({"samples": [{"image": "x.png", "K": [1, 2]}]}))
+    with pytest.raises(DatasetError, match="sample 0 is malformed"):
+        AnnotatedFolderDataset(bad)
+    root = write_folder(tmp_path / "d2", 1)
+    (root / "images" / "0.png").unlink()
+    with pytest.raises(DatasetError, match="cannot read image"):
+        AnnotatedFolderDataset(root)[0]
+    with pytest.raises(SystemExit, match="hand25d-eval: .*annotations.json"):
+        main([str(tmp_path / "empty"), "--weights", str(untrained_weights)])
