@@ -405,7 +405,7 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
             "bone_ratios": [float(r) for r in bone_ratios],
             "recipe": {"command": command, "config": cfg, "steps": step, "samples_seen": samples_seen,
                        "train_wall_s": round(wall, 1), "device": str(device), "world_size": world,
-                       "torch": torch.__version__},
+                       "torch": str(torch.__version__)},
             "metrics": vals,
         }
         save_weights(model, weights_path, cfg["arch"], meta)

@@ -13,6 +13,7 @@ checked against this package's keypoint order before use.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -44,6 +45,12 @@ def default_weights_path() -> Path:
     return Path(str(resources.files("hand25d_ros") / "weights" / DEFAULT_WEIGHTS_NAME))
 
 
+def _plain(obj):
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
 def save_weights(model: Hand25DNet, path, arch: dict, meta: dict | None = None) -> None:
     """Write ``model`` with its architecture and metadata; atomic (tmp file + rename).
 
@@ -53,7 +60,8 @@ def save_weights(model: Hand25DNet, path, arch: dict, meta: dict | None = None) 
         arch: ``{"name": <ARCHS key>, **build_model overrides}`` that rebuilds ``model``.
         meta: free-form metadata; input size, keypoint order and root are added.
     """
-    meta = dict(meta or {})
+    # plain JSON types only, so that the file loads with weights_only=True
+    meta = json.loads(json.dumps(dict(meta or {}), default=_plain))
     meta.setdefault("input_size", model.input_size)
     meta.setdefault("keypoint_names", list(kp.KEYPOINT_NAMES))
     meta.setdefault("root", kp.ROOT)

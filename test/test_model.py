@@ -126,3 +126,12 @@ def test_torchscript_and_onnx_exports_match(tmp_path):
     out = sess.run(None, {"image": x.numpy()})
     for a, b in zip(ref, out):
         np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def test_weights_with_numpy_and_version_metadata_load_safely(tmp_path):
+    m = build_model("tiny")
+    p = tmp_path / "w.pt"
+    save_weights(m, p, {"name": "tiny"}, {"torch": torch.__version__, "ratios": np.ones(3),
+                                          "x": np.float32(1.5)})
+    meta = load_weights(p).meta
+    assert meta["ratios"] == [1.0, 1.0, 1.0] and meta["x"] == 1.5 and isinstance(meta["torch"], str)
