@@ -361,7 +361,7 @@ class ShardDataset:
         j = int(np.searchsorted(self.offsets, i, side="right") - 1)
         a = self._shard(j)
         r = i - int(self.offsets[j])
-        return {"image": np.asarray(a["images"][r]), "K": np.asarray(a["K"][r], np.float64),
+        return {"image": np.array(a["images"][r]), "K": np.asarray(a["K"][r], np.float64),
                 "joints_3d_mm": np.asarray(a["joints_3d_mm"][r], np.float64),
                 "joints_2d_px": np.asarray(a["joints_2d_px"][r], np.float64),
                 "visible": np.asarray(a["visible"][r]), "is_left": bool(a["is_left"][r])}
