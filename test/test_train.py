@@ -43,3 +43,33 @@ def test_bad_config_is_a_clear_error(tmp_path):
         main(["--config", str(bad), "--out", str(tmp_path / "r")])
     with pytest.raises(SystemExit, match="key=value"):
         main(["--out", str(tmp_path / "r"), "--set", "oops"])
+
+
+def test_mixing_and_crop_source_keep_labels_exact():
+    """Extra full-image sources are cropped like inference; the mix follows its weights."""
+    from hand25d_ros import geometry as geo
+    from hand25d_ros.train import Concat, CropSource, MixSampler, TrainingView
+
+    class Full:
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            P = np.random.default_rng(i).normal(0, 30, (21, 3)) + [0, 0, 500]
+            K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+            return {"image": np.zeros((480, 640, 3), np.uint8), "K": K, "joints_3d_mm": P,
+                    "joints_2d_px": geo.project_points(P, K)}
+
+    src = CropSource(Full(), 64, seed=0)
+    s = src[1]
+    assert s["image"].shape == (64, 64, 3)
+    np.testing.assert_allclose(geo.project_points(s["joints_3d_mm"], s["K"]), s["joints_2d_px"], atol=1e-6)
+    view = TrainingView(src, None, 0)
+    item = view[1]
+    _, z, _ = geo.pose_to_25d(s["joints_3d_mm"], s["K"])
+    np.testing.assert_allclose(item["z"].numpy(), z, atol=1e-5)
+    sampler = MixSampler([3, 100], [1.0, 3.0], seed=0, chunk=4000)
+    idx = np.array(list(sampler))
+    assert abs((idx < 3).mean() - 0.25) < 0.03
+    both = Concat([src, src])
+    assert len(both) == 6
