@@ -2,7 +2,8 @@
 benchmarks/bench_node.py).
 
 - ``ros_env()``: environment that isolates one run: a random ROS_DOMAIN_ID, localhost-only
-  discovery, a private ROS_LOG_DIR.
+  discovery, a private ROS_LOG_DIR, and config/fastdds_large_data.xml (images over shared
+  memory without loss).
 - ``NodeProcess``: the installed ``hand25d_node`` console script with ``--ros-args``.
 - ``Probe``: an rclpy node in this process (own context, spun in a thread) that publishes
   images and CameraInfo and records everything the node publishes.
@@ -29,6 +30,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS_FILE = REPO / "config" / "hand25d.yaml"
+# large images over Fast DDS without loss (see the file)
+DDS_PROFILE = REPO / "config" / "fastdds_large_data.xml"
 
 
 def fake_hand_crop(size: int = 128):
@@ -106,6 +109,7 @@ def ros_env(log_dir: Path, domain_id: int | None = None, extra_pythonpath: Path 
     env["PYTHONUNBUFFERED"] = "1"
     env["RCUTILS_LOGGING_BUFFERED_STREAM"] = "0"
     env.pop("ROS_STATIC_PEERS", None)
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(DDS_PROFILE))
     if extra_pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(extra_pythonpath)] + [p for p in [env.get("PYTHONPATH")] if p])
     return env
@@ -183,6 +187,7 @@ class Probe:
         self.pub_info = self.node.create_publisher(CameraInfo, f"{node_ns.rstrip('/')}/camera_info", qos)
         self.lock = threading.Lock()
         self.received: dict[str, list] = {}
+        self.receive_times: dict[str, list] = {}   # time.monotonic() of each message
         out_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         topics = {"keypoints": (PointCloud2, f"{base}/keypoints"), "poses": (PoseArray, f"{base}/poses"),
                   "palm_pose": (PoseStamped, f"{base}/palm_pose"), "markers": (MarkerArray, f"{base}/markers"),
@@ -191,6 +196,7 @@ class Probe:
         self.subs = []
         for key, (typ, topic) in topics.items():
             self.received[key] = []
+            self.receive_times[key] = []
             self.subs.append(self.node.create_subscription(typ, topic, self._recorder(key), out_qos))
         self.base = base
         self.executor = SingleThreadedExecutor(context=self.ctx)
@@ -201,8 +207,10 @@ class Probe:
 
     def _recorder(self, key):
         def cb(msg):
+            t = time.monotonic()
             with self.lock:
                 self.received[key].append(msg)
+                self.receive_times[key].append(t)
         return cb
 
     def _spin(self):

@@ -168,7 +168,8 @@ def world(tmp_path_factory):
     shim = h.write_fake_cnn(tmp / "fake_cnn")
     env = h.ros_env(tmp / "ros_log", extra_pythonpath=shim)
     plain_env = h.ros_env(tmp / "ros_log", domain_id=int(env["ROS_DOMAIN_ID"]))
-    saved = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOG_DIR")}
+    saved = {k: os.environ.get(k) for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOG_DIR",
+                                            "FASTDDS_DEFAULT_PROFILES_FILE")}
     os.environ.update({k: env[k] for k in saved})  # for this process's own context
     yield dict(tmp=tmp, weights=weights, env=env, plain_env=plain_env, domain=int(env["ROS_DOMAIN_ID"]))
     for k, v in saved.items():
@@ -431,6 +432,31 @@ def test_only_good_frames_were_ever_published(main):
     for m in probe.messages("keypoints"):
         xyz, uv, _ = cloud_xyz_uv(m)
         assert np.all(np.isfinite(xyz)) and np.all(np.isfinite(uv))
+
+
+def test_example_consumer_follows_the_index_fingertip_through_tf(main):
+    from hand25d_ros.ros.example_consumer import FingertipFollower
+
+    node, probe, frames = main
+    follower = FingertipFollower(context=probe.ctx, cli_args=[
+        "--ros-args", "-r", f"palm_pose:={probe.base}/palm_pose", "-p", "frame_prefix:=right/"])
+    probe.executor.add_node(follower)
+    try:
+        time.sleep(0.5)  # discovery of the new subscriptions
+        for _ in range(5):
+            s, out = frames.good_frame()
+            if probe.wait_for(lambda: follower.latest is not None and follower.latest.stamp_ns == s, 2.0):
+                break
+        f = follower.latest
+        assert f is not None and f.stamp_ns == s and f.camera_frame == FRAME
+        xyz, _, _ = cloud_xyz_uv(out["keypoints"])
+        np.testing.assert_allclose(f.tip_in_camera, xyz[8], atol=1e-5)
+        d = xyz[8] - xyz[7]
+        np.testing.assert_allclose(f.pointing, d / np.linalg.norm(d), atol=1e-4)
+        assert f.pinch_m == pytest.approx(np.linalg.norm(xyz[8] - xyz[4]), abs=1e-5)
+    finally:
+        probe.executor.remove_node(follower)
+        follower.destroy_node()
 
 
 # ---------------------------------------------------------------------------- other set-ups

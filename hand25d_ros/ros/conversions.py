@@ -358,10 +358,25 @@ def hand_to_tf(header: Header, xyz_m, frames: HandFrames, prefix: str = "hand_")
 
 # ---------------------------------------------------------------------------- markers
 MARKER_NS_JOINTS, MARKER_NS_BONES, MARKER_NS_PALM = "joints", "bones", "palm"
+# LINE_LIST vertices: parent, child of each bone
+_BONE_VERTICES = np.array([k for child, parent in kp.BONES for k in (parent, child)])
 
 
 def _color(rgb, alpha: float = 1.0) -> ColorRGBA:
     return ColorRGBA(r=float(rgb[0]), g=float(rgb[1]), b=float(rgb[2]), a=float(alpha))
+
+
+_COLOR_CACHE: dict[float, tuple[list, list]] = {}
+
+
+def _skeleton_colors(alpha: float) -> tuple[list, list]:
+    """Joint colours (21) and bone-vertex colours (40), built once per alpha: the messages
+    are serialised at publish time, so sharing these read-only objects is safe."""
+    if alpha not in _COLOR_CACHE:
+        joints = [_color(kp.keypoint_color_rgb(k), alpha) for k in range(kp.NUM_KEYPOINTS)]
+        bones = [c for child, _ in kp.BONES for c in (joints[child], joints[child])]
+        _COLOR_CACHE[alpha] = (joints, bones)
+    return _COLOR_CACHE[alpha]
 
 
 def _point(p) -> Point:
@@ -382,20 +397,17 @@ def hand_to_markers(header: Header, xyz_m, frames: HandFrames, joint_radius_m: f
     joints.pose.orientation = ident
     d = 2.0 * float(joint_radius_m)
     joints.scale = Vector3(x=d, y=d, z=d)
+    joint_colors, bone_colors = _skeleton_colors(float(alpha))
     joints.points = [_point(p) for p in xyz]
-    joints.colors = [_color(kp.keypoint_color_rgb(k), alpha) for k in range(kp.NUM_KEYPOINTS)]
+    joints.colors = list(joint_colors)
     joints.color = _color((1.0, 1.0, 1.0), alpha)
 
     bones = Marker(header=header, ns=MARKER_NS_BONES, id=0, type=Marker.LINE_LIST, action=Marker.ADD,
                    lifetime=life)
     bones.pose.orientation = ident
     bones.scale = Vector3(x=float(bone_width_m), y=0.0, z=0.0)
-    pts, cols = [], []
-    for child, parent in kp.BONES:
-        c = _color(kp.keypoint_color_rgb(child), alpha)
-        pts += [_point(xyz[parent]), _point(xyz[child])]
-        cols += [c, c]
-    bones.points, bones.colors = pts, cols
+    pts = [_point(p) for p in xyz[_BONE_VERTICES]]
+    bones.points, bones.colors = pts, list(bone_colors)
     bones.color = _color((1.0, 1.0, 1.0), alpha)
 
     palm = Marker(header=header, ns=MARKER_NS_PALM, id=0, type=Marker.ARROW, action=Marker.ADD, lifetime=life)

@@ -14,8 +14,9 @@ Publications, stamped with the image's stamp, in its optical frame (reliable):
     /tf                  tf2_msgs/TFMessage: <camera frame> -> <prefix>palm -> <prefix><keypoint>
     ~/markers            visualization_msgs/MarkerArray (DELETEALL when the hand is lost)
     ~/debug_image        sensor_msgs/Image rgb8 with the skeleton, when ``publish_debug_image``
-    /diagnostics         diagnostic_msgs/DiagnosticArray: input and processing rates, latency,
-                         node overhead, dropped frames by reason
+    /diagnostics         diagnostic_msgs/DiagnosticArray: input and processing rates (Hz),
+                         latency_ms (publication time - image stamp), processing_ms (callback),
+                         node_overhead_ms (callback less the estimator), dropped frames by reason
 
 Nothing is published for a frame without a trustworthy hand (invalid 3D or mean confidence
 below ``confidence_threshold``) except the DELETEALL markers when the hand is lost, and the
@@ -262,7 +263,7 @@ class HandPoseNode(Node):
         self.sync = CameraInfoSync(int(self.cfg["sync_tolerance_s"] * 1e9))
         self.throttle = WarningThrottle(self.cfg["warning_period_s"])
         self.stats_in, self.stats_done, self.stats_found = RateWindow(), RateWindow(), RateWindow()
-        self.stats_latency, self.stats_overhead = RateWindow(), RateWindow()
+        self.stats_latency, self.stats_overhead, self.stats_processing = RateWindow(), RateWindow(), RateWindow()
         self.dropped: dict[str, int] = {}
         self.last_stamp_ns: int | None = None
         self.hand_visible: bool | None = None   # None: nothing published yet
@@ -431,6 +432,7 @@ class HandPoseNode(Node):
             self.stats_found.add(now)
         stamp_age = self.get_clock().now().nanoseconds - conv.stamp_to_ns(msg.header.stamp)
         self.stats_latency.add(now, stamp_age / 1e6)
+        self.stats_processing.add(now, (t3 - t0) * 1e3)
         self.stats_overhead.add(now, ((t3 - t0) - (t2 - t1)) * 1e3)
 
     def publish_hand(self, header: Header, pose) -> None:
@@ -471,6 +473,7 @@ class HandPoseNode(Node):
         values = {"input_rate_hz": fmt(rate_in), "processing_rate_hz": fmt(rate_done),
                   "hand_rate_hz": fmt(self.stats_found.rate_hz(now)),
                   "latency_ms": fmt(self.stats_latency.mean(now)),
+                  "processing_ms": fmt(self.stats_processing.mean(now)),
                   "node_overhead_ms": fmt(self.stats_overhead.mean(now)),
                   "hand_size_m": str(self.cfg["hand_size_m"]), "device": str(self.estimator.device)}
         values.update({f"dropped_{k}": str(v) for k, v in sorted(self.dropped.items())})
