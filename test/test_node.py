@@ -520,6 +520,24 @@ def test_real_untrained_network_publishes_no_hand_and_cuda_falls_back_to_cpu(wor
         assert node.stop() == 0
 
 
+def test_demo_runs_the_node_and_saves_overlays(world, tmp_path):
+    import sys
+
+    cv2.imwrite(str(tmp_path / "frame.png"), np.full((H, W, 3), 150, np.uint8))
+    env = dict(world["env"])
+    env.pop("ROS_DOMAIN_ID")
+    run = subprocess.run([sys.executable, "-m", "hand25d_ros.ros.demo", "--images", str(tmp_path / "frame.png"),
+                          "--weights", str(world["weights"]), "--out", str(tmp_path / "out"), "--device", "cpu"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "index_tip" in run.stdout and "1 of 1 frames answered" in run.stdout
+    for name in ("frame_overlay.png", "frame_debug.png", "frame.json"):
+        assert (tmp_path / "out" / name).is_file(), name
+    import json
+    rec = json.loads((tmp_path / "out" / "frame.json").read_text())
+    assert rec["hand"] and len(rec["keypoints"]) == 21 and "hand_palm" in rec["tf_frames"]
+
+
 def test_start_up_failures_exit_with_a_clear_message(world):
     import torch
 
