@@ -3,6 +3,7 @@
     python benchmarks/bench_node.py                      # fake CNN: what the node adds
     python benchmarks/bench_node.py --network real       # with the network (--weights PATH)
     python benchmarks/bench_node.py --soak 180           # 3 minutes at 30 Hz: memory growth
+    python benchmarks/bench_node.py --inprocess          # the callback's cost, stage by stage
 
 Per image size it reports
 - latency: publish of the Image (this process) -> arrival of ~/keypoints (this process),
@@ -146,6 +147,63 @@ def soak(probe, node, seconds, w=640, h=480, key="keypoints"):
             "processed_rate_hz": probe.diagnostics_value("processing_rate_hz")}
 
 
+def inprocess_breakdown(sizes, frames, weights):
+    """The node's image callback in this process (no DDS), with the fake CNN: per-frame
+    milliseconds of the whole callback, of the estimator (crop, fake network, lifting), and
+    of the rest (conversions, frames, messages, publishing)."""
+    import rclpy
+    from rclpy.parameter import Parameter
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+
+    from hand25d_ros import estimator as est_mod
+    from hand25d_ros.ros.node import HandPoseNode
+
+    uv, z, _ = h.fake_hand_crop()
+    real_predict = est_mod.HandPoseEstimator.predict_crops
+    est_mod.HandPoseEstimator.predict_crops = lambda self, c: (
+        np.repeat(uv[None] * c.shape[1] / 128, len(c), 0), np.repeat(z[None], len(c), 0), np.full((len(c), 21), 0.9))
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=h.random.randint(101, 200))
+    node = HandPoseNode(context=ctx, parameter_overrides=[Parameter("weights", value=str(weights)),
+                                                          Parameter("device", value="cpu")])
+    out = []
+    try:
+        for size in sizes:
+            w, hh = map(int, size.split("x"))
+            K = camera(w, hh)
+            hd = Header(stamp=cv.ns_to_stamp(10**9), frame_id="camera_optical_frame")
+            rgb = np.random.default_rng(0).integers(40, 220, (hh, w, 3), dtype=np.uint8)
+            img = deserialize_message(serialize_message(cv.numpy_to_image(rgb, "bgr8", hd)), Image)
+            info = cv.intrinsics_to_camera_info(K, w, hh, hd)
+            times = {"callback": [], "estimate": []}
+            for i in range(frames + 5):
+                t0 = time.perf_counter()
+                node.process(img, info)
+                t1 = time.perf_counter()
+                node.estimator.estimate(cv.image_to_rgb(img), K)
+                t2 = time.perf_counter()
+                if i >= 5:
+                    times["callback"].append((t1 - t0) * 1e3)
+                    times["estimate"].append((t2 - t1) * 1e3)
+            cnn = []
+            x = np.zeros((1, node.estimator.input_size, node.estimator.input_size, 3), np.uint8)
+            for i in range(20):
+                t0 = time.perf_counter()
+                real_predict(node.estimator, x)
+                cnn.append((time.perf_counter() - t0) * 1e3)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            out.append({"size": f"{w}x{hh}", "encoding": "bgr8", "callback_ms": round(med["callback"], 3),
+                        "estimator_without_cnn_ms": round(med["estimate"], 3),
+                        "node_own_ms": round(med["callback"] - med["estimate"], 3),
+                        "cnn_forward_ms (weights' network, batch 1)": round(statistics.median(cnn[5:]), 2)})
+    finally:
+        est_mod.HandPoseEstimator.predict_crops = real_predict
+        node.destroy_node()
+        ctx.try_shutdown()
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--network", choices=("fake", "real"), default="fake")
@@ -156,10 +214,17 @@ def main(argv=None):
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--soak", type=float, default=0.0, help="seconds of a 30 Hz soak run (no latency runs)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--inprocess", action="store_true", help="only the callback breakdown in this process")
     args = ap.parse_args(argv)
 
     tmp = h.temp_dir("hand25d_bench_")
     weights = args.weights or str(h.write_test_weights(tmp / "weights.pt"))
+    if args.inprocess:
+        res = inprocess_breakdown(args.sizes.split(","), args.frames, weights)
+        print(json.dumps(res, indent=1))
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1))
+        return
     shim = h.write_fake_cnn(tmp / "fake_cnn") if args.network == "fake" else None
     env = h.ros_env(tmp / "ros_log", extra_pythonpath=shim)
     params = {"weights": weights, "device": args.device, "diagnostics_period_s": 0.5}

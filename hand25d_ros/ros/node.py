@@ -106,6 +106,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("allow_cpu_fallback", True, "CUDA requested but not available: true runs on the CPU with a "
               "warning, false stops at start-up", read_only=True),
     ParamSpec("fp16", False, "half-precision network on CUDA (ignored on the CPU)", read_only=True),
+    ParamSpec("cpu_threads", 1, "torch CPU threads (0: torch's default, one per core). One is the default: "
+              "with other busy processes on the cores, more threads made the network 100x slower here",
+              low=0, high=256, read_only=True),
     ParamSpec("hand_size_m", kp.DEFAULT_HAND_SIZE_M, "wrist to index-MCP length of the user's hand in metres; "
               "the absolute depth scales with it", low=0.03, high=0.2),
     ParamSpec("confidence_threshold", 0.3, "mean keypoint confidence below which the hand counts as absent "
@@ -308,6 +311,8 @@ class HandPoseNode(Node):
         from ..estimator import HandPoseEstimator
         from ..weights import WeightsError
 
+        if self.cfg["cpu_threads"] > 0:
+            torch.set_num_threads(self.cfg["cpu_threads"])
         device = self.cfg["device"]
         if device.startswith("cuda") and not torch.cuda.is_available():
             if not self.cfg["allow_cpu_fallback"]:
