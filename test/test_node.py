@@ -520,22 +520,28 @@ def test_real_untrained_network_publishes_no_hand_and_cuda_falls_back_to_cpu(wor
         assert node.stop() == 0
 
 
-def test_demo_runs_the_node_and_saves_overlays(world, tmp_path):
+def test_demo_runs_the_node_on_the_bundled_samples_and_saves_overlays(world, tmp_path):
+    import json
     import sys
 
-    cv2.imwrite(str(tmp_path / "frame.png"), np.full((H, W, 3), 150, np.uint8))
+    from hand25d_ros.ros.demo import bundled_samples_dir
+
+    n = len(list(bundled_samples_dir().glob("*.png")))
+    if n == 0:
+        pytest.skip("no bundled sample frames")
     env = dict(world["env"])
     env.pop("ROS_DOMAIN_ID")
-    run = subprocess.run([sys.executable, "-m", "hand25d_ros.ros.demo", "--images", str(tmp_path / "frame.png"),
-                          "--weights", str(world["weights"]), "--out", str(tmp_path / "out"), "--device", "cpu"],
-                         env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run([sys.executable, "-m", "hand25d_ros.ros.demo", "--weights", str(world["weights"]),
+                          "--out", str(tmp_path / "out"), "--device", "cpu"],
+                         env=env, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    assert "index_tip" in run.stdout and "1 of 1 frames answered" in run.stdout
-    for name in ("frame_overlay.png", "frame_debug.png", "frame.json"):
+    assert "index_tip" in run.stdout and f"{n} of {n} frames answered" in run.stdout
+    assert "against the true pose" in run.stdout and "WARNING" not in run.stderr  # K from annotations.json
+    for name in ("frame_00_overlay.png", "frame_00_debug.png", "frame_00.json"):
         assert (tmp_path / "out" / name).is_file(), name
-    import json
-    rec = json.loads((tmp_path / "out" / "frame.json").read_text())
+    rec = json.loads((tmp_path / "out" / "frame_00.json").read_text())
     assert rec["hand"] and len(rec["keypoints"]) == 21 and "hand_palm" in rec["tf_frames"]
+    assert "mean_3d_mm" in rec["error"]
 
 
 def test_start_up_failures_exit_with_a_clear_message(world):

@@ -9,7 +9,9 @@ localhost-only discovery, publishes each frame as sensor_msgs/Image with its Cam
 receives what the node publishes (~/keypoints, ~/palm_pose, /tf, ~/debug_image), prints
 the keypoints and saves, per frame, an overlay drawn from the received 2D keypoints
 (``<name>_overlay.png``), the node's debug image (``<name>_debug.png``) and the received
-outputs (``<name>.json``). Exit code 0 when the node answered every frame.
+outputs (``<name>.json``). Where an ``annotations.json`` lies beside the images (the bundled
+samples), each frame's intrinsics come from it and the error against the true pose is
+printed. Exit code 0 when the node answered every frame.
 """
 from __future__ import annotations
 
@@ -66,10 +68,28 @@ def list_images(paths) -> list[Path]:
     return out
 
 
-def intrinsics_for(calib, width: int, height: int, hfov_deg: float):
-    """(K, D, model) for an image of width x height: from the calibration, or a FOV guess."""
+def load_annotations(images) -> dict:
+    """``annotations.json`` beside the images (the bundled samples have one): image path ->
+    its record (``K``, ``joints_3d_mm``, ``joints_2d_px``)."""
+    out = {}
+    for folder in {p.parent for p in images}:
+        f = folder / "annotations.json"
+        if f.is_file():
+            try:
+                for rec in json.loads(f.read_text()).get("samples", []):
+                    out[(folder / rec["image"]).resolve()] = rec
+            except (ValueError, KeyError, TypeError) as exc:
+                print(f"demo: ignoring {f}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return out
+
+
+def intrinsics_for(calib, width: int, height: int, hfov_deg: float, annotation=None):
+    """(K, D, model) for an image of width x height: from the calibration, the image's
+    annotation, or a FOV guess."""
     from ..intrinsics import K_from_fov
 
+    if calib is None and annotation is not None and "K" in annotation:
+        return np.asarray(annotation["K"], dtype=np.float64), None, "plumb_bob"
     if calib is None:
         return K_from_fov(width, height, hfov_deg), None, "plumb_bob"
     if calib.width and (calib.width, calib.height) != (width, height):
@@ -180,7 +200,8 @@ def run(args) -> int:
             print(f"demo: no bundled sample frames in {samples}; pass --images PATH...", file=sys.stderr)
             return 2
     calib = load_camera_yaml(calib_path) if calib_path else None
-    if calib is None:
+    truth = load_annotations(images)
+    if calib is None and not all(p.resolve() in truth for p in images):
         print(f"demo: WARNING: no calibration given: intrinsics guessed from a {args.hfov_deg} degree "
               "horizontal field of view; depths are only as right as that guess", file=sys.stderr)
     out = Path(args.out)
@@ -234,7 +255,8 @@ def run(args) -> int:
                 continue
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             h, w = rgb.shape[:2]
-            K, D, model = intrinsics_for(calib, w, h, args.hfov_deg)
+            ann = truth.get(path.resolve())
+            K, D, model = intrinsics_for(calib, w, h, args.hfov_deg, ann)
             debug = None
             for _ in range(3):  # the first frames can meet a DDS match still settling: re-send
                 stamp = time.time_ns()
@@ -260,6 +282,15 @@ def run(args) -> int:
                 p = palm.pose.position if palm is not None else None
                 palm_xyz = [p.x, p.y, p.z] if p is not None else [float("nan")] * 3
                 print_keypoints(path.name, arr, palm_xyz)
+                if ann is not None and "joints_3d_mm" in ann:
+                    xyz_mm = 1000.0 * np.stack([arr["x"], arr["y"], arr["z"]], 1).astype(np.float64)
+                    gt = np.asarray(ann["joints_3d_mm"], dtype=np.float64)
+                    err3 = float(np.mean(np.linalg.norm(xyz_mm - gt, axis=1)))
+                    rel3 = float(np.mean(np.linalg.norm((xyz_mm - xyz_mm[0]) - (gt - gt[0]), axis=1)))
+                    err2 = float(np.mean(np.linalg.norm(uv - np.asarray(ann["joints_2d_px"]), axis=1)))
+                    print(f"  against the true pose: {err3:.1f} mm mean 3D error ({rel3:.1f} mm wrist-relative), "
+                          f"{err2:.1f} px mean 2D error")
+                    record["error"] = {"mean_3d_mm": err3, "mean_3d_wrist_relative_mm": rel3, "mean_2d_px": err2}
                 overlay = draw_skeleton(rgb, uv, arr["confidence"])
                 cv2.imwrite(str(out / f"{path.stem}_overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
                 record["keypoints"] = [{"name": kp.KEYPOINT_NAMES[int(r["id"])], "uv_px": [float(r["u"]), float(r["v"])],
@@ -285,7 +316,8 @@ def run(args) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", nargs="+", help="images or folders (default: the bundled sample frames)")
-    ap.add_argument("--calib", help="camera_info_manager YAML (default: samples/camera.yaml, else a FOV guess)")
+    ap.add_argument("--calib", help="camera_info_manager YAML (default: each image's K from an annotations.json "
+                                    "beside it, as the bundled samples have, else a FOV guess)")
     ap.add_argument("--hfov-deg", type=float, default=60.0, help="FOV guess when there is no calibration")
     ap.add_argument("--weights", help="weights file (default: the bundled weights)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")

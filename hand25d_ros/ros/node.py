@@ -496,7 +496,6 @@ def main(args=None) -> int:
         node = HandPoseNode()
     except (StartupError, ParameterException) as exc:
         rclpy.logging.get_logger("hand25d").fatal(f"cannot start: {exc}")
-        print(f"hand25d_node: cannot start: {exc}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 1
     try:
