@@ -50,7 +50,7 @@ source "$REPO/scripts/ros_env.sh" "$VENV"
 py_inc=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 np_inc=$("$PY" -c "import numpy; print(numpy.get_include())")
 [ -f "$py_inc/Python.h" ] || { echo "install_ros.sh: no Python.h in $py_inc (install the python3-dev headers of $PY)" >&2; exit 1; }
-grep -rlZ --include='*.cmake' "/opt/python/cp3" "$VENV/share" 2>/dev/null \
+{ grep -rlZ --include='*.cmake' "/opt/python/cp3" "$VENV/share" 2>/dev/null || true; } \
   | xargs -0 -r sed -i -E \
       -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#${py_inc}#g" \
       -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#${np_inc}#g"

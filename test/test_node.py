@@ -25,7 +25,7 @@ import cv2
 from rclpy.parameter import Parameter
 from rcl_interfaces.srv import SetParameters
 from scipy.spatial.transform import Rotation
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
