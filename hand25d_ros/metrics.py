@@ -1,136 +1,409 @@
 """Hand pose metrics: 2D error, MPJPE, PA-MPJPE, absolute and root-depth errors, 3D PCK/AUC.
 
-All functions are numpy, batched over N poses, with shapes in the docstrings. 3D
-quantities are in millimetres; the root is keypoint 0 (wrist).
+Pure numpy, batched over N poses of the 21 keypoints in :mod:`hand25d_ros.keypoints`
+order; 3D quantities in millimetres, 2D in pixels. The root is keypoint 0 (wrist).
+
+Two kinds of function:
+
+- per-keypoint errors ``*_errors_*`` -> (N, 21), the raw material of PCK curves;
+- figures ``mean_error_2d_px``, ``mpjpe_mm``, ``pa_mpjpe_mm``, ``absolute_error_mm``,
+  ``root_depth_error_mm`` -> :class:`ErrorStats` ``(per_sample (N,), mean)``, which
+  unpacks as a pair: ``per_sample, mean = mpjpe_mm(pred, gt)``.
+
+Every public function validates its inputs (shape, matching batch, finite values) and
+raises ``ValueError`` saying what was expected and what came.
 """
 from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from . import keypoints as kp
 from ._checks import check_array
 
+K = kp.NUM_KEYPOINTS
 
-def _pair(pred, gt, dim, name):
-    p = check_array(pred, f"{name} pred", (None, kp.NUM_KEYPOINTS, dim)).astype(np.float64)
-    g = check_array(gt, f"{name} gt", (None, kp.NUM_KEYPOINTS, dim)).astype(np.float64)
+
+class ErrorStats(NamedTuple):
+    """One figure: ``per_sample`` (N,) mean error of each pose, ``mean`` over all of them."""
+
+    per_sample: np.ndarray
+    mean: float
+
+
+# ----------------------------------------------------------------------------- input checks
+
+def _poses(x, name: str, dim: int, finite: bool = True) -> np.ndarray:
+    return check_array(x, name, (None, K, dim), finite=finite).astype(np.float64)
+
+
+def _pair(pred, gt, dim: int, finite: bool = True,
+          names: tuple[str, str] = ("pred", "gt")) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 21, dim) pred and gt with the same N, as float64."""
+    p = _poses(pred, names[0], dim, finite)
+    g = _poses(gt, names[1], dim, finite)
     if p.shape != g.shape:
-        raise ValueError(f"{name}: pred {p.shape} and gt {g.shape} differ")
+        raise ValueError(f"{names[0]} and {names[1]} must hold the same number of poses, "
+                         f"got {p.shape} and {g.shape}")
     return p, g
 
 
+def _stats(err: np.ndarray) -> ErrorStats:
+    """(N, 21) errors -> per-sample mean and the mean over all samples (NaN when N = 0)."""
+    per = err.mean(axis=1) if err.shape[0] else np.zeros(0)
+    return ErrorStats(per, float(err.mean()) if err.size else float("nan"))
+
+
+# ----------------------------------------------------------------------------- 2D
+
 def errors_2d_px(pred, gt) -> np.ndarray:
-    """(N, 21, 2) x2 -> (N, 21) Euclidean keypoint errors in pixels."""
-    p, g = _pair(pred, gt, 2, "2D")
+    """Euclidean keypoint errors in pixels.
+
+    Args:
+        pred, gt: (N, 21, 2) pixel coordinates.
+
+    Returns:
+        (N, 21) errors in px.
+    """
+    p, g = _pair(pred, gt, 2)
     return np.linalg.norm(p - g, axis=-1)
 
 
+def mean_error_2d_px(pred, gt, mask=None) -> ErrorStats:
+    """Mean 2D keypoint error.
+
+    Args:
+        pred, gt: (N, 21, 2) pixel coordinates.
+        mask: optional (N, 21) bool, the keypoints to count (e.g. the visible ones).
+
+    Returns:
+        ``(per_sample (N,), mean)`` in px. With a mask, ``mean`` weights every counted
+        keypoint equally; a sample with no counted keypoint gets NaN in ``per_sample``,
+        and ``mean`` is NaN only when nothing is counted at all.
+    """
+    e = errors_2d_px(pred, gt)
+    if mask is None:
+        return _stats(e)
+    m = check_array(mask, "mask", (None, K))
+    if m.shape != e.shape:
+        raise ValueError(f"mask must have shape {e.shape} (one flag per keypoint), got {m.shape}")
+    if m.dtype != bool and not np.isin(m, (0, 1)).all():
+        raise ValueError("mask must be boolean (or 0/1)")
+    m = m.astype(bool)
+    n = m.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = np.where(n > 0, (e * m).sum(axis=1) / n, np.nan)
+    mean = float((e * m).sum() / m.sum()) if m.any() else float("nan")
+    return ErrorStats(per, mean)
+
+
+# ----------------------------------------------------------------------------- 3D, per keypoint
+
 def root_relative_errors_mm(pred, gt) -> np.ndarray:
-    """(N, 21, 3) x2 -> (N, 21) errors after subtracting each pose's root keypoint."""
-    p, g = _pair(pred, gt, 3, "3D")
-    return np.linalg.norm((p - p[:, kp.ROOT:kp.ROOT + 1]) - (g - g[:, kp.ROOT:kp.ROOT + 1]), axis=-1)
+    """Errors after moving each pose's root (keypoint 0, wrist) to the origin.
+
+    Args:
+        pred, gt: (N, 21, 3) mm.
+
+    Returns:
+        (N, 21) mm; the root's own error is 0.
+    """
+    p, g = _pair(pred, gt, 3)
+    r = kp.ROOT
+    # e_k = || (P_k - P_root) - (G_k - G_root) ||
+    return np.linalg.norm((p - p[:, r:r + 1]) - (g - g[:, r:r + 1]), axis=-1)
 
 
 def absolute_errors_mm(pred, gt) -> np.ndarray:
-    """(N, 21, 3) x2 -> (N, 21) errors in the camera frame, no alignment."""
-    p, g = _pair(pred, gt, 3, "3D")
+    """Errors in the camera frame, no alignment: (N, 21, 3) x2 -> (N, 21) mm."""
+    p, g = _pair(pred, gt, 3)
     return np.linalg.norm(p - g, axis=-1)
 
 
 def similarity_align(pred, gt) -> np.ndarray:
-    """Align each pred to its gt by rotation, uniform scale and translation (Umeyama).
+    """Align each pred to its gt by rotation, uniform scale and translation (Umeyama 1991).
+
+    Minimises ``sum_k || s R p_k + t - g_k ||^2`` over proper rotations (det R = +1: a
+    mirrored hand is an error, not something to align away), s >= 0 and t.
 
     Args:
         pred, gt: (N, 21, 3).
 
     Returns:
-        (N, 21, 3) aligned pred. Reflections are not allowed; a degenerate pred
-        (all points equal) aligns to gt's centroid.
+        (N, 21, 3) aligned pred. Degenerate input stays finite: a pred whose points all
+        coincide maps onto gt's centroid (s = 0); a gt whose points coincide gives
+        s = 0 as well; a planar or collinear pose gets a proper rotation either way.
     """
-    p, g = _pair(pred, gt, 3, "3D")
+    p, g = _pair(pred, gt, 3)
     mp, mg = p.mean(1, keepdims=True), g.mean(1, keepdims=True)
     P, G = p - mp, g - mg
-    cov = np.einsum("nki,nkj->nij", G, P) / p.shape[1]           # (N, 3, 3) = G^T P / K
+    # cross-covariance Sigma = (1/K) sum_k g_k p_k^T = U S V^T
+    cov = np.einsum("nki,nkj->nij", G, P) / K
     U, S, Vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(U @ Vt))
-    D = np.tile(np.eye(3), (len(p), 1, 1))
-    D[:, 2, 2] = d
-    R = U @ D @ Vt                                                 # rotation taking P to G
-    var_p = (P ** 2).sum((1, 2)) / p.shape[1]
-    scale = np.where(var_p > 1e-12, (S * np.diagonal(D, axis1=1, axis2=2)).sum(1) / np.maximum(var_p, 1e-12), 0.0)
-    return scale[:, None, None] * np.einsum("nij,nkj->nki", R, P) + mg
+    # D = diag(1, 1, det(U V^T)) keeps R a rotation; R = U D V^T
+    D = np.ones((len(p), 3))
+    D[:, 2] = np.where(np.linalg.det(U @ Vt) < 0, -1.0, 1.0)
+    R = np.einsum("nij,nj,njk->nik", U, D, Vt)
+    # s = tr(D S) / sigma_p^2, with sigma_p^2 = (1/K) sum_k |p_k|^2
+    var_p = (P ** 2).sum((1, 2)) / K
+    tiny = 1e-12 * np.maximum(1.0, (G ** 2).sum((1, 2)) / K)   # "all points coincide"
+    s = np.where(var_p > tiny, (S * D).sum(1) / np.maximum(var_p, tiny), 0.0)
+    s = np.maximum(s, 0.0)
+    return s[:, None, None] * np.einsum("nij,nkj->nki", R, P) + mg
 
 
 def pa_errors_mm(pred, gt) -> np.ndarray:
-    """(N, 21, 3) x2 -> (N, 21) errors after similarity (Procrustes) alignment."""
-    p, g = _pair(pred, gt, 3, "3D")
+    """Errors after similarity (Procrustes) alignment: (N, 21, 3) x2 -> (N, 21) mm."""
+    p, g = _pair(pred, gt, 3)
     return np.linalg.norm(similarity_align(p, g) - g, axis=-1)
 
 
-def pck_curve(errors, thresholds) -> np.ndarray:
-    """Fraction of keypoint errors at or below each threshold: (any) errors, (T,) -> (T,)."""
+# ----------------------------------------------------------------------------- 3D figures
+
+def mpjpe_mm(pred, gt) -> ErrorStats:
+    """Root-relative mean per-joint position error (root = keypoint 0).
+
+    Args:
+        pred, gt: (N, 21, 3) mm.
+
+    Returns:
+        ``(per_sample (N,), mean)`` in mm. The root's zero error is part of the mean of
+        21 keypoints, as in the usual definition.
+    """
+    return _stats(root_relative_errors_mm(pred, gt))
+
+
+def pa_mpjpe_mm(pred, gt) -> ErrorStats:
+    """Mean per-joint error after similarity alignment (:func:`similarity_align`).
+
+    Args:
+        pred, gt: (N, 21, 3) mm.
+
+    Returns:
+        ``(per_sample (N,), mean)`` in mm.
+    """
+    return _stats(pa_errors_mm(pred, gt))
+
+
+def absolute_error_mm(pred, gt) -> ErrorStats:
+    """Mean per-joint error in the camera frame, no alignment.
+
+    Args:
+        pred, gt: (N, 21, 3) mm.
+
+    Returns:
+        ``(per_sample (N,), mean)`` in mm.
+    """
+    return _stats(absolute_errors_mm(pred, gt))
+
+
+def root_depth_error_mm(pred, gt) -> ErrorStats:
+    """Error of the root's depth ``|Z_root_pred - Z_root_gt|``.
+
+    Args:
+        pred, gt: (N, 21, 3) mm.
+
+    Returns:
+        ``(per_sample (N,), mean)`` in mm.
+    """
+    p, g = _pair(pred, gt, 3)
+    e = np.abs(p[:, kp.ROOT, 2] - g[:, kp.ROOT, 2])
+    return ErrorStats(e, float(e.mean()) if e.size else float("nan"))
+
+
+# ----------------------------------------------------------------------------- PCK / AUC
+
+def _errors_1d(errors) -> np.ndarray:
     e = np.asarray(errors, dtype=np.float64).ravel()
-    t = np.asarray(thresholds, dtype=np.float64)
+    if np.isnan(e).any():
+        raise ValueError("errors contain NaN; drop invalid samples first (or count them as inf)")
+    if (e < 0).any():
+        raise ValueError(f"errors must be non-negative distances, got min {e.min()}")
+    return e
+
+
+def pck_curve(errors_mm, thresholds_mm) -> np.ndarray:
+    """Percentage of correct keypoints: fraction of errors at or below each threshold.
+
+    Args:
+        errors_mm: (*) non-negative errors (any shape, pooled); ``inf`` counts as a miss.
+        thresholds_mm: (T,) thresholds.
+
+    Returns:
+        (T,) fractions in [0, 1]. No errors at all gives a curve of zeros.
+    """
+    e = _errors_1d(errors_mm)
+    t = check_array(thresholds_mm, "thresholds_mm", (None,)).astype(np.float64)
     if e.size == 0:
         return np.zeros_like(t)
-    return (e[None, :] <= t[:, None]).mean(1)
+    # sort once, then count e <= t for every t
+    return np.searchsorted(np.sort(e), t, side="right") / e.size
 
 
 def auc(errors, lo: float, hi: float, steps: int = 100) -> float:
-    """Area under the PCK curve between lo and hi, normalised to [0, 1]
-    (mean PCK over ``steps`` evenly spaced thresholds, the usual definition)."""
-    th = np.linspace(lo, hi, steps)
-    return float(np.trapezoid(pck_curve(errors, th), th) / (hi - lo))
+    """Area under the PCK curve between ``lo`` and ``hi``, normalised to [0, 1].
+
+    The usual definition (Zimmermann & Brox's evaluation code, used for the published STB
+    and RHD figures): PCK at ``steps`` evenly spaced thresholds, trapezoidal integral,
+    divided by ``hi - lo``. With even spacing that is the mean PCK over the thresholds
+    with the two end points at half weight; errors all zero give 1, all above ``hi`` 0.
+    Errors are pooled over keypoints, which equals the per-keypoint average when every
+    sample has all 21 keypoints.
+
+    Args:
+        errors: (*) non-negative errors, same unit as lo/hi.
+        lo, hi: threshold range, ``lo < hi``.
+        steps: number of thresholds, >= 2.
+    """
+    lo, hi = float(lo), float(hi)
+    if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+        raise ValueError(f"AUC range needs finite lo < hi, got lo={lo}, hi={hi}")
+    if int(steps) != steps or steps < 2:
+        raise ValueError(f"AUC needs an integer number of thresholds >= 2, got {steps}")
+    th = np.linspace(lo, hi, int(steps))
+    return _trapezoid(pck_curve(errors, th), th) / (hi - lo)
+
+
+def _trapezoid(y: np.ndarray, x: np.ndarray) -> float:
+    # integral ~ sum_i (y_i + y_{i+1}) / 2 * (x_{i+1} - x_i)
+    return float(((y[1:] + y[:-1]) * 0.5 * np.diff(x)).sum())
+
+
+def _curve_auc(th: np.ndarray, pck: np.ndarray, lo: float, hi: float) -> float | None:
+    """AUC of a sampled curve over [lo, hi], or None when the curve does not cover it."""
+    if th.min() > lo or th.max() < hi:
+        return None
+    sel = (th >= lo) & (th <= hi)
+    x = np.unique(np.concatenate([[lo, hi], th[sel]]))
+    return _trapezoid(np.interp(x, th, pck), x) / (hi - lo)
+
+
+# ----------------------------------------------------------------------------- summary
+
+FIGURES_3D = ("pa_mpjpe_mm", "mpjpe_mm", "absolute_error_mm", "root_depth_error_mm",
+              "auc_20_50", "auc_0_50")
 
 
 def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid) -> dict:
-    """All figures for one evaluation.
+    """All figures of one evaluation, as plain floats.
 
-    2D figures use every sample (a 2D keypoint is always produced); 3D figures use the
-    valid samples only, and ``valid_fraction`` reports how many that is.
+    How invalid predictions count (``valid`` False: no trustworthy 3D was made):
+
+    - 2D figures use every sample, since a 2D keypoint is always produced;
+    - 3D figures (``pa_mpjpe_mm``, ``mpjpe_mm``, ``absolute_error_mm``,
+      ``root_depth_error_mm``, ``auc_20_50``, ``auc_0_50``) use the valid samples only
+      and are NaN when there are none; ``valid_fraction`` says how many that is;
+    - ``auc_20_50_all`` / ``auc_0_50_all`` count every invalid sample's keypoints as
+      misses at all thresholds, so a method cannot gain by declaring hard frames invalid.
+
+    AUCs are over root-relative 3D errors (:func:`root_relative_errors_mm`).
 
     Args:
-        pred_2d, gt_2d: (N, 21, 2) px. pred_3d_mm, gt_3d_mm: (N, 21, 3) mm. valid: (N,) bool.
+        pred_2d, gt_2d: (N, 21, 2) px, finite.
+        pred_3d_mm: (N, 21, 3) mm; must be finite where ``valid``, anything elsewhere.
+        gt_3d_mm: (N, 21, 3) mm, finite.
+        valid: (N,) bool.
+
+    Returns:
+        dict with ``num_samples``, ``num_valid``, ``valid_fraction``,
+        ``mean_error_2d_px``, ``median_error_2d_px``, the 3D figures above (mm) and AUCs.
     """
-    valid = np.asarray(valid, dtype=bool)
-    e2d = errors_2d_px(pred_2d, gt_2d)
-    out = {"num_samples": int(len(valid)), "valid_fraction": float(valid.mean()) if len(valid) else 0.0,
-           "mean_error_2d_px": float(e2d.mean()) if e2d.size else float("nan"),
-           "median_error_2d_px": float(np.median(e2d)) if e2d.size else float("nan")}
-    p3, g3 = np.asarray(pred_3d_mm)[valid], np.asarray(gt_3d_mm)[valid]
-    if valid.any():
-        rr = root_relative_errors_mm(p3, g3)
+    p2, g2 = _pair(pred_2d, gt_2d, 2, names=("pred_2d", "gt_2d"))
+    p3, g3 = _pair(pred_3d_mm, gt_3d_mm, 3, finite=False, names=("pred_3d_mm", "gt_3d_mm"))
+    v = check_array(valid, "valid", (None,))
+    if v.dtype != bool and not np.isin(v, (0, 1)).all():
+        raise ValueError("valid must be boolean (or 0/1)")
+    v = v.astype(bool)
+    n = len(p2)
+    if not (len(p3) == len(v) == n):
+        raise ValueError(f"pred_2d, pred_3d_mm and valid must cover the same N samples, "
+                         f"got {n}, {len(p3)} and {len(v)}")
+    if not np.isfinite(g3).all():
+        raise ValueError("gt_3d_mm contains non-finite values (NaN or inf)")
+    if not np.isfinite(p3[v]).all():
+        raise ValueError("pred_3d_mm contains non-finite values in samples marked valid")
+
+    e2d = errors_2d_px(p2, g2)
+    out = {"num_samples": int(n), "num_valid": int(v.sum()),
+           "valid_fraction": float(v.mean()) if n else 0.0,
+           "mean_error_2d_px": float(e2d.mean()) if n else float("nan"),
+           "median_error_2d_px": float(np.median(e2d)) if n else float("nan")}
+    if v.any():
+        pv, gv = p3[v], g3[v]
+        rr = root_relative_errors_mm(pv, gv)
         out.update({
-            "pa_mpjpe_mm": float(pa_errors_mm(p3, g3).mean()),
+            "pa_mpjpe_mm": pa_mpjpe_mm(pv, gv).mean,
             "mpjpe_mm": float(rr.mean()),
-            "absolute_error_mm": float(absolute_errors_mm(p3, g3).mean()),
-            "root_depth_error_mm": float(np.abs(p3[:, kp.ROOT, 2] - g3[:, kp.ROOT, 2]).mean()),
+            "absolute_error_mm": absolute_error_mm(pv, gv).mean,
+            "root_depth_error_mm": root_depth_error_mm(pv, gv).mean,
             "auc_20_50": auc(rr, 20, 50),
             "auc_0_50": auc(rr, 0, 50),
         })
+        rr_all = np.full((n, K), np.inf)
+        rr_all[v] = rr
     else:
-        out.update({k: float("nan") for k in ("pa_mpjpe_mm", "mpjpe_mm", "absolute_error_mm",
-                                              "root_depth_error_mm", "auc_20_50", "auc_0_50")})
+        out.update({k: float("nan") for k in FIGURES_3D})
+        rr_all = np.full((n, K), np.inf)
+    out["auc_20_50_all"] = auc(rr_all, 20, 50) if n else float("nan")
+    out["auc_0_50_all"] = auc(rr_all, 0, 50) if n else float("nan")
     return out
 
 
-def plot_pck(curves: dict, path, title: str = "3D PCK (root-relative)") -> None:
-    """PNG of PCK curves: ``curves`` maps a name to (thresholds_mm, pck)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
-    for name, (th, pck) in curves.items():
-        th, pck = np.asarray(th), np.asarray(pck)
-        sel = (th >= 20) & (th <= 50)
-        a = float(np.trapezoid(pck[sel], th[sel]) / 30.0) if sel.sum() > 1 else float("nan")
-        ax.plot(th, pck, label=f"{name} (AUC 20-50 mm: {a:.3f})")
+# ----------------------------------------------------------------------------- plot
+
+def plot_pck(curves: dict, path, title: str = "3D PCK (root-relative)") -> Path:
+    """Write a PNG of PCK curves with their AUCs in the legend.
+
+    Uses matplotlib's Agg canvas directly (no pyplot, no global backend switch).
+
+    Args:
+        curves: name -> (thresholds_mm (T,), pck (T,) in [0, 1]).
+        path: output .png; missing parent folders are created.
+        title: plot title.
+
+    Returns:
+        The path written.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not isinstance(curves, dict) or not curves:
+        raise ValueError("curves must be a non-empty dict: name -> (thresholds_mm, pck)")
+    checked = {}
+    for name, curve in curves.items():
+        try:
+            th, pck = curve
+        except (TypeError, ValueError):
+            raise ValueError(f"curve {name!r} must be a pair (thresholds_mm, pck)") from None
+        th = check_array(th, f"thresholds of {name!r}", (None,)).astype(np.float64)
+        pck = check_array(pck, f"pck of {name!r}", (None,)).astype(np.float64)
+        if th.shape != pck.shape or th.size == 0:
+            raise ValueError(f"curve {name!r}: thresholds {th.shape} and pck {pck.shape} "
+                             "must be non-empty and of the same length")
+        if (pck < 0).any() or (pck > 1).any():
+            raise ValueError(f"curve {name!r}: pck values must lie in [0, 1]")
+        order = np.argsort(th)
+        checked[str(name)] = (th[order], pck[order])
+
+    fig = Figure(figsize=(5.5, 4.2), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, (th, pck) in checked.items():
+        parts = []
+        for lo, hi in ((20.0, 50.0), (0.0, 50.0)):
+            a = _curve_auc(th, pck, lo, hi)
+            parts.append(f"{lo:g}-{hi:g} mm {a:.3f}" if a is not None else f"{lo:g}-{hi:g} mm n/a")
+        ax.plot(th, pck, lw=1.8, label=f"{name} (AUC {', '.join(parts)})")
     ax.set_xlabel("error threshold (mm)")
-    ax.set_ylabel("fraction of keypoints within threshold")
-    ax.set_ylim(0, 1)
+    ax.set_ylabel("PCK: fraction of keypoints within threshold")
+    ax.set_ylim(0.0, 1.0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=7)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out

@@ -1,3 +1,4 @@
+"""Metrics: known answers, properties (hypothesis) and bad input."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -6,73 +7,235 @@ from scipy.spatial.transform import Rotation
 from hand25d_ros import metrics as m
 
 
-def pose(seed=0):
-    return np.random.default_rng(seed).normal(0, 40, (1, 21, 3)) + [0, 0, 500]
+def poses(n=1, seed=0):
+    """n random, non-planar 3D 'hands' 0.5 m in front of the camera, mm."""
+    return np.random.default_rng(seed).normal(0, 40, (n, 21, 3)) + [0, 0, 500]
 
 
-def test_identical_is_zero():
-    p = pose()
-    assert m.pa_errors_mm(p, p).max() < 1e-9
-    assert m.root_relative_errors_mm(p, p).max() == 0
-    s = m.summarize(p[..., :2], p[..., :2], p, p, [True])
-    assert s["mean_error_2d_px"] == 0 and s["auc_20_50"] == 1.0 and s["auc_0_50"] == pytest.approx(1.0, abs=0.02)
-
-
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 10**6), scale=st.floats(0.3, 3.0), shift=st.floats(-500, 500))
-def test_similarity_copy_has_zero_pa_error(seed, scale, shift):
-    g = pose(seed)
+def similarity(P, seed, scale, shift):
     R = Rotation.random(random_state=seed).as_matrix()
-    p = scale * g @ R.T + shift
-    assert m.pa_errors_mm(p, g).max() < 1e-6
+    return scale * P @ R.T + shift
+
+
+# ----------------------------------------------------------------------------- known answers
+
+def test_identical_is_zero_everywhere():
+    p = poses(3)
+    for f in (m.mpjpe_mm, m.pa_mpjpe_mm, m.absolute_error_mm, m.root_depth_error_mm):
+        per, mean = f(p, p)
+        assert per.shape == (3,) and mean < 1e-9 and np.all(per < 1e-9)
+    per, mean = m.mean_error_2d_px(p[..., :2], p[..., :2])
+    assert mean == 0 and per.shape == (3,)
+    s = m.summarize(p[..., :2], p[..., :2], p, p, [True] * 3)
+    assert s["mean_error_2d_px"] == 0 and s["mpjpe_mm"] == 0 and s["pa_mpjpe_mm"] < 1e-9
+    assert s["auc_20_50"] == 1.0 and s["auc_0_50"] == 1.0 and s["valid_fraction"] == 1.0
+
+
+def test_rotated_scaled_translated_copy_has_zero_pa_error_but_not_mpjpe():
+    g = poses(2, 1)
+    p = similarity(g, 1, 1.7, [30.0, -20.0, 100.0])
+    assert m.pa_mpjpe_mm(p, g).mean < 1e-9
+    np.testing.assert_allclose(m.similarity_align(p, g), g, atol=1e-9)
+    assert m.mpjpe_mm(p, g).mean > 10
+
+
+def test_pure_translation():
+    g = poses(2, 2)
+    p = g + [3.0, 0.0, 4.0]                      # |shift| = 5 mm, root depth off by 4 mm
+    assert m.mpjpe_mm(p, g).mean < 1e-9
+    per, mean = m.absolute_error_mm(p, g)
+    np.testing.assert_allclose(per, 5.0)
+    assert mean == pytest.approx(5.0)
+    assert m.root_depth_error_mm(p, g).mean == pytest.approx(4.0)
+    s = m.summarize(p[..., :2], g[..., :2], p, g, [True, True])
+    assert s["absolute_error_mm"] == pytest.approx(5.0) and s["root_depth_error_mm"] == pytest.approx(4.0)
+    assert s["mpjpe_mm"] < 1e-9 and s["mean_error_2d_px"] == pytest.approx(3.0)
+
+
+def test_mpjpe_known_value():
+    g = np.zeros((1, 21, 3))
+    p = g.copy()
+    p[0, 5] = [0, 0, 21.0]                       # one joint 21 mm off, the root in place
+    assert m.mpjpe_mm(p, g).mean == pytest.approx(1.0)
+
+
+def test_mean_error_2d_with_mask():
+    g = np.zeros((2, 21, 2))
+    p = g.copy()
+    p[0, :, 0] = 2.0
+    p[1, :, 0] = 4.0
+    p[1, 0, 0] = 100.0                           # masked out below
+    mask = np.ones((2, 21), bool)
+    mask[1, 0] = False
+    per, mean = m.mean_error_2d_px(p, g, mask)
+    np.testing.assert_allclose(per, [2.0, 4.0])
+    assert mean == pytest.approx((21 * 2 + 20 * 4) / 41)
+    mask[1] = False
+    per, mean = m.mean_error_2d_px(p, g, mask)
+    assert per[0] == 2.0 and np.isnan(per[1]) and mean == 2.0
+    with pytest.raises(ValueError, match="mask must have shape"):
+        m.mean_error_2d_px(p, g, np.ones((3, 21), bool))
+
+
+def test_pck_known_set():
+    e = np.array([0.0, 10.0, 30.0, 60.0])
+    np.testing.assert_allclose(m.pck_curve(e, [0, 5, 10, 50, 100]), [0.25, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(m.pck_curve([np.inf, 1.0], [0.0, 2.0]), [0.0, 0.5])
+    np.testing.assert_allclose(m.pck_curve(np.zeros(0), [1.0, 2.0]), [0.0, 0.0])
+
+
+def test_auc_known_values():
+    assert m.auc(np.zeros(50), 0, 50) == 1.0
+    assert m.auc(np.zeros(50), 20, 50) == 1.0
+    assert m.auc(np.full(7, 1e4), 20, 50) == 0.0
+    # every error 35 mm: PCK is 0 below 35 and 1 from 35 on -> half of 20-50
+    assert m.auc(np.full(10, 35.0), 20, 50, steps=301) == pytest.approx(0.5, abs=0.005)
+    # trapezoid over 3 thresholds 0, 25, 50 with PCK 0, 1, 1 -> (0.5 + 1) * 25 / 50
+    assert m.auc([10.0], 0, 50, steps=3) == pytest.approx(0.75)
 
 
 def test_reflection_is_not_aligned_away():
-    g = pose(1)
-    p = g * [-1, 1, 1]
-    assert m.pa_errors_mm(p, g).mean() > 1.0
+    g = poses(1, 3)
+    p = g * [-1, 1, 1]                           # a mirrored (left vs right) hand
+    assert m.pa_mpjpe_mm(p, g).mean > 5.0
+    # while the best proper rotation is still found for a rotated copy of the mirror
+    q = similarity(p, 4, 1.0, 0.0)
+    assert m.pa_mpjpe_mm(q, g).mean == pytest.approx(m.pa_mpjpe_mm(p, g).mean, rel=1e-6)
 
 
-def test_translation_only_affects_absolute_error():
-    g = pose(2)
-    p = g + [10.0, 0, 0]
-    assert m.root_relative_errors_mm(p, g).max() < 1e-9
-    np.testing.assert_allclose(m.absolute_errors_mm(p, g), 10.0)
-    s = m.summarize(p[..., :2], g[..., :2], p, g, [True])
-    assert s["root_depth_error_mm"] == 0.0 and s["absolute_error_mm"] == pytest.approx(10.0)
+def test_degenerate_input_is_finite():
+    g = poses(1, 5)
+    point = np.zeros_like(g) + [1.0, 2.0, 3.0]   # all keypoints at one point
+    line = np.zeros_like(g)
+    line[0, :, 0] = np.arange(21.0)              # collinear
+    plane = g.copy()
+    plane[0, :, 2] = 500.0                       # planar
+    for p in (point, line, plane, np.zeros_like(g)):
+        for a, b in ((p, g), (g, p), (p, p)):
+            e = m.pa_errors_mm(a, b)
+            assert np.all(np.isfinite(e)), (a, b)
+            assert np.all(np.isfinite(m.similarity_align(a, b)))
+    # a point pred maps onto the gt centroid
+    np.testing.assert_allclose(m.similarity_align(point, g)[0], np.repeat(g.mean(1), 21, 0), atol=1e-9)
+    # a planar copy is still aligned exactly, with a proper rotation
+    assert m.pa_mpjpe_mm(similarity(plane, 6, 0.5, 10.0), plane).mean < 1e-8
 
 
-def test_pck_and_auc_known_values():
-    e = np.array([0.0, 10.0, 30.0, 60.0])
-    np.testing.assert_allclose(m.pck_curve(e, [0, 10, 50, 100]), [0.25, 0.5, 0.75, 1.0])
-    assert m.auc(np.full(10, 35.0), 20, 50, steps=301) == pytest.approx(0.5, abs=0.01)
-
-
-def test_invalid_samples_are_excluded_from_3d():
-    g = np.concatenate([pose(3), pose(4)])
+def test_summarize_invalid_samples():
+    g = poses(4, 7)
     p = g.copy()
-    p[1] += 1000.0
-    s = m.summarize(p[..., :2], g[..., :2], p, g, [True, False])
-    assert s["valid_fraction"] == 0.5 and s["absolute_error_mm"] == 0.0
-    s = m.summarize(p[..., :2], g[..., :2], p, g, [False, False])
-    assert np.isnan(s["pa_mpjpe_mm"])
+    p[1] = np.nan                                # failed 3D: anything may be there
+    p[2] += 1000.0
+    valid = [True, False, False, True]
+    s = m.summarize(g[..., :2], g[..., :2], p, g, valid)
+    assert s["valid_fraction"] == 0.5 and s["num_valid"] == 2 and s["num_samples"] == 4
+    assert s["absolute_error_mm"] == 0.0 and s["auc_0_50"] == 1.0
+    assert s["auc_0_50_all"] == pytest.approx(0.5)  # invalid samples count as misses
+    s = m.summarize(g[..., :2], g[..., :2], p, g, [False] * 4)
+    assert all(np.isnan(s[k]) for k in m.FIGURES_3D) and s["auc_20_50_all"] == 0.0
+    with pytest.raises(ValueError, match="samples marked valid"):
+        m.summarize(g[..., :2], g[..., :2], p, g, [True] * 4)
+    with pytest.raises(ValueError, match="same N"):
+        m.summarize(g[..., :2], g[..., :2], p, g, [True] * 3)
+    with pytest.raises(ValueError, match="boolean"):
+        m.summarize(g[..., :2], g[..., :2], p, g, [0, 2, 0, 1])
 
 
-def test_degenerate_pred_is_finite():
-    g = pose(5)
-    assert np.all(np.isfinite(m.pa_errors_mm(np.zeros_like(g), g)))
+# ----------------------------------------------------------------------------- properties
+
+finite = st.floats(-300, 300)
 
 
-def test_bad_input():
-    with pytest.raises(ValueError, match="shape"):
-        m.pa_errors_mm(np.zeros((2, 20, 3)), np.zeros((2, 20, 3)))
-    with pytest.raises(ValueError, match="differ"):
-        m.errors_2d_px(np.zeros((2, 21, 2)), np.zeros((3, 21, 2)))
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), scale=st.floats(0.2, 5.0), shift=st.tuples(finite, finite, finite))
+def test_similarity_copy_has_zero_pa_error(seed, scale, shift):
+    g = poses(1, seed)
+    p = similarity(g, seed + 1, scale, np.array(shift))
+    assert m.pa_mpjpe_mm(p, g).mean < 1e-7
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), noise=st.floats(0.0, 30.0), scale=st.floats(0.2, 5.0))
+def test_pa_is_invariant_to_pred_similarity_and_bounded_by_root_relative(seed, noise, scale):
+    g = poses(2, seed)
+    p = g + np.random.default_rng(seed + 1).normal(0, noise + 1e-3, g.shape)
+    base = m.pa_errors_mm(p, g)
+    moved = m.pa_errors_mm(similarity(p, seed + 2, scale, [5.0, -3.0, 40.0]), g)
+    np.testing.assert_allclose(moved, base, atol=1e-6)
+    # the optimum over similarities is no worse (in RMS) than root-aligning alone
+    rms = lambda e: np.sqrt((e ** 2).mean(1))  # noqa: E731
+    assert np.all(rms(base) <= rms(m.root_relative_errors_mm(p, g)) + 1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10**6), shift=st.tuples(finite, finite, finite))
+def test_common_translation_changes_nothing(seed, shift):
+    g, p = poses(1, seed), poses(1, seed + 1)
+    t = np.array(shift)
+    for f in (m.mpjpe_mm, m.pa_mpjpe_mm, m.absolute_error_mm):
+        assert f(p + t, g + t).mean == pytest.approx(f(p, g).mean, abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(errors=st.lists(st.floats(0, 200), min_size=1, max_size=60), extra=st.floats(0, 50))
+def test_pck_and_auc_properties(errors, extra):
+    e = np.array(errors)
+    th = np.linspace(0, 100, 41)
+    pck = m.pck_curve(e, th)
+    assert np.all((pck >= 0) & (pck <= 1)) and np.all(np.diff(pck) >= 0)
+    a = m.auc(e, 0, 50)
+    assert 0.0 <= a <= 1.0
+    assert m.auc(e + extra, 0, 50) <= a + 1e-12     # larger errors never raise the AUC
+    assert m.auc(np.zeros_like(e), 20, 50) == 1.0
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("f", [m.mpjpe_mm, m.pa_mpjpe_mm, m.absolute_error_mm, m.root_depth_error_mm])
+def test_bad_3d_input(f):
+    with pytest.raises(ValueError, match=r"shape \(N, 21, 3\)"):
+        f(np.zeros((2, 20, 3)), np.zeros((2, 20, 3)))
+    with pytest.raises(ValueError, match=r"shape \(N, 21, 3\)"):
+        f(np.zeros((21, 3)), np.zeros((21, 3)))
+    with pytest.raises(ValueError, match="same number of poses"):
+        f(np.zeros((2, 21, 3)), np.zeros((3, 21, 3)))
     with pytest.raises(ValueError, match="non-finite"):
-        m.pa_errors_mm(np.full((1, 21, 3), np.nan), np.zeros((1, 21, 3)))
+        f(np.full((1, 21, 3), np.nan), np.zeros((1, 21, 3)))
+    with pytest.raises(ValueError, match="non-finite"):
+        f(np.zeros((1, 21, 3)), np.full((1, 21, 3), np.inf))
+    with pytest.raises(TypeError):
+        f(np.full((1, 21, 3), "a"), np.zeros((1, 21, 3)))
+
+
+def test_bad_2d_and_pck_input():
+    with pytest.raises(ValueError, match=r"shape \(N, 21, 2\)"):
+        m.mean_error_2d_px(np.zeros((1, 21, 3)), np.zeros((1, 21, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        m.pck_curve([1.0, np.nan], [1.0])
+    with pytest.raises(ValueError, match="non-negative"):
+        m.pck_curve([-1.0], [1.0])
+    with pytest.raises(ValueError, match="lo < hi"):
+        m.auc([1.0], 50, 20)
+    with pytest.raises(ValueError, match=">= 2"):
+        m.auc([1.0], 0, 50, steps=1)
 
 
 def test_plot_pck(tmp_path):
     th = np.linspace(0, 50, 51)
-    m.plot_pck({"a": (th, m.pck_curve(np.arange(40.0), th))}, tmp_path / "p.png")
-    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    e = np.arange(40.0)
+    out = m.plot_pck({"ours": (th, m.pck_curve(e, th)), "short": ([0, 10], [0.1, 0.2])},
+                     tmp_path / "sub" / "p.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="non-empty dict"):
+        m.plot_pck({}, tmp_path / "q.png")
+    with pytest.raises(ValueError, match="same length"):
+        m.plot_pck({"a": ([0, 1], [0.5])}, tmp_path / "q.png")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        m.plot_pck({"a": ([0, 1], [0.5, 2.0])}, tmp_path / "q.png")
+
+
+def test_plot_legend_auc_matches_auc():
+    th = np.linspace(0, 50, 501)
+    e = np.random.default_rng(0).uniform(0, 60, 500)
+    a = m._curve_auc(th, m.pck_curve(e, th), 20.0, 50.0)
+    assert a == pytest.approx(m.auc(e, 20, 50, steps=301), abs=0.01)
