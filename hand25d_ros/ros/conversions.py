@@ -313,7 +313,8 @@ def keypoints_to_pose_array(header: Header, xyz_m, frames: HandFrames) -> PoseAr
     """21 poses in keypoint order: position of each keypoint, orientation of its frame."""
     xyz = np.asarray(xyz_m, dtype=np.float64).reshape(kp.NUM_KEYPOINTS, 3)
     quats = frames.joint_quaternions
-    return PoseArray(header=header, poses=[_pose(p, q) for p, q in zip(xyz, quats)])
+    # .tolist(): Python floats at once, much cheaper than a float() per numpy scalar
+    return PoseArray(header=header, poses=[_pose(p, q) for p, q in zip(xyz.tolist(), quats.tolist())])
 
 
 def palm_to_pose_stamped(header: Header, frames: HandFrames) -> PoseStamped:
@@ -347,11 +348,11 @@ def hand_to_tf(header: Header, xyz_m, frames: HandFrames, prefix: str = "hand_")
     xyz = np.asarray(xyz_m, dtype=np.float64).reshape(kp.NUM_KEYPOINTS, 3)
     R_p, o_p = frames.palm_rotation, frames.palm_origin
     palm = palm_frame_name(prefix)
-    out = [_transform(header, palm, o_p, frames.palm_quaternion)]
+    out = [_transform(header, palm, o_p.tolist(), frames.palm_quaternion.tolist())]
     t_rel = (xyz - o_p) @ R_p  # rows: R_p^T (p - o)
     q_rel = rotation_to_quaternion(R_p.T @ frames.joint_rotations)
     child_header = Header(stamp=header.stamp, frame_id=palm)
-    for name, t, q in zip(keypoint_frame_names(prefix), t_rel, q_rel):
+    for name, t, q in zip(keypoint_frame_names(prefix), t_rel.tolist(), q_rel.tolist()):
         out.append(_transform(child_header, name, t, q))
     return TFMessage(transforms=out)
 
@@ -398,7 +399,7 @@ def hand_to_markers(header: Header, xyz_m, frames: HandFrames, joint_radius_m: f
     d = 2.0 * float(joint_radius_m)
     joints.scale = Vector3(x=d, y=d, z=d)
     joint_colors, bone_colors = _skeleton_colors(float(alpha))
-    joints.points = [_point(p) for p in xyz]
+    joints.points = [_point(p) for p in xyz.tolist()]
     joints.colors = list(joint_colors)
     joints.color = _color((1.0, 1.0, 1.0), alpha)
 
@@ -406,7 +407,7 @@ def hand_to_markers(header: Header, xyz_m, frames: HandFrames, joint_radius_m: f
                    lifetime=life)
     bones.pose.orientation = ident
     bones.scale = Vector3(x=float(bone_width_m), y=0.0, z=0.0)
-    pts = [_point(p) for p in xyz[_BONE_VERTICES]]
+    pts = [_point(p) for p in xyz[_BONE_VERTICES].tolist()]
     bones.points, bones.colors = pts, list(bone_colors)
     bones.color = _color((1.0, 1.0, 1.0), alpha)
 
