@@ -90,17 +90,29 @@ class FingertipFollower(Node):
         self.prefix = self.declare_parameter("frame_prefix", "hand_").value
         self.tf = TfChain()
         self.latest: Fingertip | None = None
+        self._palm: PoseStamped | None = None   # newest palm pose not yet matched with its TF
         self._last_log = 0.0
-        self.create_subscription(TFMessage, "/tf", self.tf.add, TF_QOS)
+        self.create_subscription(TFMessage, "/tf", self.on_tf, TF_QOS)
         self.create_subscription(PoseStamped, "palm_pose", self.on_palm, 5)
 
+    # the palm pose and the TF of one frame come on two topics, in either order
+    def on_tf(self, msg: TFMessage) -> None:
+        self.tf.add(msg)
+        if self._palm is not None:
+            self.follow(self._palm)
+
     def on_palm(self, palm: PoseStamped) -> None:
+        self._palm = palm
+        self.follow(palm)
+
+    def follow(self, palm: PoseStamped) -> None:
         stamp, camera = stamp_to_ns(palm.header.stamp), palm.header.frame_id
         index = self.tf.lookup(camera, f"{self.prefix}index_tip", stamp)
         thumb = self.tf.lookup(camera, f"{self.prefix}thumb_tip", stamp)
         in_palm = self.tf.lookup(f"{self.prefix}palm", f"{self.prefix}index_tip", stamp)
         if index is None or thumb is None or in_palm is None:
-            return  # TF of this stamp not (yet) here
+            return  # the TF of this stamp is not here yet
+        self._palm = None
         self.latest = Fingertip(stamp, camera, index[:3, 3].copy(), index[:3, 0].copy(),
                                 float(in_palm[2, 3]), float(np.linalg.norm(index[:3, 3] - thumb[:3, 3])))
         now = time.monotonic()

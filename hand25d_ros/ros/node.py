@@ -444,11 +444,13 @@ class HandPoseNode(Node):
         p = self.cfg
         xyz = pose.keypoints_3d
         frames = hand_frames(xyz)
+        # TF first: a consumer reacting to the other topics finds the frames of this stamp more often
+        # (the order between topics is not guaranteed, see example_consumer.py)
+        if p["publish_tf"]:
+            self.pub_tf.publish(conv.hand_to_tf(header, xyz, frames, p["frame_prefix"]))
         self.pub_cloud.publish(conv.keypoints_to_cloud(header, xyz, pose.keypoints_2d, pose.confidence))
         self.pub_poses.publish(conv.keypoints_to_pose_array(header, xyz, frames))
         self.pub_palm.publish(conv.palm_to_pose_stamped(header, frames))
-        if p["publish_tf"]:
-            self.pub_tf.publish(conv.hand_to_tf(header, xyz, frames, p["frame_prefix"]))
         if p["publish_markers"]:
             self.pub_markers.publish(conv.hand_to_markers(
                 header, xyz, frames, p["marker_joint_radius_m"], p["marker_bone_width_m"],
