@@ -26,6 +26,10 @@ Missing or corrupt weights, an invalid parameter, or CUDA requested where there 
 
 Parameters: ``PARAMETERS`` below (one place: default, description, range, read-only);
 ``config/hand25d.yaml`` lists them all.
+
+Images of 640x480 and more over Fast DDS to a best-effort subscriber get lost with Fast DDS'
+default transports; ``export FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_large_data.xml``
+for the camera driver and this node fixes that (see the file).
 """
 from __future__ import annotations
 
