@@ -25,7 +25,7 @@ extras_require = {
     # ROS 2 Kilted from PyPI wheels (a sourced ROS install works as well); tf2_msgs
     # builds from its IDL: scripts/install_ros.sh
     "ros": ["ros-rclpy", "ros-rmw-fastrtps-cpp", "ros-sensor-msgs", "ros-geometry-msgs",
-            "ros-std-msgs", "ros-visualization-msgs"],
+            "ros-std-msgs", "ros-visualization-msgs", "ros-diagnostic-msgs"],
 }
 
 setup(
@@ -41,7 +41,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
-        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
     ],
     install_requires=install_requires,
     extras_require=extras_require,
@@ -50,6 +50,8 @@ setup(
     entry_points={
         "console_scripts": [
             "hand25d_node = hand25d_ros.ros.node:main",
+            "hand25d_demo = hand25d_ros.ros.demo:main",
+            "hand25d_fingertip = hand25d_ros.ros.example_consumer:main",
             "hand25d = hand25d_ros.cli:main",
             "hand25d-train = hand25d_ros.train:main",
             "hand25d-eval = hand25d_ros.evaluate:main",
