@@ -1,6 +1,8 @@
-"""Render the sample frames bundled with the package (hand25d_ros/samples/).
+"""Render the sample frames bundled with the package (hand25d_ros/samples/), or a
+held-out synthetic test set in the same annotated-folder format.
 
-    python -m hand25d_ros.tools.make_samples --out hand25d_ros/samples --n 8 --seed 2026
+    python -m hand25d_ros.tools.make_samples --out hand25d_ros/samples --n 8 --seed 7
+    python -m hand25d_ros.tools.make_samples --out cache/synth_test --n 500 --seed 424242 --test-set
 
 Writes frame_XX.png (RGB hand images, 256 x 256) and frames.json with each frame's
 intrinsics and true keypoints, so the demo can show its error as well as its output.
@@ -21,11 +23,17 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=8)
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--test-set", action="store_true",
+                    help="the training distribution (all orientations, occluders): a held-out synthetic test set")
     args = ap.parse_args(argv)
     from ..synth.synthetic import SyntheticConfig, SyntheticHandGenerator
-    # camera-facing hands without occluders: what a user holds up to a camera
-    gen = SyntheticHandGenerator(SyntheticConfig(crop_size_px=args.size, p_camera_facing=1.0, p_occluder=0.0,
-                                                 p_motion_blur=0.0, crop_scale=(1.35, 1.5)), args.seed)
+    if args.test_set:
+        cfg = SyntheticConfig(crop_size_px=args.size)
+    else:
+        # camera-facing hands without occluders: what a user holds up to a camera
+        cfg = SyntheticConfig(crop_size_px=args.size, p_camera_facing=1.0, p_occluder=0.0,
+                              p_motion_blur=0.0, crop_scale=(1.35, 1.5))
+    gen = SyntheticHandGenerator(cfg, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     frames = []
     for i in range(args.n):
