@@ -35,7 +35,7 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
     Returns:
         {"summary": {...}, "per_sample": [...], "pck": {...}}.
     """
-    from .datasets import AnnotatedFolderDataset
+    from .data.public_datasets import AnnotatedFolderDataset
     ds = AnnotatedFolderDataset(root)
     n = len(ds) if not limit else min(limit, len(ds))
     it = range(n)
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--hand-size", choices=["true", "default"], default="true")
     ap.add_argument("--root-depth", choices=["robust", "bone"], default="robust")
     args = ap.parse_args(argv)
-    from .datasets import DatasetError
+    from .data.public_datasets import DatasetError
     from .estimator import HandPoseEstimator
     from .weights import WeightsError
     try:

@@ -158,7 +158,7 @@ def ensure_synthetic(cache_dir, num_samples, seed, crop_size, shard_size=2048, w
 
 
 def build_extra_source(spec: dict):
-    from . import datasets as pd
+    from .data import public_datasets as pd
     kind, root = spec["type"], spec["root"]
     table = {"freihand": "FreiHANDDataset", "rhd": "RHDDataset", "stb": "STBDataset",
              "folder": "AnnotatedFolderDataset"}

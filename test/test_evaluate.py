@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hand25d_ros.datasets import AnnotatedFolderDataset, DatasetError
+from hand25d_ros.data.public_datasets import AnnotatedFolderDataset, DatasetError
 from hand25d_ros.evaluate import main
 
 
