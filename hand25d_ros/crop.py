@@ -97,20 +97,17 @@ def warp_crop(image: np.ndarray, A: np.ndarray, out_size_px: int,
               border_value=(0, 0, 0)) -> np.ndarray:
     """Cut the crop ``A`` out of ``image`` (bilinear; constant border outside).
 
-    Downscaling by more than 2x first blurs with an area filter, so that small
-    crops of large frames do not alias.
+    Downscaling by more than 2x first halves the image with Gaussian pyramid steps
+    (``cv2.pyrDown``, fast and alias-free), so that small crops of large frames do not
+    alias; the affine is updated so that the crop stays exactly ``A``.
     """
     check_image_rgb(image)
+    A = np.asarray(A, dtype=np.float64)
     scale = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
-    if scale < 0.5:
-        # pre-shrink with INTER_AREA, then fold the shrink into the affine
-        f = max(scale * 2.0, 1e-6)
-        small = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-        fx = small.shape[1] / image.shape[1]
-        fy = small.shape[0] / image.shape[0]
-        # small pixel centre x_s = (x + 0.5) * fx - 0.5
-        S = np.array([[fx, 0, 0.5 * fx - 0.5], [0, fy, 0.5 * fy - 0.5], [0, 0, 1]])
-        A = (affine_to_3x3(A) @ np.linalg.inv(S))[:2]
-        image = small
+    while scale < 0.5 and min(image.shape[:2]) >= 2:
+        # pyrDown: destination pixel x sits on source pixel 2x, so crop = A [2 x_small]
+        image = cv2.pyrDown(image)
+        A = A @ np.diag([2.0, 2.0, 1.0])
+        scale *= 2.0
     return cv2.warpAffine(image, A, (out_size_px, out_size_px), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)

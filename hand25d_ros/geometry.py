@@ -94,31 +94,36 @@ def pose_to_25d_torch(points: torch.Tensor, K: torch.Tensor):
     return project_points_torch(points, K), z_rel_norm, s
 
 
-def _root_depth_candidates_torch(xn, z_rel_norm, bone, length_norm):
-    """Both roots of the bone quadratic: (Z_far, Z_near, status); see solve_root_depth_torch."""
-    n, m = bone
-    d = xn[..., n, :] - xn[..., m, :]
+def _root_depth_candidates_torch(xn, z_rel_norm, bones, lengths_norm):
+    """Both roots of the bone quadratic for B bones at once: (Z_far, Z_near, status), each
+    (*, B); see solve_root_depth_torch. One vectorised pass: a robust estimate over several
+    bones costs the same handful of tensor ops as one bone."""
+    n = [b[0] for b in bones]
+    m = [b[1] for b in bones]
+    L = torch.as_tensor(lengths_norm, dtype=xn.dtype, device=xn.device)
+    d = xn[..., n, :] - xn[..., m, :]                                          # (*, B, 2)
     e = xn[..., n, :] * z_rel_norm[..., n, None] - xn[..., m, :] * z_rel_norm[..., m, None]
     dz = z_rel_norm[..., n] - z_rel_norm[..., m]
     a = (d * d).sum(-1)
     b = (d * e).sum(-1)
-    c = (e * e).sum(-1) + dz * dz - length_norm ** 2
+    c = (e * e).sum(-1) + dz * dz - L * L
     disc = b * b - a * c
     finite = torch.isfinite(a) & torch.isfinite(b) & torch.isfinite(c)
     degenerate = a < _A_EPS
+    zero = torch.zeros_like(a)
     a_safe = torch.where(degenerate | ~finite, torch.ones_like(a), a)
-    root = torch.sqrt(torch.where(finite, disc.clamp(min=0.0), torch.zeros_like(disc)))
-    b_safe = torch.where(finite, b, torch.zeros_like(b))
+    root = torch.sqrt(torch.where(finite, disc.clamp(min=0.0), zero))
+    b_safe = torch.where(finite, b, zero)
     Z_far = (-b_safe + root) / a_safe
     Z_near = (-b_safe - root) / a_safe
-    status = torch.full_like(a, int(RootDepthStatus.OK), dtype=torch.int64)
+    status = torch.zeros_like(a, dtype=torch.int64)
     for cond, code in ((disc < 0, RootDepthStatus.CLAMPED), (Z_far <= _Z_MIN, RootDepthStatus.BEHIND),
                        (degenerate, RootDepthStatus.DEGENERATE), (~finite, RootDepthStatus.NONFINITE)):
         status = torch.where(cond, torch.full_like(status, int(code)), status)
     usable = status <= int(RootDepthStatus.CLAMPED)
-    Z_far = torch.where(usable, Z_far, torch.zeros_like(Z_far))
+    Z_far = torch.where(usable, Z_far, zero)
     # a second root in front of the camera: the bone alone cannot tell which is right
-    Z_near = torch.where(usable & (Z_near > _Z_MIN), Z_near, torch.zeros_like(Z_near))
+    Z_near = torch.where(usable & (Z_near > _Z_MIN), Z_near, zero)
     return Z_far, Z_near, status
 
 
@@ -146,8 +151,8 @@ def solve_root_depth_torch(xn: torch.Tensor, z_rel_norm: torch.Tensor,
     Returns:
         Z_root_norm (*,) finite, > 0 where usable, else 0; status (*,) int64 RootDepthStatus.
     """
-    Z, _, status = _root_depth_candidates_torch(xn, z_rel_norm, bone, length_norm)
-    return Z, status
+    Z, _, status = _root_depth_candidates_torch(xn, z_rel_norm, (bone,), (length_norm,))
+    return Z[..., 0], status[..., 0]
 
 
 def _masked_median(values: torch.Tensor, mask: torch.Tensor):
@@ -179,19 +184,15 @@ def solve_root_depth_robust_torch(xn: torch.Tensor, z_rel_norm: torch.Tensor,
         Z_root_norm (*,) (0 where no bone is usable), status (*,) int64: OK when
         at least one bone was usable, else the scale bone's status.
     """
-    far, near, ok = [], [], []
-    for (n, m), L in zip(bones, lengths_norm.tolist()):
-        Zf, Zn, st = _root_depth_candidates_torch(xn, z_rel_norm, (n, m), L)
-        far.append(Zf)
-        near.append(Zn)
-        ok.append(st <= int(RootDepthStatus.CLAMPED))
-    far, near, ok = torch.stack(far, -1), torch.stack(near, -1), torch.stack(ok, -1)
+    far, near, st = _root_depth_candidates_torch(xn, z_rel_norm, bones, lengths_norm)
+    ok = st <= int(RootDepthStatus.CLAMPED)
     ambiguous = near > 0
     ref, ref_count = _masked_median(far, ok & ~ambiguous)
     ref = torch.where(ref_count > 0, ref, _masked_median(far, ok)[0])[..., None]
     pick = torch.where(ambiguous & ((near - ref).abs() < (far - ref).abs()), near, far)
     Z, count = _masked_median(pick, ok)
-    _, st_scale = solve_root_depth_torch(xn, z_rel_norm)
+    # the scale bone's status explains a failure (it is the first robust bone)
+    st_scale = st[..., 0] if tuple(bones[0]) == tuple(kp.SCALE_BONE) else solve_root_depth_torch(xn, z_rel_norm)[1]
     status = torch.where(count > 0, torch.zeros_like(st_scale), st_scale)
     return Z, status
 

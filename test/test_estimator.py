@@ -127,3 +127,17 @@ def test_bad_device(untrained_weights):
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             HandPoseEstimator(weights=untrained_weights, device="cuda")
+
+
+def test_crop_of_a_large_frame_matches_the_crop_geometry():
+    """The pyramid pre-shrink keeps the crop exactly A: a dot lands where A sends it."""
+    import cv2
+    from hand25d_ros.crop import crop_affine, transform_points, warp_crop
+    img = np.zeros((960, 1280, 3), np.uint8)
+    cv2.circle(img, (700, 400), 12, (255, 255, 255), -1)
+    A = crop_affine(np.array([640.0, 480.0]), 900.0, 128)   # 7x downscale
+    crop = warp_crop(img, A, 128)
+    ys, xs = np.nonzero(crop[..., 0] > 20)
+    w = crop[ys, xs, 0].astype(float)
+    centre = np.array([np.sum(xs * w) / w.sum(), np.sum(ys * w) / w.sum()])
+    np.testing.assert_allclose(centre, transform_points(A, np.array([700.0, 400.0])), atol=0.15)

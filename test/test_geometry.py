@@ -54,8 +54,8 @@ def test_exact_25d_reconstructs_metric_pose(seed, scale, depth, f, cx, cy):
     P_hat, status = g.reconstruct_metric(uv, z, K, s / 1000.0, method="bone")
     assert status == g.RootDepthStatus.OK
     Z_far, Z_near, _ = g._root_depth_candidates_torch(
-        torch.tensor(g.normalize_points(uv, K)), torch.tensor(z), kp.SCALE_BONE, 1.0)
-    if Z_near > 0 and abs(Z_near.item() - P[0, 2] / s) < 1e-6:
+        torch.tensor(g.normalize_points(uv, K)), torch.tensor(z), (kp.SCALE_BONE,), (1.0,))
+    if Z_near[0] > 0 and abs(Z_near[0].item() - P[0, 2] / s) < 1e-6:
         # both roots in front of the camera and the truth is the near one: the one bone
         # cannot tell; the robust solver must
         ratios = g.bone_ratios_from_poses(P[None])
