@@ -45,7 +45,8 @@ def pose_to_json(pose, K, source: str) -> dict:
             "confidence": np.round(pose.confidence, 4).tolist()}
 
 
-def _list_images(paths) -> list[Path]:
+def list_images(paths, prog: str = "hand25d") -> list[Path]:
+    """Image files named directly or found (sorted) in the named folders."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -53,9 +54,9 @@ def _list_images(paths) -> list[Path]:
         elif p.is_file():
             out.append(p)
         else:
-            raise SystemExit(f"hand25d: no such file or folder: {p}")
+            raise SystemExit(f"{prog}: no such file or folder: {p}")
     if not out:
-        raise SystemExit("hand25d: no images found")
+        raise SystemExit(f"{prog}: no images found")
     return out
 
 
@@ -65,7 +66,7 @@ def cmd_image(args, est) -> int:
     if not args.calib:
         _warn(f"no --calib given: guessing intrinsics from a {args.hfov_deg} degree field of view; "
               "the 3D output's depth is only as good as that guess")
-    for path in tqdm(_list_images(args.inputs), unit="img", disable=args.quiet):
+    for path in tqdm(list_images(args.inputs), unit="img", disable=args.quiet):
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             _warn(f"cannot read image {path}: skipped")

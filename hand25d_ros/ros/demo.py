@@ -32,7 +32,6 @@ import numpy as np
 
 from .. import keypoints as kp
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 NODE_NAMESPACE = "/hand25d_demo"
 
 
@@ -57,15 +56,8 @@ def bundled_samples_dir() -> Path:
 
 
 def list_images(paths) -> list[Path]:
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise SystemExit(f"demo: no such image or folder: {p}")
-    return out
+    from ..cli import list_images as list_image_files
+    return list_image_files(paths, prog="demo")
 
 
 def load_annotations(images) -> dict:

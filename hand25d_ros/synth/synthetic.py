@@ -55,22 +55,25 @@ class SyntheticConfig:
     visibility_tol_mm: float = 12.0
 
 
+def tip_skin_extents(mesh) -> np.ndarray:
+    """(5,) how far (m) the skin reaches beyond each fingertip joint along its distal bone."""
+    ext = []
+    for tip in TIP_JOINTS:
+        d = mesh.rest_joints[tip] - mesh.rest_joints[WEBXR_PARENTS[tip]]
+        d /= np.linalg.norm(d)
+        rel = mesh.vertices - mesh.rest_joints[tip]
+        proj = rel @ d
+        radial = np.linalg.norm(rel - proj[:, None] * d, axis=1)
+        ext.append(float(proj[radial < 0.012].max()))   # vertices of that finger's tip only
+    return np.array(ext)
+
+
 class _Hand:
     """Per-process cache of the two hand meshes and their tip extents."""
 
     def __init__(self):
         self.meshes = {s: load_hand_mesh(s) for s in ("left", "right")}
-        self.tip_extent = {}
-        for s, m in self.meshes.items():
-            ext = []
-            for tip in TIP_JOINTS:
-                d = m.rest_joints[tip] - m.rest_joints[WEBXR_PARENTS[tip]]
-                d /= np.linalg.norm(d)
-                rel = m.vertices - m.rest_joints[tip]
-                proj = rel @ d
-                radial = np.linalg.norm(rel - proj[:, None] * d, axis=1)
-                ext.append(float(proj[radial < 0.012].max()))
-            self.tip_extent[s] = np.array(ext)
+        self.tip_extent = {s: tip_skin_extents(m) for s, m in self.meshes.items()}
 
 
 def _forearm(rng, length_m, r_palm, r_back, n_ring=16, n_seg=6):

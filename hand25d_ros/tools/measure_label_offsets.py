@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import least_squares
 
-from ..synth.hand_mesh import KEYPOINT_FROM_WEBXR, WEBXR_PARENTS, load_hand_mesh
-from ..synth.synthetic import TIP_JOINTS
+from ..synth.hand_mesh import KEYPOINT_FROM_WEBXR, load_hand_mesh
+from ..synth.synthetic import TIP_JOINTS, tip_skin_extents
 
 
 def _length(X, i, j):
@@ -46,13 +46,8 @@ def main(argv=None) -> int:
     R = mesh.rest_global[0, :3, :3]
     print("wrist label offset in the wrist joint frame (mm):", np.round(R.T @ (W - J[0]) * 1000, 1))
     print("residuals (mm):", np.round(np.array(residual(W))[:len(ks)] * 1000, 1))
-    for tip in TIP_JOINTS:
-        d = mesh.rest_joints[tip] - mesh.rest_joints[WEBXR_PARENTS[tip]]
-        d /= np.linalg.norm(d)
-        rel = mesh.vertices - mesh.rest_joints[tip]
-        proj = rel @ d
-        radial = np.linalg.norm(rel - proj[:, None] * d, axis=1)
-        print(f"tip joint {tip}: skin extends {proj[radial < 0.012].max() * 1000:.1f} mm beyond it")
+    for tip, ext in zip(TIP_JOINTS, tip_skin_extents(mesh)):
+        print(f"tip joint {tip}: skin extends {ext * 1000:.1f} mm beyond it")
     print("real DIP->tip medians (mm):", [round(float(np.median(_length(P, t, t - 1))) * 1000, 1) for t in (4, 8, 12, 16, 20)])
     return 0
 
