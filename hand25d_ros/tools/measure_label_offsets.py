@@ -1,12 +1,23 @@
-"""Measure where photo datasets put the wrist and fingertips relative to the WebXR rig.
+"""Measure where a photo dataset puts the wrist, thumb CMC and fingertips relative to the rig.
 
-    python -m hand25d_ros.tools.measure_label_offsets ../shared/data/real_val_snap
+    python -m hand25d_ros.tools.measure_label_offsets /work/shared/data/real_val_snap
 
-Compares the median bone lengths of real 3D labels with the rest skeleton of the
-WebXR hand (after scaling by the finger bones both agree on), and fits the wrist label
-position in the wrist joint's frame that reproduces the real distances from the wrist
-to the four finger MCPs and the thumb CMC and MCP. Prints the fitted offset (the value
-of ``synth.synthetic.LABEL_WRIST_OFFSET_MM``) and the fingertip skin extents.
+The WebXR rig's joints are joint centres: its wrist sits inside the palm, its thumb
+"metacarpal" joint far from the wrist, its tip joints ~10 mm short of the end of the
+finger. Photo datasets mark the wrist and the fingertips on the skin. This tool reads
+``annotations.json`` (``joints_3d_mm`` per sample) and
+
+1. scales the rig to the real hand with the bones both conventions agree on (finger
+   PIP-DIP bones and the MCP-to-MCP spacing);
+2. fits the wrist label W and the thumb CMC label C (points rigid with the wrist joint)
+   to the real median distances W-MCP(index..pinky), C-MCP(index..pinky), W-C and
+   C-thumb MCP, starting from the rig joints (least squares, small pull toward the
+   rig joints to pick the solution nearest them);
+3. fits, per finger, which fraction of the skin beyond the tip joint the real tip label
+   reaches, from the real |DIP-tip| (thumb: |IP-tip|);
+
+and prints them as the constants of ``hand25d_ros.data.hand_mesh`` with the ratio
+table before and after. Only aggregate numbers leave the data set.
 """
 from __future__ import annotations
 
@@ -17,38 +28,90 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import least_squares
 
-from ..synth.hand_mesh import KEYPOINT_FROM_WEBXR, load_hand_mesh
-from ..synth.synthetic import TIP_JOINTS, tip_skin_extents
+from ..data import hand_mesh as hm
+
+# (i, j) keypoint pairs whose distance the ratio table reports
+RATIO_PAIRS = ((0, 5), (5, 6), (0, 9), (0, 17), (0, 1), (1, 2), (1, 5), (7, 8), (6, 7), (11, 12),
+               (10, 11), (15, 16), (19, 20), (3, 4), (2, 3))
 
 
-def _length(X, i, j):
+def _dist(X, i, j):
     return np.linalg.norm(X[..., i, :] - X[..., j, :], axis=-1)
+
+
+def rig_scale(real_mm: np.ndarray, rig_mm: np.ndarray) -> float:
+    """Real / rig size from the bones both conventions place alike."""
+    ref = [(6, 7), (10, 11), (14, 15), (18, 19), (5, 9), (9, 13), (13, 17)]
+    return float(np.median([np.median(_dist(real_mm, i, j)) / _dist(rig_mm, i, j) for i, j in ref]))
+
+
+def fit_offsets(real_mm: np.ndarray, mesh: hm.HandMesh) -> dict:
+    """Fit the label constants. real_mm: (N, 21, 3). Returns a dict of results (mm)."""
+    J = mesh.rest_joints[list(hm.KEYPOINT_FROM_WEBXR)] * 1000.0
+    s = rig_scale(real_mm, J)
+    med = lambda i, j: float(np.median(_dist(real_mm, i, j))) / s  # noqa: E731 - rig units
+    mcps = (5, 9, 13, 17)
+
+    def residual(x):
+        W, C = x[:3], x[3:]
+        r = [np.linalg.norm(W - J[k]) - med(0, k) for k in mcps]
+        r += [np.linalg.norm(C - J[k]) - med(1, k) for k in mcps]
+        r += [np.linalg.norm(W - C) - med(0, 1), np.linalg.norm(C - J[2]) - med(1, 2)]
+        r += list(0.05 * (W - J[0])) + list(0.05 * (C - J[1]))
+        return np.array(r)
+
+    sol = least_squares(residual, np.concatenate([J[0], J[1]]))
+    W, C = sol.x[:3], sol.x[3:]
+    R0 = mesh.rest_global[0, :3, :3]
+    wrist_off = R0.T @ (W - J[0])
+    cmc_off = R0.T @ (C - J[0])
+    # tips: fraction of the skin extent beyond the tip joint the real label reaches
+    ext = hm.tip_skin_extents_m(mesh) * 1000.0
+    fracs = []
+    for f, tip in enumerate(hm.TIP_JOINTS):
+        k_tip = 4 * f + 4
+        rig_len = _dist(J, k_tip, k_tip - 1)
+        fracs.append((med(k_tip - 1, k_tip) - rig_len) / ext[f])
+    return {"scale": s, "wrist_offset_mm": wrist_off, "cmc_offset_mm": cmc_off,
+            "residuals_mm": residual(sol.x)[:10], "tip_extent_mm": ext, "tip_fraction": np.array(fracs)}
+
+
+def ratio_table(real_mm: np.ndarray, rig_raw: np.ndarray, rig_lab: np.ndarray, scale: float) -> str:
+    """Median real distances (divided by the real / rig scale) beside the rig's joints and labels,
+    in rig mm, and as ratios to |index MCP - PIP| (real / labels)."""
+    norm = lambda X: np.median(_dist(X, 5, 6))  # noqa: E731
+    lines = [f"{'pair':>8} {'real/s':>7} {'joints':>7} {'labels':>7}   ratio: {'real':>5} {'labels':>6}"]
+    for i, j in RATIO_PAIRS:
+        r = np.median(_dist(real_mm, i, j))
+        lines.append(f"{i:>3}-{j:<4} {r / scale:7.1f} {_dist(rig_raw, i, j):7.1f} {_dist(rig_lab, i, j):7.1f}"
+                     f"          {r / norm(real_mm):5.2f} {_dist(rig_lab, i, j) / norm(rig_lab):6.2f}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path, help="annotated folder (annotations.json with joints_3d_mm)")
     args = ap.parse_args(argv)
-    samples = json.loads((args.folder / "annotations.json").read_text())["samples"]
-    P = np.array([s["joints_3d_mm"] for s in samples]) / 1000.0
-    mesh = load_hand_mesh("right")
-    J = mesh.rest_joints[list(KEYPOINT_FROM_WEBXR)]
-    ref = [(5, 6), (9, 10), (13, 14), (17, 18), (5, 9), (9, 13), (13, 17), (6, 7), (10, 11), (14, 15)]
-    scale = np.median([np.median(_length(P, i, j)) / _length(J, i, j) for i, j in ref])
-    print(f"real / rig scale from finger bones: {scale:.3f}")
-    ks = (5, 9, 13, 17, 1, 2)
-    target = {k: np.median(_length(P, 0, k)) / scale for k in ks}
-
-    def residual(w):
-        return [np.linalg.norm(w - J[k]) - target[k] for k in ks] + list(0.1 * (w - J[0]))
-
-    W = least_squares(residual, J[0]).x
-    R = mesh.rest_global[0, :3, :3]
-    print("wrist label offset in the wrist joint frame (mm):", np.round(R.T @ (W - J[0]) * 1000, 1))
-    print("residuals (mm):", np.round(np.array(residual(W))[:len(ks)] * 1000, 1))
-    for tip, ext in zip(TIP_JOINTS, tip_skin_extents(mesh)):
-        print(f"tip joint {tip}: skin extends {ext * 1000:.1f} mm beyond it")
-    print("real DIP->tip medians (mm):", [round(float(np.median(_length(P, t, t - 1))) * 1000, 1) for t in (4, 8, 12, 16, 20)])
+    ann = args.folder / "annotations.json"
+    if not ann.is_file():
+        raise SystemExit(f"{ann} not found")
+    samples = json.loads(ann.read_text())["samples"]
+    real = np.array([s["joints_3d_mm"] for s in samples], dtype=np.float64)
+    mesh = hm.load_hand_mesh("right")
+    res = fit_offsets(real, mesh)
+    np.set_printoptions(precision=1, suppress=True)
+    print(f"{len(real)} samples; real / rig scale from finger bones: {res['scale']:.3f}")
+    print("LABEL_WRIST_OFFSET_MM (wrist joint frame) =", res["wrist_offset_mm"])
+    print("LABEL_THUMB_CMC_OFFSET_MM (wrist joint frame) =", res["cmc_offset_mm"])
+    print("distance residuals (mm, rig units; W-MCP x4, C-MCP x4, W-C, C-thumbMCP):", res["residuals_mm"])
+    print("skin beyond each tip joint (mm):", res["tip_extent_mm"])
+    print("fitted tip fractions (thumb..pinky):", np.round(res["tip_fraction"], 2), "(in use: clipped to [0.5, 1])")
+    print("in use: LABEL_TIP_SKIN_FRACTION =", np.array(hm.LABEL_TIP_SKIN_FRACTION))
+    J = mesh.rest_global
+    raw = J[list(hm.KEYPOINT_FROM_WEBXR), :3, 3] * 1000.0
+    lab = hm.keypoint_labels(mesh, J) * 1000.0
+    print("median distances (mm, rig units) and ratios to |indexMCP-indexPIP|:")
+    print(ratio_table(real, raw, lab, res["scale"]))
     return 0
 
 

@@ -1,6 +1,7 @@
 """hand25d-render-sheet: a contact sheet of synthetic samples with their labels drawn.
 
-    hand25d-render-sheet --out sheet.png --n 36 --seed 0
+    python -m hand25d_ros.tools.render_sheet --out sheet.png --n 36 --seed 0
+    python -m hand25d_ros.tools.render_sheet --out sheet.png --cache cache/synth   # from shards
 
 Visible keypoints are filled, occluded ones hollow. Use it to look at what the
 network learns from after changing the renderer.
@@ -36,17 +37,22 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=36)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--start", type=int, default=0, help="first sample index")
-    ap.add_argument("--cache", type=Path, help="draw from a shard cache instead of rendering")
+    ap.add_argument("--size", type=int, default=128, help="crop size to render (px)")
+    ap.add_argument("--tile", type=int, default=192, help="tile size in the sheet (px)")
+    ap.add_argument("--cols", type=int, default=6)
+    ap.add_argument("--cache", type=Path, help="draw from a shard folder (write_shards) instead of rendering")
     args = ap.parse_args(argv)
     if args.cache:
-        from ..synth.synthetic import ShardDataset
+        from ..data.synthetic import ShardDataset
         ds = ShardDataset(args.cache)
         samples = [ds[i] for i in range(args.start, min(len(ds), args.start + args.n))]
     else:
-        from ..synth.synthetic import SyntheticConfig, SyntheticHandGenerator
-        gen = SyntheticHandGenerator(SyntheticConfig(), args.seed)
+        from ..data.synthetic import SyntheticConfig, SyntheticHandGenerator
+        gen = SyntheticHandGenerator(SyntheticConfig(crop_size_px=args.size), args.seed)
         samples = [gen.sample(i) for i in range(args.start, args.start + args.n)]
-    sheet = contact_sheet(samples)
+    if not samples:
+        raise SystemExit("no samples to draw")
+    sheet = contact_sheet(samples, tile_px=args.tile, cols=args.cols)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     print(f"wrote {args.out} ({len(samples)} samples)")

@@ -1,0 +1,721 @@
+"""Synthetic hand crops with exact labels: the generator, the shard writer and the Dataset.
+
+    from hand25d_ros.data.synthetic import SyntheticConfig, SyntheticHandGenerator, write_shards, ShardDataset
+    gen = SyntheticHandGenerator(SyntheticConfig(crop_size_px=128), seed=0)
+    s = gen.sample(i)          # a deterministic function of (seed, i)
+
+One sample: a hand (left or right, random shape, pose within joint limits, skin tone
+and texture, often a forearm and a sleeve) placed 0.25-1.2 m in front of a random
+pinhole camera (640 x 480, 60-90 degree horizontal FOV) in a random orientation
+(weighted toward palm or back facing the camera, fingers up); then the crop exactly as
+inference makes it: the square around the 2D keypoints' box, side x U(1.2, 1.7), centre
+jitter, through :func:`hand25d_ros.crop.crop_affine` / ``crop_intrinsics``. The hand is
+rendered straight into the crop with the crop's intrinsics (identical to rendering the
+full frame and warping, without the cost), composited over a background, occluded,
+blurred, noised, colour-jittered and JPEG-compressed. Crop pixels that fall outside the
+camera image are black, as ``warp_crop`` makes them.
+
+Labels: ``joints_3d_mm`` in the camera optical frame (mm), ``joints_2d_px`` their
+projection through the crop's ``K`` (exactly), ``visible`` from the depth buffer. Label
+positions follow the photo-dataset convention (wrist and fingertips on the skin):
+:func:`hand25d_ros.data.hand_mesh.keypoint_labels`.
+
+Shards: ``write_shards`` renders ``shard_00000.npz ...`` (uncompressed ``np.savez``) plus
+``cache.json``; ``ShardDataset`` memory-maps the arrays straight out of the ``.npz`` files.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from ..crop import crop_affine, crop_intrinsics, invert_affine
+from . import backgrounds
+from .hand_mesh import (MIRROR_X, TIP_JOINTS, WEBXR_PARENTS, HandMesh, forward_kinematics,
+                        keypoint_labels, packaged_hand, skin)
+from .pose_sampler import sample_pose, sample_shape
+from .render import VERTEX_FLOATS, MeshRenderer
+
+__all__ = ["SyntheticConfig", "SyntheticHandGenerator", "write_shards", "ShardDataset"]
+
+# Part ids in the renderer's part buffer: hand vertices carry 1 + their dominant WebXR joint
+# (the segment distal of that joint), the forearm and sleeve FOREARM_PART, anything else 0.
+FOREARM_PART = 26
+
+
+def _own_parts() -> np.ndarray:
+    """(21, 256) bool: which part ids count as keypoint k's own surface.
+
+    A keypoint is visible where the surface seen at its pixel is one of the segments that
+    meet at it (joint j: the segment distal of j and the one proximal of it), i.e. not
+    another finger, an occluder or the background, and it lies at most ``visibility_tol_mm``
+    behind that surface. Joint centres lie 5-25 mm under the skin (deepest under the palm),
+    so a depth test alone cannot tell "seen through the palm" from "hidden behind a finger".
+    """
+    from .hand_mesh import KEYPOINT_FROM_WEBXR
+    own = np.zeros((21, 256), bool)
+    palm = [0, 1, 5, 10, 15, 20]
+    for k, j in enumerate(KEYPOINT_FROM_WEBXR):
+        if k == 0:
+            parts = palm + [FOREARM_PART - 1]
+        elif k == 1:
+            parts = [0, 1, 2]
+        else:
+            parts = [j, WEBXR_PARENTS[j]] + ([0] if WEBXR_PARENTS[j] in palm else [])
+        own[k, np.array(parts) + 1] = True
+    return own
+
+
+OWN_PARTS = _own_parts()
+
+
+@dataclass
+class SyntheticConfig:
+    """Every knob of the generator. Ranges are (low, high); probabilities are per sample."""
+    crop_size_px: int = 128
+    supersample: int = 2                  # render at crop x this, then area-downsample (anti-aliasing)
+    image_size_px: tuple = (640, 480)     # (W, H) of the simulated camera
+    hfov_deg: tuple = (60.0, 90.0)
+    distance_m: tuple = (0.25, 1.2)       # camera -> hand (middle MCP), log-uniform
+    principal_jitter_px: float = 8.0
+    crop_scale: tuple = (1.2, 1.7)        # crop side / longer side of the keypoint box
+    crop_shift_frac: float = 0.12         # centre jitter, fraction of the crop side
+    crop_rotation_deg: float = 0.0        # in-plane crop rotation jitter (inference uses 0)
+    p_left: float = 0.5
+    p_upright: float = 0.75               # palm or back toward the camera, fingers roughly up
+    p_palm_facing: float = 0.65           # of the upright ones: the palm (not the back) toward the camera
+    p_indoor: float = 0.3                 # "like the validation photos": upright, 0.3-0.6 m, room light, person/shelves
+    p_forearm: float = 0.9
+    p_sleeve: float = 0.55
+    p_shadow: float = 0.25                # the hand's soft shadow on the background
+    p_occluder: float = 0.25
+    p_motion_blur: float = 0.12
+    p_blur: float = 0.25
+    p_noise: float = 0.7
+    p_jpeg: float = 0.6
+    p_low_res: float = 0.15               # downscale/upscale (cheap cameras, digital zoom)
+    color_jitter: float = 1.0             # 0 switches colour jitter off
+    visibility_tol_mm: float = 35.0       # a label at most this far behind its own part's front surface is visible
+
+    def __post_init__(self):
+        if int(self.crop_size_px) < 16:
+            raise ValueError(f"crop_size_px must be >= 16, got {self.crop_size_px}")
+        if int(self.supersample) < 1:
+            raise ValueError(f"supersample must be >= 1, got {self.supersample}")
+        for name in ("hfov_deg", "distance_m", "crop_scale", "image_size_px"):
+            v = getattr(self, name)
+            if len(v) != 2 or not (0 < v[0] <= v[1] or name == "image_size_px"):
+                raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {v}")
+        for f in fields(self):
+            if f.name.startswith("p_") and not 0.0 <= getattr(self, f.name) <= 1.0:
+                raise ValueError(f"{f.name} is a probability, got {getattr(self, f.name)}")
+
+    def to_json(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+
+# ----------------------------------------------------------------------------- appearance
+
+class _HandAppearance:
+    """Per-mesh masks for the skin colouring, computed once per process."""
+
+    def __init__(self, mesh: HandMesh):
+        v, n, J, R = mesh.vertices, mesh.normals, mesh.rest_joints, mesh.rest_global
+        # palm side: rest normals facing -x (model space of the right rig)
+        self.palm = np.clip(-n[:, 0] * 1.5, 0.0, 1.0)
+        # nails: the back (+Y of the distal frame) of the last ~11 mm of each finger
+        nail = np.zeros(len(v))
+        crease = np.zeros(len(v))
+        for tip in TIP_JOINTS:
+            dip = WEBXR_PARENTS[tip]
+            d = J[tip] - J[dip]
+            d /= np.linalg.norm(d)
+            rel = v - J[dip]
+            along = rel @ d
+            radial = rel - along[:, None] * d
+            back = radial @ R[dip, :3, 1]
+            rad = np.linalg.norm(radial, axis=1)
+            m = (along > 0.004) & (along < 0.03) & (rad < 0.012) & (back > 0.45 * rad)
+            nail = np.maximum(nail, m * np.clip((back / np.maximum(rad, 1e-6) - 0.45) * 4, 0, 1))
+        # flexion creases on the palm side across the PIP, DIP and MCP joints
+        for j in range(1, 25):
+            if j in TIP_JOINTS or WEBXR_PARENTS[j] == 0 and j != 1:
+                continue
+            rel = v - J[j]
+            along = rel @ (-R[j, :3, 2])
+            near = np.exp(-(along / 0.0015) ** 2) * (np.linalg.norm(rel, axis=1) < 0.015)
+            crease = np.maximum(crease, near * self.palm)
+        self.nail = nail
+        self.crease = crease
+        # knuckle wrinkles on the back
+        self.knuckle = np.zeros(len(v))
+        for j in range(1, 25):
+            if j in TIP_JOINTS:
+                continue
+            dist = np.linalg.norm(v - J[j], axis=1)
+            self.knuckle = np.maximum(self.knuckle, np.exp(-(dist / 0.008) ** 2) * (1 - self.palm))
+
+    def colors(self, rng, tone: np.ndarray) -> np.ndarray:
+        """(V, 3) per-vertex albedo for a skin tone."""
+        lightness = float(tone.mean())
+        palm_tint = np.array([1.04, 0.98, 0.95]) * (1.0 + (0.55 - lightness) * rng.uniform(0.4, 0.9))
+        c = tone[None, :] * (1.0 + self.palm[:, None] * (palm_tint - 1.0))
+        nail_col = np.clip(tone * 0.35 + np.array([0.62, 0.5, 0.48]) * rng.uniform(0.8, 1.1), 0, 1)
+        w = self.nail[:, None] * rng.uniform(0.5, 0.9)
+        c = c * (1 - w) + nail_col * w
+        c *= 1.0 - self.crease[:, None] * rng.uniform(0.1, 0.3)
+        c *= 1.0 - self.knuckle[:, None] * rng.uniform(0.0, 0.15) * np.array([0.8, 1.0, 1.1])
+        return np.clip(c, 0.0, 1.0)
+
+
+def _tube(length_m, r_x, r_z, taper, bend_R, origin, n_ring=14, n_seg=7, sleeve_start=None,
+          sleeve_grow=1.12):
+    """Elliptic tapered tube along +y from ``origin`` (model space), bent by ``bend_R``.
+
+    Returns vertices (N, 3), normals (N, 3), faces (M, 3), along (N,) in [0, 1],
+    sleeve (N,) bool.
+    """
+    t = np.linspace(0.0, 1.0, n_seg)
+    if sleeve_start is not None:
+        t = np.sort(np.concatenate([t, [sleeve_start, sleeve_start]]))
+    n_rings = len(t)
+    ang = np.linspace(0, 2 * np.pi, n_ring, endpoint=False)
+    scale = 1.0 + (taper - 1.0) * t
+    sleeve = np.zeros(n_rings, bool)
+    if sleeve_start is not None:
+        k = int(np.searchsorted(t, sleeve_start, side="left")) + 1
+        sleeve[k:] = True
+        scale = np.where(sleeve, scale * sleeve_grow, scale)
+    cx, sz = np.cos(ang), np.sin(ang)
+    v = np.stack([np.outer(scale * r_x, cx), np.outer(t * length_m, np.ones(n_ring)),
+                  np.outer(scale * r_z, sz)], -1).reshape(-1, 3)
+    nrm = np.stack([np.outer(np.ones(n_rings), cx / r_x), np.zeros((n_rings, n_ring)),
+                    np.outer(np.ones(n_rings), sz / r_z)], -1).reshape(-1, 3)
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+    i = np.arange(n_rings - 1)[:, None]
+    j = np.arange(n_ring)[None, :]
+    a = i * n_ring + j
+    b = i * n_ring + (j + 1) % n_ring
+    faces = np.stack([np.stack([a, b, a + n_ring], -1), np.stack([b, b + n_ring, a + n_ring], -1)], 2)
+    faces = faces.reshape(-1, 3)
+    # cap the far end
+    far = (n_rings - 1) * n_ring
+    cap = np.stack([np.full(n_ring - 2, far), far + np.arange(1, n_ring - 1), far + np.arange(2, n_ring)], -1)
+    faces = np.concatenate([faces, cap]).astype(np.int32)
+    v = origin + v @ bend_R.T
+    nrm = nrm @ bend_R.T
+    return v, nrm, faces, np.repeat(t, n_ring), np.repeat(sleeve, n_ring)
+
+
+def _kelvin_rgb(k: float) -> np.ndarray:
+    """Approximate white-balance colour of a black body at k kelvin, normalised to max 1."""
+    t = k / 100.0
+    r = 1.0 if t <= 66 else np.clip(1.292936 * (t - 60) ** -0.1332047592, 0, 1)
+    g = np.clip(0.39008157 * np.log(t) - 0.63184144, 0, 1) if t <= 66 else np.clip(1.1298909 * (t - 60) ** -0.0755148492, 0, 1)
+    b = 1.0 if t >= 66 else (0.0 if t <= 19 else np.clip(0.54320679 * np.log(t - 10) - 1.19625409, 0, 1))
+    c = np.array([r, g, b], dtype=np.float64)
+    return c / c.max()
+
+
+# ----------------------------------------------------------------------------- generator
+
+class SyntheticHandGenerator:
+    """Deterministic synthetic samples: ``sample(i)`` depends only on ``(seed, i)`` and the config.
+
+    Holds one GL context per process (created on first use); safe to pickle into workers.
+    """
+
+    def __init__(self, config: SyntheticConfig | None = None, seed: int = 0):
+        self.cfg = config or SyntheticConfig()
+        self.seed = int(seed)
+        self._state = None
+
+    def __getstate__(self):
+        return {"cfg": self.cfg, "seed": self.seed, "_state": None}
+
+    def _lazy(self):
+        if self._state is None:
+            mesh = packaged_hand("right")
+            self._state = {"mesh": mesh, "look": _HandAppearance(mesh),
+                           "renderer": MeshRenderer(self.cfg.crop_size_px * self.cfg.supersample)}
+        return self._state
+
+    def sample(self, index: int, with_mask: bool = False) -> dict:
+        """The sample ``index``: dict of image, K, joints_3d_mm, joints_2d_px, visible, is_left.
+
+        ``with_mask`` adds "mask": (S, S) float32 coverage of the hand and forearm in the
+        crop (0-1, occluders removed) -- for tests and inspection; the image is unchanged.
+        """
+        st = self._lazy()
+        rng = np.random.default_rng([self.seed, int(index)])
+        for _ in range(50):
+            out = self._try(rng, st, with_mask)
+            if out is not None:
+                return out
+        raise RuntimeError(f"could not place a hand for sample {index} (seed {self.seed}) in 50 attempts")
+
+    # -- one attempt --------------------------------------------------------
+    def _try(self, rng, st, with_mask=False) -> dict | None:
+        cfg = self.cfg
+        mesh: HandMesh = st["mesh"]
+        indoor = rng.random() < cfg.p_indoor
+        is_left = bool(rng.random() < cfg.p_left)
+        bone_scale, width = sample_shape(rng)
+        size = float(np.clip(rng.normal(1.0, 0.07), 0.8, 1.2))        # whole-hand size
+        posed = forward_kinematics(mesh, sample_pose(rng, mesh=mesh, bone_scale=bone_scale), bone_scale)
+        verts, normals = skin(mesh, posed, width)
+        labels = keypoint_labels(mesh, posed, bone_scale)
+        tone = backgrounds.skin_tone(rng)
+        cols = st["look"].colors(rng, tone)
+        tex = mesh.vertices
+        spec = rng.uniform(0.03, 0.25)
+        mats = np.tile([1.0, spec], (len(verts), 1))
+        parts = [(verts, normals, cols, tex, mats, mesh.dominant_joint + 1.0, mesh.faces)]
+        if rng.random() < cfg.p_forearm:
+            parts.append(self._forearm(rng, posed, width, tone, spec))
+        # model -> camera
+        R = self._orientation(rng, indoor or rng.random() < cfg.p_upright)
+        if is_left:
+            R = MIRROR_X @ R            # mirror in the camera frame: the right rig becomes a left hand
+        W, H = cfg.image_size_px
+        hfov = np.deg2rad(rng.uniform(60.0, 70.0) if indoor else rng.uniform(*cfg.hfov_deg))
+        f = (W / 2.0) / np.tan(hfov / 2.0)
+        K = np.array([[f, 0.0, (W - 1) / 2.0 + rng.normal(0, cfg.principal_jitter_px)],
+                      [0.0, f * rng.normal(1.0, 0.003), (H - 1) / 2.0 + rng.normal(0, cfg.principal_jitter_px)],
+                      [0.0, 0.0, 1.0]])
+        lo_d, hi_d = (0.3, 0.6) if indoor else cfg.distance_m
+        dist = float(np.exp(rng.uniform(np.log(lo_d), np.log(hi_d))))
+        uv_c = np.array([rng.uniform(0.2, 0.8) * W, rng.uniform(0.2, 0.8) * H])
+        ray = np.linalg.solve(K, np.array([uv_c[0], uv_c[1], 1.0]))
+        t_cam = ray / ray[2] * dist
+        centre = labels[9]                                            # middle MCP
+
+        def to_cam(p):
+            return ((p - centre) * size) @ R.T + t_cam
+
+        L_cam = to_cam(labels)
+        if L_cam[:, 2].min() < 0.12:
+            return None
+        uv = L_cam[:, :2] / L_cam[:, 2:] @ K[:2, :2].T + K[:2, 2]
+        lo, hi = uv.min(0), uv.max(0)
+        box = float(max(hi - lo))
+        if box < 12.0:
+            return None
+        # the crop, exactly as inference makes it
+        side = box * rng.uniform(*cfg.crop_scale)
+        c_px = (lo + hi) / 2.0 + rng.uniform(-cfg.crop_shift_frac, cfg.crop_shift_frac, 2) * side
+        rot = np.deg2rad(rng.uniform(-cfg.crop_rotation_deg, cfg.crop_rotation_deg)) if cfg.crop_rotation_deg else 0.0
+        S = int(cfg.crop_size_px)
+        A = crop_affine(c_px, side, S, rot)
+        Kc = crop_intrinsics(K, A)
+        ss = int(cfg.supersample)
+        # supersampled render of the same crop: u_ss = ss u + (ss - 1) / 2 (pixel-centre convention)
+        Kr = np.array([[ss, 0.0, (ss - 1) / 2.0], [0.0, ss, (ss - 1) / 2.0], [0.0, 0.0, 1.0]]) @ Kc
+        Sr = S * ss
+        # assemble the mesh in the camera frame
+        V, N, C, T, M, P, F = [], [], [], [], [], [], []
+        off = 0
+        for v, n, c, tx, m, pid, fc in parts:
+            V.append(to_cam(v))
+            N.append(n @ R.T)
+            C.append(c)
+            T.append(tx)
+            M.append(m)
+            P.append(np.broadcast_to(pid, (len(v),)))
+            F.append(fc + off)
+            off += len(v)
+        Vc = np.concatenate(V)
+        if Vc[:, 2].min() < 0.05:
+            return None
+        buf = np.empty((off, VERTEX_FLOATS), np.float32)
+        buf[:, 0:3] = Vc
+        buf[:, 3:6] = np.concatenate(N)
+        buf[:, 6:9] = np.concatenate(C)
+        buf[:, 9:12] = np.concatenate(T)
+        buf[:, 12:14] = np.concatenate(M)
+        buf[:, 14] = np.concatenate(P)
+        lights = self._lights(rng, indoor)
+        rgb, alpha, depth, part = st["renderer"].render(buf, np.concatenate(F), Kr, lights)
+        # visibility: inside the crop and the camera image, and its own part in front (within
+        # +-1 crop pixel, so that fingertip labels on the silhouette count)
+        uv_r = L_cam[:, :2] / L_cam[:, 2:] @ Kr[:2, :2].T + Kr[:2, 2]
+        inside = np.all((uv_r >= -0.5) & (uv_r <= Sr - 0.5), axis=1)
+        inside &= np.all((uv >= -0.5) & (uv <= np.array([W, H]) - 0.5), axis=1)
+        ij = np.clip(np.round(uv_r).astype(int), 0, Sr - 1)
+        visible = inside & self._own_surface(ij, L_cam[:, 2], part, depth, ss, cfg.visibility_tol_mm / 1000.0)
+        # composite
+        bg = backgrounds.sample_background(
+            rng, Sr, kind=("person" if rng.random() < 0.5 else "shelves") if indoor else None, skin=tone)
+        if rng.random() < cfg.p_shadow:
+            bg = self._shadow(rng, bg, alpha)
+        a3 = alpha[..., None]
+        img = rgb * a3 + bg * (1.0 - a3)
+        if rng.random() < cfg.p_occluder:
+            img, occ = self._occluder(rng, img, uv_r, tone)
+            visible &= ~occ[ij[:, 1], ij[:, 0]]
+            alpha = alpha * ~occ
+        if ss > 1:
+            img = cv2.resize(img, (S, S), interpolation=cv2.INTER_AREA)
+            if with_mask:
+                alpha = cv2.resize(alpha, (S, S), interpolation=cv2.INTER_AREA)
+        # outside the camera image the crop is black, as warp_crop makes it
+        img = self._black_outside(img, A, W, H)
+        image = self._camera_effects(rng, img, indoor)
+        uv_c = L_cam[:, :2] / L_cam[:, 2:] @ Kc[:2, :2].T + Kc[:2, 2]
+        out = {"image": image, "K": Kc, "joints_3d_mm": L_cam * 1000.0,
+               "joints_2d_px": uv_c, "visible": visible, "is_left": is_left}
+        if with_mask:
+            out["mask"] = self._black_outside(alpha[..., None], A, W, H)[..., 0].astype(np.float32)
+        return out
+
+    # -- pieces -------------------------------------------------------------
+    @staticmethod
+    def _own_surface(ij, z_m, part, depth, r, tol_m) -> np.ndarray:
+        """(21,) whether each keypoint's own part is the front surface near its pixel ij (x, y)."""
+        S = part.shape[0]
+        d = np.arange(-r, r + 1)
+        xs = np.clip(ij[:, 0:1, None] + d[None, None, :], 0, S - 1)            # (21, 1, n)
+        ys = np.clip(ij[:, 1:2, None] + d[None, :, None], 0, S - 1)            # (21, n, 1)
+        p = part[ys, xs].reshape(len(ij), -1)
+        z = depth[ys, xs].reshape(len(ij), -1)
+        own = OWN_PARTS[np.arange(len(ij))[:, None], p]
+        return np.any(own & (z_m[:, None] <= z + tol_m), axis=1)
+
+    @staticmethod
+    def _orientation(rng, upright: bool) -> np.ndarray:
+        """Model -> camera rotation of the right rig (fingers -y, back of the hand +x, thumb -z)."""
+        if not upright:
+            return Rotation.random(random_state=int(rng.integers(2**31))).as_matrix()
+        # palm toward the camera, fingers up: model x -> camera z, model y -> camera y
+        R0 = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+        if rng.random() > 0.65:         # back of the hand toward the camera
+            R0 = R0 @ np.diag([-1.0, 1.0, -1.0])
+        roll = rng.normal(0, 35) if rng.random() < 0.85 else rng.uniform(-180, 180)   # in the image plane
+        yaw = rng.normal(0, 30)          # about the image vertical: edge-on hands
+        pitch = rng.normal(0, 25)        # fingers toward / away from the camera
+        return Rotation.from_euler("zyx", [roll, yaw, pitch], degrees=True).as_matrix() @ R0
+
+    @staticmethod
+    def _forearm(rng, posed, width, tone, spec):
+        """Forearm (and sleeve) hanging off the wrist, bent by wrist flexion and deviation."""
+        Rw = posed[0, :3, :3]
+        # the glb's wrist stump ends ~2 cm proximal of the wrist joint; its cross-section there
+        # is centred 3 mm palmar-ish and is 31 x 52 mm: start the tube inside it
+        origin = posed[0, :3, 3] + Rw @ np.array([0.001, -0.003, 0.004])
+        bend = Rotation.from_euler("xy", [rng.normal(0, 22), rng.normal(0, 10)], degrees=True).as_matrix()
+        # wrist frame: +Z toward the forearm, +Y back, +X toward the pinky. The tube's own
+        # axes (x thickness, y length, z width) map to the wrist's (Y, Z, X)
+        B = Rw @ bend @ np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        sleeve_at = rng.uniform(0.15, 0.8) if rng.random() < 0.55 else None
+        v, n, f, t, sl = _tube(rng.uniform(0.16, 0.3), 0.0155 * width * rng.uniform(1.0, 1.15),
+                               0.026 * width * rng.uniform(0.95, 1.1), rng.uniform(1.1, 1.3), B, origin,
+                               sleeve_start=sleeve_at)
+        c = np.tile(tone * rng.uniform(0.92, 1.05), (len(v), 1))
+        m = np.tile([1.0, spec], (len(v), 1))
+        if sleeve_at is not None:
+            cloth = np.array(backgrounds._muted(rng) if rng.random() < 0.6 else backgrounds._color(rng))
+            c[sl] = cloth
+            m[sl] = (0.25, 0.02)
+        tex = v * 0.7 + 1.0             # any smooth coordinate on the surface
+        return v, n, c, tex, m, float(FOREARM_PART), f
+
+    @staticmethod
+    def _lights(rng, indoor: bool) -> dict:
+        kelvin = rng.uniform(2800, 5500) if indoor else rng.uniform(2500, 8000)
+        col = _kelvin_rgb(kelvin)
+        dirs = rng.normal(0, 1, (2, 3))
+        dirs[:, 2] = -np.abs(dirs[:, 2]) - rng.uniform(0.1, 0.8, 2)   # from the camera's side
+        if indoor:
+            dirs[0, 1] = -abs(dirs[0, 1]) - 0.5                       # ceiling light: from above
+        key = rng.uniform(0.55, 1.0)
+        fill = rng.uniform(0.0, 0.45)
+        amb = rng.uniform(0.15, 0.5)
+        return {"light_dir": dirs, "light_col": np.stack([col * key, _kelvin_rgb(rng.uniform(2800, 8000)) * fill]),
+                "ambient_up": col * amb, "ambient_down": col * amb * rng.uniform(0.3, 0.9),
+                "up_dir": np.array([0.0, -1.0, 0.0]), "shininess": rng.uniform(6, 40),
+                "wrap": rng.uniform(0.15, 0.5), "tex_seed": rng.uniform(0, 100)}
+
+    @staticmethod
+    def _shadow(rng, bg, alpha):
+        S = bg.shape[0]
+        sh = np.ascontiguousarray(alpha)
+        M = np.float32([[1, 0, rng.normal(0, 0.12) * S], [0, 1, rng.normal(0.05, 0.12) * S]])
+        sh = cv2.warpAffine(sh, M, (S, S))
+        sh = cv2.GaussianBlur(sh, (0, 0), rng.uniform(0.02, 0.08) * S)
+        return bg * (1.0 - rng.uniform(0.2, 0.6) * sh[..., None])
+
+    @staticmethod
+    def _occluder(rng, img, uv_r, tone):
+        """A textured blob (object, other hand's finger, sleeve) over part of the hand."""
+        S = img.shape[0]
+        mask = np.zeros((S, S), np.uint8)
+        c = uv_r[int(rng.integers(len(uv_r)))] + rng.normal(0, S * 0.06, 2)
+        if rng.random() < 0.5:
+            axes = (int(rng.uniform(0.05, 0.2) * S), int(rng.uniform(0.03, 0.12) * S))
+            cv2.ellipse(mask, (int(c[0]), int(c[1])), axes, rng.uniform(0, 180), 0, 360, 1, -1)
+        else:
+            n = int(rng.integers(3, 7))
+            ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+            r = rng.uniform(0.04, 0.18, n) * S
+            pts = np.stack([c[0] + r * np.cos(ang), c[1] + r * np.sin(ang)], -1).astype(np.int32)
+            cv2.fillPoly(mask, [pts], 1)
+        m = mask.astype(bool)
+        if rng.random() < 0.3:
+            tex = np.empty_like(img)
+            tex[:] = tone * rng.uniform(0.7, 1.1)       # skin-coloured: another hand's finger
+            tex *= (0.85 + 0.3 * backgrounds._noise(rng, S, 4, 1))
+        else:
+            tex = backgrounds.sample_background(rng, S)
+        shade = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.03 * S)   # soft contact shadow
+        out = img * (1.0 - 0.3 * shade[..., None])
+        out[m] = tex[m]
+        return out, m
+
+    @staticmethod
+    def _black_outside(img, A, W, H):
+        S = img.shape[0]
+        Ai = invert_affine(A)
+        # corners of the crop in the camera image; skip the work when all are inside
+        corners = np.array([[0, 0], [S - 1, 0], [0, S - 1], [S - 1, S - 1]], np.float64) @ Ai[:, :2].T + Ai[:, 2]
+        if np.all((corners >= -0.5) & (corners <= np.array([W, H]) - 0.5)):
+            return img
+        ys, xs = np.mgrid[0:S, 0:S].astype(np.float32)
+        x = Ai[0, 0] * xs + Ai[0, 1] * ys + Ai[0, 2]
+        y = Ai[1, 0] * xs + Ai[1, 1] * ys + Ai[1, 2]
+        inside = (x >= -0.5) & (x <= W - 0.5) & (y >= -0.5) & (y <= H - 0.5)
+        return img * inside[..., None]
+
+    def _camera_effects(self, rng, img, indoor) -> np.ndarray:
+        cfg = self.cfg
+        S = img.shape[0]
+        if rng.random() < cfg.p_motion_blur:
+            n = int(rng.integers(3, max(4, S // 14)))
+            k = np.zeros((n, n), np.float32)
+            k[n // 2] = 1.0
+            Mr = cv2.getRotationMatrix2D(((n - 1) / 2, (n - 1) / 2), rng.uniform(0, 180), 1.0)
+            k = cv2.warpAffine(k, Mr, (n, n))
+            img = cv2.filter2D(img, -1, k / max(float(k.sum()), 1e-6))
+        if rng.random() < cfg.p_blur:
+            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.3) * S / 128.0)
+        if rng.random() < cfg.p_low_res:
+            f = rng.uniform(0.35, 0.7)
+            small = cv2.resize(img, (max(8, int(S * f)), max(8, int(S * f))), interpolation=cv2.INTER_AREA)
+            img = cv2.resize(small, (S, S), interpolation=cv2.INTER_LINEAR)
+        j = cfg.color_jitter
+        if j > 0:
+            gains = np.exp(rng.normal(0, 0.06 * j, 3)).astype(np.float32)                 # white balance
+            expo = np.clip(np.exp(rng.normal(0.0, 0.15 * j)), 0.6, 1.5)                   # exposure
+            img = img * (gains * np.float32(expo))
+            mean = img.mean(axis=(0, 1), keepdims=True)
+            img = (img - mean) * np.float32(np.clip(np.exp(rng.normal(0, 0.12 * j)), 0.7, 1.4)) + mean   # contrast
+            grey = img.mean(-1, keepdims=True)
+            img = grey + (img - grey) * np.float32(np.clip(rng.normal(1.0, 0.2 * j), 0.3, 1.6))        # saturation
+            if rng.random() < 0.3 * j:      # hue rotation about the grey axis
+                a = np.deg2rad(rng.normal(0, 6))
+                Rh = Rotation.from_rotvec(np.ones(3) / np.sqrt(3) * a).as_matrix().astype(np.float32)
+                img = (img - grey) @ Rh.T + grey
+        img = np.clip(img, 0.0, 1.0)
+        img = img ** np.float32(rng.uniform(0.85, 1.15))
+        if rng.random() < cfg.p_noise:      # read noise + shot noise
+            sigma = rng.uniform(0.002, 0.02)
+            shot = rng.uniform(0.0, 0.002)
+            noise = rng.standard_normal(img.shape).astype(np.float32)
+            img = img + noise * np.sqrt(sigma ** 2 + shot * img).astype(np.float32)
+        image = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        if rng.random() < cfg.p_jpeg:
+            q = int(rng.uniform(30, 95))
+            ok, enc = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, q])
+            if ok:
+                image = cv2.imdecode(enc, cv2.IMREAD_UNCHANGED)
+        return image
+
+
+# ----------------------------------------------------------------------------- shards
+
+SHARD_ARRAYS = ("images", "K", "joints_3d_mm", "joints_2d_px", "visible", "is_left")
+
+
+def _shard_path(out_dir: Path, k: int) -> Path:
+    return out_dir / f"shard_{k:05d}.npz"
+
+
+def _render_shard(args) -> int:
+    out_dir, k, start, count, cfg_json, seed = args
+    final = _shard_path(Path(out_dir), k)
+    if _shard_complete(final, count):
+        return k
+    gen = SyntheticHandGenerator(SyntheticConfig(**cfg_json), seed)
+    S = gen.cfg.crop_size_px
+    arr = {"images": np.empty((count, S, S, 3), np.uint8), "K": np.empty((count, 3, 3), np.float32),
+           "joints_3d_mm": np.empty((count, 21, 3), np.float32), "joints_2d_px": np.empty((count, 21, 2), np.float32),
+           "visible": np.empty((count, 21), bool), "is_left": np.empty((count,), bool)}
+    for r in range(count):
+        s = gen.sample(start + r)
+        arr["images"][r] = s["image"]
+        arr["K"][r] = s["K"]
+        arr["joints_3d_mm"][r] = s["joints_3d_mm"]
+        arr["joints_2d_px"][r] = s["joints_2d_px"]
+        arr["visible"][r] = s["visible"]
+        arr["is_left"][r] = s["is_left"]
+    tmp = final.with_name(f".{final.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arr)                  # uncompressed: ShardDataset memory-maps the members
+    os.replace(tmp, final)
+    return k
+
+
+def _shard_complete(path: Path, count: int) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            if not all(f"{a}.npy" in names for a in SHARD_ARRAYS):
+                return False
+        return len(_open_npz_mmap(path)["is_left"]) == count
+    except Exception:  # noqa: BLE001 - a torn or foreign file is redone
+        return False
+
+
+def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, seed: int = 0,
+                 shard_size: int = 2048, workers: int = 1, progress: bool = True) -> Path:
+    """Render samples ``0 .. num_samples-1`` of ``(cfg, seed)`` into ``.npz`` shards.
+
+    Shard k holds samples ``k * shard_size ...``; arrays: images uint8 (N, S, S, 3), K float32
+    (N, 3, 3), joints_3d_mm float32 (N, 21, 3), joints_2d_px float32 (N, 21, 2), visible bool
+    (N, 21), is_left bool (N,). Resumable: complete shards are kept, torn ones redone
+    (each shard is written to a temporary file and renamed). ``workers`` > 1 renders
+    shards in that many processes (one GL context each). A folder made with another config,
+    seed or shard size is an error, never silently mixed; a larger ``num_samples`` extends it.
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    cfg = cfg or SyntheticConfig()
+    if num_samples < 1 or shard_size < 1:
+        raise ValueError(f"num_samples and shard_size must be >= 1, got {num_samples}, {shard_size}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"format": "hand25d-synthetic-shards/1", "seed": int(seed), "shard_size": int(shard_size),
+            "config": cfg.to_json()}
+    meta_path = out_dir / "cache.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if {k: old.get(k) for k in meta} != meta:
+            raise ValueError(f"{out_dir} holds synthetic shards made with other settings ({meta_path}: "
+                             f"seed {old.get('seed')}, shard_size {old.get('shard_size')}); "
+                             "use another folder or delete it")
+        num_total = max(int(num_samples), int(old.get("num_samples", 0)))
+    else:
+        num_total = int(num_samples)
+    meta_path.write_text(json.dumps(dict(meta, num_samples=num_total), indent=1))
+    n_shards = (num_samples + shard_size - 1) // shard_size
+    jobs = [(str(out_dir), k, k * shard_size, min(shard_size, num_samples - k * shard_size), cfg.to_json(), int(seed))
+            for k in range(n_shards)]
+    todo = [j for j in jobs if not _shard_complete(_shard_path(out_dir, j[1]), j[3])]
+    if todo:
+        from tqdm import tqdm
+        bar = tqdm(total=sum(j[3] for j in todo), unit="sample", desc=f"rendering {out_dir.name}",
+                   disable=not progress)
+        if workers > 1:
+            import multiprocessing as mp
+            with mp.get_context("spawn").Pool(workers) as pool:
+                for k in pool.imap_unordered(_render_shard, todo):
+                    bar.update(jobs[k][3])
+        else:
+            for j in todo:
+                _render_shard(j)
+                bar.update(j[3])
+        bar.close()
+    return out_dir
+
+
+def _open_npz_mmap(path: Path) -> dict[str, np.ndarray]:
+    """Memory-map every member of an uncompressed .npz (np.load cannot mmap inside a zip)."""
+    out = {}
+    with zipfile.ZipFile(path) as z, open(path, "rb") as fh:
+        for info in z.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"{path}: member {info.filename} is compressed; shards must be written "
+                                 "with np.savez (uncompressed)")
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if local[:4] != b"PK\x03\x04":
+                raise ValueError(f"{path}: bad zip local header for {info.filename}")
+            name_len = int.from_bytes(local[26:28], "little")
+            extra_len = int.from_bytes(local[28:30], "little")
+            start = info.header_offset + 30 + name_len + extra_len
+            fh.seek(start)
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            out[info.filename[:-4]] = np.memmap(path, dtype=dtype, mode="r", offset=fh.tell(), shape=shape,
+                                                order="F" if fortran else "C")
+    return out
+
+
+class ShardDataset:
+    """The samples of a shard folder (``torch.utils.data.Dataset`` protocol), memory-mapped.
+
+    Items are dicts as :meth:`SyntheticHandGenerator.sample` returns (numpy arrays; K and
+    joints as float64). Safe to pickle into DataLoader workers (maps reopen lazily).
+    """
+
+    def __init__(self, root):
+        root = Path(root)
+        meta = root / "cache.json"
+        if not meta.is_file():
+            raise FileNotFoundError(f"no synthetic shards at {root} ({meta} missing); render them with "
+                                    "hand25d_ros.data.synthetic.write_shards")
+        self.root = root
+        self.meta = json.loads(meta.read_text())
+        shard_size = int(self.meta["shard_size"])
+        shards = sorted(root.glob("shard_*.npz"))
+        self.shards, self.counts = [], []
+        for p in shards:
+            k = int(p.stem.split("_")[1])
+            if k != len(self.shards) or not zipfile.is_zipfile(p):
+                break                               # only the complete prefix of shards is used
+            n = len(_open_npz_mmap(p)["is_left"])
+            self.shards.append(p)
+            self.counts.append(n)
+            if n != shard_size:
+                break
+        if not self.shards:
+            raise FileNotFoundError(f"synthetic folder {root} has no complete shard")
+        self.offsets = np.cumsum([0] + self.counts)
+        self._maps: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d["_maps"] = {}
+        return d
+
+    def _shard(self, j: int) -> dict:
+        if j not in self._maps:
+            self._maps[j] = _open_npz_mmap(self.shards[j])
+        return self._maps[j]
+
+    def __getitem__(self, i: int) -> dict:
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} samples")
+        j = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        a = self._shard(j)
+        r = i - int(self.offsets[j])
+        return {"image": np.array(a["images"][r]), "K": np.array(a["K"][r], np.float64),
+                "joints_3d_mm": np.array(a["joints_3d_mm"][r], np.float64),
+                "joints_2d_px": np.array(a["joints_2d_px"][r], np.float64),
+                "visible": np.array(a["visible"][r]), "is_left": bool(a["is_left"][r])}

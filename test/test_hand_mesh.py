@@ -1,0 +1,124 @@
+"""The WebXR hand rig: glb loading, FK, LBS, label convention, pose sampler, bad assets."""
+import numpy as np
+import pytest
+
+from hand25d_ros.data import hand_mesh as hm
+from hand25d_ros.data.pose_sampler import (LIMITS_DEG, POSE_FAMILIES, angles_to_rotations, joint_kinds,
+                                           sample_angles, sample_pose, sample_shape, thumb_penetrates_palm)
+
+
+@pytest.fixture(scope="module")
+def right():
+    return hm.load_hand_mesh("right")
+
+
+def test_rest_pose_reproduces_the_glb(right):
+    import pygltflib
+    from scipy.spatial.transform import Rotation
+    g = pygltflib.GLTF2().load(str(hm.asset_path("right")))
+    by_name = {n.name: n for n in g.nodes}
+    fk = hm.forward_kinematics(right, np.tile(np.eye(3), (25, 1, 1)))
+    for j, name in enumerate(hm.WEBXR_JOINTS):       # the armature is the identity in this asset
+        n = by_name[name]
+        np.testing.assert_allclose(fk[j, :3, 3], n.translation, atol=1e-6)
+        np.testing.assert_allclose(fk[j, :3, :3], Rotation.from_quat(n.rotation).as_matrix(), atol=1e-5)
+    v, nrm = hm.skin(right, fk)
+    np.testing.assert_allclose(v, right.vertices, atol=1e-9)
+    np.testing.assert_allclose(nrm, right.normals, atol=1e-9)
+    assert right.vertices.shape == (1360, 3) and right.faces.max() < 1360
+
+
+def test_left_asset_is_the_mirrored_right(right):
+    left = hm.load_hand_mesh("left")
+    # the generator renders left hands as the mirrored right rig: the assets agree within a few mm
+    assert np.abs(left.rest_joints - right.rest_joints @ hm.MIRROR_X).max() < 0.008
+
+
+def test_posing_keeps_bone_lengths_and_rigid_segments(right):
+    rng = np.random.default_rng(0)
+    for fam in POSE_FAMILIES:
+        R = sample_pose(rng, fam, right)
+        G = hm.forward_kinematics(right, R)
+        for j, p in enumerate(hm.WEBXR_PARENTS):
+            if p >= 0:
+                assert np.linalg.norm(G[j, :3, 3] - G[p, :3, 3]) == pytest.approx(
+                    np.linalg.norm(right.rest_joints[j] - right.rest_joints[p]), abs=1e-9)
+        np.testing.assert_allclose(G[:, :3, :3] @ G[:, :3, :3].transpose(0, 2, 1), np.tile(np.eye(3), (25, 1, 1)),
+                                   atol=1e-9)
+        # a vertex bound to one joint only moves rigidly with it
+        v, _ = hm.skin(right, G)
+        solo = np.nonzero(right.joint_w.max(1) > 0.999)[0][:50]
+        for i in solo:
+            j = right.dominant_joint[i]
+            assert np.linalg.norm(v[i] - G[j, :3, 3]) == pytest.approx(
+                np.linalg.norm(right.vertices[i] - right.rest_joints[j]), abs=1e-6)
+
+
+def test_global_rotation_and_bone_scale(right):
+    from scipy.spatial.transform import Rotation
+    R0 = Rotation.from_euler("xyz", [30, -50, 120], degrees=True).as_matrix()
+    root = np.eye(4)
+    root[:3, :3] = R0 @ right.rest_global[0, :3, :3]
+    root[:3, 3] = [0.1, 0.2, 0.5]
+    G = hm.forward_kinematics(right, sample_pose(np.random.default_rng(1), "fist", right), root=root)
+    G0 = hm.forward_kinematics(right, sample_pose(np.random.default_rng(1), "fist", right))
+    lengths = lambda X: np.linalg.norm(X[1:, :3, 3] - X[list(hm.WEBXR_PARENTS[1:]), :3, 3], axis=1)  # noqa
+    np.testing.assert_allclose(lengths(G), lengths(G0), atol=1e-9)
+    bs = np.full(25, 1.1)
+    Gs = hm.forward_kinematics(right, np.tile(np.eye(3), (25, 1, 1)), bs)
+    np.testing.assert_allclose(lengths(Gs), 1.1 * lengths(G0 * 0 + right.rest_global), atol=1e-9)
+
+
+def test_labels_follow_the_photo_convention(right):
+    G = right.rest_global
+    L = hm.keypoint_labels(right, G)
+    J = right.rest_joints
+    assert L.shape == (21, 3)
+    # inner joints are the rig's joints
+    for k, j in enumerate(hm.KEYPOINT_FROM_WEBXR):
+        if k not in (0, 1, 4, 8, 12, 16, 20):
+            np.testing.assert_allclose(L[k], J[j])
+    # tips move out along the distal bone onto the skin, the wrist and CMC as measured
+    for f, tip in enumerate(hm.TIP_JOINTS):
+        ext = np.linalg.norm(L[4 * f + 4] - J[tip])
+        assert ext == pytest.approx(hm.tip_skin_extents_m(right)[f] * hm.LABEL_TIP_SKIN_FRACTION[f], abs=1e-9)
+    assert np.linalg.norm(L[0] - J[0]) * 1000 == pytest.approx(np.linalg.norm(hm.LABEL_WRIST_OFFSET_MM), abs=1e-6)
+    assert 25 < np.linalg.norm(L[1] - L[0]) * 1000 < 40           # real median 31.7 mm
+    assert 75 < np.linalg.norm(L[5] - L[0]) * 1000 < 90           # real 87 mm (x 1/1.037)
+
+
+def test_pose_sampler_respects_limits(right):
+    kinds = joint_kinds()
+    rng = np.random.default_rng(5)
+    for i in range(60):
+        A = sample_angles(rng, POSE_FAMILIES[i % len(POSE_FAMILIES)], right)
+        for j, k in enumerate(kinds):
+            if k is None:
+                assert np.all(A[j] == 0)
+            else:
+                lo = [lim[0] for lim in LIMITS_DEG[k]]
+                hi = [lim[1] for lim in LIMITS_DEG[k]]
+                assert np.all(A[j] >= np.array(lo) - 1e-9) and np.all(A[j] <= np.array(hi) + 1e-9)
+        assert not thumb_penetrates_palm(right, A)
+    R = angles_to_rotations(A)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-9)
+    scale, width = sample_shape(rng)
+    assert scale.shape == (25,) and 0.8 < scale.min() and scale.max() < 1.25 and 0.8 <= width <= 1.25
+    with pytest.raises(ValueError, match="pose family"):
+        sample_angles(rng, "jazz hands")
+
+
+def test_missing_or_corrupt_asset_names_the_file(tmp_path):
+    with pytest.raises(hm.AssetError, match="missing.glb"):
+        hm.load_hand_mesh("right", tmp_path / "missing.glb")
+    bad = tmp_path / "bad.glb"
+    bad.write_bytes(b"glTF" + b"\x02\x00\x00\x00" + b"\x00" * 40)
+    with pytest.raises(hm.AssetError, match="bad.glb"):
+        hm.load_hand_mesh("right", bad)
+    # a real glb cut short
+    cut = tmp_path / "cut.glb"
+    cut.write_bytes(hm.asset_path("right").read_bytes()[:5000])
+    with pytest.raises(hm.AssetError, match="cut.glb"):
+        hm.load_hand_mesh("right", cut)
+    with pytest.raises(ValueError, match="side"):
+        hm.asset_path("middle")

@@ -1,0 +1,135 @@
+"""Synthetic renderer: projection and row order, label/image consistency, determinism, shards."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from hand25d_ros import geometry as geo
+from hand25d_ros.data.render import VERTEX_FLOATS, MeshRenderer, default_lights
+from hand25d_ros.data.synthetic import ShardDataset, SyntheticConfig, SyntheticHandGenerator, write_shards
+
+TIPS = [4, 8, 12, 16, 20]
+
+
+def _octahedron(centre, radius):
+    d = radius * np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1.0]])
+    faces = np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]])
+    buf = np.zeros((6, VERTEX_FLOATS), np.float32)
+    buf[:, 0:3] = centre + d
+    buf[:, 3:6] = d / radius
+    buf[:, 6:9] = 1.0
+    buf[:, 14] = 7
+    return buf, faces
+
+
+def test_render_lands_where_K_projects_rows_top_down():
+    """A blob in the top-left part of an off-centre K lands on K's pixel (a row flip would not)."""
+    r = MeshRenderer(64)
+    K = np.array([[400.0, 0, 20.0], [0, 400.0, 45.0], [0, 0, 1]])
+    c = np.array([0.01, -0.03, 0.5])
+    buf, faces = _octahedron(c, 0.004)
+    rgb, alpha, depth, part = r.render(buf, faces, K, default_lights())
+    ys, xs = np.nonzero(alpha > 0.5)
+    u, v = geo.project_points(c[None], K)[0]
+    assert v < 32                                   # the top half of the image
+    assert abs(xs.mean() - u) < 0.6 and abs(ys.mean() - v) < 0.6
+    assert depth[int(round(v)), int(round(u))] == pytest.approx(0.496, abs=0.0005)
+    assert part[int(round(v)), int(round(u))] == 7 and part[0, 0] == 0 and np.isinf(depth[0, 0])
+    # rendering survives pickling (the GL context is per process and rebuilt lazily)
+    r2 = pickle.loads(pickle.dumps(r))
+    np.testing.assert_array_equal(r2.render(buf, faces, K)[1], alpha)
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return SyntheticHandGenerator(SyntheticConfig(crop_size_px=64), seed=3)
+
+
+def test_samples_are_deterministic(gen):
+    a = gen.sample(5)
+    b = SyntheticHandGenerator(SyntheticConfig(crop_size_px=64), seed=3).sample(5)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(gen.sample(6)["image"], a["image"])
+    assert not np.array_equal(SyntheticHandGenerator(SyntheticConfig(crop_size_px=64), seed=4).sample(5)["image"],
+                              a["image"])
+
+
+def test_sample_format_and_label_consistency(gen):
+    lefts = 0
+    for i in range(12):
+        s = gen.sample(i)
+        assert s["image"].shape == (64, 64, 3) and s["image"].dtype == np.uint8
+        assert s["K"].shape == (3, 3) and s["joints_3d_mm"].shape == (21, 3) and s["joints_2d_px"].shape == (21, 2)
+        assert s["visible"].dtype == bool and s["visible"].shape == (21,)
+        lefts += s["is_left"]
+        # the 2D labels are the projection of the 3D labels through the crop's K
+        np.testing.assert_allclose(geo.project_points(s["joints_3d_mm"], s["K"]), s["joints_2d_px"], atol=1e-6)
+        assert 200 < s["joints_3d_mm"][9, 2] < 1500
+        # the crop is made as inference makes it: the keypoint box fills 1/1.7 .. 1/1.2 of the side
+        span = (s["joints_2d_px"].max(0) - s["joints_2d_px"].min(0)).max()
+        assert 64 / 1.7 - 0.5 < span < 64 / 1.2 + 0.5
+    assert 0 < lefts < 12
+
+
+def test_visible_labels_lie_on_the_rendered_hand(gen):
+    """Visible fingertip labels sit on the hand's silhouette in the image; hidden ones are hidden."""
+    on, n_vis, n_hidden = [], 0, 0
+    for i in range(30):
+        s = gen.sample(i, with_mask=True)
+        m = s["mask"] > 0.25
+        for k in range(21):
+            x, y = np.round(s["joints_2d_px"][k]).astype(int)
+            if not (0 <= x < 64 and 0 <= y < 64):
+                assert not s["visible"][k]
+                continue
+            if s["visible"][k]:
+                n_vis += 1
+                on.append(m[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].any())
+            else:
+                n_hidden += 1
+    assert np.mean(on) > 0.99, np.mean(on)
+    assert n_vis > 300 and n_hidden > 30
+
+
+def test_config_is_validated():
+    with pytest.raises(ValueError, match="p_left"):
+        SyntheticConfig(p_left=1.5)
+    with pytest.raises(ValueError, match="crop_scale"):
+        SyntheticConfig(crop_scale=(1.7, 1.2))
+
+
+def test_shards_roundtrip_resume_and_mismatch(tmp_path):
+    cfg = SyntheticConfig(crop_size_px=32, supersample=1)
+    root = tmp_path / "c"
+    write_shards(root, 5, cfg, seed=1, shard_size=2, progress=False)
+    assert sorted(p.name for p in root.glob("shard_*.npz")) == ["shard_00000.npz", "shard_00001.npz",
+                                                                "shard_00002.npz"]
+    ds = ShardDataset(root)
+    assert len(ds) == 5
+    ref = SyntheticHandGenerator(cfg, 1).sample(4)
+    s = ds[4]
+    np.testing.assert_array_equal(s["image"], ref["image"])
+    np.testing.assert_allclose(s["joints_3d_mm"], ref["joints_3d_mm"], rtol=1e-6)
+    np.testing.assert_allclose(s["joints_2d_px"], ref["joints_2d_px"], atol=1e-4)
+    np.testing.assert_array_equal(s["visible"], ref["visible"])
+    assert s["is_left"] == ref["is_left"] and ds[-1]["is_left"] == s["is_left"]
+    with np.load(root / "shard_00000.npz") as z:
+        assert z["images"].dtype == np.uint8 and z["K"].dtype == np.float32 and z["visible"].dtype == bool
+    # resume: complete shards are not redone; a torn one is
+    mtime = (root / "shard_00000.npz").stat().st_mtime_ns
+    (root / "shard_00001.npz").write_bytes(b"torn")
+    write_shards(root, 5, cfg, seed=1, shard_size=2, progress=False)
+    assert (root / "shard_00000.npz").stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(ShardDataset(root)[3]["image"], SyntheticHandGenerator(cfg, 1).sample(3)["image"])
+    # the Dataset pickles into DataLoader workers
+    ds2 = pickle.loads(pickle.dumps(ShardDataset(root)))
+    np.testing.assert_array_equal(ds2[1]["image"], ds[1]["image"])
+    with pytest.raises(ValueError, match="other settings"):
+        write_shards(root, 5, cfg, seed=2, shard_size=2, progress=False)
+    assert json.loads((root / "cache.json").read_text())["seed"] == 1
+    with pytest.raises(FileNotFoundError, match="cache.json"):
+        ShardDataset(tmp_path / "nothing")
+    with pytest.raises(IndexError):
+        ds[5]
