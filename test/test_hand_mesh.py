@@ -83,8 +83,13 @@ def test_labels_follow_the_photo_convention(right):
         ext = np.linalg.norm(L[4 * f + 4] - J[tip])
         assert ext == pytest.approx(hm.tip_skin_extents_m(right)[f] * hm.LABEL_TIP_SKIN_FRACTION[f], abs=1e-9)
     assert np.linalg.norm(L[0] - J[0]) * 1000 == pytest.approx(np.linalg.norm(hm.LABEL_WRIST_OFFSET_MM), abs=1e-6)
-    assert 25 < np.linalg.norm(L[1] - L[0]) * 1000 < 40           # real median 31.7 mm
-    assert 75 < np.linalg.norm(L[5] - L[0]) * 1000 < 90           # real 87 mm (x 1/1.037)
+    # with the mean palm proportion, distances as measured on real_val_snap (rig units: real / 1.036)
+    bs = np.ones(25)
+    bs[list(hm.PALM_JOINTS)] = hm.PALM_SCALE
+    Lp = hm.keypoint_labels(right, hm.forward_kinematics(right, np.tile(np.eye(3), (25, 1, 1)), bs), bs)
+    assert np.linalg.norm(Lp[1] - Lp[0]) * 1000 == pytest.approx(30.6, abs=3)     # real median 31.7 mm
+    assert np.linalg.norm(Lp[5] - Lp[0]) * 1000 == pytest.approx(83.5, abs=6)     # real median 86.6 mm
+    assert np.linalg.norm(Lp[17] - Lp[5]) * 1000 == pytest.approx(64.2, abs=3)    # real median 66.5 mm
 
 
 def test_pose_sampler_respects_limits(right):

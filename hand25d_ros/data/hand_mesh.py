@@ -43,6 +43,9 @@ KEYPOINT_FROM_WEBXR: tuple[int, ...] = (0, 1, 2, 3, 4) + tuple(
     j for base in (5, 10, 15, 20) for j in (base + 1, base + 2, base + 3, base + 4))
 # WebXR tip joints (thumb, index, middle, ring, pinky)
 TIP_JOINTS: tuple[int, ...] = (4, 9, 14, 19, 24)
+# joints whose offsets from their parents span the palm: the thumb CMC and finger metacarpal
+# joints (from the wrist) and the finger MCPs (from their metacarpal joints)
+PALM_JOINTS: tuple[int, ...] = (1, 5, 6, 10, 11, 15, 16, 20, 21)
 # depth of each joint in the tree (wrist 0): FK runs one level at a time
 _DEPTH = np.zeros(NUM_JOINTS, dtype=int)
 for _j, _p in enumerate(WEBXR_PARENTS):
@@ -282,18 +285,24 @@ def skin(mesh: HandMesh, posed_global: np.ndarray, width_scale: float = 1.0) -> 
 #
 # Wrist and thumb-CMC labels: points rigid with the WebXR wrist joint, offset from it in
 # the wrist joint's own frame (X across the palm toward the pinky, Y out of the back of
-# the hand, Z toward the forearm), fitted to the real median distances wrist-MCPs,
-# CMC-MCPs, wrist-CMC and CMC-thumb MCP (10 distances, residuals 1-4.5 mm). The real wrist
-# label sits 12 mm distal, 6 mm radial and 3 mm palmar of the WebXR wrist joint; the real
-# CMC label is 31 mm from it (rig: 50 mm), at the base of the thenar eminence.
-LABEL_WRIST_OFFSET_MM = np.array([-5.8, -3.2, -11.8])
-LABEL_THUMB_CMC_OFFSET_MM = np.array([-25.7, -19.2, -30.3])
+# the hand, Z toward the forearm; mm of the rig at PALM_SCALE 1, scaled with the palm),
+# fitted together with PALM_SCALE to the real median distances wrist-MCPs, CMC-MCPs,
+# wrist-CMC, CMC-thumb MCP and the MCP spacings (14 distances, residuals 0-4 mm; the
+# largest come from the real MCP row being more arched than the rig's). The real wrist
+# label sits 16 mm distal, 5 mm radial and 2 mm palmar of the WebXR wrist joint; the real
+# CMC label is 31 mm from it (rig joint: 50 mm), at the base of the thenar eminence.
+LABEL_WRIST_OFFSET_MM = np.array([-4.8, -1.8, -16.3])
+LABEL_THUMB_CMC_OFFSET_MM = np.array([-23.1, -18.1, -33.3])
 # Fingertip labels: on the distal bone's line, this fraction (thumb..pinky) of the way from
 # the tip joint to the end of the skin (1 = the very end of the fingertip; the rig's skin
 # reaches 10-13 mm beyond its tip joints). Fitted to the real |DIP-tip| / scale:
 # (1.07, 1.08, 0.85, 0.77, 0.44), clipped to [0.5, 1] so that no label leaves the skin
 # and one person's short pinky does not set the convention.
 LABEL_TIP_SKIN_FRACTION = (1.0, 1.0, 0.85, 0.77, 0.5)
+# Palm size relative to the fingers: the real hands' palms (wrist to MCPs, MCP to MCP) are
+# larger relative to their fingers than the rig's; the shape sampler scales the palm joints
+# (PALM_JOINTS) by this on average.
+PALM_SCALE = 1.06
 
 
 def tip_skin_extents_m(mesh: HandMesh) -> np.ndarray:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from .hand_mesh import NUM_JOINTS, TIP_JOINTS, HandMesh, forward_kinematics
+from .hand_mesh import NUM_JOINTS, PALM_JOINTS, PALM_SCALE, TIP_JOINTS, HandMesh, forward_kinematics
 
 # WebXR joint indices
 THUMB = (1, 2, 3)                                        # CMC (metacarpal), MCP (proximal), IP (distal)
@@ -244,15 +244,15 @@ def sample_shape(rng: np.random.Generator) -> tuple[np.ndarray, float]:
 
     Returns:
         bone_scale: (25,) scale of each joint's offset from its parent: one factor for the
-            palm, one per finger, and a little per bone (proportions vary between people).
+            palm (around ``hand_mesh.PALM_SCALE``, the real palm/finger proportion), one per
+            finger, and a little per bone (proportions vary between people).
         width_scale: thickness of fingers and palm around the bones.
     """
     scale = np.ones(NUM_JOINTS)
-    palm = rng.normal(1.0, 0.04)
-    for b in FINGER_BASE.values():
-        scale[b] = palm * rng.normal(1.0, 0.02)
-    scale[1] = palm * rng.normal(1.0, 0.03)
-    fingers = [(2, 3, 4)] + [(b + 1, b + 2, b + 3, b + 4) for b in FINGER_BASE.values()]
+    palm = PALM_SCALE * rng.normal(1.0, 0.04)
+    for j in PALM_JOINTS:
+        scale[j] = palm * rng.normal(1.0, 0.02)
+    fingers = [(2, 3, 4)] + [(b + 2, b + 3, b + 4) for b in FINGER_BASE.values()]
     for joints in fingers:
         f = rng.normal(1.0, 0.05)
         for j in joints:

@@ -62,8 +62,7 @@ in vec3 v_col;
 in vec3 v_tex;
 in vec2 v_mat;
 flat in float v_part;
-layout(location = 0) out vec4 frag;
-layout(location = 1) out vec4 part;
+out vec4 frag;
 
 float hash(vec3 p) {
     p = fract(p * 0.3183099 + vec3(0.71, 0.113, 0.419) + tex_seed);
@@ -102,8 +101,9 @@ void main() {
         float spec = pow(max(dot(n, h), 0.0), shininess) * step(0.0, ndl);
         c += v_mat.y * (0.6 + 0.8 * fine) * light_col[i] * spec;
     }
-    frag = vec4(c, 1.0);
-    part = vec4(v_part / 255.0, 0.0, 0.0, 1.0);
+    // alpha carries the part id (> 0 wherever something was drawn): one read gives colour,
+    // coverage and parts
+    frag = vec4(c, v_part / 255.0);
 }
 """
 
@@ -170,12 +170,10 @@ class MeshRenderer:
                                        "in_part")], index_buffer=ibo, index_element_size=4)
         s = self.size
         color = ctx.renderbuffer((s, s), 4)
-        part = ctx.renderbuffer((s, s), 4)
         depth = ctx.depth_texture((s, s))
-        fbo = ctx.framebuffer(color_attachments=[color, part], depth_attachment=depth)
+        fbo = ctx.framebuffer(color_attachments=[color], depth_attachment=depth)
         self._gl = {"ctx": ctx, "prog": prog, "vbo": vbo, "ibo": ibo, "vao": vao, "fbo": fbo, "depth": depth}
         self._rgba = np.empty((s, s, 4), np.uint8)
-        self._part = np.empty((s, s, 4), np.uint8)
         self._d = np.empty((s, s), np.float32)
 
     def render(self, vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, lights: dict | None = None):
@@ -184,7 +182,7 @@ class MeshRenderer:
         Args:
             vertices: (V, 15) float rows ``position (m, camera frame), normal, albedo RGB,
                 texture coordinate (rest-pose model space, m), material (texture amount,
-                specular), part id (integer 1-255)``.
+                specular), part id (integer 1-255; 0 would draw nothing visible in alpha)``.
             faces: (F, 3) int triangles into ``vertices``.
             K: (3, 3) intrinsics of the ``size_px`` square image.
             lights: see :func:`default_lights`.
@@ -222,14 +220,14 @@ class MeshRenderer:
         ctx.disable(ctx.CULL_FACE)
         gl["fbo"].clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         gl["vao"].render(vertices=int(faces.size))
-        gl["fbo"].read_into(self._rgba, components=4, attachment=0)
-        gl["fbo"].read_into(self._part, components=4, attachment=1)
+        gl["fbo"].read_into(self._rgba, components=4)
         gl["depth"].read_into(self._d)
         rgb = self._rgba[..., :3].astype(np.float32) * (1.0 / 255.0)
-        alpha = self._rgba[..., 3].astype(np.float32) * (1.0 / 255.0)
+        part = self._rgba[..., 3].copy()
+        alpha = (part > 0).astype(np.float32)
         d = self._d.astype(np.float64)
         z_ndc = 2.0 * d - 1.0
         # inverse of the depth mapping: Z = 2 f n / ((f + n) - (f - n) z_ndc)
         depth = (2.0 * FAR_M * NEAR_M / ((FAR_M + NEAR_M) - (FAR_M - NEAR_M) * z_ndc)).astype(np.float32)
         depth[d >= 1.0] = np.inf
-        return rgb, alpha, depth, self._part[..., 0].copy()
+        return rgb, alpha, depth, part

@@ -349,25 +349,26 @@ class SyntheticHandGenerator:
         inside &= np.all((uv >= -0.5) & (uv <= np.array([W, H]) - 0.5), axis=1)
         ij = np.clip(np.round(uv_r).astype(int), 0, Sr - 1)
         visible = inside & self._own_surface(ij, L_cam[:, 2], part, depth, ss, cfg.visibility_tol_mm / 1000.0)
-        # composite
+        # composite at the crop's resolution: area-downsampling is linear, so downsampling the
+        # premultiplied hand and its coverage, then compositing, equals compositing first
+        uv_c = L_cam[:, :2] / L_cam[:, 2:] @ Kc[:2, :2].T + Kc[:2, 2]
+        premul = rgb * alpha[..., None]
+        if ss > 1:
+            premul = cv2.resize(premul, (S, S), interpolation=cv2.INTER_AREA)
+            alpha = cv2.resize(alpha, (S, S), interpolation=cv2.INTER_AREA)
         bg = backgrounds.sample_background(
-            rng, Sr, kind=("person" if rng.random() < 0.5 else "shelves") if indoor else None, skin=tone)
+            rng, S, kind=("person" if rng.random() < 0.5 else "shelves") if indoor else None, skin=tone)
         if rng.random() < cfg.p_shadow:
             bg = self._shadow(rng, bg, alpha)
-        a3 = alpha[..., None]
-        img = rgb * a3 + bg * (1.0 - a3)
+        img = premul + bg * (1.0 - alpha[..., None])
         if rng.random() < cfg.p_occluder:
-            img, occ = self._occluder(rng, img, uv_r, tone)
-            visible &= ~occ[ij[:, 1], ij[:, 0]]
+            img, occ = self._occluder(rng, img, uv_c, tone)
+            ijc = np.clip(np.round(uv_c).astype(int), 0, S - 1)
+            visible &= ~occ[ijc[:, 1], ijc[:, 0]]
             alpha = alpha * ~occ
-        if ss > 1:
-            img = cv2.resize(img, (S, S), interpolation=cv2.INTER_AREA)
-            if with_mask:
-                alpha = cv2.resize(alpha, (S, S), interpolation=cv2.INTER_AREA)
         # outside the camera image the crop is black, as warp_crop makes it
         img = self._black_outside(img, A, W, H)
         image = self._camera_effects(rng, img, indoor)
-        uv_c = L_cam[:, :2] / L_cam[:, 2:] @ Kc[:2, :2].T + Kc[:2, 2]
         out = {"image": image, "K": Kc, "joints_3d_mm": L_cam * 1000.0,
                "joints_2d_px": uv_c, "visible": visible, "is_left": is_left}
         if with_mask:
@@ -624,7 +625,7 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
                    disable=not progress)
         if workers > 1:
             import multiprocessing as mp
-            with mp.get_context("spawn").Pool(workers) as pool:
+            with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
                 for k in pool.imap_unordered(_render_shard, todo):
                     bar.update(jobs[k][3])
         else:
@@ -633,6 +634,11 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
                 bar.update(j[3])
         bar.close()
     return out_dir
+
+
+def _worker_init():
+    # one GL context per worker process; llvmpipe's own threads would oversubscribe the cores
+    os.environ.setdefault("LP_NUM_THREADS", "1")
 
 
 def _open_npz_mmap(path: Path) -> dict[str, np.ndarray]:

@@ -9,10 +9,11 @@ finger. Photo datasets mark the wrist and the fingertips on the skin. This tool 
 
 1. scales the rig to the real hand with the bones both conventions agree on (finger
    PIP-DIP bones and the MCP-to-MCP spacing);
-2. fits the wrist label W and the thumb CMC label C (points rigid with the wrist joint)
-   to the real median distances W-MCP(index..pinky), C-MCP(index..pinky), W-C and
-   C-thumb MCP, starting from the rig joints (least squares, small pull toward the
-   rig joints to pick the solution nearest them);
+2. fits the palm's size relative to the fingers (a scale of the metacarpals, grid
+   search) together with the wrist label W and the thumb CMC label C (points rigid with
+   the wrist joint) to the real median distances W-MCP(index..pinky), C-MCP(index..pinky),
+   W-C, C-thumb MCP and the MCP spacings, starting from the rig joints (least squares,
+   small pull toward the rig joints to pick the solution nearest them);
 3. fits, per finger, which fraction of the skin beyond the tip joint the real tip label
    reaches, from the real |DIP-tip| (thumb: |IP-tip|);
 
@@ -40,40 +41,60 @@ def _dist(X, i, j):
 
 
 def rig_scale(real_mm: np.ndarray, rig_mm: np.ndarray) -> float:
-    """Real / rig size from the bones both conventions place alike."""
-    ref = [(6, 7), (10, 11), (14, 15), (18, 19), (5, 9), (9, 13), (13, 17)]
+    """Real / rig size from the finger bones (MCP-PIP-DIP), which both conventions place alike."""
+    ref = [(5, 6), (9, 10), (13, 14), (17, 18), (6, 7), (10, 11), (14, 15), (18, 19)]
     return float(np.median([np.median(_dist(real_mm, i, j)) / _dist(rig_mm, i, j) for i, j in ref]))
+
+
+def palm_bone_scale(p: float) -> np.ndarray:
+    """(25,) bone scales that enlarge the palm by p: the thumb CMC and the finger metacarpal
+    joints' offsets from the wrist, and the metacarpal bones (offsets of the MCPs)."""
+    bs = np.ones(hm.NUM_JOINTS)
+    bs[list(hm.PALM_JOINTS)] = p
+    return bs
 
 
 def fit_offsets(real_mm: np.ndarray, mesh: hm.HandMesh) -> dict:
     """Fit the label constants. real_mm: (N, 21, 3). Returns a dict of results (mm)."""
-    J = mesh.rest_joints[list(hm.KEYPOINT_FROM_WEBXR)] * 1000.0
-    s = rig_scale(real_mm, J)
+    J0 = mesh.rest_joints[list(hm.KEYPOINT_FROM_WEBXR)] * 1000.0
+    s = rig_scale(real_mm, J0)
     med = lambda i, j: float(np.median(_dist(real_mm, i, j))) / s  # noqa: E731 - rig units
     mcps = (5, 9, 13, 17)
-
-    def residual(x):
-        W, C = x[:3], x[3:]
-        r = [np.linalg.norm(W - J[k]) - med(0, k) for k in mcps]
-        r += [np.linalg.norm(C - J[k]) - med(1, k) for k in mcps]
-        r += [np.linalg.norm(W - C) - med(0, 1), np.linalg.norm(C - J[2]) - med(1, 2)]
-        r += list(0.05 * (W - J[0])) + list(0.05 * (C - J[1]))
-        return np.array(r)
-
-    sol = least_squares(residual, np.concatenate([J[0], J[1]]))
-    W, C = sol.x[:3], sol.x[3:]
     R0 = mesh.rest_global[0, :3, :3]
-    wrist_off = R0.T @ (W - J[0])
-    cmc_off = R0.T @ (C - J[0])
+
+    def solve(p):
+        G = hm.forward_kinematics(mesh, np.tile(np.eye(3), (hm.NUM_JOINTS, 1, 1)), palm_bone_scale(p))
+        J = G[list(hm.KEYPOINT_FROM_WEBXR), :3, 3] * 1000.0
+
+        def residual(x):
+            W, C = x[:3], x[3:]
+            r = [np.linalg.norm(W - J[k]) - med(0, k) for k in mcps]
+            r += [np.linalg.norm(C - J[k]) - med(1, k) for k in mcps]
+            r += [np.linalg.norm(W - C) - med(0, 1), np.linalg.norm(C - J[2]) - med(1, 2)]
+            r += [_dist(J, i, j) - med(i, j) for i, j in ((5, 9), (9, 13), (13, 17), (5, 17))]
+            r += list(0.05 * (W - J[0])) + list(0.05 * (C - J0[1]))
+            return np.array(r)
+
+        sol = least_squares(residual, np.concatenate([J[0], J0[1]]))
+        return sol, residual
+
+    grid = np.round(np.arange(0.90, 1.30001, 0.01), 2)
+    costs = [solve(p)[0].cost for p in grid]
+    p = float(grid[int(np.argmin(costs))])
+    sol, residual = solve(p)
+    W, C = sol.x[:3], sol.x[3:]
+    Jw = mesh.rest_joints[0] * 1000.0
+    wrist_off = R0.T @ (W - Jw) / p
+    cmc_off = R0.T @ (C - Jw) / p
     # tips: fraction of the skin extent beyond the tip joint the real label reaches
     ext = hm.tip_skin_extents_m(mesh) * 1000.0
     fracs = []
     for f, tip in enumerate(hm.TIP_JOINTS):
         k_tip = 4 * f + 4
-        rig_len = _dist(J, k_tip, k_tip - 1)
+        rig_len = _dist(J0, k_tip, k_tip - 1)
         fracs.append((med(k_tip - 1, k_tip) - rig_len) / ext[f])
-    return {"scale": s, "wrist_offset_mm": wrist_off, "cmc_offset_mm": cmc_off,
-            "residuals_mm": residual(sol.x)[:10], "tip_extent_mm": ext, "tip_fraction": np.array(fracs)}
+    return {"scale": s, "palm_scale": p, "wrist_offset_mm": wrist_off, "cmc_offset_mm": cmc_off,
+            "residuals_mm": residual(sol.x)[:14], "tip_extent_mm": ext, "tip_fraction": np.array(fracs)}
 
 
 def ratio_table(real_mm: np.ndarray, rig_raw: np.ndarray, rig_lab: np.ndarray, scale: float) -> str:
@@ -101,15 +122,19 @@ def main(argv=None) -> int:
     res = fit_offsets(real, mesh)
     np.set_printoptions(precision=1, suppress=True)
     print(f"{len(real)} samples; real / rig scale from finger bones: {res['scale']:.3f}")
+    print(f"PALM_SCALE (palm / fingers, real vs rig) = {res['palm_scale']:.2f}")
     print("LABEL_WRIST_OFFSET_MM (wrist joint frame) =", res["wrist_offset_mm"])
     print("LABEL_THUMB_CMC_OFFSET_MM (wrist joint frame) =", res["cmc_offset_mm"])
-    print("distance residuals (mm, rig units; W-MCP x4, C-MCP x4, W-C, C-thumbMCP):", res["residuals_mm"])
+    print("distance residuals (mm, rig units; W-MCP x4, C-MCP x4, W-C, C-thumbMCP, MCP spacings 5-9 9-13 "
+          "13-17 5-17):", res["residuals_mm"])
     print("skin beyond each tip joint (mm):", res["tip_extent_mm"])
     print("fitted tip fractions (thumb..pinky):", np.round(res["tip_fraction"], 2), "(in use: clipped to [0.5, 1])")
     print("in use: LABEL_TIP_SKIN_FRACTION =", np.array(hm.LABEL_TIP_SKIN_FRACTION))
     J = mesh.rest_global
     raw = J[list(hm.KEYPOINT_FROM_WEBXR), :3, 3] * 1000.0
-    lab = hm.keypoint_labels(mesh, J) * 1000.0
+    bs = palm_bone_scale(hm.PALM_SCALE)
+    G = hm.forward_kinematics(mesh, np.tile(np.eye(3), (hm.NUM_JOINTS, 1, 1)), bs)
+    lab = hm.keypoint_labels(mesh, G, bs) * 1000.0
     print("median distances (mm, rig units) and ratios to |indexMCP-indexPIP|:")
     print(ratio_table(real, raw, lab, res["scale"]))
     return 0
