@@ -151,7 +151,7 @@ class Concat(Dataset):
 
 def ensure_synthetic(cache_dir, num_samples, seed, crop_size, shard_size=2048, workers=1, config=None):
     """Render the synthetic shards if they are not all there (resumable), and open them."""
-    from .synth.synthetic import ShardDataset, SyntheticConfig, write_shards
+    from .data.synthetic import ShardDataset, SyntheticConfig, write_shards
     cfg = SyntheticConfig(crop_size_px=crop_size, **(config or {}))
     write_shards(cache_dir, num_samples, cfg, seed, shard_size=shard_size, workers=workers)
     return ShardDataset(cache_dir)

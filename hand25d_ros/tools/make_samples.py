@@ -26,12 +26,12 @@ def main(argv=None) -> int:
     ap.add_argument("--test-set", action="store_true",
                     help="the training distribution (all orientations, occluders): a held-out synthetic test set")
     args = ap.parse_args(argv)
-    from ..synth.synthetic import SyntheticConfig, SyntheticHandGenerator
+    from ..data.synthetic import SyntheticConfig, SyntheticHandGenerator
     if args.test_set:
         cfg = SyntheticConfig(crop_size_px=args.size)
     else:
         # camera-facing hands without occluders: what a user holds up to a camera
-        cfg = SyntheticConfig(crop_size_px=args.size, p_camera_facing=1.0, p_occluder=0.0,
+        cfg = SyntheticConfig(crop_size_px=args.size, p_upright=1.0, p_occluder=0.0,
                               p_motion_blur=0.0, crop_scale=(1.35, 1.5))
     gen = SyntheticHandGenerator(cfg, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,1 +1,0 @@
-"""Synthetic training data: the rigged WebXR hand, posed, rendered and composited."""
