@@ -1,0 +1,43 @@
+"""The weights that ship: they load with no arguments, carry their recipe, and do better
+than a constant guess on the bundled sample frames (a sanity check, not an accuracy target:
+the figures live in the README's model card, measured by hand25d-eval)."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from hand25d_ros import HandPoseEstimator
+from hand25d_ros import geometry as geo
+from hand25d_ros.weights import default_weights_path
+
+pytestmark = pytest.mark.skipif(not default_weights_path().is_file(), reason="no bundled weights in this install")
+
+
+@pytest.fixture(scope="module")
+def est():
+    return HandPoseEstimator(device="cpu")
+
+
+def test_default_weights_load_with_their_metadata(est):
+    assert est.weights_path == str(default_weights_path())
+    assert default_weights_path().stat().st_size < 50e6
+    assert est.meta["recipe"]["command"].startswith("hand25d-train")
+    assert len(est.meta["bone_ratios"]) == len(geo.ROBUST_BONES) and est.root_depth == "robust"
+
+
+def test_beats_a_constant_pose_on_the_bundled_samples(est):
+    from importlib import resources
+    root = resources.files("hand25d_ros") / "samples"
+    ann = json.loads((root / "annotations.json").read_text())["samples"]
+    err_model, err_const = [], []
+    for s in ann:
+        img = cv2.cvtColor(cv2.imread(str(root / s["image"])), cv2.COLOR_BGR2RGB)
+        pose = est.estimate(img, np.array(s["K"]))
+        gt = np.array(s["joints_2d_px"])
+        assert pose.valid and np.all(np.isfinite(pose.keypoints_3d))
+        np.testing.assert_allclose(geo.project_points(pose.keypoints_3d, np.array(s["K"])), pose.keypoints_2d, atol=1e-5)
+        err_model.append(np.linalg.norm(pose.keypoints_2d - gt, axis=1).mean())
+        centre = np.full_like(gt, (img.shape[1] - 1) / 2.0)
+        err_const.append(np.linalg.norm(centre - gt, axis=1).mean())
+    assert np.mean(err_model) < 0.6 * np.mean(err_const)
