@@ -11,7 +11,7 @@ benchmarks/bench_node.py).
   pass (``HandPoseEstimator.predict_crops``) by a fixed, geometrically exact 2.5D hand, so
   the rest of the pipeline (crop, lifting with the CameraInfo intrinsics and the hand-size
   prior, frames, messages) runs for real and gives valid poses without trained weights.
-  Crops darker than 20/255 on average get confidence 0.05 (no hand).
+  Crops darker than 20/255 on average get confidence 0.01 (no hand).
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def _fake_predict_crops(self, crops_rgb):
     uv = _np.repeat((_UV * S / {size}.0)[None], B, 0)
     z = _np.repeat(_Z[None], B, 0)
     bright = crops.reshape(B, -1).mean(1) >= 20
-    conf = _np.where(bright[:, None], 0.9, 0.05) * _np.ones((B, 21))
+    conf = _np.where(bright[:, None], 0.9, 0.01) * _np.ones((B, 21))
     return uv, z, conf
 
 

@@ -385,7 +385,7 @@ def test_no_hand_publishes_nothing_and_deletes_the_markers(main):
     frames.good_frame()
     s = frames.stamp()
     for _ in range(3):
-        frames.send(frames.image(s, value=5), frames.info(s))  # dark: the fake CNN gives confidence 0.05
+        frames.send(frames.image(s, value=5), frames.info(s))  # dark: the fake CNN gives confidence 0.01
         if probe.wait_for(lambda: by_stamp(probe.messages("markers"), s), 2.0):
             break
         s = frames.stamp()

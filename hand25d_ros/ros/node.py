@@ -115,7 +115,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               low=0, high=256, read_only=True),
     ParamSpec("hand_size_m", kp.DEFAULT_HAND_SIZE_M, "wrist to index-MCP length of the user's hand in metres; "
               "the absolute depth scales with it", low=0.03, high=0.2),
-    ParamSpec("confidence_threshold", 0.3, "mean keypoint confidence below which the hand counts as absent "
+    ParamSpec("confidence_threshold", 0.05, "mean keypoint confidence below which the hand counts as absent "
               "(nothing is published, markers are deleted)", low=0.0, high=1.0),
     ParamSpec("intrinsics_source", "rectified", "'rectified': the image is rectified, use CameraInfo P; "
               "'raw': use K and the distortion D", choices=conv.INTRINSICS_SOURCES),
