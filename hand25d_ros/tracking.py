@@ -73,7 +73,7 @@ class HandTracker:
         detect_every: also search for new hands every N frames while some are tracked.
     """
 
-    def __init__(self, estimator: HandPoseEstimator, max_hands: int = 2, min_confidence: float = 0.35,
+    def __init__(self, estimator: HandPoseEstimator, max_hands: int = 2, min_confidence: float = 0.05,
                  crop_scale: float = 1.45, smoothing: bool = True, min_cutoff_hz: float = 1.5,
                  beta: float = 0.5, detect_every: int = 15):
         if max_hands < 1:
