@@ -99,7 +99,7 @@ class TrainingView(Dataset):
         uv = np.asarray(s["joints_2d_px"], dtype=np.float64)
         P = s.get("joints_3d_mm")
         has_3d = P is not None and bool(s.get("has_3d", True))
-        weight = np.asarray(s.get("visible_2d_label", np.ones(kp.NUM_KEYPOINTS)), dtype=np.float32)
+        weight = np.ones(kp.NUM_KEYPOINTS, dtype=np.float32)
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, self.epoch, i))
             image, K, uv, inside = augment_sample(image, K, uv, rng, self.augment)
