@@ -49,6 +49,9 @@ DEFAULT_CONFIG: dict = {
               "warmup_steps": 300, "lambda_z": 1.0, "num_workers": 1, "seed": 0,
               "checkpoint_every": 250, "val_every": 1000, "log_every": 25, "amp": True,
               "threads": 0,
+              # start from this weights file (fine-tuning) instead of random weights; ignored
+              # when the run folder already holds last.pt (resume wins)
+              "init_weights": "",
               # stop after this much training time (0: no limit); the learning-rate schedule
               # follows whichever of steps and time is further along, so a time-boxed run
               # still ends annealed
@@ -294,6 +297,10 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, samples_seen, wall = 0, 0, 0.0
     ckpt_path = out_dir / "last.pt"
+    if t.get("init_weights") and not ckpt_path.exists():
+        init_from(model, cfg["arch"], t["init_weights"])
+        if is_main:
+            print(f"initialised from {t['init_weights']}", flush=True)
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
@@ -417,6 +424,16 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
     return weights_path
 
 
+def init_from(model, arch: dict, path) -> None:
+    """Copy a weights file's parameters into ``model``; the file must hold the same network."""
+    from .weights import WeightsError, load_weights
+    loaded = load_weights(path)
+    try:
+        model.load_state_dict(loaded.model.state_dict())
+    except RuntimeError as exc:
+        raise WeightsError(f"init_weights {path} does not fit arch {arch}: {str(exc)[:300]}") from None
+
+
 def synth_bone_ratios(synth) -> np.ndarray:
     """Bone ratios of the training hands (median over up to 2000 samples)."""
     n = min(len(synth), 2000)
@@ -469,7 +486,11 @@ def main(argv=None) -> int:
         cfg = deep_update(cfg, user)
     cfg = apply_overrides(copy.deepcopy(cfg), args.set)
     command = "hand25d-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    train(cfg, args.out, command)
+    from .weights import WeightsError
+    try:
+        train(cfg, args.out, command)
+    except WeightsError as exc:
+        raise SystemExit(f"hand25d-train: {exc}") from None
     return 0
 
 
