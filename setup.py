@@ -54,6 +54,7 @@ setup(
             "hand25d_fingertip = hand25d_ros.ros.example_consumer:main",
             "hand25d = hand25d_ros.cli:main",
             "hand25d-train = hand25d_ros.train:main",
+            "hand25d-train-detector = hand25d_ros.detector_train:main",
             "hand25d-eval = hand25d_ros.evaluate:main",
             "hand25d-export = hand25d_ros.export:main",
             "hand25d-render-sheet = hand25d_ros.tools.render_sheet:main",

@@ -51,22 +51,11 @@ def _plain(obj):
     return str(obj)
 
 
-def save_weights(model: Hand25DNet, path, arch: dict, meta: dict | None = None) -> None:
-    """Write ``model`` with its architecture and metadata; atomic (tmp file + rename).
-
-    Args:
-        model: the network.
-        path: output file.
-        arch: ``{"name": <ARCHS key>, **build_model overrides}`` that rebuilds ``model``.
-        meta: free-form metadata; input size, keypoint order and root are added.
-    """
-    # plain JSON types only, so that the file loads with weights_only=True
+def write_blob(path, fmt: str, version: int, arch: dict, model: torch.nn.Module, meta: dict) -> None:
+    """torch.save a weights dict atomically (tmp file + rename), metadata as plain JSON types
+    so that the file loads with weights_only=True."""
     meta = json.loads(json.dumps(dict(meta or {}), default=_plain))
-    meta.setdefault("input_size", model.input_size)
-    meta.setdefault("keypoint_names", list(kp.KEYPOINT_NAMES))
-    meta.setdefault("root", kp.ROOT)
-    meta.setdefault("scale_bone", list(kp.SCALE_BONE))
-    blob = {"format": FORMAT, "version": VERSION, "arch": dict(arch),
+    blob = {"format": fmt, "version": version, "arch": dict(arch),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "meta": meta}
     path = Path(path)
@@ -76,6 +65,40 @@ def save_weights(model: Hand25DNet, path, arch: dict, meta: dict | None = None) 
     os.replace(tmp, path)
 
 
+def read_blob(path: Path, fmt: str, version: int, map_location="cpu") -> dict:
+    """Read a weights dict written by :func:`write_blob`; WeightsError names the file and the problem."""
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"cannot read weights file {path}: not a hand25d_ros weights file "
+                           f"or corrupt ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise WeightsError(f"{path} is not a {fmt} file (format tag {blob.get('format') if isinstance(blob, dict) else None!r})")
+    if blob.get("version") != version:
+        raise WeightsError(f"{path} has weights format version {blob.get('version')}, "
+                           f"this package reads version {version}")
+    return blob
+
+
+def save_weights(model: Hand25DNet, path, arch: dict, meta: dict | None = None) -> None:
+    """Write ``model`` with its architecture and metadata; atomic (tmp file + rename).
+
+    Args:
+        model: the network.
+        path: output file.
+        arch: ``{"name": <ARCHS key>, **build_model overrides}`` that rebuilds ``model``.
+        meta: free-form metadata; input size, keypoint order and root are added.
+    """
+    meta = dict(meta or {})
+    meta.setdefault("input_size", model.input_size)
+    meta.setdefault("keypoint_names", list(kp.KEYPOINT_NAMES))
+    meta.setdefault("root", kp.ROOT)
+    meta.setdefault("scale_bone", list(kp.SCALE_BONE))
+    write_blob(path, FORMAT, VERSION, arch, model, meta)
+
+
 def load_weights(path=None, map_location="cpu") -> LoadedWeights:
     """Load a weights file (None = the bundled default) and rebuild its network.
 
@@ -83,22 +106,11 @@ def load_weights(path=None, map_location="cpu") -> LoadedWeights:
         WeightsError: naming the file and what is wrong with it.
     """
     path = Path(path) if path is not None else default_weights_path()
-    if not path.is_file():
-        if path == default_weights_path():
-            raise WeightsError(
-                f"no bundled default weights at {path}: this install ships without trained weights. "
-                "Train them with `hand25d-train` or pass weights=<path to a .pt file>.")
-        raise WeightsError(f"weights file not found: {path}")
-    try:
-        blob = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"cannot read weights file {path}: not a hand25d_ros weights file "
-                           f"or corrupt ({type(exc).__name__}: {str(exc)[:200]})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise WeightsError(f"{path} is not a hand25d_ros weights file (missing format tag {FORMAT!r})")
-    if blob.get("version") != VERSION:
-        raise WeightsError(f"{path} has weights format version {blob.get('version')}, "
-                           f"this package reads version {VERSION}")
+    if not path.is_file() and path == default_weights_path():
+        raise WeightsError(
+            f"no bundled default weights at {path}: this install ships without trained weights. "
+            "Train them with `hand25d-train` or pass weights=<path to a .pt file>.")
+    blob = read_blob(path, FORMAT, VERSION, map_location)
     meta = blob.get("meta", {})
     names = meta.get("keypoint_names")
     if names is not None and tuple(names) != kp.KEYPOINT_NAMES:

@@ -16,3 +16,36 @@ def untrained_weights(tmp_path_factory):
     save_weights(model, path, {"name": "tiny"}, {"bone_ratios": [1.0] * len(ROBUST_BONES),
                                                  "note": "untrained, for tests"})
     return path
+
+
+def sample_hand(i: int, size_px: int = 256):
+    """Bundled sample ``i`` as a square hand crop (keypoint box x1.5): image, K, 2D keypoints.
+    Works whether the bundled samples are crops or full frames."""
+    import json
+    from importlib import resources
+    import cv2
+    from hand25d_ros.crop import crop_affine, crop_intrinsics, transform_points, warp_crop
+    root = resources.files("hand25d_ros") / "samples"
+    s = json.loads((root / "annotations.json").read_text())["samples"][i]
+    img = cv2.cvtColor(cv2.imread(str(root / s["image"])), cv2.COLOR_BGR2RGB)
+    uv = np.asarray(s["joints_2d_px"], dtype=np.float64)
+    lo, hi = uv.min(0), uv.max(0)
+    A = crop_affine((lo + hi) / 2, 1.5 * float(max(hi - lo)), size_px)
+    return warp_crop(img, A, size_px), crop_intrinsics(np.asarray(s["K"]), A), transform_points(A, uv)
+
+
+def paste_sample(i: int, at_xy, side_px: int, seed: int = 0, frame=None):
+    """Bundled sample ``i``'s hand crop resized to ``side_px`` and pasted at ``at_xy`` into a
+    640x480 frame of smooth noise (or into ``frame``); returns the frame, its intrinsics
+    (exact: the paste is an affine of the crop) and the true 2D keypoints in it."""
+    import cv2
+    crop, K_crop, uv = sample_hand(i)
+    if frame is None:
+        rng = np.random.default_rng(seed)
+        frame = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 6)
+    frame = frame.copy()
+    x0, y0 = at_xy
+    frame[y0:y0 + side_px, x0:x0 + side_px] = cv2.resize(crop, (side_px, side_px), interpolation=cv2.INTER_AREA)
+    f = side_px / crop.shape[0]
+    A = np.array([[f, 0.0, 0.5 * f - 0.5 + x0], [0.0, f, 0.5 * f - 0.5 + y0], [0.0, 0.0, 1.0]])
+    return frame, A @ K_crop, uv @ A[:2, :2].T + A[:2, 2]

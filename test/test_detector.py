@@ -1,0 +1,144 @@
+"""The full-frame hand detector: target/decode geometry, letterboxing, composites, weights files."""
+import numpy as np
+import pytest
+import torch
+
+from hand25d_ros import WeightsError
+from hand25d_ros.data.composites import composite_scene
+from hand25d_ros.detector import (STRIDE, HandDetector, HandDetectorNet, decode, default_detector_path,
+                                  detector_loss, letterbox, load_detector, make_targets, save_detector)
+from hand25d_ros.detector_train import match
+
+from conftest import paste_sample
+
+bundled = pytest.mark.skipif(not default_detector_path().is_file(), reason="no bundled detector in this install")
+
+
+def perfect_output(hands, S):
+    """The network output that encodes ``hands`` exactly (for decode round trips)."""
+    heat, reg, mask = make_targets(hands, S)
+    out = torch.zeros(5, S // STRIDE, S // STRIDE)
+    out[0] = torch.where(torch.from_numpy(mask) > 0, 8.0, -8.0)
+    out[1:4] = torch.from_numpy(reg[:3])
+    out[4] = torch.from_numpy((reg[3] * 2 - 1) * 8.0)
+    return out, heat, reg, mask
+
+
+def test_targets_decode_back_to_the_hands_in_frame_pixels():
+    S, scale = 160, 0.25                     # a 640 x 480 frame letterboxed into 160 x 120
+    hands_frame = [(100.3, 200.7, 80.0, True), (500.9, 90.2, 150.0, False)]
+    hands_in = [((u + 0.5) * scale - 0.5, (v + 0.5) * scale - 0.5, s * scale, left) for u, v, s, left in hands_frame]
+    out, *_ = perfect_output(hands_in, S)
+    dets = decode(out, scale, 0.5, 5)
+    assert len(dets) == 2
+    for (u, v, s, left) in hands_frame:
+        d = min(dets, key=lambda d: np.linalg.norm(d.centre - (u, v)))
+        np.testing.assert_allclose(d.centre, (u, v), atol=1e-3)
+        assert d.box[2] == pytest.approx(s, rel=1e-5) and d.is_left == left and d.score > 0.99
+
+
+def test_letterbox_keeps_the_pixel_centre_convention():
+    import cv2
+    img = np.zeros((480, 640, 3), np.uint8)
+    cv2.circle(img, (400, 300), 10, (255, 255, 255), -1)
+    out, scale = letterbox(img, 160)
+    assert out.shape == (160, 160, 3) and out[120:].max() == 0          # black pad below
+    ys, xs = np.nonzero(out[..., 0] > 10)
+    w = out[ys, xs, 0].astype(float)
+    c = np.array([np.sum(xs * w), np.sum(ys * w)]) / w.sum()
+    np.testing.assert_allclose(c, ((400 + 0.5) * scale - 0.5, (300 + 0.5) * scale - 0.5), atol=0.1)
+
+
+def test_loss_is_finite_and_prefers_the_truth():
+    S = 160
+    hands = [(40.0, 50.0, 30.0, True)]
+    out, heat, reg, mask = perfect_output(hands, S)
+    t = [torch.from_numpy(a)[None] for a in (heat, reg, mask)]
+    good, _ = detector_loss(out[None], *t)
+    bad, _ = detector_loss(torch.randn(1, 5, S // STRIDE, S // STRIDE), *t)
+    empty, _ = detector_loss(torch.full((1, 5, S // STRIDE, S // STRIDE), -6.0),
+                             *[torch.zeros_like(x) for x in t])
+    assert torch.isfinite(good) and torch.isfinite(bad) and torch.isfinite(empty)
+    assert good < bad
+
+
+def test_composite_labels_land_on_the_pasted_keypoints():
+    """A bank whose 'hand' is white dots at its keypoints: after pasting (any scale), the
+    frame is bright where the labels say."""
+    S = 128
+    rng = np.random.default_rng(0)
+    uv = rng.uniform(30, 98, (21, 2)).astype(np.float32)
+    img = np.zeros((S, S, 3), np.uint8)
+    import cv2
+    for u, v in uv:
+        cv2.circle(img, (int(round(u)), int(round(v))), 3, (255, 255, 255), -1)
+    bank = {"images": img[None], "masks": np.full((1, S, S), 255, np.uint8),
+            "joints_2d_px": uv[None], "is_left": np.array([True])}
+    for i in range(5):
+        frame, hands = composite_scene(np.random.default_rng(i), bank, 640, 480, n_hands=1,
+                                       side_range_frac=(0.3, 0.6), distractors=False, p_rect=1.0)
+        assert len(hands) == 1 and hands[0]["is_left"]
+        grey = frame.mean(-1)
+        for u, v in hands[0]["joints_2d_px"]:
+            if 2 <= u < 638 and 2 <= v < 478:
+                assert grey[int(round(v)), int(round(u))] > 100
+        x, y, s, s2 = hands[0]["box"]
+        lo, hi = hands[0]["joints_2d_px"].min(0), hands[0]["joints_2d_px"].max(0)
+        assert s == s2 == pytest.approx(max(hi - lo))
+
+
+def test_match_counts_hits_misses_and_false_hands():
+    from hand25d_ros.detector import Detection
+    hands = [{"box": (100, 100, 50, 50), "is_left": True}]
+    hit = Detection((105, 98, 48, 48), 0.9, True, 0.9)
+    far = Detection((400, 400, 50, 50), 0.8, False, 0.1)
+    tiny = Detection((120, 120, 10, 10), 0.7, True, 0.9)
+    assert match([hit], hands)[:3] == (1, 0, 0)
+    assert match([far], hands)[:3] == (0, 1, 1)
+    assert match([tiny], hands)[:3] == (0, 1, 1)
+    assert match([hit, hit], hands)[:3] == (1, 1, 0)
+
+
+def test_weights_round_trip_and_bad_files(tmp_path):
+    torch.manual_seed(0)
+    m = HandDetectorNet(input_size=96)
+    p = tmp_path / "det.pt"
+    save_detector(m, p, {"input_size": 96}, {"score_threshold": 0.4})
+    det = HandDetector(p)
+    assert det.input_size == 96 and det.score_threshold == 0.4
+    dets = det(np.zeros((480, 640, 3), np.uint8), max_hands=3)
+    assert len(dets) <= 3
+    with pytest.raises(WeightsError, match="not found"):
+        load_detector(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(WeightsError, match="junk.pt"):
+        load_detector(tmp_path / "junk.pt")
+    from hand25d_ros.weights import save_weights
+    from hand25d_ros.model import build_model
+    save_weights(build_model("tiny"), tmp_path / "pose.pt", {"name": "tiny"})
+    with pytest.raises(WeightsError, match="not a hand25d_ros.detector file"):
+        load_detector(tmp_path / "pose.pt")
+    torch.save({"format": "hand25d_ros.detector", "version": 1, "arch": {"input_size": 96},
+                "state_dict": {"nope": torch.zeros(1)}, "meta": {}}, tmp_path / "wrong.pt")
+    with pytest.raises(WeightsError, match="does not fit"):
+        load_detector(tmp_path / "wrong.pt")
+
+
+@bundled
+def test_bundled_detector_finds_pasted_hands_and_not_empty_frames():
+    """A sanity check, not the benchmark (benchmarks/bench_localisation.py measures it)."""
+    det = HandDetector()
+    assert 0.0 < det.score_threshold < 1.0 and "scene_benchmark" in det.meta
+    found = 0
+    for i, (xy, side) in enumerate([((50, 60), 200), ((380, 200), 240), ((200, 100), 160), ((300, 20), 300)]):
+        frame, _, uv = paste_sample(i, xy, side, seed=i)
+        dets = det(frame, max_hands=2)
+        lo, hi = uv.min(0), uv.max(0)
+        found += bool(dets) and np.linalg.norm(dets[0].centre - (lo + hi) / 2) < 0.3 * max(hi - lo)
+    assert found >= 3
+    rng = np.random.default_rng(5)
+    false_frames = 0
+    for i in range(20):
+        frame = np.clip(rng.normal(rng.uniform(40, 200), rng.uniform(5, 60), (480, 640, 3)), 0, 255).astype(np.uint8)
+        false_frames += len(det(frame)) > 0
+    assert false_frames <= 2
