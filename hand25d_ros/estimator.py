@@ -30,6 +30,10 @@ class HandPose:
         root_status: ``geometry.RootDepthStatus`` of the root-depth solve.
         roi: (x, y, w, h) crop box that was used, in input-image pixels.
         hand_size_m: the hand-size prior used (wrist -> index MCP).
+        found: False when localisation found no hand in the frame (then nothing else is set).
+        is_left: left hand, from the detector (None when no detector looked at the hand).
+        left_prob: the detector's probability that it is a left hand (None likewise).
+        detection_score: the detector's hand probability (None when the crop was given).
     """
     keypoints_2d: np.ndarray
     keypoints_3d: np.ndarray
@@ -39,6 +43,17 @@ class HandPose:
     root_status: int = 0
     roi: tuple = ()
     hand_size_m: float = kp.DEFAULT_HAND_SIZE_M
+    found: bool = True
+    is_left: bool | None = None
+    left_prob: float | None = None
+    detection_score: float | None = None
+
+    @classmethod
+    def not_found(cls, hand_size_m: float = kp.DEFAULT_HAND_SIZE_M) -> "HandPose":
+        """The result for a frame without a hand: not valid, zeros everywhere."""
+        z = np.zeros(kp.NUM_KEYPOINTS)
+        return cls(keypoints_2d=np.zeros((kp.NUM_KEYPOINTS, 2)), keypoints_3d=np.zeros((kp.NUM_KEYPOINTS, 3)),
+                   confidence=z, valid=False, z_rel_norm=z, roi=(), hand_size_m=hand_size_m, found=False)
 
     @property
     def mean_confidence(self) -> float:
@@ -57,6 +72,21 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def keypoint_box(uv_px: np.ndarray, scale: float) -> tuple[float, float, float, float]:
+    """Square (x, y, w, h) box around 2D keypoints, side = longest bbox side x scale."""
+    lo, hi = np.min(uv_px, 0), np.max(uv_px, 0)
+    side = max(float(max(hi - lo)) * scale, 8.0)
+    c = (lo + hi) / 2.0
+    return (float(c[0] - side / 2), float(c[1] - side / 2), side, side)
+
+
+def scale_box(box, scale: float) -> tuple[float, float, float, float]:
+    """The square box with the same centre and ``scale`` times the longer side."""
+    x, y, w, h = box
+    side = max(w, h) * scale
+    return (x + w / 2 - side / 2, y + h / 2 - side / 2, side, side)
+
+
 class HandPoseEstimator:
     """Latent 2.5D hand pose estimator.
 
@@ -66,12 +96,18 @@ class HandPoseEstimator:
         fp16: run the network in half precision (CUDA only; ignored on CPU).
         root_depth: 'robust' (median over palm bones, default when the weights carry
             bone ratios) or 'bone' (the scale bone alone, as in the paper).
+        detector: weights of the full-frame hand detector (None: bundled), loaded on the
+            first call that has to find hands (``roi=None``, :meth:`estimate_hands`, tracking).
+        crop_scale: crop side / side of the hand's keypoint box when the crop is placed from
+            a detection or from keypoints (the middle of the training crops' 1.2-1.7).
     """
 
     def __init__(self, weights=None, device: str = "auto", fp16: bool = False,
-                 root_depth: str = "robust"):
+                 root_depth: str = "robust", detector=None, crop_scale: float = 1.45):
         loaded = load_weights(weights)
         self._setup(loaded.model, loaded.meta, loaded.path, device, fp16, root_depth)
+        self._detector_weights = detector
+        self.crop_scale = check_positive(crop_scale, "crop_scale")
 
     @classmethod
     def from_model(cls, model, meta: dict | None = None, device: str = "auto", fp16: bool = False,
@@ -80,6 +116,7 @@ class HandPoseEstimator:
         used as it is: switch it to eval mode before estimating."""
         est = cls.__new__(cls)
         est._setup(model, dict(meta or {}), "<in-memory>", device, fp16, root_depth, move=False)
+        est._detector_weights, est.crop_scale = None, 1.45
         return est
 
     def _setup(self, model, meta, path, device, fp16, root_depth, move=True):
@@ -97,6 +134,15 @@ class HandPoseEstimator:
             root_depth = "bone"
         self.root_depth = root_depth
         self.bone_ratios = None if ratios is None else np.asarray(ratios, dtype=np.float64)
+        self._detector = None
+
+    @property
+    def detector(self):
+        """The full-frame hand detector (``detector.HandDetector``), loaded on first use."""
+        if self._detector is None:
+            from .detector import HandDetector
+            self._detector = HandDetector(self._detector_weights, device=self.device)
+        return self._detector
 
     # ------------------------------------------------------------------ network
     @torch.inference_mode()
@@ -124,19 +170,70 @@ class HandPoseEstimator:
             image_rgb: (H, W, 3) uint8 RGB.
             K: (3, 3) intrinsics of ``image_rgb``.
             hand_size_m: wrist -> index-MCP length in metres (None: ``DEFAULT_HAND_SIZE_M``).
-            roi: (x, y, w, h) box around the hand (None: the whole image is the hand crop).
-                The square around its longer side is the crop.
+            roi: (x, y, w, h) box around the hand, whose longer side's square is the crop;
+                ``"image"``: the whole image is the hand crop; None: find the hand (the
+                most confident one; ``HandPose.found`` is False when there is none).
             D: CameraInfo distortion coefficients when ``image_rgb`` is not rectified.
             distortion_model: CameraInfo distortion model name for ``D``.
 
         Returns:
             HandPose.
         """
+        if hand_size_m is not None:
+            check_positive(hand_size_m, "hand_size_m")
+        if roi is None:
+            hands = self.estimate_hands(image_rgb, K, hand_size_m, max_hands=1, D=D,
+                                        distortion_model=distortion_model)
+            return hands[0] if hands else HandPose.not_found(
+                kp.DEFAULT_HAND_SIZE_M if hand_size_m is None else hand_size_m)
         return self.estimate_batch([image_rgb], [K], hand_size_m, [roi], D, distortion_model)[0]
+
+    def track(self, image_rgb: np.ndarray, K, t_s: float, hand_size_m: float | None = None, D=None,
+              rois=None, **tracker_options) -> list:
+        """Stateful estimation for video: the hands in this frame, with ids stable across calls.
+
+        A ``tracking.HandTracker`` held by the estimator follows the hands (crops from the last
+        keypoints, detection when needed, One Euro smoothing); ``tracker_options`` (max_hands,
+        smoothing, ...) configure it on the first call or after :meth:`reset_tracking`.
+
+        Returns:
+            list of ``tracking.TrackedHand`` (``track_id``, ``pose``, ``is_left``).
+        """
+        if getattr(self, "_tracker", None) is None:
+            from .tracking import HandTracker
+            self._tracker = HandTracker(self, **tracker_options)
+        return self._tracker.update(image_rgb, K, t_s, hand_size_m, D, rois)
+
+    def reset_tracking(self) -> None:
+        """Forget the hands :meth:`track` follows (a new video)."""
+        self._tracker = None
+
+    def estimate_hands(self, image_rgb: np.ndarray, K, hand_size_m: float | None = None, max_hands: int = 2,
+                       D=None, distortion_model: str = "plumb_bob", refine: bool = True) -> list[HandPose]:
+        """Find up to ``max_hands`` hands in a full frame and estimate each, best first.
+
+        The detector's box, widened by ``crop_scale``, is the first crop; with ``refine`` the
+        crop is placed once more around the keypoints found in it (as tracking does).
+        """
+        image_rgb = check_image_rgb(image_rgb)
+        K = check_intrinsics(K)
+        dets = self.detector(image_rgb, max_hands=max_hands)
+        if not dets:
+            return []
+        boxes = [scale_box(d.box, self.crop_scale) for d in dets]
+        poses = self.estimate_batch([image_rgb] * len(dets), [K] * len(dets), hand_size_m, boxes, D, distortion_model)
+        if refine:
+            boxes = [keypoint_box(p.keypoints_2d, self.crop_scale) for p in poses]
+            poses = self.estimate_batch([image_rgb] * len(dets), [K] * len(dets), hand_size_m, boxes, D,
+                                        distortion_model)
+        for p, d in zip(poses, dets):
+            p.is_left, p.left_prob, p.detection_score = d.is_left, d.left_prob, d.score
+        return poses
 
     def estimate_batch(self, images_rgb, Ks, hand_size_m: float | None = None, rois=None,
                        D=None, distortion_model: str = "plumb_bob") -> list[HandPose]:
-        """:meth:`estimate` over several (image, K, roi), one network pass."""
+        """:meth:`estimate` over several (image, K, roi), one network pass. Each roi is a
+        box, or None / ``"image"`` for the whole image (no localisation here)."""
         if len(images_rgb) != len(Ks):
             raise ValueError(f"got {len(images_rgb)} images but {len(Ks)} intrinsics")
         rois = [None] * len(images_rgb) if rois is None else list(rois)
@@ -147,7 +244,12 @@ class HandPoseEstimator:
         for image, K, roi in zip(images_rgb, Ks, rois):
             image = check_image_rgb(image)
             K = check_intrinsics(K)
-            box = whole_image_box(*image.shape[:2]) if roi is None else tuple(roi)
+            if roi is None or (isinstance(roi, str) and roi == "image"):
+                box = whole_image_box(*image.shape[:2])
+            elif isinstance(roi, str):
+                raise ValueError(f"roi must be None, 'image' or (x, y, w, h), got {roi!r}")
+            else:
+                box = tuple(roi)
             A = box_to_crop_affine(box, self.input_size)
             crops.append(warp_crop(image, A, self.input_size))
             affines.append(A)

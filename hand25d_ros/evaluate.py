@@ -22,14 +22,17 @@ from . import metrics
 
 
 def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
-                    roi_from_gt: bool = False, hand_size: str = "true") -> dict:
+                    roi_from_gt: bool = False, hand_size: str = "true", crop: str = "image") -> dict:
     """Evaluate ``est`` on an annotated folder.
 
     Args:
         est: a HandPoseEstimator.
         root: folder with annotations.json.
         limit: evaluate the first N samples only.
-        roi_from_gt: crop around the true 2D keypoints (side x1.4) instead of the whole image.
+        roi_from_gt: crop around the true 2D keypoints (side x1.4) instead of the whole image
+            (the same as ``crop="gt"``).
+        crop: 'image' (the whole image is the hand crop), 'gt' (around the true keypoints) or
+            'detect' (the estimator finds the hand; a frame where it finds none is not valid).
         hand_size: 'true' (each sample's true wrist->index-MCP length) or 'default'.
 
     Returns:
@@ -48,8 +51,10 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
         P = np.asarray(s["joints_3d_mm"], dtype=np.float64)
         size_m = float(np.linalg.norm(P[kp.SCALE_BONE[0]] - P[kp.SCALE_BONE[1]]) / 1000.0) \
             if hand_size == "true" else None
-        roi = None
-        if roi_from_gt:
+        if crop not in ("image", "gt", "detect"):
+            raise ValueError(f"crop must be 'image', 'gt' or 'detect', got {crop!r}")
+        roi = {"image": "image", "gt": "image", "detect": None}[crop]
+        if roi_from_gt or crop == "gt":
             uv = np.asarray(s["joints_2d_px"])
             lo, hi = uv.min(0), uv.max(0)
             side = float(max(hi - lo)) * 1.4
@@ -102,7 +107,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=None, help="write report.json and pck.png here")
     ap.add_argument("--limit", type=int, default=0)
-    ap.add_argument("--roi-from-gt", action="store_true", help="crop around the true keypoints")
+    ap.add_argument("--crop", choices=["image", "gt", "detect"], default="image",
+                    help="the hand crop: the whole image (default), around the true keypoints, "
+                         "or found by the detector")
+    ap.add_argument("--roi-from-gt", action="store_true", help="the same as --crop gt")
     ap.add_argument("--hand-size", choices=["true", "default"], default="true")
     ap.add_argument("--root-depth", choices=["robust", "bone"], default="robust")
     args = ap.parse_args(argv)
@@ -112,7 +120,7 @@ def main(argv=None) -> int:
     try:
         est = HandPoseEstimator(weights=args.weights, device=args.device, root_depth=args.root_depth)
         rep = evaluate_folder(est, args.folder, args.limit or None, roi_from_gt=args.roi_from_gt,
-                              hand_size=args.hand_size)
+                              hand_size=args.hand_size, crop=args.crop)
     except (WeightsError, DatasetError) as exc:
         raise SystemExit(f"hand25d-eval: {exc}") from None
     print(f"\n{args.folder} ({rep['summary']['num_samples']} images, weights {est.weights_path})")

@@ -1,12 +1,15 @@
 """Hands in full camera frames: find them, follow them, smooth them.
 
-Localisation is a coarse pass of the 2.5D network itself (no second model to train or
-ship): square windows at a few scales tile the frame, one batched forward pass scores
-each by its mean keypoint confidence, and the best windows are refined by re-cropping
-around their predicted keypoints. Tracking then places each next crop around the
-previous keypoints with a motion margin, and detects again when confidence drops.
-The crop's intrinsics are carried exactly by ``HandPoseEstimator`` (``roi``), so the
-3D result is the same as for a hand cropped by hand.
+Localisation is the small full-frame detector (``detector.py``): one pass over the
+letterboxed frame gives each hand's box, score and left/right label. Tracking places
+each next crop around the previous frame's keypoints (with a motion margin, the
+training crops' scale), which is both cheaper and tighter than a detector box; the
+detector runs again every ``detect_every`` frames (to confirm the tracks, find new
+hands and notice hands that left), and at once when a track's keypoint confidence
+drops. A track keeps its id while detections overlap it; its left/right label is the
+running mean of the detector's probability. The crop's intrinsics are carried exactly
+by ``HandPoseEstimator`` (``roi``), so the 3D result is the same as for a hand that was
+cropped by hand. One Euro filtering (``filters.py``) smooths the 3D output per track.
 """
 from __future__ import annotations
 
@@ -14,19 +17,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .estimator import HandPose, HandPoseEstimator
+from .estimator import HandPose, HandPoseEstimator, keypoint_box, scale_box
 from .filters import OneEuroFilter
 
-
-def keypoint_box(uv_px: np.ndarray, scale: float) -> tuple[float, float, float, float]:
-    """Square (x, y, w, h) box around 2D keypoints, side = longest bbox side x scale."""
-    lo, hi = np.min(uv_px, 0), np.max(uv_px, 0)
-    side = float(max(hi - lo)) * scale
-    c = (lo + hi) / 2.0
-    return (float(c[0] - side / 2), float(c[1] - side / 2), side, side)
+__all__ = ["HandTracker", "TrackedHand", "box_iou", "keypoint_box"]
 
 
 def box_iou(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
     ax0, ay0, aw, ah = a
     bx0, by0, bw, bh = b
     iw = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
@@ -35,109 +33,170 @@ def box_iou(a, b) -> float:
     return inter / max(1e-9, aw * ah + bw * bh - inter)
 
 
-def sliding_windows(height: int, width: int, fractions=(0.9, 0.6, 0.4), overlap: float = 0.5):
-    """Square windows tiling an H x W frame at several sizes (fractions of the short side)."""
-    boxes = []
-    for f in fractions:
-        side = f * min(height, width)
-        step = side * (1.0 - overlap)
-        xs = np.arange(-0.5, max(-0.5, width - 0.5 - side) + 1e-6, step) if width > side else [-0.5 + (width - side) / 2]
-        ys = np.arange(-0.5, max(-0.5, height - 0.5 - side) + 1e-6, step) if height > side else [-0.5 + (height - side) / 2]
-        xs = np.unique(np.append(xs, width - 0.5 - side)) if width > side else xs
-        ys = np.unique(np.append(ys, height - 0.5 - side)) if height > side else ys
-        boxes += [(float(x), float(y), side, side) for y in ys for x in xs]
-    return boxes
+def _centre(box) -> np.ndarray:
+    return np.array([box[0] + box[2] / 2.0, box[1] + box[3] / 2.0])
+
+
+def _overlaps(det_box, track_box) -> bool:
+    # a detection confirms a track when its centre lies in the track's crop and it is not
+    # far smaller or larger (the crop is the keypoint box times the crop scale)
+    c = _centre(det_box)
+    x, y, w, h = track_box
+    inside = x <= c[0] <= x + w and y <= c[1] <= y + h
+    return inside and 0.25 <= det_box[2] / max(w, 1e-9) <= 2.0
 
 
 @dataclass
 class TrackedHand:
-    """A hand followed over frames: a stable id and its latest (smoothed) pose."""
+    """A hand followed over frames.
+
+    Attributes:
+        track_id: stable id while the hand stays in view.
+        pose: its latest pose (3D smoothed when the tracker smooths).
+        box: (x, y, w, h) crop used for ``pose``.
+        age: frames since the track started.
+        left_prob: running mean of the detector's left-hand probability (None: never seen by it).
+    """
     track_id: int
     pose: HandPose
     box: tuple
     age: int = 0
     misses: int = 0
+    left_prob: float | None = None
+    _votes: int = field(default=0, repr=False)
     filt: OneEuroFilter | None = field(default=None, repr=False)
+
+    @property
+    def is_left(self) -> bool | None:
+        return None if self.left_prob is None else self.left_prob >= 0.5
+
+    def vote(self, left_prob: float | None) -> None:
+        if left_prob is None:
+            return
+        self._votes += 1
+        self.left_prob = left_prob if self.left_prob is None else \
+            self.left_prob + (left_prob - self.left_prob) / min(self._votes, 30)
 
 
 class HandTracker:
     """Stateful multi-hand estimation on a video stream.
 
     Args:
-        estimator: the HandPoseEstimator.
+        estimator: the HandPoseEstimator (its detector finds the hands).
         max_hands: most hands followed at once.
-        min_confidence: mean keypoint confidence under which a hand counts as lost.
-        crop_scale: side of the next crop relative to the keypoints' bounding box
-            (the margin covers motion between frames and matches training crops).
-        smoothing: One Euro filtering of the 3D keypoints.
-        detect_every: also search for new hands every N frames while some are tracked.
+        min_confidence: mean keypoint confidence under which a track is checked by the
+            detector at once.
+        smoothing: One Euro filtering of the 3D keypoints (``min_cutoff_hz``, ``beta``).
+        detect_every: run the detector every N frames while hands are tracked (1: every frame).
+        max_misses: detector passes in a row that may miss a track before it is dropped.
     """
 
     def __init__(self, estimator: HandPoseEstimator, max_hands: int = 2, min_confidence: float = 0.05,
-                 crop_scale: float = 1.45, smoothing: bool = True, min_cutoff_hz: float = 1.5,
-                 beta: float = 0.5, detect_every: int = 15):
+                 smoothing: bool = True, min_cutoff_hz: float = 1.5, beta: float = 0.5,
+                 detect_every: int = 3, max_misses: int = 1):
         if max_hands < 1:
             raise ValueError(f"max_hands must be >= 1, got {max_hands}")
-        self.est, self.max_hands, self.min_confidence = estimator, max_hands, min_confidence
-        self.crop_scale, self.smoothing, self.detect_every = crop_scale, smoothing, detect_every
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        self.est, self.max_hands, self.min_confidence = estimator, int(max_hands), float(min_confidence)
+        self.smoothing, self.detect_every, self.max_misses = smoothing, int(detect_every), int(max_misses)
         self._filter_args = (min_cutoff_hz, beta)
         self.tracks: list[TrackedHand] = []
         self._next_id = 0
         self._frame = 0
 
+    @property
+    def crop_scale(self) -> float:
+        return self.est.crop_scale
+
     def reset(self) -> None:
+        """Forget all tracks (ids keep counting up, so an id is never reused)."""
         self.tracks, self._frame = [], 0
 
     def detect(self, image_rgb, K, hand_size_m=None, D=None, max_hands=None) -> list[HandPose]:
-        """Find up to ``max_hands`` hands in a frame from scratch (coarse pass + refinement)."""
-        max_hands = max_hands or self.max_hands
-        H, W = image_rgb.shape[:2]
-        boxes = sliding_windows(H, W)
-        coarse = self.est.estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D)
-        order = np.argsort([-p.mean_confidence for p in coarse])
-        found: list[HandPose] = []
-        for i in order[: 4 * max_hands]:
-            if coarse[i].mean_confidence < 0.5 * self.min_confidence:
-                break
-            box = keypoint_box(coarse[i].keypoints_2d, self.crop_scale)
-            if any(box_iou(box, f.roi) > 0.3 for f in found):
-                continue
-            refined = self.est.estimate(image_rgb, K, hand_size_m, roi=box, D=D)
-            if refined.mean_confidence >= self.min_confidence and refined.valid:
-                found.append(refined)
-            if len(found) >= max_hands:
-                break
-        return found
+        """Find up to ``max_hands`` hands in a frame from scratch (detector + refined crops)."""
+        return [p for p in self.est.estimate_hands(image_rgb, K, hand_size_m, max_hands or self.max_hands, D)
+                if p.valid]
 
-    def update(self, image_rgb, K, t_s: float, hand_size_m=None, D=None) -> list[TrackedHand]:
-        """Process one frame; returns the hands seen in it (ids stable across frames)."""
+    def update(self, image_rgb, K, t_s: float, hand_size_m=None, D=None, rois=None) -> list[TrackedHand]:
+        """Process one frame; returns the hands seen in it (ids stable across frames).
+
+        Args:
+            image_rgb: (H, W, 3) uint8 RGB frame; K its (3, 3) intrinsics; t_s its time (s).
+            rois: boxes (x, y, w, h) from an external detector: used instead of the own
+                detector and tracking (at most ``max_hands``, in the given order); a box keeps
+                the id of the track it overlaps.
+        """
         self._frame += 1
-        kept = []
+        if rois is not None:
+            return self._update_from_rois(image_rgb, K, t_s, hand_size_m, D, list(rois)[: self.max_hands])
+        tracked = []
         if self.tracks:
             boxes = [keypoint_box(t.pose.keypoints_2d, self.crop_scale) for t in self.tracks]
             poses = self.est.estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D)
-            for tr, pose, box in zip(self.tracks, poses, boxes):
-                if pose.valid and pose.mean_confidence >= self.min_confidence:
-                    kept.append(self._advance(tr, pose, box, t_s))
-        # drop duplicates (two tracks converged on one hand): keep the older
+            tracked = [(t, p, b) for t, p, b in zip(self.tracks, poses, boxes) if p.valid]
+        weak = any(p.mean_confidence < self.min_confidence for _, p, _ in tracked)
+        run_detector = (not tracked or weak or len(tracked) < len(self.tracks)
+                        or self._frame % self.detect_every == 0)
+        if not run_detector:
+            self.tracks = [self._advance(t, p, b, t_s) for t, p, b in tracked]
+            return list(self.tracks)
+        dets = self.est.detector(image_rgb, max_hands=self.max_hands + 2)
+        kept, used = [], set()
+        for t, p, b in tracked:
+            j = next((j for j, d in enumerate(dets) if j not in used and _overlaps(d.box, b)), None)
+            if j is None:
+                t.misses += 1
+                if t.misses > self.max_misses:
+                    continue
+            else:
+                used.add(j)
+                t.misses = 0
+                t.vote(dets[j].left_prob)
+            kept.append(self._advance(t, p, b, t_s))
+        # two tracks on one hand (they converge when hands cross): keep the older
         kept.sort(key=lambda t: -t.age)
-        unique = []
+        self.tracks = []
         for t in kept:
-            if all(box_iou(t.box, u.box) < 0.5 for u in unique):
-                unique.append(t)
-        self.tracks = unique
-        want_more = len(self.tracks) < self.max_hands and (not self.tracks or self._frame % self.detect_every == 0)
-        if want_more:
-            for pose in self.detect(image_rgb, K, hand_size_m, D, self.max_hands):
-                box = keypoint_box(pose.keypoints_2d, self.crop_scale)
-                if len(self.tracks) < self.max_hands and all(box_iou(box, t.box) < 0.3 for t in self.tracks):
-                    self.tracks.append(self._new_track(pose, box, t_s))
+            if all(box_iou(t.box, u.box) < 0.5 for u in self.tracks):
+                self.tracks.append(t)
+        new = [d for j, d in enumerate(dets) if j not in used
+               and all(not _overlaps(d.box, t.box) for t in self.tracks)]
+        new = new[: max(0, self.max_hands - len(self.tracks))]
+        if new:
+            boxes = [scale_box(d.box, self.crop_scale) for d in new]
+            first = self.est.estimate_batch([image_rgb] * len(new), [K] * len(new), hand_size_m, boxes, D)
+            boxes = [keypoint_box(p.keypoints_2d, self.crop_scale) for p in first]
+            poses = self.est.estimate_batch([image_rgb] * len(new), [K] * len(new), hand_size_m, boxes, D)
+            for d, p, b in zip(new, poses, boxes):
+                if p.valid and all(box_iou(b, t.box) < 0.5 for t in self.tracks):
+                    p.detection_score = d.score
+                    self.tracks.append(self._new_track(p, b, t_s, d.left_prob))
         return list(self.tracks)
 
-    def _new_track(self, pose, box, t_s) -> TrackedHand:
+    def _update_from_rois(self, image_rgb, K, t_s, hand_size_m, D, rois) -> list[TrackedHand]:
+        boxes = [tuple(float(v) for v in r) for r in rois]
+        poses = self.est.estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D)
+        free = list(self.tracks)
+        out = []
+        for p, b in zip(poses, boxes):
+            if not p.valid:
+                continue
+            best = max(free, key=lambda t: box_iou(t.box, b), default=None)
+            if best is not None and box_iou(best.box, b) > 0.2:
+                free.remove(best)
+                out.append(self._advance(best, p, b, t_s))
+            else:
+                out.append(self._new_track(p, b, t_s, None))
+        self.tracks = out
+        return list(out)
+
+    def _new_track(self, pose, box, t_s, left_prob) -> TrackedHand:
         tr = TrackedHand(track_id=self._next_id, pose=pose, box=box,
                          filt=OneEuroFilter(*self._filter_args) if self.smoothing else None)
         self._next_id += 1
+        tr.vote(left_prob)
+        self._label(tr)
         if tr.filt is not None:
             tr.filt(pose.keypoints_3d, t_s)
         return tr
@@ -146,4 +205,9 @@ class HandTracker:
         if tr.filt is not None:
             pose.keypoints_3d = tr.filt(pose.keypoints_3d, t_s)
         tr.pose, tr.box, tr.age = pose, box, tr.age + 1
+        self._label(tr)
         return tr
+
+    @staticmethod
+    def _label(tr) -> None:
+        tr.pose.left_prob, tr.pose.is_left = tr.left_prob, tr.is_left

@@ -33,7 +33,7 @@ def test_beats_a_constant_pose_on_the_bundled_samples(est):
     err_model, err_const = [], []
     for s in ann:
         img = cv2.cvtColor(cv2.imread(str(root / s["image"])), cv2.COLOR_BGR2RGB)
-        pose = est.estimate(img, np.array(s["K"]))
+        pose = est.estimate(img, np.array(s["K"]), roi="image")
         gt = np.array(s["joints_2d_px"])
         assert pose.valid and np.all(np.isfinite(pose.keypoints_3d))
         np.testing.assert_allclose(geo.project_points(pose.keypoints_3d, np.array(s["K"])), pose.keypoints_2d, atol=1e-5)

@@ -15,7 +15,7 @@ def est(untrained_weights):
 
 def test_estimate_shapes_and_finite(est):
     img = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
-    pose = est.estimate(img, K)
+    pose = est.estimate(img, K, roi="image")
     assert pose.keypoints_2d.shape == (21, 2) and pose.keypoints_3d.shape == (21, 3)
     assert pose.confidence.shape == (21,)
     assert np.all(np.isfinite(pose.keypoints_3d)) and np.all(np.isfinite(pose.keypoints_2d))
@@ -39,7 +39,7 @@ def test_roi_crop_is_the_same_as_cropping_by_hand(est):
     a = est.estimate(frame, Kf, roi=roi)
     A = box_to_crop_affine(roi, 128)
     crop = warp_crop(frame, A, 128)
-    b = est.estimate(crop, crop_intrinsics(Kf, A))
+    b = est.estimate(crop, crop_intrinsics(Kf, A), roi="image")
     np.testing.assert_allclose(a.keypoints_2d, b.keypoints_2d + [200.5, 100.5], atol=1e-3)
     np.testing.assert_allclose(a.keypoints_3d, b.keypoints_3d, atol=1e-6)
 
@@ -47,8 +47,8 @@ def test_roi_crop_is_the_same_as_cropping_by_hand(est):
 def test_hand_size_scales_depth(est):
     img = np.random.default_rng(2).integers(0, 255, (128, 128, 3), dtype=np.uint8)
     Kc = np.array([[300.0, 0, 64], [0, 300, 64], [0, 0, 1]])
-    p1 = est.estimate(img, Kc, hand_size_m=0.08)
-    p2 = est.estimate(img, Kc, hand_size_m=0.10)
+    p1 = est.estimate(img, Kc, hand_size_m=0.08, roi="image")
+    p2 = est.estimate(img, Kc, hand_size_m=0.10, roi="image")
     if p1.valid and p2.valid:
         np.testing.assert_allclose(p2.keypoints_3d, p1.keypoints_3d * 1.25, rtol=1e-9)
     np.testing.assert_allclose(p1.keypoints_2d, p2.keypoints_2d)
@@ -59,15 +59,15 @@ def test_batch_matches_single(est):
     imgs = [rng.integers(0, 255, (100 + 20 * i, 120, 3), dtype=np.uint8) for i in range(3)]
     batch = est.estimate_batch(imgs, [K] * 3)
     for img, p in zip(imgs, batch):
-        q = est.estimate(img, K)
+        q = est.estimate(img, K, roi="image")
         np.testing.assert_allclose(p.keypoints_2d, q.keypoints_2d, atol=1e-3)
 
 
 def test_distortion_is_removed_before_lifting(est):
     img = np.random.default_rng(4).integers(0, 255, (240, 320, 3), dtype=np.uint8)
     D = [-0.3, 0.1, 0, 0, 0]
-    p = est.estimate(img, K, D=D)
-    q = est.estimate(img, K)
+    p = est.estimate(img, K, D=D, roi="image")
+    q = est.estimate(img, K, roi="image")
     np.testing.assert_allclose(p.keypoints_2d, q.keypoints_2d)  # 2D stays in the raw image
     if p.valid:
         und = geo.undistort_points(p.keypoints_2d, K, D)
@@ -109,6 +109,7 @@ IMG = np.zeros((64, 64, 3), np.uint8)
     (IMG, K, {"roi": (0, 0, 0, 10)}, ValueError, "positive width"),
     (IMG, K, {"roi": (0, 0, 10)}, ValueError, r"shape \(4,\)"),
     (IMG, K, {"roi": (0, np.inf, 10, 10)}, ValueError, "non-finite"),
+    (IMG, K, {"roi": "whole"}, ValueError, "'image'"),
 ])
 def test_bad_input_raises_clear_errors(est, image, K_, kwargs, exc, match):
     with pytest.raises(exc, match=match):

@@ -1,19 +1,17 @@
+"""Hands in full frames: localisation through the estimator, tracking ids, ROIs, smoothing."""
 import numpy as np
 import pytest
 
 from hand25d_ros import HandPoseEstimator
-from hand25d_ros.tracking import HandTracker, box_iou, keypoint_box, sliding_windows
+from hand25d_ros import geometry as geo
+from hand25d_ros.detector import default_detector_path
+from hand25d_ros.tracking import HandTracker, box_iou, keypoint_box
+from hand25d_ros.weights import default_weights_path
 
+from conftest import paste_sample
 
-def test_sliding_windows_cover_the_frame():
-    boxes = sliding_windows(480, 640)
-    assert boxes
-    for x, y, w, h in boxes:
-        assert w == h and -0.5 - 1e-6 <= x and x + w <= 640 - 0.5 + 1e-6 and y + h <= 480 - 0.5 + 1e-6
-    covered = np.zeros((480, 640), bool)
-    for x, y, w, h in boxes:
-        covered[int(y + 0.5):int(y + h + 0.5), int(x + 0.5):int(x + w + 0.5)] = True
-    assert covered.all()
+bundled = pytest.mark.skipif(not (default_weights_path().is_file() and default_detector_path().is_file()),
+                             reason="no bundled weights in this install")
 
 
 def test_keypoint_box_and_iou():
@@ -24,13 +22,109 @@ def test_keypoint_box_and_iou():
     assert box_iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
 
 
-def test_tracker_on_frames_without_a_hand(untrained_weights):
-    """An untrained net is never confident: no hand, no crash, no track."""
+def test_tracker_arguments_are_checked(untrained_weights):
     est = HandPoseEstimator(weights=untrained_weights, device="cpu")
-    tr = HandTracker(est, max_hands=2, min_confidence=0.5)
-    K = np.array([[500.0, 0, 160], [0, 500, 120], [0, 0, 1]])
-    for i in range(3):
-        hands = tr.update(np.full((240, 320, 3), 30 * i, np.uint8), K, i / 30)
-        assert hands == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_hands"):
         HandTracker(est, max_hands=0)
+    with pytest.raises(ValueError, match="detect_every"):
+        HandTracker(est, detect_every=0)
+
+
+@bundled
+def test_external_rois_keep_their_ids(est):
+    """Two boxes from an external detector: two tracks whose ids follow the boxes as the hands
+    move and the boxes swap order; a box beyond max_hands is ignored; a bad box is a clear error."""
+    import cv2
+    rng = np.random.default_rng(0)
+    bg = cv2.GaussianBlur(rng.integers(0, 255, (480, 720, 3), dtype=np.uint8), (0, 0), 6)
+    tr = HandTracker(est, max_hands=2, smoothing=False)
+    first = {}
+    for t in range(4):
+        xa, xb = 30 + 5 * t, 430 - 5 * t
+        frame, K, uva = paste_sample(2, (xa, 120), 230, frame=bg)
+        frame, _, uvb = paste_sample(3, (xb, 100), 230, frame=frame)
+        boxes = {"a": keypoint_box(uva, 1.4), "b": keypoint_box(uvb, 1.4)}
+        order = ["a", "b"] if t % 2 == 0 else ["b", "a"]
+        hands = tr.update(frame, K, t / 30, rois=[boxes[k] for k in order] + [(0.0, 0.0, 60.0, 60.0)])
+        assert len(hands) == 2 and all(h.pose.valid for h in hands)
+        for h in hands:
+            key = min(boxes, key=lambda k: np.linalg.norm(np.subtract(boxes[k][:2], h.box[:2])))
+            assert first.setdefault(key, h.track_id) == h.track_id
+    assert first["a"] != first["b"]
+    with pytest.raises(ValueError, match="positive width"):
+        tr.update(frame, K, 1.0, rois=[(0, 0, 0, 10)])
+
+
+@pytest.fixture(scope="module")
+def est():
+    return HandPoseEstimator(device="cpu")
+
+
+@bundled
+def test_estimate_on_a_full_frame_finds_the_hand_and_carries_K(est):
+    """roi=None localises: the hand pasted into a 640x480 frame is found, its 2D keypoints
+    are near the truth and its 3D reprojects through the frame's own K."""
+    frame, K, uv = paste_sample(0, (300, 150), 220, seed=1)
+    pose = est.estimate(frame, K)
+    assert pose.found and pose.valid and pose.detection_score is not None and pose.is_left is not None
+    lo, hi = uv.min(0), uv.max(0)
+    assert np.linalg.norm(pose.keypoints_2d.mean(0) - uv.mean(0)) < 0.25 * max(hi - lo)
+    np.testing.assert_allclose(geo.project_points(pose.keypoints_3d, K), pose.keypoints_2d, atol=1e-5)
+
+
+@bundled
+def test_estimate_on_an_empty_frame_finds_nothing(est):
+    import cv2
+    rng = np.random.default_rng(2)
+    frame = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 6)
+    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    pose = est.estimate(frame, K)
+    assert not pose.found and not pose.valid
+    assert np.all(pose.keypoints_3d == 0) and np.all(np.isfinite(pose.keypoints_2d))
+    assert est.estimate_hands(frame, K) == []
+
+
+@bundled
+def test_tracker_follows_a_moving_hand_and_drops_it_when_it_leaves(est):
+    """One id while the hand moves; no hand a few frames after it is gone; a new id when it
+    comes back."""
+    import cv2
+    rng = np.random.default_rng(3)
+    bg = cv2.GaussianBlur(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 6)
+    tr = HandTracker(est, max_hands=2, detect_every=3)
+    ids, errs = set(), []
+    for t in range(12):
+        frame, K, uv = paste_sample(1, (150 + 6 * t, 100 + 3 * t), 220, frame=bg)
+        hands = tr.update(frame, K, t / 30)
+        assert len(hands) <= 2
+        for h in hands:
+            ids.add(h.track_id)
+            errs.append(np.linalg.norm(h.pose.keypoints_2d.mean(0) - uv.mean(0)))
+            assert np.all(np.isfinite(h.pose.keypoints_3d))
+    assert len(ids) == 1 and len(errs) >= 10 and np.median(errs) < 40
+    K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    gone = [len(tr.update(bg, K, (12 + t) / 30)) for t in range(8)]
+    assert gone[-1] == 0 and gone[-2] == 0
+    frame, K, _ = paste_sample(1, (200, 120), 220, frame=bg)
+    back = []
+    for t in range(3):
+        back += [h.track_id for h in tr.update(frame, K, (20 + t) / 30)]
+    assert back and min(back) > max(ids)
+
+
+@bundled
+def test_two_hands_two_ids_with_labels(est):
+    import cv2
+    rng = np.random.default_rng(4)
+    bg = cv2.GaussianBlur(rng.integers(0, 255, (480, 720, 3), dtype=np.uint8), (0, 0), 6)
+    frame, K, _ = paste_sample(2, (30, 120), 230, frame=bg)
+    frame, _, _ = paste_sample(3, (420, 100), 230, frame=frame)
+    tr = HandTracker(est, max_hands=2)
+    seen = {}
+    for t in range(4):
+        for h in tr.update(frame, K, t / 30):
+            seen.setdefault(h.track_id, []).append(h.is_left)
+    assert len(seen) == 2
+    assert all(all(v is not None for v in labels) for labels in seen.values())
+    one = HandTracker(est, max_hands=1)
+    assert len(one.update(frame, K, 0.0)) == 1

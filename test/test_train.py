@@ -30,7 +30,7 @@ def test_smoke_train_resume_and_load(tmp_path):
     est = HandPoseEstimator(weights=out / "weights.pt", device="cpu")
     assert est.input_size == 64 and est.meta["recipe"]["steps"] == 5
     assert len(est.meta["bone_ratios"]) == 5
-    pose = est.estimate(np.zeros((64, 64, 3), np.uint8), np.array([[80.0, 0, 32], [0, 80, 32], [0, 0, 1]]))
+    pose = est.estimate(np.zeros((64, 64, 3), np.uint8), np.array([[80.0, 0, 32], [0, 80, 32], [0, 0, 1]]), roi="image")
     assert np.all(np.isfinite(pose.keypoints_3d))
 
 
