@@ -10,10 +10,18 @@ Output conventions (the node's topics):
 - Positions in metres in the image's optical frame (z forward, x right, y down).
 - Orientations: ``hand25d_ros.pose_frames`` (x along each bone towards the fingertip,
   y across the palm, z = x cross y; palm x towards the fingers, z the palm normal).
+- Several hands: each has an id (the tracker's, stable while the hand is followed, never
+  reused) and a left/right label (``is_left``: True, False or None for unknown). Messages that
+  carry all hands list them in one order, 21 entries per hand (see ``hands_to_cloud``).
+- External hand boxes (``rois_from_msg``): ``(x, y, w, h)`` with (x, y) the top-left corner in
+  continuous pixel coordinates (pixel centres at integers: a W x H image spans
+  ``(-0.5, -0.5, W, H)``), as ``hand25d_ros.crop``.
 """
 from __future__ import annotations
 
 import array
+import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -239,33 +247,75 @@ def intrinsics_to_camera_info(K, width: int, height: int, header: Header | None 
 
 
 # ---------------------------------------------------------------------------- keypoints
-# PointCloud2 layout of ~/keypoints: one point per keypoint, little endian, 28 bytes.
-KEYPOINT_CLOUD_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("u", "<f4"), ("v", "<f4"),
-                                 ("confidence", "<f4"), ("id", "<u4")])
+# PointCloud2 layout of ~/keypoints: one point per keypoint, little endian, 36 bytes (33 used,
+# padded to a multiple of 4): x y z (m), u v (px), confidence (float32), id (uint32, keypoint
+# index 0-20), hand_id (uint32), is_left (int8: 1 left, 0 right, -1 unknown).
+KEYPOINT_CLOUD_DTYPE = np.dtype({
+    "names": ["x", "y", "z", "u", "v", "confidence", "id", "hand_id", "is_left"],
+    "formats": ["<f4", "<f4", "<f4", "<f4", "<f4", "<f4", "<u4", "<u4", "i1"],
+    "offsets": [0, 4, 8, 12, 16, 20, 24, 28, 32], "itemsize": 36})
 _POINTFIELD_TYPES = {np.dtype("<f4"): PointField.FLOAT32, np.dtype("<u4"): PointField.UINT32,
-                     np.dtype("<i4"): PointField.INT32, np.dtype("<f8"): PointField.FLOAT64}
+                     np.dtype("<i4"): PointField.INT32, np.dtype("<f8"): PointField.FLOAT64,
+                     np.dtype("i1"): PointField.INT8}
 _NUMPY_OF_POINTFIELD = {PointField.FLOAT32: "<f4", PointField.UINT32: "<u4", PointField.INT32: "<i4",
                         PointField.FLOAT64: "<f8", PointField.UINT8: "u1", PointField.INT8: "i1",
                         PointField.UINT16: "<u2", PointField.INT16: "<i2"}
 
 
-def keypoints_to_cloud(header: Header, xyz_m, uv_px, confidence) -> PointCloud2:
-    """21 keypoints -> PointCloud2 with fields x, y, z (m), u, v (px), confidence (float32)
-    and id (uint32, the keypoint index), in keypoint order.
+@dataclass
+class HandOutput:
+    """One hand of one frame, as the node publishes it.
+
+    Attributes:
+        hand_id: the tracker's id (stable while the hand is followed).
+        is_left: True left, False right, None unknown.
+        xyz_m: (21, 3) keypoints (m); uv_px: (21, 2) pixels; confidence: (21,).
+        frames: the hand's ``pose_frames.HandFrames``.
+    """
+    hand_id: int
+    is_left: bool | None
+    xyz_m: np.ndarray
+    uv_px: np.ndarray
+    confidence: np.ndarray
+    frames: HandFrames
+
+    @property
+    def prefix(self) -> str:
+        """What follows the node's frame prefix in this hand's TF frame names: ``<id>_``."""
+        return f"{int(self.hand_id)}_"
+
+    @property
+    def side(self) -> str:
+        return "unknown" if self.is_left is None else ("left" if self.is_left else "right")
+
+
+def is_left_code(is_left) -> int:
+    """The ``is_left`` cloud field: 1 left, 0 right, -1 unknown."""
+    return -1 if is_left is None else int(bool(is_left))
+
+
+def keypoints_to_cloud(header: Header, xyz_m, uv_px, confidence, hand_id=0, is_left=None) -> PointCloud2:
+    """Keypoints of one or more hands -> PointCloud2 (layout ``KEYPOINT_CLOUD_DTYPE``).
 
     Args:
         header: the image's stamp and optical frame.
-        xyz_m: (21, 3) positions; uv_px: (21, 2) pixels; confidence: (21,).
+        xyz_m: (21 N, 3) positions; uv_px: (21 N, 2) pixels; confidence: (21 N,), hand after hand,
+            each in keypoint order.
+        hand_id: one id for all points, or (21 N,) ids.
+        is_left: one label (True, False, None) for all points, or (21 N,) ``is_left_code`` values.
     """
     xyz = np.asarray(xyz_m, dtype=np.float64).reshape(-1, 3)
     n = xyz.shape[0]
     uv = np.asarray(uv_px, dtype=np.float64).reshape(n, 2)
     conf = np.asarray(confidence, dtype=np.float64).reshape(n)
-    pts = np.empty(n, dtype=KEYPOINT_CLOUD_DTYPE)
+    pts = np.zeros(n, dtype=KEYPOINT_CLOUD_DTYPE)
     pts["x"], pts["y"], pts["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     pts["u"], pts["v"] = uv[:, 0], uv[:, 1]
     pts["confidence"] = conf
-    pts["id"] = np.arange(n, dtype=np.uint32)
+    pts["id"] = np.arange(n, dtype=np.uint32) % kp.NUM_KEYPOINTS
+    pts["hand_id"] = np.broadcast_to(np.asarray(hand_id, dtype=np.uint32), (n,))
+    codes = is_left_code(is_left) if is_left is None or isinstance(is_left, (bool, np.bool_)) else is_left
+    pts["is_left"] = np.broadcast_to(np.asarray(codes, dtype=np.int8), (n,))
     fields = [PointField(name=name, offset=KEYPOINT_CLOUD_DTYPE.fields[name][1],
                          datatype=_POINTFIELD_TYPES[KEYPOINT_CLOUD_DTYPE.fields[name][0]], count=1)
               for name in KEYPOINT_CLOUD_DTYPE.names]
@@ -274,6 +324,17 @@ def keypoints_to_cloud(header: Header, xyz_m, uv_px, confidence) -> PointCloud2:
                       is_dense=bool(np.all(np.isfinite(xyz))))
     msg.data = array.array("B", pts.tobytes())
     return msg
+
+
+def hands_to_cloud(header: Header, hands: list[HandOutput]) -> PointCloud2:
+    """All hands of a frame in one cloud: 21 points per hand, hands in the order given."""
+    if not hands:
+        return keypoints_to_cloud(header, np.zeros((0, 3)), np.zeros((0, 2)), np.zeros(0))
+    return keypoints_to_cloud(
+        header, np.concatenate([h.xyz_m for h in hands]), np.concatenate([h.uv_px for h in hands]),
+        np.concatenate([h.confidence for h in hands]),
+        np.repeat([int(h.hand_id) for h in hands], kp.NUM_KEYPOINTS),
+        np.repeat([is_left_code(h.is_left) for h in hands], kp.NUM_KEYPOINTS))
 
 
 def cloud_to_array(msg: PointCloud2) -> np.ndarray:
@@ -322,6 +383,19 @@ def palm_to_pose_stamped(header: Header, frames: HandFrames) -> PoseStamped:
     return PoseStamped(header=header, pose=_pose(frames.palm_origin, frames.palm_quaternion))
 
 
+def hands_to_pose_array(header: Header, hands: list[HandOutput]) -> PoseArray:
+    """21 poses per hand (``keypoints_to_pose_array``), hands in the order given."""
+    msg = PoseArray(header=header)
+    for h in hands:
+        msg.poses.extend(keypoints_to_pose_array(header, h.xyz_m, h.frames).poses)
+    return msg
+
+
+def palms_to_pose_array(header: Header, hands: list[HandOutput]) -> PoseArray:
+    """One palm pose per hand, in the order given."""
+    return PoseArray(header=header, poses=[_pose(h.frames.palm_origin, h.frames.palm_quaternion) for h in hands])
+
+
 def palm_frame_name(prefix: str) -> str:
     return f"{prefix}palm"
 
@@ -357,8 +431,24 @@ def hand_to_tf(header: Header, xyz_m, frames: HandFrames, prefix: str = "hand_")
     return TFMessage(transforms=out)
 
 
+def hands_to_tf(header: Header, hands: list[HandOutput], prefix: str = "hand_") -> TFMessage:
+    """One TFMessage for all hands: ``<prefix><id>_palm -> <prefix><id>_<keypoint>`` each."""
+    out = []
+    for h in hands:
+        out.extend(hand_to_tf(header, h.xyz_m, h.frames, prefix + h.prefix).transforms)
+    return TFMessage(transforms=out)
+
+
 # ---------------------------------------------------------------------------- markers
-MARKER_NS_JOINTS, MARKER_NS_BONES, MARKER_NS_PALM = "joints", "bones", "palm"
+MARKER_NS_JOINTS, MARKER_NS_BONES, MARKER_NS_PALM, MARKER_NS_LABEL = "joints", "bones", "palm", "label"
+MARKER_NAMESPACES = (MARKER_NS_JOINTS, MARKER_NS_BONES, MARKER_NS_PALM, MARKER_NS_LABEL)
+LABEL_HEIGHT_M = 0.02       # text height of the label marker
+LABEL_OFFSET_M = 0.05       # the label sits this far behind the palm origin (towards the forearm)
+
+
+def marker_namespace(hand_id: int) -> str:
+    """Namespace prefix of a hand's markers: ``hand<id>/`` (``hand3/joints``, ...)."""
+    return f"hand{int(hand_id)}/"
 # LINE_LIST vertices: parent, child of each bone
 _BONE_VERTICES = np.array([k for child, parent in kp.BONES for k in (parent, child)])
 
@@ -386,14 +476,17 @@ def _point(p) -> Point:
 
 def hand_to_markers(header: Header, xyz_m, frames: HandFrames, joint_radius_m: float = 0.008,
                     bone_width_m: float = 0.004, palm_arrow_length_m: float = 0.05,
-                    lifetime_s: float = 0.5, alpha: float = 1.0) -> MarkerArray:
+                    lifetime_s: float = 0.5, alpha: float = 1.0, ns_prefix: str = "",
+                    label: str | None = None) -> MarkerArray:
     """RViz markers: joint spheres (SPHERE_LIST), bones (LINE_LIST) coloured by finger,
-    and an arrow along the palm normal from the palm origin. ``lifetime_s`` 0 = forever."""
+    an arrow along the palm normal from the palm origin and, with ``label``, a text
+    (TEXT_VIEW_FACING) behind the palm. Namespaces ``<ns_prefix>joints``, ``bones``, ``palm``,
+    ``label``, each marker id 0. ``lifetime_s`` 0 = forever."""
     xyz = np.asarray(xyz_m, dtype=np.float64).reshape(kp.NUM_KEYPOINTS, 3)
     life = seconds_to_duration(lifetime_s)
     ident = Quaternion(x=0.0, y=0.0, z=0.0, w=1.0)
 
-    joints = Marker(header=header, ns=MARKER_NS_JOINTS, id=0, type=Marker.SPHERE_LIST, action=Marker.ADD,
+    joints = Marker(header=header, ns=ns_prefix + MARKER_NS_JOINTS, id=0, type=Marker.SPHERE_LIST, action=Marker.ADD,
                     lifetime=life, frame_locked=False)
     joints.pose.orientation = ident
     d = 2.0 * float(joint_radius_m)
@@ -403,7 +496,7 @@ def hand_to_markers(header: Header, xyz_m, frames: HandFrames, joint_radius_m: f
     joints.colors = list(joint_colors)
     joints.color = _color((1.0, 1.0, 1.0), alpha)
 
-    bones = Marker(header=header, ns=MARKER_NS_BONES, id=0, type=Marker.LINE_LIST, action=Marker.ADD,
+    bones = Marker(header=header, ns=ns_prefix + MARKER_NS_BONES, id=0, type=Marker.LINE_LIST, action=Marker.ADD,
                    lifetime=life)
     bones.pose.orientation = ident
     bones.scale = Vector3(x=float(bone_width_m), y=0.0, z=0.0)
@@ -411,7 +504,8 @@ def hand_to_markers(header: Header, xyz_m, frames: HandFrames, joint_radius_m: f
     bones.points, bones.colors = pts, list(bone_colors)
     bones.color = _color((1.0, 1.0, 1.0), alpha)
 
-    palm = Marker(header=header, ns=MARKER_NS_PALM, id=0, type=Marker.ARROW, action=Marker.ADD, lifetime=life)
+    palm = Marker(header=header, ns=ns_prefix + MARKER_NS_PALM, id=0, type=Marker.ARROW, action=Marker.ADD,
+                  lifetime=life)
     palm.pose.orientation = ident
     o = frames.palm_origin
     n = frames.palm_rotation[:, 2]
@@ -419,9 +513,139 @@ def hand_to_markers(header: Header, xyz_m, frames: HandFrames, joint_radius_m: f
     w = max(float(bone_width_m), 1e-4)
     palm.scale = Vector3(x=w, y=2.0 * w, z=3.0 * w)  # shaft diameter, head diameter, head length
     palm.color = _color(kp.PALM_COLOR_RGB, alpha)
-    return MarkerArray(markers=[joints, bones, palm])
+    markers = [joints, bones, palm]
+    if label is not None:
+        text = Marker(header=header, ns=ns_prefix + MARKER_NS_LABEL, id=0, type=Marker.TEXT_VIEW_FACING,
+                      action=Marker.ADD, lifetime=life, text=str(label))
+        text.pose.position = _point(o - LABEL_OFFSET_M * frames.palm_rotation[:, 0])
+        text.pose.orientation = ident
+        text.scale = Vector3(x=0.0, y=0.0, z=LABEL_HEIGHT_M)
+        text.color = _color((1.0, 1.0, 1.0), alpha)
+        markers.append(text)
+    return MarkerArray(markers=markers)
+
+
+def hand_label(hand: HandOutput) -> str:
+    """Marker and debug-image text of a hand: ``hand 3 left``, ``hand 3 right``, ``hand 3``."""
+    return f"hand {int(hand.hand_id)}" + ("" if hand.is_left is None else (" left" if hand.is_left else " right"))
+
+
+def hands_to_markers(header: Header, hands: list[HandOutput], gone_ids=(), **style) -> MarkerArray:
+    """Markers of all hands (``hand_to_markers`` in namespaces ``hand<id>/...``, with the
+    label) and a DELETE of each namespace of the hands in ``gone_ids`` (lost since the last
+    frame). ``style``: the keyword arguments of ``hand_to_markers``."""
+    out = []
+    for h in hands:
+        out.extend(hand_to_markers(header, h.xyz_m, h.frames, ns_prefix=marker_namespace(h.hand_id),
+                                   label=hand_label(h), **style).markers)
+    for hand_id in sorted(gone_ids):
+        out.extend(Marker(header=header, ns=marker_namespace(hand_id) + ns, id=0, action=Marker.DELETE)
+                   for ns in MARKER_NAMESPACES)
+    return MarkerArray(markers=out)
 
 
 def delete_all_markers(header: Header) -> MarkerArray:
-    """One DELETEALL marker: clears this node's hand from RViz (hand lost)."""
+    """One DELETEALL marker: clears this node's hands from RViz (all hands lost)."""
     return MarkerArray(markers=[Marker(header=header, action=Marker.DELETEALL)])
+
+
+# ---------------------------------------------------------------------------- hand boxes (external ROIs)
+# Smallest side (px) of a usable box after clipping it to the image.
+MIN_ROI_SIDE_PX = 4.0
+
+
+def roi_message_type():
+    """The message type of the node's ``rois`` input: vision_msgs/Detection2DArray when
+    vision_msgs is importable, else geometry_msgs/PolygonStamped (see ``rois_from_msg``)."""
+    try:
+        from vision_msgs.msg import Detection2DArray
+        return Detection2DArray
+    except ImportError:
+        from geometry_msgs.msg import PolygonStamped
+        return PolygonStamped
+
+
+def rois_from_msg(msg):
+    """Hand boxes of a ROI message -> list of ``((x, y, w, h), score)``, score NaN when the
+    message has none. Values are returned as they came (``clean_rois`` checks them).
+
+    - vision_msgs/Detection2DArray: one box per detection, ``bbox.center`` (vision_msgs 4:
+      ``center.position.x/y``; 3: ``center.x/y``) and ``size_x``/``size_y`` in pixels; the
+      score is the best of ``results`` (``hypothesis.score`` or ``score``).
+    - geometry_msgs/PolygonStamped: the points in pairs, two opposite corners of each box
+      (x, y in pixels, z ignored); a last unpaired point is returned as a NaN box.
+    """
+    if hasattr(msg, "detections"):
+        out = []
+        for d in msg.detections:
+            bb = d.bbox
+            c = getattr(bb.center, "position", bb.center)
+            w, h = float(bb.size_x), float(bb.size_y)
+            scores = [float(getattr(getattr(r, "hypothesis", r), "score", math.nan)) for r in getattr(d, "results", [])]
+            scores = [v for v in scores if math.isfinite(v)]
+            out.append(((float(c.x) - w / 2.0, float(c.y) - h / 2.0, w, h), max(scores) if scores else math.nan))
+        return out
+    pts = [(float(p.x), float(p.y)) for p in msg.polygon.points]
+    out = []
+    for i in range(0, len(pts) - 1, 2):
+        (x0, y0), (x1, y1) = pts[i], pts[i + 1]
+        out.append(((min(x0, x1), min(y0, y1), abs(x1 - x0), abs(y1 - y0)), math.nan))
+    if len(pts) % 2:
+        out.append(((math.nan,) * 4, math.nan))
+    return out
+
+
+def boxes_to_polygon(header: Header, boxes) -> "PolygonStamped":
+    """``(x, y, w, h)`` boxes -> geometry_msgs/PolygonStamped in the ``rois`` layout (for
+    detectors without vision_msgs, tests and examples)."""
+    from geometry_msgs.msg import Point32, PolygonStamped
+
+    msg = PolygonStamped(header=header)
+    for x, y, w, h in boxes:
+        msg.polygon.points.extend([Point32(x=float(x), y=float(y), z=0.0),
+                                   Point32(x=float(x + w), y=float(y + h), z=0.0)])
+    return msg
+
+
+@dataclass
+class RoiCheck:
+    """``clean_rois``' result: usable boxes and how many were rejected, by reason."""
+    boxes: list
+    bad: int = 0            # non-finite, zero or negative size, or under MIN_ROI_SIDE_PX
+    outside: int = 0        # no (usable) overlap with the image
+    extra: int = 0          # beyond max_hands
+    example: dict | None = None   # reason -> one rejected box, for the warning
+
+
+def clean_rois(candidates, width: int, height: int, max_hands: int) -> RoiCheck:
+    """Check boxes against a width x height image: clip each to the image, reject the
+    unusable ones, keep at most ``max_hands`` (the best scores when every box has one,
+    else the largest)."""
+    res = RoiCheck(boxes=[], example={})
+    kept = []
+    for box, score in candidates:
+        x, y, w, h = (float(v) for v in box)
+        if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+            res.bad += 1
+            res.example.setdefault("bad", (x, y, w, h))
+            continue
+        x0, y0 = max(x, -0.5), max(y, -0.5)
+        x1, y1 = min(x + w, width - 0.5), min(y + h, height - 0.5)
+        if x1 - x0 <= 0 or y1 - y0 <= 0:
+            res.outside += 1
+            res.example.setdefault("outside", (x, y, w, h))
+            continue
+        if x1 - x0 < MIN_ROI_SIDE_PX or y1 - y0 < MIN_ROI_SIDE_PX:
+            res.bad += 1
+            res.example.setdefault("bad", (x, y, w, h))
+            continue
+        kept.append(((x0, y0, x1 - x0, y1 - y0), score))
+    if len(kept) > max_hands:
+        res.extra = len(kept) - max_hands
+        if all(math.isfinite(s) for _, s in kept):
+            kept.sort(key=lambda bs: -bs[1])
+        else:
+            kept.sort(key=lambda bs: -bs[0][2] * bs[0][3])
+        kept = kept[:max_hands]
+    res.boxes = [b for b, _ in kept]
+    return res
