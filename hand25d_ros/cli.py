@@ -3,6 +3,7 @@
     hand25d image photo.jpg more/ --out results/      # JSON + overlays per image
     hand25d video clip.mp4 --out results/             # overlay video + JSON lines
     hand25d video 0 --preview                         # webcam 0
+    hand25d bag in_bag --out out_bag --image-topic /camera/color/image_raw   # ROS 2 bag
 
 Intrinsics: ``--calib camera.yaml`` (camera_info_manager format) or a guess from
 ``--hfov-deg`` (said loudly: metric depth from a guessed focal length is a guess).
@@ -145,6 +146,59 @@ def cmd_video(args, est) -> int:
     return 0
 
 
+def cmd_bag(args, est) -> int:
+    """A ROS 2 bag in, a new bag with the inputs and the node's outputs out (hand25d_ros.bag)."""
+    from .bag import BagError, MarkerStyle, convert
+    from .tracking import HandTracker
+    from .weights import WeightsError
+    try:
+        cal = load_camera_yaml(args.calib) if args.calib else None
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"hand25d: {exc}") from None
+    try:
+        tracker = HandTracker(est, max_hands=args.max_hands, min_confidence=args.confidence_threshold,
+                              smoothing=not args.no_smoothing)
+    except ValueError as exc:
+        raise SystemExit(f"hand25d: {exc}") from None
+    try:
+        summary = convert(args.input, args.out, tracker, image_topic=args.image_topic,
+                          camera_info_topic=args.camera_info_topic, calibration=cal, hfov_deg=args.hfov_deg,
+                          intrinsics_source=args.intrinsics_source, sync_tolerance_s=args.sync_tolerance_s,
+                          hand_size_m=args.hand_size_m, storage=args.storage, overwrite=args.overwrite,
+                          namespace=args.namespace, frame_prefix=args.frame_prefix,
+                          camera_frame_id=args.camera_frame_id,
+                          marker_style=MarkerStyle(lifetime_s=args.marker_lifetime_s), progress=not args.quiet)
+    except (BagError, WeightsError) as exc:   # the tracker may load more weights on first use
+        raise SystemExit(f"hand25d: {exc}") from None
+    except KeyboardInterrupt:
+        print("hand25d: interrupted; nothing written", file=sys.stderr)
+        return 130
+    print(summary.describe())
+    return 0
+
+
+def add_bag_parser(sub, common) -> None:
+    from .bag import DEFAULT_FRAME_PREFIX, DEFAULT_NAMESPACE, INTRINSICS_SOURCES, STORAGES
+    p = sub.add_parser("bag", parents=[common], help="a ROS 2 bag (mcap or sqlite3) -> a bag with the node's outputs")
+    p.add_argument("input", help="bag folder, .mcap or .db3 file")
+    p.add_argument("--out", type=Path, required=True, help="bag folder to create")
+    p.add_argument("--image-topic", required=True, help="sensor_msgs/Image or CompressedImage topic")
+    p.add_argument("--camera-info-topic", default=None,
+                   help="CameraInfo topic (default: the image topic's sibling camera_info)")
+    p.add_argument("--intrinsics-source", choices=INTRINSICS_SOURCES, default="rectified",
+                   help="CameraInfo P for a rectified image, or K and D for a raw one (as the node)")
+    p.add_argument("--sync-tolerance-s", type=float, default=0.02, help="pair images and CameraInfo within this")
+    p.add_argument("--max-hands", type=int, default=2)
+    p.add_argument("--confidence-threshold", type=float, default=0.05, help="mean confidence of a tracked hand")
+    p.add_argument("--no-smoothing", action="store_true", help="no One Euro filtering of the 3D keypoints")
+    p.add_argument("--storage", choices=STORAGES, default=None, help="output storage (default: the input's)")
+    p.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the output topics")
+    p.add_argument("--frame-prefix", default=DEFAULT_FRAME_PREFIX, help="TF frames <prefix><id>_palm, ...")
+    p.add_argument("--camera-frame-id", default="", help="frame of the outputs (default: the image's)")
+    p.add_argument("--marker-lifetime-s", type=float, default=0.5)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hand25d", description=__doc__.split("\n\n")[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -163,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("--out", type=Path)
     p.add_argument("--preview", action="store_true", help="show a live window (needs a display)")
+    add_bag_parser(sub, common)
     return ap
 
 
@@ -174,7 +229,7 @@ def main(argv=None) -> int:
         est = HandPoseEstimator(weights=args.weights, device=args.device)
     except (WeightsError, RuntimeError, ValueError) as exc:
         raise SystemExit(f"hand25d: {exc}") from None
-    return {"image": cmd_image, "video": cmd_video}[args.cmd](args, est)
+    return {"image": cmd_image, "video": cmd_video, "bag": cmd_bag}[args.cmd](args, est)
 
 
 if __name__ == "__main__":
