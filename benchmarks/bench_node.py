@@ -166,7 +166,8 @@ def inprocess_breakdown(sizes, frames, weights):
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=h.random.randint(101, 200))
     node = HandPoseNode(context=ctx, parameter_overrides=[Parameter("weights", value=str(weights)),
-                                                          Parameter("device", value="cpu")])
+                                                          Parameter("device", value="cpu"),
+                                                          Parameter("localization", value="whole_image")])
     out = []
     try:
         for size in sizes:
@@ -227,7 +228,8 @@ def main(argv=None):
         return
     shim = h.write_fake_cnn(tmp / "fake_cnn") if args.network == "fake" else None
     env = h.ros_env(tmp / "ros_log", extra_pythonpath=shim)
-    params = {"weights": weights, "device": args.device, "diagnostics_period_s": 0.5}
+    # the whole image is the hand crop: the figures measure the node and one crop, not the hand search
+    params = {"weights": weights, "device": args.device, "diagnostics_period_s": 0.5, "localization": "whole_image"}
     key = "keypoints"
     if args.network == "real" and not args.weights:
         params.update(publish_debug_image=True)  # no hand from untrained weights: time the debug image

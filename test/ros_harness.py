@@ -167,7 +167,8 @@ class NodeProcess:
 class Probe:
     """rclpy side of a test: publishes inputs, records the node's outputs (own context)."""
 
-    def __init__(self, domain_id: int, node_ns: str, node_name: str = "hand25d", compressed: bool = False):
+    def __init__(self, domain_id: int, node_ns: str, node_name: str = "hand25d", compressed: bool = False,
+                 rois: bool = False):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseArray, PoseStamped
@@ -185,12 +186,18 @@ class Probe:
         self.pub_image = self.node.create_publisher(CompressedImage if compressed else Image,
                                                     f"{node_ns.rstrip('/')}/image" + ("/compressed" if compressed else ""), qos)
         self.pub_info = self.node.create_publisher(CameraInfo, f"{node_ns.rstrip('/')}/camera_info", qos)
+        self.pub_rois = None
+        if rois:  # the node's external hand boxes (localization: external)
+            from hand25d_ros.ros.conversions import roi_message_type
+            self.pub_rois = self.node.create_publisher(roi_message_type(), f"{node_ns.rstrip('/')}/rois",
+                                                       QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.lock = threading.Lock()
         self.received: dict[str, list] = {}
         self.receive_times: dict[str, list] = {}   # time.monotonic() of each message
         out_qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         topics = {"keypoints": (PointCloud2, f"{base}/keypoints"), "poses": (PoseArray, f"{base}/poses"),
-                  "palm_pose": (PoseStamped, f"{base}/palm_pose"), "markers": (MarkerArray, f"{base}/markers"),
+                  "palm_pose": (PoseStamped, f"{base}/palm_pose"), "palm_poses": (PoseArray, f"{base}/palm_poses"),
+                  "markers": (MarkerArray, f"{base}/markers"),
                   "debug_image": (Image, f"{base}/debug_image"), "tf": (TFMessage, "/tf"),
                   "diagnostics": (DiagnosticArray, "/diagnostics")}
         self.subs = []
@@ -233,6 +240,7 @@ class Probe:
         """Until the node subscribes to the inputs and publishes the main outputs."""
         return self.wait_for(lambda: self.pub_image.get_subscription_count() > 0
                              and self.pub_info.get_subscription_count() > 0
+                             and (self.pub_rois is None or self.pub_rois.get_subscription_count() > 0)
                              and self.node.count_publishers(f"{self.base}/keypoints") > 0, timeout)
 
     def diagnostics_value(self, key: str):

@@ -4,10 +4,14 @@ real DDS, isolated per run (random domain, localhost discovery, private log dir)
 Most tests replace the CNN's forward pass by a fixed, exact 2.5D hand (test/ros_harness.py,
 a sitecustomize in the node's PYTHONPATH) so that valid poses come out without trained
 weights; everything after the network (crop, lifting with CameraInfo and hand size, frames,
-messages, QoS, parameters) is the real node. One test runs the real untrained network.
+messages, QoS, parameters) is the real node. Those run with ``localization: whole_image``
+(the image is the crop) or ``external`` (hand boxes on ``rois``: every box's crop holds the
+fixed hand). One test runs the real untrained network, and one the shipped weights with
+``localization: track`` on a full frame.
 """
 import math
 import os
+import re
 import subprocess
 import time
 
@@ -87,12 +91,36 @@ def test_warning_throttle_and_rates():
     ("intrinsics_source", "projection", False), ("frame_prefix", "left/hand_", True),
     ("frame_prefix", "/abs", False), ("frame_prefix", "a b", False), ("camera_frame_id", "", True),
     ("max_image_pixels", 0, False), ("max_image_pixels", True, False), ("use_sim_time", True, True),
+    ("localization", "track", True), ("localization", "external", True), ("localization", "whole_image", True),
+    ("localization", "detector", False), ("localization", 1, False),
+    ("max_hands", 1, True), ("max_hands", 10, True), ("max_hands", 0, False), ("max_hands", 11, False),
+    ("max_hands", 2.0, False), ("max_hands", True, False),
+    ("smoothing", False, True), ("smoothing", "yes", False), ("smoothing", 1, False),
+    ("smoothing_min_cutoff_hz", 1.0, True), ("smoothing_min_cutoff_hz", 0.0, False),
+    ("smoothing_min_cutoff_hz", float("inf"), False), ("smoothing_beta", 0.0, True), ("smoothing_beta", -0.1, False),
+    ("smoothing_beta", float("nan"), False),
 ])
 def test_parameter_validation_gives_a_reason(name, value, ok):
     reason = validate_parameter(name, value)
     assert (reason is None) == ok, reason
     if not ok:
         assert name in reason
+
+
+def test_params_file_lists_every_parameter_with_its_default_and_a_comment():
+    import yaml
+
+    from hand25d_ros.ros.node import PARAMETERS
+
+    text = h.PARAMS_FILE.read_text()
+    cfg = yaml.safe_load(text)["/**"]["ros__parameters"]
+    assert set(cfg) == {p.name for p in PARAMETERS}
+    lines = text.splitlines()
+    for spec in PARAMETERS:
+        assert cfg[spec.name] == spec.default, spec.name
+        assert validate_parameter(spec.name, spec.default) is None, spec.name
+        i = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{spec.name}:"))
+        assert lines[i - 1].strip().startswith("#"), f"{spec.name} has no comment in {h.PARAMS_FILE.name}"
 
 
 # ---------------------------------------------------------------------------- the node process
@@ -182,7 +210,7 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def main(world):
     params = {"weights": world["weights"], "diagnostics_period_s": 0.1, "max_image_pixels": 640 * 480,
-              "frame_prefix": "right/", "publish_debug_image": True}
+              "frame_prefix": "right/", "publish_debug_image": True, "localization": "whole_image"}
     node = h.NodeProcess(world["env"], "/main", params, world["tmp"] / "main_node.log")
     probe = h.Probe(world["domain"], "/main")
     try:
@@ -208,8 +236,10 @@ def test_outputs_have_types_frames_stamps_and_reproject_through_camera_info(main
     xyz, uv, arr = cloud_xyz_uv(out["keypoints"])
     cloud = out["keypoints"]
     assert cloud.header.frame_id == FRAME and cv.stamp_to_ns(cloud.header.stamp) == s
-    assert [f.name for f in cloud.fields] == ["x", "y", "z", "u", "v", "confidence", "id"]
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "u", "v", "confidence", "id", "hand_id", "is_left"]
     np.testing.assert_array_equal(arr["id"], np.arange(21))
+    assert len(set(arr["hand_id"].tolist())) == 1 and set(arr["is_left"].tolist()) <= {-1, 0, 1}
+    hand = int(arr["hand_id"][0])
     assert np.all(np.isfinite(xyz)) and np.all(xyz[:, 2] > 0.05)
     assert np.all((arr["confidence"] >= 0) & (arr["confidence"] <= 1))
     # the 3D keypoints project onto the 2D ones through the CameraInfo intrinsics: u = fx X / Z + cx
@@ -223,9 +253,12 @@ def test_outputs_have_types_frames_stamps_and_reproject_through_camera_info(main
         assert abs(np.linalg.norm([q.x, q.y, q.z, q.w]) - 1) < 1e-9
     np.testing.assert_allclose([palm.pose.position.x, palm.pose.position.y, palm.pose.position.z],
                                (xyz[0] + xyz[5] + xyz[17]) / 3, atol=1e-6)
+    (palms,) = by_stamp(probe.messages("palm_poses"), s)
+    assert len(palms.poses) == 1 and palms.poses[0] == palm.pose and palms.header.frame_id == FRAME
     markers = out["markers"].markers
-    assert {m.ns for m in markers} == {"joints", "bones", "palm"}
+    assert {m.ns for m in markers} == {f"hand{hand}/{ns}" for ns in ("joints", "bones", "palm", "label")}
     assert all(m.header.frame_id == FRAME and m.action == Marker.ADD for m in markers)
+    assert [m.text for m in markers if m.type == Marker.TEXT_VIEW_FACING][0].startswith(f"hand {hand}")
     dbg = probe.wait_for(lambda: by_stamp(probe.messages("debug_image"), s), 3)
     assert dbg and by_stamp(probe.messages("debug_image"), s)[-1].encoding == "rgb8"
 
@@ -233,11 +266,12 @@ def test_outputs_have_types_frames_stamps_and_reproject_through_camera_info(main
 def test_tf_chains_every_keypoint_to_the_camera_frame(main):
     node, probe, frames = main
     s, out = frames.good_frame()
-    xyz, _, _ = cloud_xyz_uv(out["keypoints"])
+    xyz, _, arr = cloud_xyz_uv(out["keypoints"])
+    hand = int(arr["hand_id"][0])
     tfs = {t.child_frame_id: t for t in out["tf"].transforms}
-    assert set(tfs) == {"right/palm"} | {f"right/{n}" for n in kp.KEYPOINT_NAMES}
+    assert set(tfs) == {f"right/{hand}_palm"} | {f"right/{hand}_{n}" for n in kp.KEYPOINT_NAMES}
     for k, name in enumerate(kp.KEYPOINT_NAMES):
-        M, frame = np.eye(4), f"right/{name}"
+        M, frame = np.eye(4), f"right/{hand}_{name}"
         while frame != FRAME:  # walk up to the camera frame
             t = tfs[frame]
             assert cv.stamp_to_ns(t.header.stamp) == s
@@ -282,12 +316,14 @@ def test_invalid_parameter_changes_are_rejected_with_a_reason(main):
     node, probe, frames = main
     for values, words in (({"hand_size_m": 0.5}, "hand_size_m"), ({"frame_prefix": "bad prefix"}, "frame_prefix"),
                           ({"intrinsics_source": "fisheye"}, "intrinsics_source"), ({"device": "cpu"}, "read-only"),
-                          ({"hand_size_m": "large"}, "")):
+                          ({"hand_size_m": "large"}, ""), ({"localization": "track"}, "read-only"),
+                          ({"max_hands": 3}, "read-only"), ({"smoothing": False}, "read-only")):
         (res,) = set_params(probe, **values)
         assert not res.successful, values
         assert words in res.reason, (values, res.reason)
     _, out = frames.good_frame()  # still running, with the old values
-    assert "right/palm" in {t.child_frame_id for t in out["tf"].transforms}
+    assert any(t.child_frame_id.startswith("right/") and t.child_frame_id.endswith("_palm")
+               for t in out["tf"].transforms)
 
 
 def _img(enc="rgb8", w=W, h=H, step=None, nbytes=None, frame=FRAME):
@@ -344,7 +380,7 @@ def test_bad_input_is_dropped_with_a_warning_and_the_node_keeps_running(main, ca
     assert probe.dropped(reason) > before, f"{case}: not counted as {reason}\n{node.output()[-2000:]}"
     frames.good_frame()  # alive and well
     assert node.alive()
-    for key in ("keypoints", "poses", "palm_pose", "tf", "markers"):
+    for key in ("keypoints", "poses", "palm_pose", "palm_poses", "tf", "markers"):
         assert not by_stamp(probe.messages(key), s), f"{case}: published {key} for a bad frame"
 
 
@@ -391,7 +427,7 @@ def test_no_hand_publishes_nothing_and_deletes_the_markers(main):
         s = frames.stamp()
     (gone,) = by_stamp(probe.messages("markers"), s)
     assert len(gone.markers) == 1 and gone.markers[0].action == Marker.DELETEALL
-    for key in ("keypoints", "poses", "palm_pose", "tf"):
+    for key in ("keypoints", "poses", "palm_pose", "palm_poses", "tf"):
         assert not by_stamp(probe.messages(key), s)
     # the debug image still comes, without a skeleton
     assert probe.wait_for(lambda: by_stamp(probe.messages("debug_image"), s), 3)
@@ -426,7 +462,7 @@ def test_diagnostics_report_rates_latency_and_overhead(main):
 
 def test_only_good_frames_were_ever_published(main):
     node, probe, frames = main
-    for key in ("keypoints", "poses", "palm_pose", "tf"):
+    for key in ("keypoints", "poses", "palm_pose", "palm_poses", "tf"):
         stamps = {cv.stamp_to_ns(stamp_of(m)) for m in probe.messages(key)}
         assert stamps <= frames.good, f"{key} published for stamps {sorted(stamps - frames.good)}"
     for m in probe.messages("keypoints"):
@@ -439,7 +475,7 @@ def test_example_consumer_follows_the_index_fingertip_through_tf(main):
 
     node, probe, frames = main
     follower = FingertipFollower(context=probe.ctx, cli_args=[
-        "--ros-args", "-r", f"palm_pose:={probe.base}/palm_pose", "-p", "frame_prefix:=right/"])
+        "--ros-args", "-r", f"keypoints:={probe.base}/keypoints", "-p", "frame_prefix:=right/"])
     probe.executor.add_node(follower)
     try:
         time.sleep(0.5)  # discovery of the new subscriptions
@@ -449,7 +485,8 @@ def test_example_consumer_follows_the_index_fingertip_through_tf(main):
                 break
         f = follower.latest
         assert f is not None and f.stamp_ns == s and f.camera_frame == FRAME
-        xyz, _, _ = cloud_xyz_uv(out["keypoints"])
+        xyz, _, arr = cloud_xyz_uv(out["keypoints"])
+        assert f.hand_id == int(arr["hand_id"][0]) and f.side in ("left", "right", "unknown")
         np.testing.assert_allclose(f.tip_in_camera, xyz[8], atol=1e-5)
         d = xyz[8] - xyz[7]
         np.testing.assert_allclose(f.pointing, d / np.linalg.norm(d), atol=1e-4)
@@ -462,7 +499,8 @@ def test_example_consumer_follows_the_index_fingertip_through_tf(main):
 # ---------------------------------------------------------------------------- other set-ups
 def test_compressed_input_with_raw_intrinsics_undistorts(world):
     D = [-0.25, 0.08, 0.001, -0.002, 0.0]
-    params = {"weights": world["weights"], "use_compressed": True, "intrinsics_source": "raw"}
+    params = {"weights": world["weights"], "use_compressed": True, "intrinsics_source": "raw",
+              "localization": "whole_image"}
     node = h.NodeProcess(world["env"], "/comp", params, world["tmp"] / "comp_node.log")
     probe = h.Probe(world["domain"], "/comp", compressed=True)
     try:
@@ -496,7 +534,7 @@ def test_real_untrained_network_publishes_no_hand_and_cuda_falls_back_to_cpu(wor
 
     device = "cuda" if not torch.cuda.is_available() else "cpu"
     params = {"weights": world["weights"], "device": device, "allow_cpu_fallback": True,
-              "diagnostics_period_s": 0.1}
+              "diagnostics_period_s": 0.1, "localization": "whole_image"}
     node = h.NodeProcess(world["plain_env"], "/real", params, world["tmp"] / "real_node.log")
     probe = h.Probe(world["domain"], "/real")
     try:
@@ -540,7 +578,7 @@ def test_demo_runs_the_node_on_the_bundled_samples_and_saves_overlays(world, tmp
     for name in ("frame_00_overlay.png", "frame_00_debug.png", "frame_00.json"):
         assert (tmp_path / "out" / name).is_file(), name
     rec = json.loads((tmp_path / "out" / "frame_00.json").read_text())
-    assert rec["hand"] and len(rec["keypoints"]) == 21 and "hand_palm" in rec["tf_frames"]
+    assert rec["hand"] and len(rec["keypoints"]) == 21 and f"hand_{rec['hand_id']}_palm" in rec["tf_frames"]
     assert "mean_3d_mm" in rec["error"]
 
 
@@ -556,6 +594,8 @@ def test_start_up_failures_exit_with_a_clear_message(world):
         "hand_size_out_of_range": ({"weights": world["weights"], "hand_size_m": 5.0}, "hand_size_m"),
         "bad_intrinsics_source": ({"weights": world["weights"], "intrinsics_source": "fisheye"}, "intrinsics_source"),
         "bad_device": ({"weights": world["weights"], "device": "tpu"}, "device"),
+        "bad_localization": ({"weights": world["weights"], "localization": "detector"}, "localization"),
+        "max_hands_out_of_range": ({"weights": world["weights"], "max_hands": 0}, "max_hands"),
     }
     if not torch.cuda.is_available():
         cases["cuda_without_fallback"] = ({"weights": world["weights"], "device": "cuda",
@@ -572,3 +612,252 @@ def test_start_up_failures_exit_with_a_clear_message(world):
     finally:
         for p in procs.values():
             p.stop()
+
+
+# ---------------------------------------------------------------------------- several hands, external boxes
+BOX_A, BOX_B, BOX_C = (20.0, 40.0, 100.0, 100.0), (190.0, 60.0, 110.0, 110.0), (130.0, 150.0, 60.0, 60.0)
+
+
+@pytest.fixture(scope="module")
+def ext(world):
+    """A node with ``localization: external`` (hand boxes on ``rois``), up to 2 hands."""
+    params = {"weights": world["weights"], "diagnostics_period_s": 0.1, "localization": "external", "max_hands": 2}
+    node = h.NodeProcess(world["env"], "/ext", params, world["tmp"] / "ext_node.log")
+    probe = h.Probe(world["domain"], "/ext", rois=True)
+    try:
+        assert probe.wait_connected(30), node.output()
+        yield node, probe, Frames(probe)
+    finally:
+        probe.close()
+        rc = node.stop()
+    assert rc == 0, node.output()[-3000:]
+
+
+def send_rois(frames, stamp, boxes):
+    frames.probe.pub_rois.publish(cv.boxes_to_polygon(Header(stamp=cv.ns_to_stamp(stamp), frame_id=FRAME), boxes)
+                                  if not hasattr(frames.probe.pub_rois.msg_type, "detections")
+                                  else _detections(stamp, boxes))
+
+
+def _detections(stamp, boxes):  # vision_msgs installed: the same boxes as Detection2DArray
+    from vision_msgs.msg import Detection2D, Detection2DArray
+
+    msg = Detection2DArray(header=Header(stamp=cv.ns_to_stamp(stamp), frame_id=FRAME))
+    for x, y, w, hh in boxes:
+        d = Detection2D()
+        c = getattr(d.bbox.center, "position", d.bbox.center)
+        c.x, c.y = x + w / 2, y + hh / 2
+        d.bbox.size_x, d.bbox.size_y = w, hh
+        msg.detections.append(d)
+    return msg
+
+
+def ext_frame(frames, boxes, key="keypoints", tries=3, timeout=4.0):
+    """Send a frame with its boxes; returns (stamp, outputs by key) once ``key`` came for it."""
+    for _ in range(tries):
+        s = frames.stamp()
+        frames.good.add(s)
+        frames.send(None, frames.info(s))
+        send_rois(frames, s, boxes)
+        frames.send(frames.image(s))
+        if frames.probe.wait_for(lambda: by_stamp(frames.probe.messages(key), s), timeout):
+            time.sleep(0.05)  # the other topics of this stamp
+            return s, {k: by_stamp(frames.probe.messages(k), s) for k in frames.probe.received}
+    raise AssertionError(f"no {key} for a frame with boxes {boxes} after {tries} tries")
+
+
+def hands_of(cloud):
+    """hand id -> (xyz (21, 3), uv (21, 2)), in the cloud's order."""
+    xyz, uv, a = cloud_xyz_uv(cloud)
+    out = {}
+    for i in range(0, len(a), 21):
+        assert len(set(a["hand_id"][i:i + 21].tolist())) == 1
+        np.testing.assert_array_equal(a["id"][i:i + 21], np.arange(21))
+        out[int(a["hand_id"][i])] = (xyz[i:i + 21], uv[i:i + 21])
+    return out
+
+
+def in_box(uv, box):
+    x, y, w, hh = box
+    c = uv.mean(0)
+    return x <= c[0] <= x + w and y <= c[1] <= y + hh
+
+
+def test_two_boxes_give_two_hands_with_stable_ids_frames_and_markers(ext):
+    node, probe, frames = ext
+    ids_a, ids_b = set(), set()
+    for _ in range(4):
+        s, out = ext_frame(frames, [BOX_A, BOX_B])
+        hands = hands_of(out["keypoints"][-1])
+        assert len(hands) == 2 and list(hands) == sorted(hands)  # ascending ids
+        (a,) = [i for i, (_, uv) in hands.items() if in_box(uv, BOX_A)]
+        (b,) = [i for i, (_, uv) in hands.items() if in_box(uv, BOX_B)]
+        ids_a.add(a)
+        ids_b.add(b)
+    assert len(ids_a) == 1 and len(ids_b) == 1 and ids_a != ids_b, (ids_a, ids_b)  # distinct, stable
+    order = list(hands)
+    # the 3D of each hand projects into its own box
+    for i, (xyz, uv) in hands.items():
+        np.testing.assert_allclose((xyz @ K.T)[:, :2] / xyz[:, 2:], uv, atol=2e-3)
+    # palm poses: one per hand in the cloud's order; ~/palm_pose is the first hand
+    (palms,) = out["palm_poses"]
+    assert len(palms.poses) == 2
+    for pose, i in zip(palms.poses, order):
+        xyz = hands[i][0]
+        np.testing.assert_allclose([pose.position.x, pose.position.y, pose.position.z],
+                                   (xyz[0] + xyz[5] + xyz[17]) / 3, atol=1e-6)
+    assert out["palm_pose"][-1].pose == palms.poses[0]
+    assert len(out["poses"][-1].poses) == 42
+    # TF: every hand's tree under its id, chained to the camera
+    tfs = {t.child_frame_id: t for t in out["tf"][-1].transforms}
+    assert set(tfs) == {f"hand_{i}_{n}" for i in order for n in ["palm"] + list(kp.KEYPOINT_NAMES)}
+    for i in order:
+        tip, palm = tfs[f"hand_{i}_index_tip"], tfs[f"hand_{i}_palm"]
+        assert tip.header.frame_id == f"hand_{i}_palm" and palm.header.frame_id == FRAME
+        T = np.eye(4)
+        for t in (palm, tip):
+            M = np.eye(4)
+            r, p = t.transform.rotation, t.transform.translation
+            M[:3, :3] = Rotation.from_quat([r.x, r.y, r.z, r.w]).as_matrix()
+            M[:3, 3] = (p.x, p.y, p.z)
+            T = T @ M
+        np.testing.assert_allclose(T[:3, 3], hands[i][0][8], atol=1e-5)
+    # markers: one set of namespaces per hand, labelled with the id
+    markers = [m for msg in out["markers"] for m in msg.markers]
+    assert {m.ns for m in markers} == {f"hand{i}/{ns}" for i in order for ns in ("joints", "bones", "palm", "label")}
+    texts = [m.text for m in markers if m.type == Marker.TEXT_VIEW_FACING]
+    labels = [re.fullmatch(r"hand (\d+)( left| right)?", t) for t in texts]
+    assert all(labels) and sorted(int(m.group(1)) for m in labels) == order, texts
+    # the cloud's is_left says the same as the label
+    sides = {int(a["hand_id"][i]): int(a["is_left"][i]) for a in [cv.cloud_to_array(out["keypoints"][-1])]
+             for i in range(0, 42, 21)}
+    for m in labels:
+        assert sides[int(m.group(1))] == {" left": 1, " right": 0, None: -1}[m.group(2)]
+    assert probe.wait_for(lambda: probe.diagnostics_value("hands") == "2", 2)
+
+
+def test_a_lost_hand_has_its_markers_deleted_and_no_hand_clears_all(ext):
+    node, probe, frames = ext
+    ext_frame(frames, [BOX_A, BOX_B])
+    s, out = ext_frame(frames, [BOX_A])
+    hands = hands_of(out["keypoints"][-1])
+    assert len(hands) == 1
+    (a,) = hands
+    markers = [m for msg in out["markers"] for m in msg.markers]
+    added = {m.ns for m in markers if m.action == Marker.ADD}
+    deleted = {m.ns for m in markers if m.action == Marker.DELETE}
+    assert added == {f"hand{a}/{ns}" for ns in ("joints", "bones", "palm", "label")}
+    (b,) = {ns.split("/")[0] for ns in deleted}
+    assert b != f"hand{a}" and deleted == {f"{b}/{ns}" for ns in ("joints", "bones", "palm", "label")}
+    assert len(out["palm_poses"][-1].poses) == 1
+    # no box: no hand; one DELETEALL, nothing else for that stamp
+    s, out = ext_frame(frames, [], key="markers")
+    (gone,) = out["markers"]
+    assert [m.action for m in gone.markers] == [Marker.DELETEALL]
+    for key in ("keypoints", "poses", "palm_pose", "palm_poses", "tf"):
+        assert not out[key], key
+    # and the hand comes back (a new id: the old track ended)
+    s, out = ext_frame(frames, [BOX_A])
+    assert len(hands_of(out["keypoints"][-1])) == 1
+
+
+def test_bad_boxes_are_dropped_with_warnings_and_counted(ext):
+    node, probe, frames = ext
+    ext_frame(frames, [BOX_A])
+    before = {r: probe.dropped(r) for r in ("bad_roi", "roi_outside_image", "too_many_rois",
+                                             "rois_without_image", "no_rois")}
+    # outside the image, zero-size, non-finite: ignored; the good box still gives its hand
+    s, out = ext_frame(frames, [BOX_A, (1000.0, 900.0, 50.0, 50.0), (-300.0, 10.0, 100.0, 100.0),
+                                (50.0, 50.0, 0.0, 30.0), (float("nan"), 10.0, 20.0, 20.0)])
+    hands = hands_of(out["keypoints"][-1])
+    assert len(hands) == 1 and in_box(next(iter(hands.values()))[1], BOX_A)
+    # more boxes than max_hands (2): the largest two are kept
+    s, out = ext_frame(frames, [BOX_C, BOX_A, BOX_B])
+    hands = hands_of(out["keypoints"][-1])
+    assert len(hands) == 2 and not any(in_box(uv, BOX_C) for _, uv in hands.values())
+    # boxes whose image never comes, an image whose boxes never come
+    orphan = frames.stamp()
+    send_rois(frames, orphan, [BOX_A])
+    lonely = frames.stamp()
+    frames.send(frames.image(lonely), frames.info(lonely))
+    time.sleep(0.3)
+    ext_frame(frames, [BOX_A])
+    late = frames.stamp(step_ms=-1)  # boxes for an image already handled
+    send_rois(frames, late, [BOX_A])
+    ext_frame(frames, [BOX_A])
+    counted = {r: probe.wait_for(lambda: probe.dropped(r) > before[r], 3) for r in before}
+    assert all(counted.values()), (counted, node.output()[-3000:])
+    assert probe.dropped("bad_roi") - before["bad_roi"] >= 2
+    assert probe.dropped("roi_outside_image") - before["roi_outside_image"] >= 2
+    log = node.output()
+    assert "outside the 320 x 240 image" in log and "beyond max_hands" in log and "no hand boxes of its stamp" in log
+    for stamp in (orphan, lonely):
+        assert not by_stamp(probe.messages("keypoints"), stamp)
+    for m in probe.messages("keypoints"):
+        xyz, uv, _ = cloud_xyz_uv(m)
+        assert np.all(np.isfinite(xyz)) and np.all(np.isfinite(uv))
+    assert node.alive()
+
+
+# ---------------------------------------------------------------------------- track: shipped weights, full frame
+def pasted_sample_frame(name="frame_00.png", offset=(300, 150), size=(640, 480), seed=0):
+    """A bundled sample crop pasted into a synthetic 640x480 background: (rgb, K, true 2D keypoints)."""
+    import json
+
+    from hand25d_ros.ros.demo import bundled_samples_dir
+
+    folder = bundled_samples_dir()
+    rec = {r["image"]: r for r in json.loads((folder / "annotations.json").read_text())["samples"]}[name]
+    crop = cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB)
+    W_, H_ = size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H_, 0:W_]
+    bg = np.stack([60 + 80 * xx / W_, 90 + 60 * yy / H_, 120 - 50 * xx / W_], -1)
+    bg += cv2.resize(rng.uniform(-30, 30, (12, 16, 3)), (W_, H_), interpolation=cv2.INTER_CUBIC)
+    rgb = np.clip(bg + rng.normal(0, 4, bg.shape), 0, 255).astype(np.uint8)
+    ox, oy = offset
+    rgb[oy:oy + crop.shape[0], ox:ox + crop.shape[1]] = crop
+    K_full = np.asarray(rec["K"], dtype=np.float64).copy()
+    K_full[0, 2] += ox
+    K_full[1, 2] += oy
+    return rgb, K_full, np.asarray(rec["joints_2d_px"], dtype=np.float64) + (ox, oy)
+
+
+def test_track_finds_a_hand_in_a_full_frame_with_the_shipped_weights(world):
+    from hand25d_ros.ros.demo import bundled_samples_dir
+
+    if not (bundled_samples_dir() / "frame_00.png").is_file():
+        pytest.skip("no bundled sample frames")
+    try:
+        from hand25d_ros.detector import default_detector_path
+    except ImportError:
+        default_detector_path = None
+    if default_detector_path is not None and not default_detector_path().is_file():
+        pytest.skip(f"the hand detector's weights are not shipped yet ({default_detector_path()}): "
+                    "localization 'track' cannot start without them")
+    rgb, K_full, uv_true = pasted_sample_frame()
+    params = {"device": "cpu", "localization": "track", "max_hands": 2, "max_image_pixels": 640 * 480,
+              "diagnostics_period_s": 0.2}
+    node = h.NodeProcess(world["plain_env"], "/track", params, world["tmp"] / "track_node.log")
+    probe = h.Probe(world["domain"], "/track")
+    try:
+        assert probe.wait_connected(60), node.output()
+        frames = Frames(probe)
+        errors = []
+        for _ in range(6):
+            s = frames.stamp(step_ms=33)
+            hd = Header(stamp=cv.ns_to_stamp(s), frame_id=FRAME)
+            frames.send(cv.numpy_to_image(rgb, "rgb8", hd), cv.intrinsics_to_camera_info(K_full, 640, 480, hd))
+            if probe.wait_for(lambda: by_stamp(probe.messages("keypoints"), s), 5.0):
+                hands = hands_of(by_stamp(probe.messages("keypoints"), s)[-1])
+                errors.append(min(np.linalg.norm(uv.mean(0) - uv_true.mean(0)) for _, uv in hands.values()))
+                if len(errors) >= 3:
+                    break
+        assert errors, f"no hand published\n{node.output()[-3000:]}"
+        # a hand near the pasted one (the mean of its 2D keypoints), in most frames
+        assert np.median(errors) < 40.0, errors
+        tf = [m for m in probe.messages("tf") if m.transforms]
+        assert tf and all(t.child_frame_id.startswith("hand_") for t in tf[-1].transforms)
+    finally:
+        probe.close()
+        assert node.stop() == 0

@@ -12,6 +12,10 @@ the keypoints and saves, per frame, an overlay drawn from the received 2D keypoi
 outputs (``<name>.json``). Where an ``annotations.json`` lies beside the images (the bundled
 samples), each frame's intrinsics come from it and the error against the true pose is
 printed. Exit code 0 when the node answered every frame.
+
+The bundled frames are hand crops, so the node runs with ``localization: whole_image`` and
+no smoothing (the frames are unrelated stills, not a video); ``--localization track`` finds
+and follows hands in full camera frames instead.
 """
 from __future__ import annotations
 
@@ -217,7 +221,8 @@ def run(args) -> int:
     if params_file:
         cmd += ["--params-file", str(params_file)]
     cmd += ["-r", f"__ns:={NODE_NAMESPACE}", "-p", "publish_debug_image:=true", "-p", f"device:={args.device}",
-            "-p", f"intrinsics_source:={'raw' if any_distortion else 'rectified'}"]
+            "-p", f"intrinsics_source:={'raw' if any_distortion else 'rectified'}",
+            "-p", f"localization:={args.localization}", "-p", "smoothing:=false"]
     if args.weights:
         cmd += ["-p", f"weights:={Path(args.weights).resolve()}"]
     if args.hand_size_m:
@@ -270,6 +275,10 @@ def run(args) -> int:
                 print(f"\n{path.name}: no hand (confidence below the threshold or no valid 3D)")
             else:
                 arr = cloud_to_array(cloud)
+                if len(np.unique(arr["hand_id"])) > 1:
+                    print(f"\n{path.name}: {len(arr) // kp.NUM_KEYPOINTS} hands, ids "
+                          f"{sorted(set(arr['hand_id'].tolist()))}; the first is shown and saved")
+                arr = arr[arr["hand_id"] == arr["hand_id"][0]]   # the first hand, the one on ~/palm_pose
                 uv = np.stack([arr["u"], arr["v"]], 1)
                 p = palm.pose.position if palm is not None else None
                 palm_xyz = [p.x, p.y, p.z] if p is not None else [float("nan")] * 3
@@ -289,6 +298,7 @@ def run(args) -> int:
                                         "xyz_m": [float(r["x"]), float(r["y"]), float(r["z"])],
                                         "confidence": float(r["confidence"])} for r in arr]
                 record["palm_xyz_m"] = palm_xyz
+                record["hand_id"] = int(arr["hand_id"][0])
                 tf = client.output("tf", stamp)
                 record["tf_frames"] = [t.child_frame_id for t in tf.transforms] if tf is not None else []
             (out / f"{path.stem}.json").write_text(json.dumps(record, indent=1))
@@ -314,6 +324,8 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", help="weights file (default: the bundled weights)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--hand-size-m", type=float, help="wrist to index-MCP length (m)")
+    ap.add_argument("--localization", default="whole_image", choices=("whole_image", "track"),
+                    help="whole_image: each image is a hand crop (the bundled samples); track: full camera frames")
     ap.add_argument("--out", default="out/demo", help="folder for overlays and JSON")
     ap.add_argument("--domain-id", type=int, help="ROS domain (default: a random one)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the node")

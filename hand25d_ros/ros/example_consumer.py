@@ -1,13 +1,16 @@
-"""Example consumer of hand25d_node: follows the index fingertip through TF and the palm pose.
+"""Example consumer of hand25d_node: follows one hand's index fingertip through TF.
 
     python -m hand25d_ros.ros.example_consumer --ros-args -p frame_prefix:=hand_ \
-        -r palm_pose:=/hand25d/palm_pose
+        -r keypoints:=/hand25d/keypoints [-p hand_id:=3]
 
-It listens to /tf and ``palm_pose`` (geometry_msgs/PoseStamped) and, for every palm pose,
-looks up ``<prefix>index_tip`` and ``<prefix>thumb_tip`` at the palm pose's stamp along the
-TF chain ``<camera frame> -> <prefix>palm -> <prefix>index_tip``, and logs (at most twice a
-second) the fingertip in the camera frame, where it points (its frame's x axis), its height
-above the palm plane (z in the palm frame), and the thumb-index pinch distance.
+It listens to /tf and ``keypoints`` (sensor_msgs/PointCloud2, 21 points per hand with the
+fields ``hand_id`` and ``is_left``). For each cloud it picks a hand: the one of id ``hand_id``,
+or with ``hand_id`` -1 (the default) the first one (the lowest id, the hand followed longest,
+the same as ~/palm_pose), looks up ``<prefix><id>_index_tip`` and ``<prefix><id>_thumb_tip`` at
+the cloud's stamp along the TF chain ``<camera frame> -> <prefix><id>_palm ->
+<prefix><id>_index_tip``, and logs (at most twice a second) the fingertip in the camera frame,
+where it points (its frame's x axis), its height above the palm plane (z in the palm frame),
+and the thumb-index pinch distance.
 
 The TF lookup here is a small stand-in for tf2_ros.Buffer (not on PyPI): it keeps the
 transforms of the last few stamps per frame and composes a chain up to the target frame.
@@ -21,13 +24,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from scipy.spatial.transform import Rotation
+from sensor_msgs.msg import PointCloud2
 from tf2_msgs.msg import TFMessage
 
-from .conversions import stamp_to_ns
+from .conversions import cloud_to_array, stamp_to_ns
 
 TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
@@ -76,51 +79,66 @@ class TfChain:
 class Fingertip:
     stamp_ns: int
     camera_frame: str
+    hand_id: int
+    side: str                      # "left", "right" or "unknown"
     tip_in_camera: np.ndarray      # (3,) m
     pointing: np.ndarray           # (3,) unit, camera frame
     height_above_palm_m: float
     pinch_m: float
 
 
+SIDES = {1: "left", 0: "right", -1: "unknown"}
+
+
 class FingertipFollower(Node):
-    """Logs the index fingertip of the hand that hand25d_node publishes."""
+    """Logs the index fingertip of one hand that hand25d_node publishes."""
 
     def __init__(self, node_name: str = "hand25d_fingertip", **kwargs):
         super().__init__(node_name, **kwargs)
         self.prefix = self.declare_parameter("frame_prefix", "hand_").value
+        self.hand_id = self.declare_parameter("hand_id", -1).value
         self.tf = TfChain()
         self.latest: Fingertip | None = None
-        self._palm: PoseStamped | None = None   # newest palm pose not yet matched with its TF
+        self._hand = None   # (stamp_ns, camera frame, hand id, side) not yet matched with its TF
         self._last_log = 0.0
         self.create_subscription(TFMessage, "/tf", self.on_tf, TF_QOS)
-        self.create_subscription(PoseStamped, "palm_pose", self.on_palm, 5)
+        self.create_subscription(PointCloud2, "keypoints", self.on_keypoints, 5)
 
-    # the palm pose and the TF of one frame come on two topics, in either order
+    # the keypoints and the TF of one frame come on two topics, in either order
     def on_tf(self, msg: TFMessage) -> None:
         self.tf.add(msg)
-        if self._palm is not None:
-            self.follow(self._palm)
+        if self._hand is not None:
+            self.follow(*self._hand)
 
-    def on_palm(self, palm: PoseStamped) -> None:
-        self._palm = palm
-        self.follow(palm)
+    def on_keypoints(self, cloud: PointCloud2) -> None:
+        pts = cloud_to_array(cloud)
+        if pts.size == 0:
+            return
+        ids = pts["hand_id"].astype(int)
+        hand = int(ids[0]) if self.hand_id < 0 else int(self.hand_id)
+        mine = pts[ids == hand]
+        if mine.size == 0:
+            return  # that hand is not in this frame
+        self._hand = (stamp_to_ns(cloud.header.stamp), cloud.header.frame_id, hand,
+                      SIDES.get(int(mine["is_left"][0]), "unknown"))
+        self.follow(*self._hand)
 
-    def follow(self, palm: PoseStamped) -> None:
-        stamp, camera = stamp_to_ns(palm.header.stamp), palm.header.frame_id
-        index = self.tf.lookup(camera, f"{self.prefix}index_tip", stamp)
-        thumb = self.tf.lookup(camera, f"{self.prefix}thumb_tip", stamp)
-        in_palm = self.tf.lookup(f"{self.prefix}palm", f"{self.prefix}index_tip", stamp)
+    def follow(self, stamp: int, camera: str, hand: int, side: str) -> None:
+        p = f"{self.prefix}{hand}_"
+        index = self.tf.lookup(camera, f"{p}index_tip", stamp)
+        thumb = self.tf.lookup(camera, f"{p}thumb_tip", stamp)
+        in_palm = self.tf.lookup(f"{p}palm", f"{p}index_tip", stamp)
         if index is None or thumb is None or in_palm is None:
             return  # the TF of this stamp is not here yet
-        self._palm = None
-        self.latest = Fingertip(stamp, camera, index[:3, 3].copy(), index[:3, 0].copy(),
+        self._hand = None
+        self.latest = Fingertip(stamp, camera, hand, side, index[:3, 3].copy(), index[:3, 0].copy(),
                                 float(in_palm[2, 3]), float(np.linalg.norm(index[:3, 3] - thumb[:3, 3])))
         now = time.monotonic()
         if now - self._last_log >= 0.5:
             self._last_log = now
             f = self.latest
             self.get_logger().info(
-                f"index tip in {camera}: {np.round(f.tip_in_camera, 3).tolist()} m, pointing "
+                f"hand {hand} ({side}): index tip in {camera}: {np.round(f.tip_in_camera, 3).tolist()} m, pointing "
                 f"{np.round(f.pointing, 2).tolist()}, {f.height_above_palm_m * 100:.1f} cm off the palm plane, "
                 f"pinch {f.pinch_m * 100:.1f} cm")
 

@@ -1,28 +1,53 @@
-"""hand25d_node: 3D hand pose from a camera's images and CameraInfo (ROS 2).
+"""hand25d_node: 3D hand poses from a camera's images and CameraInfo (ROS 2), several hands.
 
-Subscriptions (remappable; sensor-data QoS: best effort, keep last 1):
+Subscriptions (remappable; sensor-data QoS: best effort, keep last 1; ``rois`` keep last 10):
     image                sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8; any row padding)
     image/compressed     sensor_msgs/CompressedImage, instead of ``image`` when
                          ``use_compressed`` (the name follows ``image``'s remapping)
     camera_info          sensor_msgs/CameraInfo, paired by stamp (``sync_tolerance_s``)
+    rois                 only with ``localization: external``: the hand boxes of each image,
+                         paired by exact stamp; vision_msgs/Detection2DArray when vision_msgs is
+                         importable (one box per detection, ``bbox`` in pixels), else
+                         geometry_msgs/PolygonStamped (points in pairs: two opposite corners of
+                         each box, pixels). An image waits for its boxes; an empty message means
+                         no hand in that image.
 
-Publications, stamped with the image's stamp, in its optical frame (reliable):
-    ~/keypoints          sensor_msgs/PointCloud2: x y z (m) u v (px) confidence (float32),
-                         id (uint32); one point per keypoint in ``keypoints.KEYPOINT_NAMES`` order
-    ~/poses              geometry_msgs/PoseArray: 21 poses, orientations of ``pose_frames``
-    ~/palm_pose          geometry_msgs/PoseStamped: the palm frame
-    /tf                  tf2_msgs/TFMessage: <camera frame> -> <prefix>palm -> <prefix><keypoint>
-    ~/markers            visualization_msgs/MarkerArray (DELETEALL when the hand is lost)
-    ~/debug_image        sensor_msgs/Image rgb8 with the skeleton, when ``publish_debug_image``
+Where the hands come from (``localization``): ``track`` finds hands in the full frame and
+follows them (``hand25d_ros.tracking.HandTracker``); ``whole_image``: the image is one hand
+crop; ``external``: the boxes on ``rois``. Each hand gets an id that stays while it is
+followed (a hand lost and found again gets a new one; ids are never reused) and a left/right
+label where the tracker gives one. Up to ``max_hands`` hands; with ``smoothing`` the 3D
+keypoints of each hand are One Euro filtered (the 2D keypoints u, v are not).
+
+Publications, stamped with the image's stamp, in its optical frame (reliable). Hands are
+listed in ascending id order, 21 entries per hand, the same order in every message of a frame:
+    ~/keypoints          sensor_msgs/PointCloud2, 21 points per hand: x y z (m) u v (px)
+                         confidence (float32), id (uint32, keypoint index in
+                         ``keypoints.KEYPOINT_NAMES`` order), hand_id (uint32), is_left (int8:
+                         1 left, 0 right, -1 unknown); point_step 36
+    ~/poses              geometry_msgs/PoseArray: 21 poses per hand, orientations of ``pose_frames``
+    ~/palm_poses         geometry_msgs/PoseArray: one palm frame per hand (hand i = points
+                         21 i .. 21 i + 20 of ~/keypoints, which carry its hand_id and is_left)
+    ~/palm_pose          geometry_msgs/PoseStamped: the palm frame of the first hand (lowest id:
+                         the one followed longest), for single-hand consumers
+    /tf                  tf2_msgs/TFMessage, per hand: <camera frame> -> <prefix><id>_palm ->
+                         <prefix><id>_<keypoint> (``hand_3_palm``, ``hand_3_index_tip``, ...)
+    ~/markers            visualization_msgs/MarkerArray, namespaces ``hand<id>/joints``, ``/bones``,
+                         ``/palm``, ``/label`` (text ``hand <id> left|right``); a lost hand's
+                         namespaces get DELETE, and DELETEALL when no hand is left
+    ~/debug_image        sensor_msgs/Image rgb8 with the skeletons and labels, when ``publish_debug_image``
     /diagnostics         diagnostic_msgs/DiagnosticArray: input and processing rates (Hz),
                          latency_ms (publication time - image stamp), processing_ms (callback),
-                         node_overhead_ms (callback less the estimator), dropped frames by reason
+                         node_overhead_ms (callback less the estimator and tracker), hands and
+                         their ids, dropped inputs by reason
 
-Nothing is published for a frame without a trustworthy hand (invalid 3D or mean confidence
-below ``confidence_threshold``) except the DELETEALL markers when the hand is lost, and the
-plain debug image. Bad input is dropped with a rate-limited warning; the node keeps running.
-Missing or corrupt weights, an invalid parameter, or CUDA requested where there is none
-(unless ``allow_cpu_fallback``) stop it at start-up with the reason.
+A hand is published when its 3D is valid and its mean confidence reaches
+``confidence_threshold``. Nothing is published for a frame without such a hand except the
+marker deletions and the plain debug image. Bad input (images, CameraInfo, boxes outside the
+image, zero-size or non-finite boxes, boxes without an image, more boxes than ``max_hands``)
+is dropped with a rate-limited warning and counted; the node keeps running. Missing or corrupt
+weights, an invalid parameter, or CUDA requested where there is none (unless
+``allow_cpu_fallback``) stop it at start-up with the reason.
 
 Parameters: ``PARAMETERS`` below (one place: default, description, range, read-only);
 ``config/hand25d.yaml`` lists them all.
@@ -33,6 +58,7 @@ for the camera driver and this node fixes that (see the file).
 """
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import sys
@@ -55,6 +81,7 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from .. import keypoints as kp
+from ..crop import whole_image_box
 from ..pose_frames import hand_frames
 from . import conversions as conv
 
@@ -67,6 +94,10 @@ OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=Re
 # /tf: the profile of tf2_ros' TransformBroadcaster (DynamicBroadcasterQoS).
 TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
+# Hand boxes: best effort like the images, but a few deep so that a burst is not lost.
+ROI_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
+                     durability=DurabilityPolicy.VOLATILE)
+LOCALIZATIONS = ("track", "whole_image", "external")
 
 # an image stamp this far behind the newest one means a restarted source (a looping bag),
 # not a reordered frame: start over instead of dropping everything from now on
@@ -117,6 +148,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "the absolute depth scales with it", low=0.03, high=0.2),
     ParamSpec("confidence_threshold", 0.05, "mean keypoint confidence below which the hand counts as absent "
               "(nothing is published, markers are deleted)", low=0.0, high=1.0),
+    ParamSpec("localization", "track", "where the hands are: 'track' finds and follows them in the full frame; "
+              "'whole_image': the image is one hand crop; 'external': the boxes on the rois topic",
+              choices=LOCALIZATIONS, read_only=True),
+    ParamSpec("max_hands", 2, "most hands published per image", low=1, high=10, read_only=True),
+    ParamSpec("smoothing", True, "One Euro filter on each hand's 3D keypoints (less jitter, a little lag)",
+              read_only=True),
+    ParamSpec("smoothing_min_cutoff_hz", 1.5, "One Euro cut-off at rest (Hz): lower is smoother and lags more",
+              low=0.001, high=1000.0, read_only=True),
+    ParamSpec("smoothing_beta", 0.5, "One Euro speed coefficient (s/m): higher lags less in fast motion",
+              low=0.0, high=1000.0, read_only=True),
     ParamSpec("intrinsics_source", "rectified", "'rectified': the image is rectified, use CameraInfo P; "
               "'raw': use K and the distortion D", choices=conv.INTRINSICS_SOURCES),
     ParamSpec("sync_tolerance_s", 0.02, "pair an image with the CameraInfo of the same stamp, else the newest "
@@ -125,7 +166,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("camera_frame_id", "", "frame of the outputs; empty: the image's header.frame_id",
               pattern=r"^[A-Za-z0-9_][A-Za-z0-9_/]*$|^$"),
-    ParamSpec("frame_prefix", "hand_", "prefix of the TF frames: <prefix>palm, <prefix><keypoint name>",
+    ParamSpec("frame_prefix", "hand_", "prefix of the TF frames: <prefix><hand id>_palm, "
+              "<prefix><hand id>_<keypoint name>",
               pattern=r"^([A-Za-z0-9_][A-Za-z0-9_/]*)?$"),
     ParamSpec("publish_tf", True, "broadcast the palm and keypoint frames on /tf"),
     ParamSpec("publish_markers", True, "publish ~/markers for RViz"),
@@ -196,10 +238,14 @@ class CameraInfoSync:
         dropped, self.pending = self.pending, None
         return dropped
 
+    def store_info(self, stamp_ns: int, info) -> None:
+        """Store a CameraInfo without pairing it (the node pairs when the boxes are there too)."""
+        self._infos.append((stamp_ns, info))
+
     def add_info(self, stamp_ns: int, info):
         """Store a CameraInfo; returns ``(image_stamp_ns, image, info)`` when it pairs the
         waiting image, else None."""
-        self._infos.append((stamp_ns, info))
+        self.store_info(stamp_ns, info)
         if self.pending is not None:
             s, image = self.pending
             match = self.match(s)
@@ -214,6 +260,41 @@ class CameraInfoSync:
     def clear(self):
         self._infos.clear()
         self.pending = None
+
+
+class RoiBuffer:
+    """Hand-box messages waiting for the image of their stamp (exact stamps: a detector copies
+    the image's header). Boxes older than the newest image can no longer pair."""
+
+    def __init__(self, history: int = 30):
+        self.history = history
+        self._sets: dict[int, object] = {}   # stamp_ns -> message
+
+    def add(self, stamp_ns: int, msg) -> list[int]:
+        """Store; returns the stamps pushed out by the history limit (never paired)."""
+        self._sets[stamp_ns] = msg
+        evicted = []
+        while len(self._sets) > self.history:
+            oldest = min(self._sets)
+            del self._sets[oldest]
+            evicted.append(oldest)
+        return evicted
+
+    def has(self, stamp_ns: int) -> bool:
+        return stamp_ns in self._sets
+
+    def take(self, stamp_ns: int):
+        return self._sets.pop(stamp_ns, None)
+
+    def expire_before(self, stamp_ns: int) -> list[int]:
+        """Forget the sets older than ``stamp_ns``; returns their stamps."""
+        old = sorted(s for s in self._sets if s < stamp_ns)
+        for s in old:
+            del self._sets[s]
+        return old
+
+    def clear(self):
+        self._sets.clear()
 
 
 class RateWindow:
@@ -266,18 +347,23 @@ class HandPoseNode(Node):
         super().__init__(node_name, **kwargs)
         self._declare_parameters()
         self.estimator = self._make_estimator()
+        self.tracker = self._make_tracker()
 
         self.sync = CameraInfoSync(int(self.cfg["sync_tolerance_s"] * 1e9))
+        self.rois = RoiBuffer()
+        self.external = self.cfg["localization"] == "external"
         self.throttle = WarningThrottle(self.cfg["warning_period_s"])
         self.stats_in, self.stats_done, self.stats_found = RateWindow(), RateWindow(), RateWindow()
         self.stats_latency, self.stats_overhead, self.stats_processing = RateWindow(), RateWindow(), RateWindow()
         self.dropped: dict[str, int] = {}
         self.last_stamp_ns: int | None = None
-        self.hand_visible: bool | None = None   # None: nothing published yet
+        self.hand_ids: list[int] = []             # the hands of the last processed frame
+        self.marker_ids: set[int] | None = None   # hands with markers up; None: nothing published yet
 
         self.pub_cloud = self.create_publisher(PointCloud2, "~/keypoints", OUTPUT_QOS)
         self.pub_poses = self.create_publisher(PoseArray, "~/poses", OUTPUT_QOS)
         self.pub_palm = self.create_publisher(PoseStamped, "~/palm_pose", OUTPUT_QOS)
+        self.pub_palms = self.create_publisher(PoseArray, "~/palm_poses", OUTPUT_QOS)
         self.pub_markers = self.create_publisher(MarkerArray, "~/markers", OUTPUT_QOS)
         self.pub_debug = self.create_publisher(Image, "~/debug_image", OUTPUT_QOS)
         self.pub_tf = self.create_publisher(TFMessage, "/tf", TF_QOS)
@@ -290,10 +376,16 @@ class HandPoseNode(Node):
             topic = "image"
             self.sub_image = self.create_subscription(Image, topic, self.on_image, SENSOR_QOS)
         self.sub_info = self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, SENSOR_QOS)
+        inputs = f"{self.resolve_topic_name(topic)} + {self.resolve_topic_name('camera_info')}"
+        self.sub_rois = None
+        if self.external:
+            roi_type = conv.roi_message_type()
+            self.sub_rois = self.create_subscription(roi_type, "rois", self.on_rois, ROI_QOS)
+            inputs += f" + {self.resolve_topic_name('rois')} ({roi_type.__module__.split('.')[0]}/{roi_type.__name__})"
         self.timer_diag = self.create_timer(self.cfg["diagnostics_period_s"], self.publish_diagnostics)
         self.get_logger().info(
-            f"ready: {self.resolve_topic_name(topic)} + {self.resolve_topic_name('camera_info')} -> "
-            f"{self.resolve_topic_name('~/keypoints')} ...; device {self.estimator.device}, "
+            f"ready: {inputs} -> {self.resolve_topic_name('~/keypoints')} ...; localization "
+            f"{self.cfg['localization']}, up to {self.cfg['max_hands']} hands, device {self.estimator.device}, "
             f"weights {self.estimator.weights_path}, hand size {self.cfg['hand_size_m']} m")
 
     # -------------------------------------------------------------- set-up
@@ -329,6 +421,29 @@ class HandPoseNode(Node):
         except WeightsError as exc:
             raise StartupError(f"cannot load weights: {exc}") from None
 
+    def _make_tracker(self):
+        from ..tracking import HandTracker
+
+        p = self.cfg
+        tracker = HandTracker(self.estimator, max_hands=p["max_hands"], min_confidence=p["confidence_threshold"],
+                              smoothing=p["smoothing"], min_cutoff_hz=p["smoothing_min_cutoff_hz"],
+                              beta=p["smoothing_beta"])
+        accepts = inspect.signature(tracker.update).parameters
+        if p["localization"] != "track" and "rois" not in accepts:
+            raise StartupError(f"localization {p['localization']!r} needs HandTracker.update(..., rois=); "
+                               "this hand25d_ros.tracking has none: use localization:=track")
+        self._tracker_takes_model = "distortion_model" in accepts
+        if p["localization"] == "track":
+            # one frame now: what the hand search needs (e.g. the detector's weights, loaded on first
+            # use) fails here with the reason, not on the first camera frame
+            try:
+                K = np.array([[300.0, 0.0, 159.5], [0.0, 300.0, 119.5], [0.0, 0.0, 1.0]])
+                tracker.update(np.zeros((240, 320, 3), np.uint8), K, 0.0)
+            except Exception as exc:  # noqa: BLE001 - any failure here means the node cannot work
+                raise StartupError(f"localization 'track' cannot run: {type(exc).__name__}: {exc}") from None
+            tracker.reset()
+        return tracker
+
     def on_set_parameters(self, params) -> SetParametersResult:
         """The one validation point for ``ros2 param set`` (read-only ones rclpy rejects itself)."""
         for prm in params:
@@ -342,23 +457,47 @@ class HandPoseNode(Node):
                     self.sync.tolerance_ns = int(prm.value * 1e9)
                 elif prm.name == "warning_period_s":
                     self.throttle.period_s = prm.value
-                elif prm.name == "publish_markers" and not prm.value and self.hand_visible:
-                    self.hand_visible = None
+                elif prm.name == "confidence_threshold":
+                    self.tracker.min_confidence = prm.value
+                elif prm.name == "hand_size_m":
+                    # the depth of every hand jumps: that is no motion for the smoothing to follow
+                    for track in getattr(self.tracker, "tracks", []):
+                        filt = getattr(track, "filt", None)
+                        if filt is not None:
+                            filt.reset()
+                elif prm.name == "publish_markers" and not prm.value and self.marker_ids:
+                    self.marker_ids = None
         return SetParametersResult(successful=True)
 
     # -------------------------------------------------------------- callbacks
-    def warn(self, key: str, text: str) -> None:
-        """Count a dropped frame under ``key`` and warn, at most once per warning period."""
-        self.dropped[key] = self.dropped.get(key, 0) + 1
+    def warn(self, key: str, text: str, count: int = 1) -> None:
+        """Count ``count`` dropped inputs under ``key`` and warn, at most once per warning period."""
+        self.dropped[key] = self.dropped.get(key, 0) + count
         held = self.throttle(key, time.monotonic())
         if held is not None:
             more = f" ({held} more since the last warning)" if held else ""
             self.get_logger().warning(f"{text}{more}")
 
     def on_camera_info(self, msg: CameraInfo) -> None:
-        paired = self.sync.add_info(conv.stamp_to_ns(msg.header.stamp), msg)
-        if paired is not None:
-            self.process(paired[1], paired[2])
+        self.sync.store_info(conv.stamp_to_ns(msg.header.stamp), msg)
+        self.try_pending()
+
+    def on_rois(self, msg) -> None:
+        stamp = conv.stamp_to_ns(msg.header.stamp)
+        pending = self.sync.pending[0] if self.sync.pending is not None else None
+        if self.last_stamp_ns is not None and stamp <= self.last_stamp_ns and stamp != pending:
+            # its image is gone: processed (a repeated message), dropped, or never came
+            self.warn_orphan_rois([stamp])
+            return
+        self.warn_orphan_rois(self.rois.add(stamp, msg))
+        self.try_pending()
+
+    def warn_orphan_rois(self, stamps) -> None:
+        if stamps:
+            newest = "none yet" if self.last_stamp_ns is None else f"{self.last_stamp_ns / 1e9:.6f}"
+            self.warn("rois_without_image", f"dropped hand boxes of stamp {stamps[-1] / 1e9:.6f} on "
+                                            f"{self.sub_rois.topic_name}: no image of that stamp to pair with "
+                                            f"(newest image {newest})", len(stamps))
 
     def on_image(self, msg) -> None:
         now = time.monotonic()
@@ -369,29 +508,48 @@ class HandPoseNode(Node):
                 self.get_logger().warning(f"image stamps jumped back by {(self.last_stamp_ns - stamp) / 1e9:.3f} s: "
                                           "assuming a restarted source, starting over")
                 self.sync.clear()
+                self.rois.clear()
+                self.tracker.reset()
             else:
                 what = "repeats" if stamp == self.last_stamp_ns else "is older than"
                 self.warn("out_of_order", f"dropped an image: its stamp {stamp / 1e9:.6f} {what} the previous "
                                           f"image's {self.last_stamp_ns / 1e9:.6f}")
                 return
         self.last_stamp_ns = stamp
-        info = self.sync.match(stamp)
-        if info is None:
-            dropped = self.sync.hold(stamp, msg)
-        else:
-            dropped = self.sync.drop_pending()
+        if self.external:
+            self.warn_orphan_rois(self.rois.expire_before(stamp))
+        dropped = self.sync.hold(stamp, msg)   # the image waits here until it has what it needs
         if dropped is not None:
+            self.warn_unpaired(dropped[0])
+        self.try_pending()
+
+    def warn_unpaired(self, stamp: int) -> None:
+        """An image that waited in vain: count it by what it lacked."""
+        if self.sync.match(stamp) is None:
             newest = self.sync.newest_stamp_ns()
             seen = "none received yet" if newest is None else f"newest at {newest / 1e9:.6f}"
-            self.warn("no_camera_info", f"dropped an image at {dropped[0] / 1e9:.6f}: no CameraInfo within "
+            self.warn("no_camera_info", f"dropped an image at {stamp / 1e9:.6f}: no CameraInfo within "
                                         f"{self.cfg['sync_tolerance_s']} s of its stamp ({seen}) on "
                                         f"{self.sub_info.topic_name}")
-        if info is not None:
-            self.process(msg, info)
+        else:
+            self.warn("no_rois", f"dropped an image at {stamp / 1e9:.6f}: no hand boxes of its stamp on "
+                                 f"{self.sub_rois.topic_name} before the next image (localization: external; "
+                                 "publish an empty message for an image without hands)")
+
+    def try_pending(self) -> None:
+        """Process the waiting image when its CameraInfo (and, external, its boxes) are there."""
+        if self.sync.pending is None:
+            return
+        stamp, image = self.sync.pending
+        info = self.sync.match(stamp)
+        if info is None or (self.external and not self.rois.has(stamp)):
+            return
+        self.sync.drop_pending()
+        self.process(image, info, self.rois.take(stamp) if self.external else None)
 
     # -------------------------------------------------------------- the work
-    def process(self, msg, info: CameraInfo) -> None:
-        """Convert, estimate, publish. Any bad input: warn and publish nothing for this frame."""
+    def process(self, msg, info: CameraInfo, rois_msg=None) -> None:
+        """Convert, localise, estimate, publish. Bad input: warn and publish nothing for this frame."""
         t0 = time.perf_counter()
         p = self.cfg
         try:
@@ -417,67 +575,125 @@ class HandPoseNode(Node):
             self.warn("no_frame_id", "dropped an image with an empty header.frame_id; set camera_frame_id")
             return
         header = Header(stamp=msg.header.stamp, frame_id=frame)
+        height, width = rgb.shape[:2]
+        kwargs = {}
+        if p["localization"] == "whole_image":
+            kwargs["rois"] = [whole_image_box(height, width)]
+        elif p["localization"] == "external":
+            kwargs["rois"] = self.check_rois(rois_msg, width, height)
+        if D is not None and model and model != "plumb_bob":
+            if self._tracker_takes_model:
+                kwargs["distortion_model"] = model
+            elif model != "rational_polynomial":   # same cv2 call as plumb_bob
+                self.warn("unsupported_distortion", f"dropped an image: distortion model {model!r} is not "
+                                                    "supported with this tracker; use the rectified image")
+                return
         t1 = time.perf_counter()
         try:
-            pose = self.estimator.estimate(rgb, K, p["hand_size_m"], D=D, distortion_model=model or "plumb_bob")
+            tracked = self.tracker.update(rgb, K, conv.stamp_to_ns(msg.header.stamp) / 1e9, p["hand_size_m"],
+                                          D=D, **kwargs)
         except (ValueError, TypeError) as exc:
             self.warn("estimate_failed", f"dropped an image: {exc}")
             return
+        except Exception as exc:  # noqa: BLE001 - a bug or a broken model must not take the node down
+            self.warn("estimate_error", f"dropped an image: the estimator failed: {type(exc).__name__}: {exc}")
+            return
         t2 = time.perf_counter()
-        found = bool(pose.valid and pose.mean_confidence >= p["confidence_threshold"]
-                     and np.all(np.isfinite(pose.keypoints_3d)))
-        if found:
-            self.publish_hand(header, pose)
-        elif self.hand_visible is not False:
-            if p["publish_markers"]:
-                self.pub_markers.publish(conv.delete_all_markers(header))
-            self.hand_visible = False
+        hands = []
+        for t in sorted(tracked, key=lambda t: t.track_id)[: p["max_hands"]]:
+            pose = t.pose
+            if (pose.valid and pose.mean_confidence >= p["confidence_threshold"]
+                    and np.all(np.isfinite(pose.keypoints_3d)) and np.all(np.isfinite(pose.keypoints_2d))):
+                is_left = getattr(t, "is_left", None)
+                hands.append(conv.HandOutput(int(t.track_id), None if is_left is None else bool(is_left),
+                                             pose.keypoints_3d, pose.keypoints_2d, pose.confidence,
+                                             hand_frames(pose.keypoints_3d)))
+        if hands:
+            self.publish_hands(header, hands)
+        elif p["publish_markers"] and self.marker_ids != set():
+            self.pub_markers.publish(conv.delete_all_markers(header))
+            self.marker_ids = set()
+        self.hand_ids = [h.hand_id for h in hands]
         if p["publish_debug_image"]:
-            self.publish_debug(header, rgb, pose if found else None)
+            self.publish_debug(header, rgb, hands)
         t3 = time.perf_counter()
         now = time.monotonic()
         self.stats_done.add(now)
-        if found:
+        if hands:
             self.stats_found.add(now)
         stamp_age = self.get_clock().now().nanoseconds - conv.stamp_to_ns(msg.header.stamp)
         self.stats_latency.add(now, stamp_age / 1e6)
         self.stats_processing.add(now, (t3 - t0) * 1e3)
         self.stats_overhead.add(now, ((t3 - t0) - (t2 - t1)) * 1e3)
 
-    def publish_hand(self, header: Header, pose) -> None:
+    def check_rois(self, rois_msg, width: int, height: int) -> list:
+        """The usable boxes of a ``rois`` message for a width x height image (warns about the rest)."""
+        try:
+            candidates = conv.rois_from_msg(rois_msg)
+        except (AttributeError, TypeError, ValueError) as exc:
+            self.warn("bad_roi", f"ignored the hand boxes of an image: {type(exc).__name__}: {exc}")
+            return []
+        res = conv.clean_rois(candidates, width, height, self.cfg["max_hands"])
+        if res.bad:
+            self.warn("bad_roi", f"ignored {res.bad} hand box(es) with a zero, negative, tiny (under "
+                                 f"{conv.MIN_ROI_SIDE_PX:g} px) or non-finite size, e.g. (x, y, w, h) = "
+                                 f"{res.example['bad']}", res.bad)
+        if res.outside:
+            self.warn("roi_outside_image", f"ignored {res.outside} hand box(es) outside the {width} x {height} "
+                                           f"image, e.g. (x, y, w, h) = {res.example['outside']}", res.outside)
+        if res.extra:
+            self.warn("too_many_rois", f"ignored {res.extra} hand box(es) beyond max_hands = "
+                                       f"{self.cfg['max_hands']} (kept the best-scored, else the largest)", res.extra)
+        return res.boxes
+
+    def publish_hands(self, header: Header, hands: list) -> None:
         p = self.cfg
-        xyz = pose.keypoints_3d
-        frames = hand_frames(xyz)
         # TF first: a consumer reacting to the other topics finds the frames of this stamp more often
         # (the order between topics is not guaranteed, see example_consumer.py)
         if p["publish_tf"]:
-            self.pub_tf.publish(conv.hand_to_tf(header, xyz, frames, p["frame_prefix"]))
-        self.pub_cloud.publish(conv.keypoints_to_cloud(header, xyz, pose.keypoints_2d, pose.confidence))
-        self.pub_poses.publish(conv.keypoints_to_pose_array(header, xyz, frames))
-        self.pub_palm.publish(conv.palm_to_pose_stamped(header, frames))
+            self.pub_tf.publish(conv.hands_to_tf(header, hands, p["frame_prefix"]))
+        self.pub_cloud.publish(conv.hands_to_cloud(header, hands))
+        self.pub_poses.publish(conv.hands_to_pose_array(header, hands))
+        self.pub_palms.publish(conv.palms_to_pose_array(header, hands))
+        self.pub_palm.publish(conv.palm_to_pose_stamped(header, hands[0].frames))
         if p["publish_markers"]:
-            self.pub_markers.publish(conv.hand_to_markers(
-                header, xyz, frames, p["marker_joint_radius_m"], p["marker_bone_width_m"],
-                p["marker_palm_arrow_length_m"], p["marker_lifetime_s"]))
-        self.hand_visible = True
+            ids = {h.hand_id for h in hands}
+            gone = (self.marker_ids or set()) - ids
+            if self.marker_ids is None:
+                # first markers since start (or since markers were switched back on): clear leftovers
+                self.pub_markers.publish(conv.delete_all_markers(header))
+            self.pub_markers.publish(conv.hands_to_markers(
+                header, hands, gone, joint_radius_m=p["marker_joint_radius_m"],
+                bone_width_m=p["marker_bone_width_m"], palm_arrow_length_m=p["marker_palm_arrow_length_m"],
+                lifetime_s=p["marker_lifetime_s"]))
+            self.marker_ids = ids
 
-    def publish_debug(self, header: Header, rgb: np.ndarray, pose) -> None:
+    def publish_debug(self, header: Header, rgb: np.ndarray, hands: list) -> None:
+        import cv2
+
         from ..draw import draw_skeleton
 
-        image = rgb if pose is None else draw_skeleton(rgb, pose.keypoints_2d, pose.confidence,
-                                                       self.cfg["confidence_threshold"])
+        image = rgb
+        for h in hands:
+            image = draw_skeleton(image, h.uv_px, h.confidence, self.cfg["confidence_threshold"])
+            x, y = np.min(h.uv_px, 0)
+            scale = max(0.4, min(image.shape[:2]) / 600.0)
+            cv2.putText(image, conv.hand_label(h), (int(x), max(12, int(y) - 6)), cv2.FONT_HERSHEY_SIMPLEX,
+                        scale, (255, 255, 255), max(1, int(round(2 * scale))), cv2.LINE_AA)
         self.pub_debug.publish(conv.numpy_to_image(image, "rgb8", header))
 
     def publish_diagnostics(self) -> None:
         now = time.monotonic()
         rate_in, rate_done = self.stats_in.rate_hz(now), self.stats_done.rate_hz(now)
         status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: hand pose", hardware_id=str(self.estimator.device))
+        n = len(self.hand_ids)
         if rate_in == 0:
             status.level, status.message = DiagnosticStatus.WARN, "no images"
         elif rate_done == 0:
             status.level, status.message = DiagnosticStatus.WARN, "images arrive but none is processed"
         else:
-            status.level, status.message = DiagnosticStatus.OK, "hand visible" if self.hand_visible else "no hand"
+            status.level = DiagnosticStatus.OK
+            status.message = "no hand" if n == 0 else f"{n} hand{'s' if n > 1 else ''} visible"
 
         def fmt(x):
             return "nan" if not math.isfinite(x) else f"{x:.3f}"
@@ -486,6 +702,8 @@ class HandPoseNode(Node):
                   "latency_ms": fmt(self.stats_latency.mean(now)),
                   "processing_ms": fmt(self.stats_processing.mean(now)),
                   "node_overhead_ms": fmt(self.stats_overhead.mean(now)),
+                  "hands": str(n), "hand_ids": ",".join(map(str, self.hand_ids)),
+                  "localization": self.cfg["localization"],
                   "hand_size_m": str(self.cfg["hand_size_m"]), "device": str(self.estimator.device)}
         values.update({f"dropped_{k}": str(v) for k, v in sorted(self.dropped.items())})
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
