@@ -3,10 +3,14 @@
     ros2 launch hand25d_ros hand25d.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info device:=cuda rviz:=true
 
-Arguments: image, camera_info (topics), params_file (default: the package's
-config/hand25d.yaml), namespace, device (auto | cpu | cuda), rviz (true | false),
-rviz_config (default: config/hand25d.rviz). With use_compressed in the params file the node
-reads <image>/compressed.
+Arguments: image, camera_info, rois (topics), params_file (default: the package's
+config/hand25d.yaml), namespace, device (auto | cpu | cuda), localization (track |
+whole_image | external), max_hands (1-10), rviz (true | false), rviz_config (default:
+config/hand25d.rviz). device, localization and max_hands override the params file. With
+use_compressed in the params file the node reads <image>/compressed; rois is read only with
+localization:=external, e.g. a detector's vision_msgs/Detection2DArray:
+
+    ros2 launch hand25d_ros hand25d.launch.py localization:=external rois:=/hand_detector/detections
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
@@ -18,9 +22,14 @@ from launch_ros.substitutions import FindPackageShare
 ARGUMENTS = (
     ("image", "/camera/image_rect", "sensor_msgs/Image topic (rgb8, bgr8, rgba8, bgra8, mono8)"),
     ("camera_info", "/camera/camera_info", "sensor_msgs/CameraInfo topic of the image"),
+    ("rois", "rois", "hand boxes for localization:=external (vision_msgs/Detection2DArray, or "
+     "geometry_msgs/PolygonStamped without vision_msgs), paired with the images by stamp"),
     ("params_file", None, "YAML parameters of hand25d_node (default: config/hand25d.yaml)"),
     ("namespace", "", "namespace of the node and of its ~/ topics"),
     ("device", "auto", "network device: auto, cpu or cuda"),
+    ("localization", "track", "track: find and follow hands in the full frame; whole_image: the image is a "
+     "hand crop; external: hand boxes from the rois topic"),
+    ("max_hands", "2", "most hands published per image (1-10)"),
     ("rviz", "false", "start RViz with config/hand25d.rviz"),
     ("rviz_config", None, "RViz configuration (default: config/hand25d.rviz)"),
 )
@@ -37,8 +46,9 @@ def generate_launch_description():
         executable="hand25d_node",
         name="hand25d",
         namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), {"device": LaunchConfiguration("device")}],
-        remappings=[("image", LaunchConfiguration("image")), ("camera_info", LaunchConfiguration("camera_info"))],
+        parameters=[LaunchConfiguration("params_file"),
+                    {name: LaunchConfiguration(name) for name in ("device", "localization", "max_hands")}],
+        remappings=[(name, LaunchConfiguration(name)) for name in ("image", "camera_info", "rois")],
         output="screen",
         emulate_tty=True,
     )

@@ -14,7 +14,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "hand25d.launch.py"
 RVIZ_FILE = REPO / "config" / "hand25d.rviz"
-ARGUMENTS = {"image", "camera_info", "params_file", "namespace", "device", "rviz", "rviz_config"}
+ARGUMENTS = {"image", "camera_info", "rois", "params_file", "namespace", "device", "localization", "max_hands",
+             "rviz", "rviz_config"}
 
 
 def _literal_arguments():
