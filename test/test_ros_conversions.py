@@ -206,13 +206,15 @@ def test_keypoint_cloud_layout_and_round_trip():
     uv = np.random.default_rng(0).uniform(0, 640, (21, 2))
     conf = np.linspace(0, 1, 21)
     msg = cv.keypoints_to_cloud(header(), P, uv, conf)
-    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (1, 21, 28, 28 * 21)
-    assert [f.name for f in msg.fields] == ["x", "y", "z", "u", "v", "confidence", "id"]
-    assert [f.offset for f in msg.fields] == [0, 4, 8, 12, 16, 20, 24]
-    assert [f.datatype for f in msg.fields] == [PointField.FLOAT32] * 6 + [PointField.UINT32]
+    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (1, 21, 36, 36 * 21)
+    # the single-hand fields keep their offsets; hand_id and is_left follow
+    assert [f.name for f in msg.fields] == ["x", "y", "z", "u", "v", "confidence", "id", "hand_id", "is_left"]
+    assert [f.offset for f in msg.fields] == [0, 4, 8, 12, 16, 20, 24, 28, 32]
+    assert [f.datatype for f in msg.fields] == [PointField.FLOAT32] * 6 + [PointField.UINT32] * 2 + [PointField.INT8]
     assert all(f.count == 1 for f in msg.fields) and not msg.is_bigendian and msg.is_dense
     back = cv.cloud_to_array(deserialize_message(serialize_message(msg), PointCloud2))
     np.testing.assert_array_equal(back["id"], np.arange(21))
+    assert set(back["hand_id"].tolist()) == {0} and set(back["is_left"].tolist()) == {-1}
     np.testing.assert_allclose(np.stack([back["x"], back["y"], back["z"]], 1), P, atol=1e-7)
     np.testing.assert_allclose(np.stack([back["u"], back["v"]], 1), uv, rtol=1e-6)
     np.testing.assert_allclose(back["confidence"], conf, atol=1e-7)
@@ -292,3 +294,93 @@ def test_markers_spheres_bones_by_finger_palm_arrow_and_delete_all():
     gone = cv.delete_all_markers(header())
     assert len(gone.markers) == 1 and gone.markers[0].action == Marker.DELETEALL
     assert cv.hand_to_markers(header(), P, frames, lifetime_s=0).markers[0].lifetime.sec == 0
+
+
+# ---------------------------------------------------------------------------- several hands
+def _hands():
+    out = []
+    for i, (hand_id, is_left) in enumerate(((7, True), (9, False), (12, None))):
+        P = hand_pose(10 + i) + (0.1 * i, 0.0, 0.0)
+        uv = np.random.default_rng(i).uniform(0, 640, (21, 2))
+        out.append(cv.HandOutput(hand_id, is_left, P, uv, np.full(21, 0.5 + 0.1 * i), hand_frames(P)))
+    return out
+
+
+def test_several_hands_share_one_cloud_pose_array_and_tf_message_in_one_order():
+    hands = _hands()
+    cloud = deserialize_message(serialize_message(cv.hands_to_cloud(header(), hands)), PointCloud2)
+    a = cv.cloud_to_array(cloud)
+    assert cloud.width == 63 and a["hand_id"].tolist() == [7] * 21 + [9] * 21 + [12] * 21
+    assert a["is_left"].tolist() == [1] * 21 + [0] * 21 + [-1] * 21
+    np.testing.assert_array_equal(a["id"], np.tile(np.arange(21), 3))
+    np.testing.assert_allclose(np.stack([a["x"], a["y"], a["z"]], 1), np.concatenate([h.xyz_m for h in hands]),
+                               atol=1e-7)
+    poses = cv.hands_to_pose_array(header(), hands)
+    assert len(poses.poses) == 63
+    palms = cv.palms_to_pose_array(header(), hands)
+    for pose, h in zip(palms.poses, hands):
+        np.testing.assert_allclose([pose.position.x, pose.position.y, pose.position.z], h.frames.palm_origin)
+    tf = cv.hands_to_tf(header(), hands, prefix="hand_")
+    names = {t.child_frame_id: t.header.frame_id for t in tf.transforms}
+    assert len(tf.transforms) == 66 and names["hand_9_palm"] == "cam_optical"
+    assert names["hand_9_index_tip"] == "hand_9_palm" and names["hand_12_wrist"] == "hand_12_palm"
+    assert cv.hands_to_cloud(header(), []).width == 0
+
+
+def test_markers_per_hand_id_with_labels_and_deletes_for_lost_hands():
+    hands = _hands()[:2]
+    ma = cv.hands_to_markers(header(), hands, gone_ids={3}, lifetime_s=0.25)
+    deserialize_message(serialize_message(ma), type(ma))
+    added = {m.ns: m for m in ma.markers if m.action == Marker.ADD}
+    assert set(added) == {f"hand{i}/{ns}" for i in (7, 9) for ns in cv.MARKER_NAMESPACES}
+    assert added["hand7/label"].text == "hand 7 left" and added["hand9/label"].text == "hand 9 right"
+    assert added["hand7/label"].type == Marker.TEXT_VIEW_FACING and added["hand7/label"].scale.z > 0
+    deleted = [m for m in ma.markers if m.action == Marker.DELETE]
+    assert {m.ns for m in deleted} == {f"hand3/{ns}" for ns in cv.MARKER_NAMESPACES}
+    assert cv.hand_label(_hands()[2]) == "hand 12"
+
+
+class _NS:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def _detection(cx, cy, w, h, scores=(), vision_msgs_4=True):
+    pos = _NS(x=cx, y=cy)
+    center = _NS(position=pos, theta=0.0) if vision_msgs_4 else _NS(x=cx, y=cy, theta=0.0)
+    results = [_NS(hypothesis=_NS(class_id="hand", score=s)) if vision_msgs_4 else _NS(id=0, score=s) for s in scores]
+    return _NS(bbox=_NS(center=center, size_x=w, size_y=h), results=results)
+
+
+@pytest.mark.parametrize("v4", [True, False])
+def test_rois_from_detection2d_arrays_of_both_vision_msgs_layouts(v4):
+    msg = _NS(header=header(), detections=[_detection(50.0, 60.0, 20.0, 30.0, (0.2, 0.9), v4),
+                                           _detection(10.0, 10.0, 4.0, 4.0, (), v4)])
+    (box1, s1), (box2, s2) = cv.rois_from_msg(msg)
+    assert box1 == (40.0, 45.0, 20.0, 30.0) and s1 == 0.9
+    assert box2 == (8.0, 8.0, 4.0, 4.0) and np.isnan(s2)
+
+
+def test_rois_from_polygon_pairs_of_corners():
+    msg = cv.boxes_to_polygon(header(), [(10, 20, 30, 40), (100, 50, 5, 6)])
+    assert [b for b, _ in cv.rois_from_msg(msg)] == [(10.0, 20.0, 30.0, 40.0), (100.0, 50.0, 5.0, 6.0)]
+    msg.polygon.points = list(msg.polygon.points)[:3]   # an unpaired point: a NaN box
+    out = cv.rois_from_msg(msg)
+    assert len(out) == 2 and np.all(np.isnan(out[1][0]))
+    swapped = cv.boxes_to_polygon(header(), [(10, 20, 30, 40)])
+    swapped.polygon.points = list(reversed(swapped.polygon.points))
+    assert cv.rois_from_msg(swapped)[0][0] == (10.0, 20.0, 30.0, 40.0)
+
+
+def test_clean_rois_clips_rejects_and_keeps_the_best():
+    nan = float("nan")
+    res = cv.clean_rois([((10, 10, 50, 50), nan), ((-20, -20, 40, 40), nan), ((700, 10, 20, 20), nan),
+                         ((10, 10, 0, 20), nan), ((nan, 0, 5, 5), nan), ((630, 10, 12, 12), nan),
+                         ((100, 100, 2, 2), nan)], 640, 480, max_hands=5)
+    assert res.boxes == [(10.0, 10.0, 50.0, 50.0), (-0.5, -0.5, 20.5, 20.5), (630.0, 10.0, 9.5, 12.0)]
+    assert (res.bad, res.outside, res.extra) == (3, 1, 0)
+    # too many: the best scores when all have one, else the largest
+    boxes = [((0, 0, 10, 10), 0.9), ((20, 0, 30, 30), 0.1), ((60, 0, 20, 20), 0.5)]
+    assert cv.clean_rois(boxes, 640, 480, 2).boxes == [(0, 0, 10, 10), (60, 0, 20, 20)]
+    res = cv.clean_rois([(b, nan) for b, _ in boxes], 640, 480, 2)
+    assert res.boxes == [(20, 0, 30, 30), (60, 0, 20, 20)] and res.extra == 1
