@@ -182,7 +182,7 @@ def inprocess_breakdown(sizes, frames, weights):
                 t0 = time.perf_counter()
                 node.process(img, info)
                 t1 = time.perf_counter()
-                node.estimator.estimate(cv.image_to_rgb(img), K)
+                node.estimator.estimate(cv.image_to_rgb(img), K, roi="image")
                 t2 = time.perf_counter()
                 if i >= 5:
                     times["callback"].append((t1 - t0) * 1e3)
