@@ -381,7 +381,8 @@ class HandPoseNode(Node):
         if self.external:
             roi_type = conv.roi_message_type()
             self.sub_rois = self.create_subscription(roi_type, "rois", self.on_rois, ROI_QOS)
-            inputs += f" + {self.resolve_topic_name('rois')} ({roi_type.__module__.split('.')[0]}/{roi_type.__name__})"
+            self.roi_type_name = f"{roi_type.__module__.split('.')[0]}/{roi_type.__name__}"
+            inputs += f" + {self.resolve_topic_name('rois')} ({self.roi_type_name})"
         self.timer_diag = self.create_timer(self.cfg["diagnostics_period_s"], self.publish_diagnostics)
         self.get_logger().info(
             f"ready: {inputs} -> {self.resolve_topic_name('~/keypoints')} ...; localization "
@@ -533,8 +534,8 @@ class HandPoseNode(Node):
                                         f"{self.sub_info.topic_name}")
         else:
             self.warn("no_rois", f"dropped an image at {stamp / 1e9:.6f}: no hand boxes of its stamp on "
-                                 f"{self.sub_rois.topic_name} before the next image (localization: external; "
-                                 "publish an empty message for an image without hands)")
+                                 f"{self.sub_rois.topic_name} ({self.roi_type_name}) before the next image "
+                                 "(localization: external; publish an empty message for an image without hands)")
 
     def try_pending(self) -> None:
         """Process the waiting image when its CameraInfo (and, external, its boxes) are there."""
