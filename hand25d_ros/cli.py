@@ -1,7 +1,7 @@
 """hand25d: run the estimator offline on images and videos (no ROS needed).
 
-    hand25d image photo.jpg more/ --out results/      # JSON + overlays per image
-    hand25d video clip.mp4 --out results/             # overlay video + JSON lines
+    hand25d image photo.jpg more/ --out results/      # JSON + overlays per image, every hand
+    hand25d video clip.mp4 --out results/             # tracked hands: overlay video + JSON lines
     hand25d video 0 --preview                         # webcam 0
     hand25d bag in_bag --out out_bag --image-topic /camera/color/image_raw   # ROS 2 bag
 
@@ -38,12 +38,35 @@ def _calibration(args, width: int, height: int) -> Calibration:
     return Calibration(K=K_from_fov(width, height, args.hfov_deg), source=f"guess: {args.hfov_deg} deg hfov")
 
 
-def pose_to_json(pose, K, source: str) -> dict:
-    return {"source": source, "valid": pose.valid, "mean_confidence": pose.mean_confidence,
-            "hand_size_m": pose.hand_size_m, "K": np.asarray(K).tolist(),
-            "keypoints_2d_px": np.round(pose.keypoints_2d, 3).tolist(),
-            "keypoints_3d_m": np.round(pose.keypoints_3d, 5).tolist(),
-            "confidence": np.round(pose.confidence, 4).tolist()}
+def pose_to_json(pose, K=None, source: str | None = None, track_id: int | None = None) -> dict:
+    """One hand as plain JSON types (2D in px, 3D in m, the left/right label when known)."""
+    rec = {} if source is None else {"source": source}
+    if track_id is not None:
+        rec["id"] = int(track_id)
+    rec.update({"valid": pose.valid, "mean_confidence": pose.mean_confidence,
+                "is_left": pose.is_left, "left_prob": None if pose.left_prob is None else round(pose.left_prob, 4),
+                "detection_score": None if pose.detection_score is None else round(pose.detection_score, 4),
+                "hand_size_m": pose.hand_size_m,
+                "box_px": [round(float(v), 2) for v in pose.roi],
+                "keypoints_2d_px": np.round(pose.keypoints_2d, 3).tolist(),
+                "keypoints_3d_m": np.round(pose.keypoints_3d, 5).tolist(),
+                "confidence": np.round(pose.confidence, 4).tolist()})
+    if K is not None:
+        rec["K"] = np.asarray(K).tolist()
+    return rec
+
+
+def draw_hands(rgb, poses, min_confidence, labels=None):
+    """The skeletons of several hands, each labelled (id, left/right) at its wrist."""
+    out = rgb
+    for j, pose in enumerate(poses):
+        out = draw_skeleton(out, pose.keypoints_2d, pose.confidence, min_confidence)
+        text = (labels[j] if labels else "") + ({True: " left", False: " right"}.get(pose.is_left, ""))
+        if text.strip():
+            u, v = pose.keypoints_2d[0]
+            cv2.putText(out, text.strip(), (int(u) + 4, int(v) + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+    return out
 
 
 def list_images(paths, prog: str = "hand25d") -> list[Path]:
@@ -61,6 +84,15 @@ def list_images(paths, prog: str = "hand25d") -> list[Path]:
     return out
 
 
+def _hands_in(est, rgb, cal, args) -> list:
+    D = cal.D if cal.D.size else None
+    if args.whole_image:
+        return [est.estimate(rgb, cal.K, hand_size_m=args.hand_size_m, roi="image", D=D,
+                             distortion_model=cal.distortion_model)]
+    return [p for p in est.estimate_hands(rgb, cal.K, hand_size_m=args.hand_size_m, max_hands=args.max_hands,
+                                          D=D, distortion_model=cal.distortion_model) if p.valid]
+
+
 def cmd_image(args, est) -> int:
     from tqdm import tqdm
     args.out.mkdir(parents=True, exist_ok=True)
@@ -74,13 +106,22 @@ def cmd_image(args, est) -> int:
             continue
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         cal = _calibration(args, rgb.shape[1], rgb.shape[0])
-        pose = est.estimate(rgb, cal.K, hand_size_m=args.hand_size_m,
-                            D=cal.D if cal.D.size else None, distortion_model=cal.distortion_model)
-        (args.out / f"{path.stem}.json").write_text(json.dumps(pose_to_json(pose, cal.K, str(path)), indent=1))
-        overlay = draw_skeleton(rgb, pose.keypoints_2d, pose.confidence, args.min_confidence)
-        cv2.imwrite(str(args.out / f"{path.stem}_overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        hands = _hands_in(est, rgb, cal, args)
+        rec = {"source": str(path), "K": np.asarray(cal.K).tolist(), "intrinsics": cal.source,
+               "hands": [pose_to_json(p) for p in hands]}
+        _write_atomic(args.out / f"{path.stem}.json", json.dumps(rec, indent=1))
+        overlay = draw_hands(rgb, hands, args.min_confidence)
+        tmp = args.out / f".{path.stem}_overlay.partial.png"
+        cv2.imwrite(str(tmp), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        tmp.replace(args.out / f"{path.stem}_overlay.png")
     print(f"wrote results to {args.out}")
     return 0
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def cmd_video(args, est) -> int:
@@ -97,6 +138,12 @@ def cmd_video(args, est) -> int:
         _warn(f"no --calib given: guessing intrinsics from a {args.hfov_deg} degree field of view")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    from .tracking import HandTracker
+    try:
+        tracker = HandTracker(est, max_hands=args.max_hands, smoothing=not args.no_smoothing)
+    except ValueError as exc:
+        raise SystemExit(f"hand25d: {exc}") from None
+    D = cal.D if cal.D.size else None
     writer = jsonl = None
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -113,12 +160,16 @@ def cmd_video(args, est) -> int:
     try:
         while ok:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            pose = est.estimate(rgb, cal.K, hand_size_m=args.hand_size_m)
-            overlay = cv2.cvtColor(draw_skeleton(rgb, pose.keypoints_2d, pose.confidence, args.min_confidence),
-                                   cv2.COLOR_RGB2BGR)
+            if args.whole_image:
+                hands = [(0, est.estimate(rgb, cal.K, hand_size_m=args.hand_size_m, roi="image", D=D))]
+            else:
+                hands = [(t.track_id, t.pose) for t in tracker.update(rgb, cal.K, i / fps, args.hand_size_m, D)]
+            overlay = cv2.cvtColor(draw_hands(rgb, [p for _, p in hands], args.min_confidence,
+                                              [f"#{k}" for k, _ in hands]), cv2.COLOR_RGB2BGR)
             if writer:
                 writer.write(overlay)
-                jsonl.write(json.dumps({"frame": i, "t_s": i / fps, **pose_to_json(pose, cal.K, str(src))}) + "\n")
+                jsonl.write(json.dumps({"frame": i, "t_s": i / fps, "source": str(src),
+                                        "hands": [pose_to_json(p, track_id=k) for k, p in hands]}) + "\n")
             if args.preview:
                 cv2.imshow("hand25d", overlay)
                 if cv2.waitKey(1) & 0xFF == 27:
@@ -199,6 +250,12 @@ def add_bag_parser(sub, common) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
 
 
+def _frame_options(p) -> None:
+    p.add_argument("--max-hands", type=int, default=2, help="most hands found per frame")
+    p.add_argument("--whole-image", action="store_true",
+                   help="each image already is a hand crop (no hand finding)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hand25d", description=__doc__.split("\n\n")[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -213,10 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("image", parents=[common], help="images or folders of images")
     p.add_argument("inputs", nargs="+")
     p.add_argument("--out", type=Path, required=True)
+    _frame_options(p)
     p = sub.add_parser("video", parents=[common], help="a video file or a webcam index")
     p.add_argument("input")
     p.add_argument("--out", type=Path)
     p.add_argument("--preview", action="store_true", help="show a live window (needs a display)")
+    p.add_argument("--no-smoothing", action="store_true", help="no One Euro filtering of the 3D keypoints")
+    _frame_options(p)
     add_bag_parser(sub, common)
     return ap
 
@@ -229,7 +289,10 @@ def main(argv=None) -> int:
         est = HandPoseEstimator(weights=args.weights, device=args.device)
     except (WeightsError, RuntimeError, ValueError) as exc:
         raise SystemExit(f"hand25d: {exc}") from None
-    return {"image": cmd_image, "video": cmd_video, "bag": cmd_bag}[args.cmd](args, est)
+    try:
+        return {"image": cmd_image, "video": cmd_video, "bag": cmd_bag}[args.cmd](args, est)
+    except WeightsError as exc:       # the detector's weights load on first use
+        raise SystemExit(f"hand25d: {exc}") from None
 
 
 if __name__ == "__main__":

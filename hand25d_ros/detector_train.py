@@ -76,10 +76,13 @@ def match(dets, hands, max_centre_frac: float = 0.5, max_size_ratio: float = 2.0
     return len(pairs), fp, len(free), pairs
 
 
-def scene_benchmark(detector: HandDetector, bank: dict, n_per_count: int = 200, seed: int = 4242,
+def scene_benchmark(find, bank: dict, n_per_count: int = 200, seed: int = 4242,
                     size=(640, 480), counts=(0, 1, 2), max_hands: int = 2) -> dict:
     """Precision, recall, false-hand rate on empty frames and left/right accuracy on composite
-    scenes with each number of hands in ``counts`` (a fixed held-out seed)."""
+    scenes with each number of hands in ``counts`` (a fixed held-out seed).
+
+    ``find(image, max_hands)`` returns Detection-like objects (``box``, ``centre``, ``is_left``):
+    the detector itself, or the whole pipeline wrapped."""
     rows = {}
     for n in counts:
         tp = fp = fn = frames_with_fp = side_ok = 0
@@ -87,11 +90,11 @@ def scene_benchmark(detector: HandDetector, bank: dict, n_per_count: int = 200, 
             rng = np.random.default_rng((seed, n, i))
             image, hands = composite_scene(rng, bank, size[0], size[1], n_hands=n,
                                            side_range_frac=(0.08, 0.7))
-            dets = detector(image, max_hands=max_hands)
+            dets = find(image, max_hands=max_hands)
             a, b, c, pairs = match(dets, hands)
             tp, fp, fn = tp + a, fp + b, fn + c
             frames_with_fp += b > 0
-            side_ok += sum(d.is_left == h["is_left"] for d, h in pairs)
+            side_ok += sum(d.is_left is not None and d.is_left == h["is_left"] for d, h in pairs)
         rows[n] = {"frames": n_per_count, "hands": tp + fn, "tp": tp, "fp": fp, "fn": fn,
                    "precision": tp / max(tp + fp, 1) if n else None,
                    "recall": tp / max(tp + fn, 1) if n else None,

@@ -31,8 +31,9 @@ class HandPose:
         roi: (x, y, w, h) crop box that was used, in input-image pixels.
         hand_size_m: the hand-size prior used (wrist -> index MCP).
         found: False when localisation found no hand in the frame (then nothing else is set).
-        is_left: left hand, from the detector (None when no detector looked at the hand).
-        left_prob: the detector's probability that it is a left hand (None likewise).
+        is_left: left hand, from the network's crop head (None for weights without one).
+        left_prob: its probability that this is a left hand (None likewise).
+        hand_prob: its probability that the crop holds a hand at all (None likewise).
         detection_score: the detector's hand probability (None when the crop was given).
     """
     keypoints_2d: np.ndarray
@@ -46,7 +47,9 @@ class HandPose:
     found: bool = True
     is_left: bool | None = None
     left_prob: float | None = None
+    hand_prob: float | None = None
     detection_score: float | None = None
+
 
     @classmethod
     def not_found(cls, hand_size_m: float = kp.DEFAULT_HAND_SIZE_M) -> "HandPose":
@@ -134,7 +137,13 @@ class HandPoseEstimator:
             root_depth = "bone"
         self.root_depth = root_depth
         self.bone_ratios = None if ratios is None else np.asarray(ratios, dtype=np.float64)
+        # calibrated at training time on held-out hand-free crops (see train.py)
+        self.hand_threshold = float(self.meta.get("hand_threshold", 0.5))
         self._detector = None
+
+    def is_hand(self, pose: HandPose) -> bool:
+        """Whether the crop head sees a hand in ``pose``'s crop (always, without a crop head)."""
+        return pose.hand_prob is None or pose.hand_prob >= self.hand_threshold
 
     @property
     def detector(self):
@@ -153,13 +162,17 @@ class HandPoseEstimator:
             crops_rgb: (B, S, S, 3) uint8 RGB, S = ``input_size``.
 
         Returns:
-            uv_px (B, 21, 2) crop pixels, z_rel_norm (B, 21), confidence (B, 21), float64 numpy.
+            uv_px (B, 21, 2) crop pixels, z_rel_norm (B, 21), confidence (B, 21), float64 numpy;
+            and (B, 2) probabilities [left hand, hand present] when the weights have a crop head.
         """
         x = torch.from_numpy(np.ascontiguousarray(crops_rgb)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
-            uv, z, conf = self.model(x)
-        return (uv.double().cpu().numpy(), z.double().cpu().numpy(), conf.double().cpu().numpy())
+            uv, z, conf, logits = self.model(x, crop_logits=True)
+        out = (uv.double().cpu().numpy(), z.double().cpu().numpy(), conf.double().cpu().numpy())
+        if getattr(self.model, "crop_head", None) is None:
+            return out
+        return out + (torch.sigmoid(logits.double()).cpu().numpy(),)
 
     # ------------------------------------------------------------------ public API
     def estimate(self, image_rgb: np.ndarray, K, hand_size_m: float | None = None,
@@ -213,7 +226,9 @@ class HandPoseEstimator:
         """Find up to ``max_hands`` hands in a full frame and estimate each, best first.
 
         The detector's box, widened by ``crop_scale``, is the first crop; with ``refine`` the
-        crop is placed once more around the keypoints found in it (as tracking does).
+        crop is placed once more around the keypoints found in it (as tracking does). A
+        detection whose crop the network's crop head rejects (``hand_prob`` under the
+        weights' ``hand_threshold``) is dropped.
         """
         image_rgb = check_image_rgb(image_rgb)
         K = check_intrinsics(K)
@@ -226,9 +241,12 @@ class HandPoseEstimator:
             boxes = [keypoint_box(p.keypoints_2d, self.crop_scale) for p in poses]
             poses = self.estimate_batch([image_rgb] * len(dets), [K] * len(dets), hand_size_m, boxes, D,
                                         distortion_model)
+        out = []
         for p, d in zip(poses, dets):
-            p.is_left, p.left_prob, p.detection_score = d.is_left, d.left_prob, d.score
-        return poses
+            p.detection_score = d.score
+            if self.is_hand(p):
+                out.append(p)
+        return out
 
     def estimate_batch(self, images_rgb, Ks, hand_size_m: float | None = None, rois=None,
                        D=None, distortion_model: str = "plumb_bob") -> list[HandPose]:
@@ -257,11 +275,17 @@ class HandPoseEstimator:
             boxes.append(tuple(float(v) for v in box))
         if not crops:
             return []
-        uv_crop, z, conf = self.predict_crops(np.stack(crops))
+        out = self.predict_crops(np.stack(crops))
+        uv_crop, z, conf = out[:3]
+        head = out[3] if len(out) > 3 else None
         poses = []
         for i, (A, K) in enumerate(zip(affines, Kmats)):
             uv_img = transform_points(invert_affine(A), uv_crop[i])
-            poses.append(self._lift(uv_img, z[i], conf[i], K, hand_size_m, boxes[i], D, distortion_model))
+            pose = self._lift(uv_img, z[i], conf[i], K, hand_size_m, boxes[i], D, distortion_model)
+            if head is not None:
+                pose.left_prob, pose.is_left = float(head[i, 0]), bool(head[i, 0] >= 0.5)
+                pose.hand_prob = float(head[i, 1])
+            poses.append(pose)
         return poses
 
     def _lift(self, uv_img, z, conf, K, hand_size_m, box, D, distortion_model) -> HandPose:

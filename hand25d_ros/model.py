@@ -109,7 +109,7 @@ class Hand25DNet(nn.Module):
     """
 
     def __init__(self, input_size: int = 128, widths=(24, 32, 64, 128, 192), dec_width: int = 64,
-                 num_keypoints: int = kp.NUM_KEYPOINTS, beta_init: float = 4.0):
+                 num_keypoints: int = kp.NUM_KEYPOINTS, beta_init: float = 4.0, crop_head: bool = False):
         super().__init__()
         self.input_size = input_size
         self.num_keypoints = num_keypoints
@@ -128,24 +128,39 @@ class Hand25DNet(nn.Module):
         ])
         self.out = nn.Conv2d(dec_width, 2 * num_keypoints, 1)
         self.head = Latent25DHead(num_keypoints, stride=4, beta_init=beta_init)
+        # Two logits about the whole crop from the pooled bottleneck: left hand, and hand
+        # present. The full-frame detector sees hands too small to tell left from right, and
+        # the heatmap confidence barely separates hands from empty crops.
+        self.crop_head = nn.Linear(w[4], 2) if crop_head else None
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
 
-    def latent(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) RGB in [0, 1] -> (B, 2K, S/4, S/4) latent maps."""
+    def _features(self, image: torch.Tensor):
         x = self.stem((image - self.mean) / self.std)
         skips = []
         for stage in self.enc:
             x = stage(x)
             skips.append(x)
+        bottleneck = x
         for up, skip in zip(self.dec, reversed(skips[:-1])):
             x = up(x, skip)
-        return self.out(x)
+        return self.out(x), bottleneck
 
-    def forward(self, image: torch.Tensor):
-        """(B, 3, S, S) RGB in [0, 1] -> (uv_px (B, K, 2), z_rel_norm (B, K), confidence (B, K))."""
-        uv, z, conf, _ = self.head(self.latent(image))
-        return uv, z, conf
+    def latent(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) RGB in [0, 1] -> (B, 2K, S/4, S/4) latent maps."""
+        return self._features(image)[0]
+
+    def forward(self, image: torch.Tensor, crop_logits: bool = False):
+        """(B, 3, S, S) RGB in [0, 1] -> (uv_px (B, K, 2), z_rel_norm (B, K), confidence (B, K)),
+        and with ``crop_logits`` also (B, 2) logits [left hand, hand present] (zeros, p = 0.5,
+        without the crop head). One forward for both, so that DDP sees every parameter used."""
+        latent, bottleneck = self._features(image)
+        uv, z, conf, _ = self.head(latent)
+        if not crop_logits:
+            return uv, z, conf
+        if self.crop_head is None:
+            return uv, z, conf, torch.zeros(image.shape[0], 2, dtype=uv.dtype, device=uv.device)
+        return uv, z, conf, self.crop_head(bottleneck.mean((2, 3)))
 
     def forward_with_heatmaps(self, image: torch.Tensor):
         """As forward, plus the normalised 2D heatmaps (B, K, S/4, S/4)."""

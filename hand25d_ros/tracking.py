@@ -7,7 +7,8 @@ training crops' scale), which is both cheaper and tighter than a detector box; t
 detector runs again every ``detect_every`` frames (to confirm the tracks, find new
 hands and notice hands that left), and at once when a track's keypoint confidence
 drops. A track keeps its id while detections overlap it; its left/right label is the
-running mean of the detector's probability. The crop's intrinsics are carried exactly
+running mean of the probability that the 2.5D network's left/right head gives on the crop
+(the detector's own left/right output stayed at chance on hands this small, so it is not used). The crop's intrinsics are carried exactly
 by ``HandPoseEstimator`` (``roi``), so the 3D result is the same as for a hand that was
 cropped by hand. One Euro filtering (``filters.py``) smooths the 3D output per track.
 """
@@ -55,7 +56,7 @@ class TrackedHand:
         pose: its latest pose (3D smoothed when the tracker smooths).
         box: (x, y, w, h) crop used for ``pose``.
         age: frames since the track started.
-        left_prob: running mean of the detector's left-hand probability (None: never seen by it).
+        left_prob: running mean of the network's left-hand probability (None: weights without the head).
     """
     track_id: int
     pose: HandPose
@@ -134,7 +135,8 @@ class HandTracker:
         if self.tracks:
             boxes = [keypoint_box(t.pose.keypoints_2d, self.crop_scale) for t in self.tracks]
             poses = self.est.estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D)
-            tracked = [(t, p, b) for t, p, b in zip(self.tracks, poses, boxes) if p.valid]
+            # a crop the network says holds no hand ends its track at once
+            tracked = [(t, p, b) for t, p, b in zip(self.tracks, poses, boxes) if p.valid and self.est.is_hand(p)]
         weak = any(p.mean_confidence < self.min_confidence for _, p, _ in tracked)
         run_detector = (not tracked or weak or len(tracked) < len(self.tracks)
                         or self._frame % self.detect_every == 0)
@@ -152,7 +154,6 @@ class HandTracker:
             else:
                 used.add(j)
                 t.misses = 0
-                t.vote(dets[j].left_prob)
             kept.append(self._advance(t, p, b, t_s))
         # two tracks on one hand (they converge when hands cross): keep the older
         kept.sort(key=lambda t: -t.age)
@@ -169,9 +170,9 @@ class HandTracker:
             boxes = [keypoint_box(p.keypoints_2d, self.crop_scale) for p in first]
             poses = self.est.estimate_batch([image_rgb] * len(new), [K] * len(new), hand_size_m, boxes, D)
             for d, p, b in zip(new, poses, boxes):
-                if p.valid and all(box_iou(b, t.box) < 0.5 for t in self.tracks):
+                if p.valid and self.est.is_hand(p) and all(box_iou(b, t.box) < 0.5 for t in self.tracks):
                     p.detection_score = d.score
-                    self.tracks.append(self._new_track(p, b, t_s, d.left_prob))
+                    self.tracks.append(self._new_track(p, b, t_s))
         return list(self.tracks)
 
     def _update_from_rois(self, image_rgb, K, t_s, hand_size_m, D, rois) -> list[TrackedHand]:
@@ -187,21 +188,22 @@ class HandTracker:
                 free.remove(best)
                 out.append(self._advance(best, p, b, t_s))
             else:
-                out.append(self._new_track(p, b, t_s, None))
+                out.append(self._new_track(p, b, t_s))
         self.tracks = out
         return list(out)
 
-    def _new_track(self, pose, box, t_s, left_prob) -> TrackedHand:
+    def _new_track(self, pose, box, t_s) -> TrackedHand:
         tr = TrackedHand(track_id=self._next_id, pose=pose, box=box,
                          filt=OneEuroFilter(*self._filter_args) if self.smoothing else None)
         self._next_id += 1
-        tr.vote(left_prob)
+        tr.vote(pose.left_prob)
         self._label(tr)
         if tr.filt is not None:
             tr.filt(pose.keypoints_3d, t_s)
         return tr
 
     def _advance(self, tr, pose, box, t_s) -> TrackedHand:
+        tr.vote(pose.left_prob)
         if tr.filt is not None:
             pose.keypoints_3d = tr.filt(pose.keypoints_3d, t_s)
         tr.pose, tr.box, tr.age = pose, box, tr.age + 1

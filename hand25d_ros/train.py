@@ -44,9 +44,13 @@ DEFAULT_CONFIG: dict = {
         "synthetic_weight": 1.0,
         "val_synthetic": {"cache_dir": "cache/synth128_val", "num_samples": 1000, "seed": 999},
         "augment": {},
+        # fraction of hand-free crops (trains the crop head's hand-present logit; needs
+        # arch.crop_head), drawn from this many pre-rendered backgrounds
+        "p_negative": 0.0,
+        "negative_backgrounds": 1000,
     },
     "train": {"batch_size": 64, "max_steps": 8000, "lr": 2e-3, "weight_decay": 1e-4,
-              "warmup_steps": 300, "lambda_z": 1.0, "num_workers": 1, "seed": 0,
+              "warmup_steps": 300, "lambda_z": 1.0, "lambda_side": 0.1, "lambda_hand": 0.1, "num_workers": 1, "seed": 0,
               "checkpoint_every": 250, "val_every": 1000, "log_every": 25, "amp": True,
               "threads": 0,
               # start from this weights file (fine-tuning) instead of random weights; ignored
@@ -87,22 +91,36 @@ class TrainingView(Dataset):
     """Any source of samples (dict with image, K, joints_2d_px, joints_3d_mm or None)
     -> augmented network inputs and 2.5D targets."""
 
-    def __init__(self, source, augment: AugmentConfig | None, seed: int):
+    def __init__(self, source, augment: AugmentConfig | None, seed: int, p_negative: float = 0.0,
+                 negative_pool: np.ndarray | None = None):
         self.source = source
         self.augment = augment
         self.seed = seed
         self.epoch = 0
+        # hand-free crops teach the crop head's "hand present" logit what a hand is not
+        self.p_negative, self.negative_pool = p_negative, negative_pool
 
     def __len__(self):
         return len(self.source)
 
+    def _negative(self, i, S: int) -> dict:
+        from .data.composites import composite_scene
+        rng = np.random.default_rng((self.seed, self.epoch, i, 17))
+        image, _ = composite_scene(rng, None, S, S, n_hands=0, pool=self.negative_pool)
+        K = np.array([[S * 1.5, 0.0, (S - 1) / 2], [0.0, S * 1.5, (S - 1) / 2], [0.0, 0.0, 1.0]])
+        return {"image": image, "K": K, "joints_2d_px": np.full((kp.NUM_KEYPOINTS, 2), (S - 1) / 2),
+                "joints_3d_mm": None, "is_left": None, "is_hand": False}
+
     def __getitem__(self, i):
         s = self.source[i]
+        if self.p_negative and np.random.default_rng((self.seed, self.epoch, i, 16)).random() < self.p_negative:
+            s = self._negative(i, int(s["image"].shape[0]))
+        is_hand = bool(s.get("is_hand", True))
         image, K = s["image"], np.asarray(s["K"], dtype=np.float64)
         uv = np.asarray(s["joints_2d_px"], dtype=np.float64)
         P = s.get("joints_3d_mm")
         has_3d = P is not None and bool(s.get("has_3d", True))
-        weight = np.ones(kp.NUM_KEYPOINTS, dtype=np.float32)
+        weight = np.full(kp.NUM_KEYPOINTS, 1.0 if is_hand else 0.0, dtype=np.float32)
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, self.epoch, i))
             image, K, uv, inside = augment_sample(image, K, uv, rng, self.augment)
@@ -116,6 +134,9 @@ class TrainingView(Dataset):
             "uv": torch.from_numpy(uv.astype(np.float32)),
             "z": torch.from_numpy(np.asarray(z, dtype=np.float32)),
             "has_3d": torch.tensor(has_3d),
+            # -1: unknown (sources without a left/right label)
+            "is_left": torch.tensor(float(s["is_left"]) if s.get("is_left") is not None else -1.0),
+            "is_hand": torch.tensor(float(is_hand)),
             "weight_2d": torch.from_numpy(weight),
         }
 
@@ -279,7 +300,12 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
         weights.append(float(spec.get("weight", 1.0)))
     bone_ratios = synth_bone_ratios(synth)
     aug = AugmentConfig(**d.get("augment", {}))
-    train_view = TrainingView(Concat(sources), aug, t["seed"] + 1000 * rank)
+    p_neg = float(d.get("p_negative", 0.0))
+    pool = None
+    if p_neg > 0:
+        from .data.composites import background_pool
+        pool = background_pool(int(d.get("negative_backgrounds", 1000)), 192, t["seed"])
+    train_view = TrainingView(Concat(sources), aug, t["seed"] + 1000 * rank, p_neg, pool)
     sampler = MixSampler([len(s) for s in sources], weights, t["seed"], rank)
     loader = DataLoader(train_view, batch_size=t["batch_size"], sampler=sampler,
                         num_workers=t["num_workers"], drop_last=True,
@@ -355,10 +381,13 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
                 g["lr"] = lr_at(step, cfg, wall)
             x = batch["image"].to(device, non_blocking=True).float().div_(255.0)
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                uv, z, _ = net(x)
+                uv, z, _, crop_logit = net(x, crop_logits=True)
             loss, terms = latent25d_loss(uv.float(), z.float(), batch["uv"].to(device), batch["z"].to(device),
                                          crop, batch["has_3d"].to(device), batch["weight_2d"].to(device),
                                          t["lambda_z"])
+            if model.crop_head is not None:
+                loss = loss + crop_head_loss(crop_logit.float(), batch["is_left"].to(device),
+                                             batch["is_hand"].to(device), t)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -408,7 +437,12 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
     weights_path = out_dir / "weights.pt"
     if is_main:
         vals = validate(model, val_synth, cfg, bone_ratios, device)
-        meta = {
+        extra = {}
+        if model.crop_head is not None:
+            extra = calibrate_crop_head(model, val_synth, device, t["seed"])
+            vals.update({k: v for k, v in extra.items() if k != "hand_threshold"})
+            print("crop head: " + " ".join(f"{k}={v:.3f}" for k, v in extra.items()), flush=True)
+        meta = {**({"hand_threshold": extra["hand_threshold"]} if extra else {}),
             "bone_ratios": [float(r) for r in bone_ratios],
             "recipe": {"command": command, "config": cfg, "steps": step, "samples_seen": samples_seen,
                        "train_wall_s": round(wall, 1), "device": str(device), "world_size": world,
@@ -424,14 +458,62 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
     return weights_path
 
 
+def calibrate_crop_head(model, val_synth, device, seed: int, n_negative: int = 500,
+                        max_false_rate: float = 0.01) -> dict:
+    """The hand-present threshold that at most ``max_false_rate`` of held-out hand-free crops
+    pass, with the share of held-out hand crops that pass it and the left/right accuracy."""
+    from .data.composites import background_pool
+    pool = background_pool(200, 192, seed + 31)      # backgrounds training never saw
+    model.eval()
+    S = model.input_size
+    neg = TrainingView(val_synth.source if val_synth is not None else Concat([]), None, seed + 555, 1.0, pool)
+
+    def probs(images):
+        with torch.no_grad():
+            x = torch.from_numpy(np.stack(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+            return torch.sigmoid(model(x, crop_logits=True)[3]).cpu().numpy()
+
+    p_neg = np.concatenate([probs([neg._negative(i, S)["image"] for i in range(a, min(n_negative, a + 64))])[:, 1]
+                            for a in range(0, n_negative, 64)])
+    thr = float(min(0.95, max(0.05, np.quantile(p_neg, 1.0 - max_false_rate) + 1e-3)))
+    out = {"hand_threshold": thr, "hand_free_crops_passing": float((p_neg >= thr).mean())}
+    if val_synth is not None and len(val_synth):
+        src = val_synth.source
+        n = len(src)
+        p_pos = np.concatenate([probs([src[i]["image"] for i in range(a, min(n, a + 64))]) for a in range(0, n, 64)])
+        left = np.array([bool(src[i]["is_left"]) for i in range(n)])
+        out["hand_crops_passing"] = float((p_pos[:, 1] >= thr).mean())
+        out["left_right_accuracy"] = float(((p_pos[:, 0] >= 0.5) == left).mean())
+    model.train()
+    return out
+
+
+def crop_head_loss(logits, is_left, is_hand, t: dict):
+    """BCE on the crop head: left/right where known on hand crops, hand-present on all.
+
+    Shapes: logits (B, 2), is_left (B,) in {0, 1, -1 unknown}, is_hand (B,) in {0, 1}.
+    """
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    loss = t.get("lambda_hand", 0.1) * bce(logits[:, 1], is_hand)
+    known = (is_left >= 0) & (is_hand > 0.5)
+    if known.any():
+        loss = loss + t.get("lambda_side", 0.1) * bce(logits[known, 0], is_left[known])
+    return loss
+
+
 def init_from(model, arch: dict, path) -> None:
-    """Copy a weights file's parameters into ``model``; the file must hold the same network."""
+    """Copy a weights file's parameters into ``model``; the file must hold the same network,
+    except that a crop head the file lacks starts from scratch."""
     from .weights import WeightsError, load_weights
     loaded = load_weights(path)
     try:
-        model.load_state_dict(loaded.model.state_dict())
-    except RuntimeError as exc:
+        missing, unexpected = model.load_state_dict(loaded.model.state_dict(), strict=False)
+    except RuntimeError as exc:      # shapes differ: another size of network
         raise WeightsError(f"init_weights {path} does not fit arch {arch}: {str(exc)[:300]}") from None
+    bad = [k for k in missing if not k.startswith("crop_head.")] + list(unexpected)
+    if bad:
+        raise WeightsError(f"init_weights {path} does not fit arch {arch}: "
+                           f"missing or unexpected parameters {bad[:8]}")
 
 
 def synth_bone_ratios(synth) -> np.ndarray:

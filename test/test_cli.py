@@ -6,7 +6,11 @@ import numpy as np
 import pytest
 
 from hand25d_ros.cli import main
+from hand25d_ros.detector import default_detector_path
 from hand25d_ros.intrinsics import K_from_fov, load_camera_yaml
+from hand25d_ros.weights import default_weights_path
+
+from conftest import paste_sample
 
 
 def _img(path, h=120, w=160, seed=0):
@@ -21,11 +25,34 @@ def test_image_folder_writes_json_and_overlays(tmp_path, untrained_weights, caps
     _img(d / "b.jpg", seed=1)
     (d / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
-    assert main(["image", str(d), "--out", str(out), "--weights", str(untrained_weights), "--quiet"]) == 0
+    assert main(["image", str(d), "--out", str(out), "--weights", str(untrained_weights), "--quiet",
+                 "--whole-image"]) == 0
     rec = json.loads((out / "a.json").read_text())
-    assert np.array(rec["keypoints_3d_m"]).shape == (21, 3)
-    assert (out / "b_overlay.png").exists()
+    assert len(rec["hands"]) == 1 and np.array(rec["hands"][0]["keypoints_3d_m"]).shape == (21, 3)
+    assert (out / "b_overlay.png").exists() and not list(out.glob(".*partial*"))
     assert "guessing intrinsics" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (default_weights_path().is_file() and default_detector_path().is_file()),
+                    reason="no bundled weights in this install")
+def test_image_command_finds_hands_in_full_frames(tmp_path):
+    """A full frame with one pasted hand and an empty one: one hand near the truth, none."""
+    frame, K, uv = paste_sample(4, (330, 160), 240, seed=2)
+    cv2.imwrite(str(tmp_path / "hand.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    empty = cv2.GaussianBlur(np.random.default_rng(9).integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 6)
+    cv2.imwrite(str(tmp_path / "empty.png"), empty)
+    calib = tmp_path / "cam.yaml"
+    calib.write_text("image_width: 640\nimage_height: 480\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
+                     f"  data: {np.asarray(K).ravel().tolist()}\ndistortion_model: plumb_bob\n"
+                     "distortion_coefficients:\n  rows: 1\n  cols: 5\n  data: [0, 0, 0, 0, 0]\n")
+    out = tmp_path / "out"
+    assert main(["image", str(tmp_path / "hand.png"), str(tmp_path / "empty.png"), "--out", str(out),
+                 "--calib", str(calib), "--quiet"]) == 0
+    hands = json.loads((out / "hand.json").read_text())["hands"]
+    assert len(hands) == 1 and hands[0]["valid"] and hands[0]["is_left"] in (True, False)
+    lo, hi = uv.min(0), uv.max(0)
+    assert np.linalg.norm(np.mean(hands[0]["keypoints_2d_px"], 0) - uv.mean(0)) < 0.25 * max(hi - lo)
+    assert json.loads((out / "empty.json").read_text())["hands"] == []
 
 
 def test_calibration_file_is_used(tmp_path, untrained_weights):
@@ -36,7 +63,7 @@ def test_calibration_file_is_used(tmp_path, untrained_weights):
                      "distortion_coefficients:\n  rows: 1\n  cols: 5\n  data: [0, 0, 0, 0, 0]\n")
     out = tmp_path / "out"
     main(["image", str(tmp_path / "a.png"), "--out", str(out), "--calib", str(calib),
-          "--weights", str(untrained_weights), "--quiet"])
+          "--weights", str(untrained_weights), "--quiet", "--whole-image"])
     assert json.loads((out / "a.json").read_text())["K"][0][0] == 200
 
 
@@ -50,6 +77,7 @@ def test_video_roundtrip_and_broken_video(tmp_path, untrained_weights):
     main(["video", str(vid), "--out", str(out), "--weights", str(untrained_weights), "--quiet"])
     lines = (out / "clip.jsonl").read_text().splitlines()
     assert len(lines) == 5 and json.loads(lines[0])["frame"] == 0
+    assert all(isinstance(json.loads(x)["hands"], list) for x in lines)
     assert (out / "clip_overlay.mp4").stat().st_size > 0
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all" * 10)

@@ -116,7 +116,7 @@ def test_weights_round_trip_and_bad_files(tmp_path):
     from hand25d_ros.weights import save_weights
     from hand25d_ros.model import build_model
     save_weights(build_model("tiny"), tmp_path / "pose.pt", {"name": "tiny"})
-    with pytest.raises(WeightsError, match="not a hand25d_ros.detector file"):
+    with pytest.raises(WeightsError, match="of kind 'hand25d_ros.detector'"):
         load_detector(tmp_path / "pose.pt")
     torch.save({"format": "hand25d_ros.detector", "version": 1, "arch": {"input_size": 96},
                 "state_dict": {"nope": torch.zeros(1)}, "meta": {}}, tmp_path / "wrong.pt")

@@ -73,3 +73,37 @@ def test_mixing_and_crop_source_keep_labels_exact():
     assert abs((idx < 3).mean() - 0.25) < 0.03
     both = Concat([src, src])
     assert len(both) == 6
+
+
+def test_fine_tune_from_weights_adds_a_crop_head(tmp_path):
+    """train.init_weights: a file without the crop head starts a model with one (left/right from
+    the renders' is_left, hand-present against hand-free crops, its threshold calibrated on
+    held-out hand-free crops); a file of another size is a clear error."""
+    import torch
+    from hand25d_ros.model import build_model
+    from hand25d_ros.weights import save_weights
+    torch.manual_seed(0)
+    init = tmp_path / "init.pt"
+    save_weights(build_model("tiny", input_size=64), init, {"name": "tiny", "input_size": 64})
+    out = tmp_path / "ft"
+    args = ["--out", str(out), "--set", "arch.name=tiny", "--set", "arch.input_size=64",
+            "--set", "arch.crop_head=true", "--set", "data.p_negative=0.3", "--set", "data.negative_backgrounds=4", "--set", f"train.init_weights={init}",
+            "--set", f"data.synthetic.cache_dir={tmp_path / 'cache'}",
+            "--set", "data.synthetic.num_samples=8", "--set", "data.synthetic.shard_size=8",
+            "--set", "data.synthetic.render_workers=1", "--set", "data.val_synthetic.num_samples=0",
+            "--set", "train.batch_size=4", "--set", "train.num_workers=0", "--set", "train.warmup_steps=1",
+            "--set", "train.max_steps=2", "--set", "train.val_every=0", "--set", "val_real.path=null"]
+    assert main(args) == 0
+    est = HandPoseEstimator(weights=out / "weights.pt", device="cpu", root_depth="bone")
+    assert est.model.crop_head is not None and 0.05 <= est.hand_threshold <= 0.95
+    ref = build_model("tiny", input_size=64)
+    ref.load_state_dict(torch.load(init, weights_only=True)["state_dict"])
+    # the backbone moved from the initial weights, not from a random start: 2 small steps
+    w0, w1 = ref.stem[0].weight, est.model.stem[0].weight
+    assert (w1 - w0).abs().max() < 0.05 * w0.abs().max()
+    pose = est.estimate(np.zeros((64, 64, 3), np.uint8), np.array([[80.0, 0, 32], [0, 80, 32], [0, 0, 1]]), roi="image")
+    assert pose.left_prob is not None and 0.0 <= pose.left_prob <= 1.0 and pose.is_left == (pose.left_prob >= 0.5)
+    assert 0.0 <= pose.hand_prob <= 1.0 and est.is_hand(pose) == (pose.hand_prob >= est.hand_threshold)
+    save_weights(build_model("small"), tmp_path / "small.pt", {"name": "small"})
+    with pytest.raises(SystemExit, match="does not fit"):
+        main(args + ["--out", str(tmp_path / "x"), "--set", f"train.init_weights={tmp_path / 'small.pt'}"])

@@ -125,7 +125,7 @@ def composite_scene(rng: np.random.Generator, bank: dict, width: int, height: in
 
     Args:
         rng: the random generator (the scene is a function of its state).
-        bank: a cutout bank (``render_cutouts``).
+        bank: a cutout bank (``render_cutouts``); None when ``n_hands`` is 0.
         width, height: frame size in pixels.
         side_range_frac: hand keypoint-box side, as a fraction of the frame's shorter side
             (log-uniform).
@@ -156,9 +156,9 @@ def composite_scene(rng: np.random.Generator, bank: dict, width: int, height: in
             _paste(frame, patch, mask, int(rng.integers(-pw // 4, width - pw // 2)),
                    int(rng.integers(-ph // 4, height - ph // 2)))
     hands = []
-    S = bank["images"].shape[1]
     short = min(width, height)
     for _ in range(n_hands * 5):
+        S = bank["images"].shape[1]
         if len(hands) == n_hands:
             break
         j = int(rng.integers(len(bank["images"])))
