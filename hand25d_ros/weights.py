@@ -75,7 +75,8 @@ def read_blob(path: Path, fmt: str, version: int, map_location="cpu") -> dict:
         raise WeightsError(f"cannot read weights file {path}: not a hand25d_ros weights file "
                            f"or corrupt ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not isinstance(blob, dict) or blob.get("format") != fmt:
-        raise WeightsError(f"{path} is not a {fmt} file (format tag {blob.get('format') if isinstance(blob, dict) else None!r})")
+        tag = blob.get("format") if isinstance(blob, dict) else None
+        raise WeightsError(f"{path} is not a hand25d_ros weights file of kind {fmt!r} (format tag {tag!r})")
     if blob.get("version") != version:
         raise WeightsError(f"{path} has weights format version {blob.get('version')}, "
                            f"this package reads version {version}")
