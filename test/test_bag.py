@@ -29,6 +29,8 @@ from hand25d_ros import keypoints as kp  # noqa: E402
 from hand25d_ros.cli import main  # noqa: E402
 from hand25d_ros.intrinsics import K_from_fov  # noqa: E402
 
+from conftest import sample_hand  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "hand25d_ros" / "samples"
 TS = get_typestore(Stores.ROS2_HUMBLE)
@@ -46,10 +48,11 @@ PROCESSED = [0, 1, 3, 5, 6]
 
 
 # ---------------------------------------------------------------------------- fixtures
-def _sample(name="frame_05.png"):
-    ann = {s["image"]: s for s in json.loads((SAMPLES / "annotations.json").read_text())["samples"]}[name]
-    rgb = cv2.cvtColor(cv2.imread(str(SAMPLES / name)), cv2.COLOR_BGR2RGB)
-    return rgb, np.array(ann["K"], float), ann
+def _sample(index=5):
+    """The bundled sample's hand as a 256 px crop with its K (the samples are full frames)."""
+    crop, K, uv = sample_hand(index)
+    ann = json.loads((SAMPLES / "annotations.json").read_text())["samples"][index]
+    return crop, K, {"joints_2d_px": uv, "joints_3d_mm": ann["joints_3d_mm"]}
 
 
 def frame_rgb(i: int):

@@ -800,27 +800,17 @@ def test_bad_boxes_are_dropped_with_warnings_and_counted(ext):
 
 
 # ---------------------------------------------------------------------------- track: shipped weights, full frame
-def pasted_sample_frame(name="frame_00.png", offset=(300, 150), size=(640, 480), seed=0):
-    """A bundled sample crop pasted into a synthetic 640x480 background: (rgb, K, true 2D keypoints)."""
+def sample_frame(name="frame_00.png"):
+    """A bundled sample: a full 640x480 camera frame with its K and true 2D keypoints."""
     import json
 
     from hand25d_ros.ros.demo import bundled_samples_dir
 
     folder = bundled_samples_dir()
     rec = {r["image"]: r for r in json.loads((folder / "annotations.json").read_text())["samples"]}[name]
-    crop = cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB)
-    W_, H_ = size
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:H_, 0:W_]
-    bg = np.stack([60 + 80 * xx / W_, 90 + 60 * yy / H_, 120 - 50 * xx / W_], -1)
-    bg += cv2.resize(rng.uniform(-30, 30, (12, 16, 3)), (W_, H_), interpolation=cv2.INTER_CUBIC)
-    rgb = np.clip(bg + rng.normal(0, 4, bg.shape), 0, 255).astype(np.uint8)
-    ox, oy = offset
-    rgb[oy:oy + crop.shape[0], ox:ox + crop.shape[1]] = crop
-    K_full = np.asarray(rec["K"], dtype=np.float64).copy()
-    K_full[0, 2] += ox
-    K_full[1, 2] += oy
-    return rgb, K_full, np.asarray(rec["joints_2d_px"], dtype=np.float64) + (ox, oy)
+    rgb = cv2.cvtColor(cv2.imread(str(folder / name)), cv2.COLOR_BGR2RGB)
+    assert rgb.shape == (480, 640, 3)
+    return rgb, np.asarray(rec["K"], dtype=np.float64), np.asarray(rec["joints_2d_px"], dtype=np.float64)
 
 
 def test_track_finds_a_hand_in_a_full_frame_with_the_shipped_weights(world):
@@ -835,7 +825,7 @@ def test_track_finds_a_hand_in_a_full_frame_with_the_shipped_weights(world):
     if default_detector_path is not None and not default_detector_path().is_file():
         pytest.skip(f"the hand detector's weights are not shipped yet ({default_detector_path()}): "
                     "localization 'track' cannot start without them")
-    rgb, K_full, uv_true = pasted_sample_frame()
+    rgb, K_full, uv_true = sample_frame()
     params = {"device": "cpu", "localization": "track", "max_hands": 2, "max_image_pixels": 640 * 480,
               "diagnostics_period_s": 0.2}
     node = h.NodeProcess(world["plain_env"], "/track", params, world["tmp"] / "track_node.log")

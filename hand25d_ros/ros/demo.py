@@ -13,9 +13,10 @@ outputs (``<name>.json``). Where an ``annotations.json`` lies beside the images 
 samples), each frame's intrinsics come from it and the error against the true pose is
 printed. Exit code 0 when the node answered every frame.
 
-The bundled frames are hand crops, so the node runs with ``localization: whole_image`` and
-no smoothing (the frames are unrelated stills, not a video); ``--localization track`` finds
-and follows hands in full camera frames instead.
+The bundled frames are full 640x480 camera frames (a rendered hand composited into an
+indoor scene, intrinsics carried exactly), so the node finds the hand itself
+(``localization: track``), without smoothing since the frames are unrelated stills, not a
+video; ``--localization whole_image`` is for images that already are hand crops.
 """
 from __future__ import annotations
 
@@ -324,8 +325,8 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", help="weights file (default: the bundled weights)")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
     ap.add_argument("--hand-size-m", type=float, help="wrist to index-MCP length (m)")
-    ap.add_argument("--localization", default="whole_image", choices=("whole_image", "track"),
-                    help="whole_image: each image is a hand crop (the bundled samples); track: full camera frames")
+    ap.add_argument("--localization", default="track", choices=("whole_image", "track"),
+                    help="track: full camera frames (the bundled samples); whole_image: each image is a hand crop")
     ap.add_argument("--out", default="out/demo", help="folder for overlays and JSON")
     ap.add_argument("--domain-id", type=int, help="ROS domain (default: a random one)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the node")

@@ -1,11 +1,15 @@
 """Render the sample frames bundled with the package (hand25d_ros/samples/), or a
 held-out synthetic test set in the same annotated-folder format.
 
-    python -m hand25d_ros.tools.make_samples --out hand25d_ros/samples --n 8 --seed 7
+    python -m hand25d_ros.tools.make_samples --out hand25d_ros/samples --n 8 --seed 7 --frame-size 640x480
     python -m hand25d_ros.tools.make_samples --out cache/synth_test --n 500 --seed 424242 --test-set
 
-Writes frame_XX.png (RGB hand images, 256 x 256) and frames.json with each frame's
-intrinsics and true keypoints, so the demo can show its error as well as its output.
+Writes frame_XX.png (RGB, 256 x 256 hand crops, or full camera frames with
+``--frame-size``) and annotations.json with each frame's intrinsics and true keypoints,
+so the demo can show its error as well as its output. A full frame is a procedural
+indoor scene with the rendered hand (and forearm) composited in by its coverage mask,
+unscaled at an integer offset, so its intrinsics are the crop's shifted by that offset
+and the labels stay exact.
 """
 from __future__ import annotations
 
@@ -17,6 +21,24 @@ import cv2
 import numpy as np
 
 
+def _in_frame(s: dict, frame_size, rng, backgrounds) -> dict:
+    """Composite a rendered crop into a W x H scene at an integer offset (labels stay exact)."""
+    W, H = frame_size
+    S = s["image"].shape[0]
+    kind = ("room", "shelves", "person")[int(rng.integers(3))]
+    bg = backgrounds.sample_background(rng, max(W, H), kind=kind)[:H, :W]
+    x0, y0 = int(rng.integers(0, W - S + 1)), int(rng.integers(0, H - S + 1))
+    frame = bg.copy()
+    a = s["mask"][..., None]
+    frame[y0:y0 + S, x0:x0 + S] = s["image"].astype(np.float32) / 255.0 * a + frame[y0:y0 + S, x0:x0 + S] * (1 - a)
+    out = dict(s)
+    out["image"] = (np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8)
+    T = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+    out["K"] = T @ s["K"]
+    out["joints_2d_px"] = s["joints_2d_px"] + (x0, y0)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -25,7 +47,17 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--test-set", action="store_true",
                     help="the training distribution (all orientations, occluders): a held-out synthetic test set")
+    ap.add_argument("--frame-size", default=None, metavar="WxH",
+                    help="write full camera frames of this size with the hand composited in")
     args = ap.parse_args(argv)
+    frame_size = None
+    if args.frame_size:
+        try:
+            frame_size = tuple(int(v) for v in args.frame_size.lower().split("x"))
+            assert len(frame_size) == 2 and min(frame_size) > args.size
+        except (ValueError, AssertionError):
+            raise SystemExit(f"--frame-size must be WxH larger than --size {args.size}, got {args.frame_size!r}")
+    from ..data import backgrounds
     from ..data.synthetic import SyntheticConfig, SyntheticHandGenerator
     if args.test_set:
         cfg = SyntheticConfig(crop_size_px=args.size)
@@ -37,7 +69,9 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     frames = []
     for i in range(args.n):
-        s = gen.sample(i)
+        s = gen.sample(i, with_mask=frame_size is not None)
+        if frame_size is not None:
+            s = _in_frame(s, frame_size, np.random.default_rng((args.seed, 55, i)), backgrounds)
         name = f"frame_{i:02d}.png"
         cv2.imwrite(str(args.out / name), cv2.cvtColor(s["image"], cv2.COLOR_RGB2BGR))
         frames.append({"image": name, "K": np.round(s["K"], 6).tolist(),
