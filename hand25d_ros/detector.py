@@ -93,18 +93,28 @@ class Detection:
         box: (x, y, w, h) square around the hand's keypoints, frame pixels (crop convention
             of ``crop.py``; the crop for the 2.5D network is this box times a margin).
         score: hand probability of the peak, [0, 1].
-        is_left: left hand (the probability is ``left_prob``).
+        is_left: left hand (the probability is ``left_prob``); None when unknown.
         left_prob: probability that it is a left hand.
     """
     box: tuple
     score: float
-    is_left: bool
-    left_prob: float
+    is_left: bool | None
+    left_prob: float | None
 
     @property
     def centre(self) -> np.ndarray:
         x, y, w, h = self.box
         return np.array([x + w / 2.0, y + h / 2.0])
+
+    @classmethod
+    def from_pose(cls, pose) -> "Detection":
+        """A found hand (``HandPose``) as a detection: the square around its keypoints, for
+        scoring the whole pipeline with the detector's matching."""
+        lo, hi = pose.keypoints_2d.min(0), pose.keypoints_2d.max(0)
+        side = float(max(hi - lo))
+        c = (lo + hi) / 2.0
+        return cls((float(c[0] - side / 2), float(c[1] - side / 2), side, side),
+                   float(pose.detection_score or 0.0), pose.is_left, pose.left_prob)
 
 
 def decode(out: torch.Tensor, scale: float, score_threshold: float, max_hands: int) -> list[Detection]:

@@ -230,9 +230,22 @@ class HandPoseEstimator:
         detection whose crop the network's crop head rejects (``hand_prob`` under the
         weights' ``hand_threshold``) is dropped.
         """
+        return [p for p in self.propose_hands(image_rgb, K, hand_size_m, max_hands, D, distortion_model, refine)
+                if self.is_hand(p)]
+
+    def propose_hands(self, image_rgb: np.ndarray, K, hand_size_m: float | None = None, max_hands: int = 2,
+                      D=None, distortion_model: str = "plumb_bob", refine: bool = True) -> list[HandPose]:
+        """:meth:`estimate_hands` before the crop head's verdict: every detection's pose, with
+        ``detection_score`` and ``hand_prob`` set (for calibration and inspection)."""
         image_rgb = check_image_rgb(image_rgb)
         K = check_intrinsics(K)
-        dets = self.detector(image_rgb, max_hands=max_hands)
+        return self.estimate_detections(image_rgb, K, self.detector(image_rgb, max_hands=max_hands), hand_size_m,
+                                        D, distortion_model, refine)
+
+    def estimate_detections(self, image_rgb, K, dets, hand_size_m=None, D=None, distortion_model: str = "plumb_bob",
+                            refine: bool = True) -> list[HandPose]:
+        """The pose for each ``detector.Detection``: its box widened by ``crop_scale``, then (with
+        ``refine``) the crop placed again around the keypoints found in it."""
         if not dets:
             return []
         boxes = [scale_box(d.box, self.crop_scale) for d in dets]
@@ -241,12 +254,9 @@ class HandPoseEstimator:
             boxes = [keypoint_box(p.keypoints_2d, self.crop_scale) for p in poses]
             poses = self.estimate_batch([image_rgb] * len(dets), [K] * len(dets), hand_size_m, boxes, D,
                                         distortion_model)
-        out = []
         for p, d in zip(poses, dets):
             p.detection_score = d.score
-            if self.is_hand(p):
-                out.append(p)
-        return out
+        return poses
 
     def estimate_batch(self, images_rgb, Ks, hand_size_m: float | None = None, rois=None,
                        D=None, distortion_model: str = "plumb_bob") -> list[HandPose]:

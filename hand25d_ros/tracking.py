@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .estimator import HandPose, HandPoseEstimator, keypoint_box, scale_box
+from .estimator import HandPose, HandPoseEstimator, keypoint_box
 from .filters import OneEuroFilter
 
 __all__ = ["HandTracker", "TrackedHand", "box_iou", "keypoint_box"]
@@ -164,15 +164,10 @@ class HandTracker:
         new = [d for j, d in enumerate(dets) if j not in used
                and all(not _overlaps(d.box, t.box) for t in self.tracks)]
         new = new[: max(0, self.max_hands - len(self.tracks))]
-        if new:
-            boxes = [scale_box(d.box, self.crop_scale) for d in new]
-            first = self.est.estimate_batch([image_rgb] * len(new), [K] * len(new), hand_size_m, boxes, D)
-            boxes = [keypoint_box(p.keypoints_2d, self.crop_scale) for p in first]
-            poses = self.est.estimate_batch([image_rgb] * len(new), [K] * len(new), hand_size_m, boxes, D)
-            for d, p, b in zip(new, poses, boxes):
-                if p.valid and self.est.is_hand(p) and all(box_iou(b, t.box) < 0.5 for t in self.tracks):
-                    p.detection_score = d.score
-                    self.tracks.append(self._new_track(p, b, t_s))
+        for p in self.est.estimate_detections(image_rgb, K, new, hand_size_m, D):
+            b = p.roi
+            if p.valid and self.est.is_hand(p) and all(box_iou(b, t.box) < 0.5 for t in self.tracks):
+                self.tracks.append(self._new_track(p, b, t_s))
         return list(self.tracks)
 
     def _update_from_rois(self, image_rgb, K, t_s, hand_size_m, D, rois) -> list[TrackedHand]:
