@@ -59,7 +59,6 @@ on any error or KeyboardInterrupt the temporary folder is removed.
 """
 from __future__ import annotations
 
-import inspect
 import shutil
 import sys
 import tempfile
@@ -537,9 +536,8 @@ class BagSummary:
 class _Intrinsics:
     """Intrinsics of each frame: calibration file, CameraInfo by stamp, or a guess."""
 
-    def __init__(self, calibration, index, source, hfov_deg, with_model: bool):
+    def __init__(self, calibration, index, source, hfov_deg):
         self.cal, self.index, self.source, self.hfov = calibration, index, source, hfov_deg
-        self.with_model = with_model
         self._fov: dict = {}
 
     def describe(self, info_topic) -> str:
@@ -572,21 +570,7 @@ class _Intrinsics:
             if (width, height) not in self._fov:
                 self._fov[(width, height)] = K_from_fov(width, height, self.hfov)
             return self._fov[(width, height)], None, {}
-        extra = {}
-        if D is not None:
-            if self.with_model:
-                extra["distortion_model"] = model
-            elif model == "equidistant":
-                raise BagError("equidistant distortion, but HandTracker.update takes no distortion model: "
-                               "use the rectified image (intrinsics source 'rectified')")
-        return K, D, extra
-
-
-def _accepts(fn, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
+        return K, D, ({"distortion_model": model} if D is not None else {})
 
 
 def _temp_output(out: Path) -> tuple[Path, Path]:
@@ -656,8 +640,7 @@ def convert(input_bag, output_bag, tracker, *, image_topic: str, camera_info_top
             _warn(f"no CameraInfo topic {info_topic} in {inp} (CameraInfo topics there: "
                   f"{_topic_list(reader, (CAMERA_INFO,))}) and no --calib: guessing intrinsics from a {hfov_deg} "
                   "degree field of view; the 3D output's depth is only as good as that guess")
-        intrinsics = _Intrinsics(calibration, index, intrinsics_source, hfov_deg,
-                                 _accepts(tracker.update, "distortion_model"))
+        intrinsics = _Intrinsics(calibration, index, intrinsics_source, hfov_deg)
         storage = storage or bag_storage(reader)
         summary = BagSummary(output=out, storage=storage, intrinsics=intrinsics.describe(info_topic))
         tmpdir, tmp_bag = _temp_output(out)

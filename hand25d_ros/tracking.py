@@ -119,7 +119,8 @@ class HandTracker:
         return [p for p in self.est.estimate_hands(image_rgb, K, hand_size_m, max_hands or self.max_hands, D)
                 if p.valid]
 
-    def update(self, image_rgb, K, t_s: float, hand_size_m=None, D=None, rois=None) -> list[TrackedHand]:
+    def update(self, image_rgb, K, t_s: float, hand_size_m=None, D=None, rois=None,
+               distortion_model: str = "plumb_bob") -> list[TrackedHand]:
         """Process one frame; returns the hands seen in it (ids stable across frames).
 
         Args:
@@ -127,14 +128,16 @@ class HandTracker:
             rois: boxes (x, y, w, h) from an external detector: used instead of the own
                 detector and tracking (at most ``max_hands``, in the given order); a box keeps
                 the id of the track it overlaps.
+            D, distortion_model: CameraInfo distortion of a raw image (see ``estimate``).
         """
+        dm = distortion_model
         self._frame += 1
         if rois is not None:
-            return self._update_from_rois(image_rgb, K, t_s, hand_size_m, D, list(rois)[: self.max_hands])
+            return self._update_from_rois(image_rgb, K, t_s, hand_size_m, D, list(rois)[: self.max_hands], dm)
         tracked = []
         if self.tracks:
             boxes = [keypoint_box(t.pose.keypoints_2d, self.crop_scale) for t in self.tracks]
-            poses = self.est.estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D)
+            poses = self.est.estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D, dm)
             # a crop the network says holds no hand ends its track at once
             tracked = [(t, p, b) for t, p, b in zip(self.tracks, poses, boxes) if p.valid and self.est.is_hand(p)]
         weak = any(p.mean_confidence < self.min_confidence for _, p, _ in tracked)
@@ -164,15 +167,15 @@ class HandTracker:
         new = [d for j, d in enumerate(dets) if j not in used
                and all(not _overlaps(d.box, t.box) for t in self.tracks)]
         new = new[: max(0, self.max_hands - len(self.tracks))]
-        for p in self.est.estimate_detections(image_rgb, K, new, hand_size_m, D):
+        for p in self.est.estimate_detections(image_rgb, K, new, hand_size_m, D, dm):
             b = p.roi
             if p.valid and self.est.is_hand(p) and all(box_iou(b, t.box) < 0.5 for t in self.tracks):
                 self.tracks.append(self._new_track(p, b, t_s))
         return list(self.tracks)
 
-    def _update_from_rois(self, image_rgb, K, t_s, hand_size_m, D, rois) -> list[TrackedHand]:
+    def _update_from_rois(self, image_rgb, K, t_s, hand_size_m, D, rois, dm) -> list[TrackedHand]:
         boxes = [tuple(float(v) for v in r) for r in rois]
-        poses = self.est.estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D)
+        poses = self.est.estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D, dm)
         free = list(self.tracks)
         out = []
         for p, b in zip(poses, boxes):

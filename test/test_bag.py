@@ -262,7 +262,7 @@ class ScriptedTracker:
                                                 mean_confidence=0.5)
         self.script, self.interrupt_at, self.calls = script, interrupt_at, []
 
-    def update(self, image_rgb, K, t_s, hand_size_m=None, D=None):
+    def update(self, image_rgb, K, t_s, hand_size_m=None, D=None, distortion_model="plumb_bob"):
         n = len(self.calls)
         if n == self.interrupt_at:
             raise KeyboardInterrupt

@@ -58,7 +58,6 @@ for the camera driver and this node fixes that (see the file).
 """
 from __future__ import annotations
 
-import inspect
 import math
 import re
 import sys
@@ -429,11 +428,6 @@ class HandPoseNode(Node):
         tracker = HandTracker(self.estimator, max_hands=p["max_hands"], min_confidence=p["confidence_threshold"],
                               smoothing=p["smoothing"], min_cutoff_hz=p["smoothing_min_cutoff_hz"],
                               beta=p["smoothing_beta"])
-        accepts = inspect.signature(tracker.update).parameters
-        if p["localization"] != "track" and "rois" not in accepts:
-            raise StartupError(f"localization {p['localization']!r} needs HandTracker.update(..., rois=); "
-                               "this hand25d_ros.tracking has none: use localization:=track")
-        self._tracker_takes_model = "distortion_model" in accepts
         if p["localization"] == "track":
             # one frame now: what the hand search needs (e.g. the detector's weights, loaded on first
             # use) fails here with the reason, not on the first camera frame
@@ -582,13 +576,8 @@ class HandPoseNode(Node):
             kwargs["rois"] = [whole_image_box(height, width)]
         elif p["localization"] == "external":
             kwargs["rois"] = self.check_rois(rois_msg, width, height)
-        if D is not None and model and model != "plumb_bob":
-            if self._tracker_takes_model:
-                kwargs["distortion_model"] = model
-            elif model != "rational_polynomial":   # same cv2 call as plumb_bob
-                self.warn("unsupported_distortion", f"dropped an image: distortion model {model!r} is not "
-                                                    "supported with this tracker; use the rectified image")
-                return
+        if D is not None and model:
+            kwargs["distortion_model"] = model
         t1 = time.perf_counter()
         try:
             tracked = self.tracker.update(rgb, K, conv.stamp_to_ns(msg.header.stamp) / 1e9, p["hand_size_m"],
