@@ -590,6 +590,8 @@ def test_start_up_failures_exit_with_a_clear_message(world):
     corrupt.write_bytes(os.urandom(3000))
     cases = {
         "missing_weights": ({"weights": str(tmp / "nope.pt")}, "weights file not found"),
+        "missing_detector": ({"weights": world["weights"], "localization": "track",
+                              "detector_weights": str(tmp / "no_detector.pt")}, "weights file not found"),
         "corrupt_weights": ({"weights": str(corrupt)}, "corrupt"),
         "hand_size_out_of_range": ({"weights": world["weights"], "hand_size_m": 5.0}, "hand_size_m"),
         "bad_intrinsics_source": ({"weights": world["weights"], "intrinsics_source": "fisheye"}, "intrinsics_source"),

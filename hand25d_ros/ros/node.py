@@ -135,6 +135,8 @@ class ParamSpec:
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("weights", "", "weights file (.pt); empty: the weights bundled with the package", read_only=True),
+    ParamSpec("detector_weights", "", "hand detector weights file (.pt) for localization 'track'; empty: the "
+              "bundled detector", read_only=True),
     ParamSpec("device", "auto", "'auto' (CUDA when there is one), 'cpu', 'cuda' or 'cuda:N'", read_only=True,
               pattern=r"^(auto|cpu|cuda(:\d+)?)$"),
     ParamSpec("allow_cpu_fallback", True, "CUDA requested but not available: true runs on the CPU with a "
@@ -417,7 +419,8 @@ class HandPoseNode(Node):
             self.get_logger().warning(f"device {device!r} requested but CUDA is not available: running on the CPU")
             device = "cpu"
         try:
-            return HandPoseEstimator(weights=self.cfg["weights"] or None, device=device, fp16=self.cfg["fp16"])
+            return HandPoseEstimator(weights=self.cfg["weights"] or None, device=device, fp16=self.cfg["fp16"],
+                                     detector=self.cfg["detector_weights"] or None)
         except WeightsError as exc:
             raise StartupError(f"cannot load weights: {exc}") from None
 
