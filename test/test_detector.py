@@ -147,3 +147,17 @@ def test_bundled_detector_finds_pasted_hands_and_the_pipeline_no_hand_in_empty_f
         frame = np.clip(rng.normal(rng.uniform(40, 200), rng.uniform(5, 60), (480, 640, 3)), 0, 255).astype(np.uint8)
         false_frames += len(est.estimate_hands(frame, K)) > 0
     assert false_frames <= 1
+
+
+@bundled
+def test_pipeline_calibration_writes_a_loadable_detector(tmp_path):
+    from hand25d_ros.tools.calibrate_localisation import main
+    out = tmp_path / "calibrated.pt"
+    assert main(["--detector", str(default_detector_path()), "--out", str(out), "--empty", "6", "--hands", "3",
+                 "--bank", str(tmp_path / "bank.npz"), "--bank-size", "4", "--floor", "0.2"]) == 0
+    det = HandDetector(out)
+    cal = det.meta["pipeline_calibration"]
+    assert det.score_threshold == cal["score_threshold"] >= 0.2
+    assert 0.0 <= cal["recall"] <= 1.0 and cal["empty_scenes"] == 6
+    ref, _ = load_detector(default_detector_path())
+    assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), det.model.state_dict().values()))

@@ -40,6 +40,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-false-rate", type=float, default=0.01)
     ap.add_argument("--floor", type=float, default=0.15, help="lowest threshold allowed")
     ap.add_argument("--seed", type=int, default=9090)
+    ap.add_argument("--bank", type=Path, default=Path("cache/det_bank_val.npz"),
+                    help="held-out cutout bank (rendered when missing; the detector's validation bank)")
+    ap.add_argument("--bank-size", type=int, default=400)
     args = ap.parse_args(argv)
     from ..estimator import HandPoseEstimator
     model, meta = load_detector(args.detector)
@@ -52,7 +55,7 @@ def main(argv=None) -> int:
         empty.append(best_passing_score(est, image, K)[0])
     empty = np.asarray(empty)
     thr = float(max(args.floor, np.quantile(empty, 1.0 - args.max_false_rate) + 1e-3))
-    bank = render_cutouts(Path("cache/det_bank_val.npz"), 400, seed=7001, workers=2)
+    bank = render_cutouts(args.bank, args.bank_size, seed=7001, workers=2 if args.bank_size > 100 else 1)
     hit_scores = []
     for i in range(args.hands):
         image, hands = composite_scene(np.random.default_rng((args.seed, 1, i)), bank, 640, 480, n_hands=1,
