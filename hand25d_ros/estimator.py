@@ -15,6 +15,9 @@ from .weights import load_weights
 
 # Plausible distance of a hand from a camera; a root outside is not trusted.
 MIN_DEPTH_M, MAX_DEPTH_M = 0.05, 10.0
+# crop side / keypoint box side for crops placed from detections and keypoints: the middle
+# of the training crops' 1.2-1.7
+DEFAULT_CROP_SCALE = 1.45
 
 
 @dataclass
@@ -49,7 +52,6 @@ class HandPose:
     left_prob: float | None = None
     hand_prob: float | None = None
     detection_score: float | None = None
-
 
     @classmethod
     def not_found(cls, hand_size_m: float = kp.DEFAULT_HAND_SIZE_M) -> "HandPose":
@@ -102,11 +104,11 @@ class HandPoseEstimator:
         detector: weights of the full-frame hand detector (None: bundled), loaded on the
             first call that has to find hands (``roi=None``, :meth:`estimate_hands`, tracking).
         crop_scale: crop side / side of the hand's keypoint box when the crop is placed from
-            a detection or from keypoints (the middle of the training crops' 1.2-1.7).
+            a detection or from keypoints.
     """
 
     def __init__(self, weights=None, device: str = "auto", fp16: bool = False,
-                 root_depth: str = "robust", detector=None, crop_scale: float = 1.45):
+                 root_depth: str = "robust", detector=None, crop_scale: float = DEFAULT_CROP_SCALE):
         loaded = load_weights(weights)
         self._setup(loaded.model, loaded.meta, loaded.path, device, fp16, root_depth)
         self._detector_weights = detector
@@ -119,7 +121,7 @@ class HandPoseEstimator:
         used as it is: switch it to eval mode before estimating."""
         est = cls.__new__(cls)
         est._setup(model, dict(meta or {}), "<in-memory>", device, fp16, root_depth, move=False)
-        est._detector_weights, est.crop_scale = None, 1.45
+        est._detector_weights, est.crop_scale = None, DEFAULT_CROP_SCALE
         return est
 
     def _setup(self, model, meta, path, device, fp16, root_depth, move=True):
@@ -195,14 +197,15 @@ class HandPoseEstimator:
         if hand_size_m is not None:
             check_positive(hand_size_m, "hand_size_m")
         if roi is None:
-            hands = self.estimate_hands(image_rgb, K, hand_size_m, max_hands=1, D=D,
+            # a few proposals, so that one the crop head rejects does not hide the hand
+            hands = self.estimate_hands(image_rgb, K, hand_size_m, max_hands=3, D=D,
                                         distortion_model=distortion_model)
             return hands[0] if hands else HandPose.not_found(
                 kp.DEFAULT_HAND_SIZE_M if hand_size_m is None else hand_size_m)
         return self.estimate_batch([image_rgb], [K], hand_size_m, [roi], D, distortion_model)[0]
 
     def track(self, image_rgb: np.ndarray, K, t_s: float, hand_size_m: float | None = None, D=None,
-              rois=None, **tracker_options) -> list:
+              rois=None, distortion_model: str = "plumb_bob", **tracker_options) -> list:
         """Stateful estimation for video: the hands in this frame, with ids stable across calls.
 
         A ``tracking.HandTracker`` held by the estimator follows the hands (crops from the last
@@ -215,7 +218,7 @@ class HandPoseEstimator:
         if getattr(self, "_tracker", None) is None:
             from .tracking import HandTracker
             self._tracker = HandTracker(self, **tracker_options)
-        return self._tracker.update(image_rgb, K, t_s, hand_size_m, D, rois)
+        return self._tracker.update(image_rgb, K, t_s, hand_size_m, D, rois, distortion_model)
 
     def reset_tracking(self) -> None:
         """Forget the hands :meth:`track` follows (a new video)."""

@@ -1,16 +1,18 @@
 """Hands in full camera frames: find them, follow them, smooth them.
 
 Localisation is the small full-frame detector (``detector.py``): one pass over the
-letterboxed frame gives each hand's box, score and left/right label. Tracking places
-each next crop around the previous frame's keypoints (with a motion margin, the
-training crops' scale), which is both cheaper and tighter than a detector box; the
-detector runs again every ``detect_every`` frames (to confirm the tracks, find new
-hands and notice hands that left), and at once when a track's keypoint confidence
-drops. A track keeps its id while detections overlap it; its left/right label is the
-running mean of the probability that the 2.5D network's left/right head gives on the crop
-(the detector's own left/right output stayed at chance on hands this small, so it is not used). The crop's intrinsics are carried exactly
-by ``HandPoseEstimator`` (``roi``), so the 3D result is the same as for a hand that was
-cropped by hand. One Euro filtering (``filters.py``) smooths the 3D output per track.
+letterboxed frame proposes each hand's box and score, and the 2.5D network's crop head
+confirms it. Tracking places each next crop around the previous frame's keypoints (with
+a motion margin, the training crops' scale), which is both cheaper and tighter than a
+detector box. A track ends at once when the crop head sees no hand in its crop; the
+detector runs again every ``detect_every`` frames (to confirm the tracks, find new hands
+and notice hands that left) and whenever a track ends or its keypoint confidence drops.
+A track keeps its id while detections overlap it; its left/right label is the running
+mean of the crop head's left-hand probability (the detector's own left/right output
+stayed at chance on hands this small, so it is not used). The crop's intrinsics are
+carried exactly by ``HandPoseEstimator`` (``roi``), so the 3D result is the same as for a
+hand that was cropped by hand. One Euro filtering (``filters.py``) smooths the 3D output
+per track.
 """
 from __future__ import annotations
 

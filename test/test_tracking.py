@@ -128,3 +128,24 @@ def test_two_hands_two_ids_with_labels(est):
     assert all(all(v is not None for v in labels) for labels in seen.values())
     one = HandTracker(est, max_hands=1)
     assert len(one.update(frame, K, 0.0)) == 1
+
+
+@bundled
+def test_estimator_track_keeps_ids_until_reset(untrained_weights):
+    """HandPoseEstimator.track holds one tracker: ids persist across calls, options apply on the
+    first call, reset_tracking starts over."""
+    import cv2
+    est = HandPoseEstimator(device="cpu")
+    bg = cv2.GaussianBlur(np.random.default_rng(6).integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 6)
+    ids = []
+    for t in range(3):
+        frame, K, _ = paste_sample(5, (200 + 4 * t, 120), 220, frame=bg)
+        hands = est.track(frame, K, t / 30, max_hands=1, smoothing=False)
+        assert len(hands) <= 1
+        ids += [h.track_id for h in hands]
+    assert ids and len(set(ids)) == 1
+    assert est._tracker.max_hands == 1 and not est._tracker.smoothing
+    est.reset_tracking()
+    frame, K, _ = paste_sample(5, (200, 120), 220, frame=bg)
+    again = sorted(h.track_id for h in est.track(frame, K, 1.0))
+    assert again and again[0] == 0                # a fresh tracker numbers from 0 again
