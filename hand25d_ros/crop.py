@@ -111,3 +111,13 @@ def warp_crop(image: np.ndarray, A: np.ndarray, out_size_px: int,
         scale *= 2.0
     return cv2.warpAffine(image, A, (out_size_px, out_size_px), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
+
+
+def box_iou(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax0, ay0, aw, ah = a
+    bx0, by0, bw, bh = b
+    iw = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
+    ih = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
+    inter = iw * ih
+    return inter / max(1e-9, aw * ah + bw * bh - inter)

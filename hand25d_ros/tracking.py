@@ -20,20 +20,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .crop import box_iou
 from .estimator import HandPose, HandPoseEstimator, keypoint_box
 from .filters import OneEuroFilter
 
 __all__ = ["HandTracker", "TrackedHand", "box_iou", "keypoint_box"]
-
-
-def box_iou(a, b) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax0, ay0, aw, ah = a
-    bx0, by0, bw, bh = b
-    iw = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
-    ih = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
-    inter = iw * ih
-    return inter / max(1e-9, aw * ah + bw * bh - inter)
 
 
 def _centre(box) -> np.ndarray:
@@ -117,7 +108,7 @@ class HandTracker:
         self.tracks, self._frame = [], 0
 
     def detect(self, image_rgb, K, hand_size_m=None, D=None, max_hands=None) -> list[HandPose]:
-        """Find up to ``max_hands`` hands in a frame from scratch (detector + refined crops)."""
+        """Find up to ``max_hands`` hands in a frame from scratch (detector proposals, confirmed by the crop head)."""
         return [p for p in self.est.estimate_hands(image_rgb, K, hand_size_m, max_hands or self.max_hands, D)
                 if p.valid]
 
