@@ -83,17 +83,24 @@ class HandTracker:
         smoothing: One Euro filtering of the 3D keypoints (``min_cutoff_hz``, ``beta``).
         detect_every: run the detector every N frames while hands are tracked (1: every frame).
         max_misses: detector passes in a row that may miss a track before it is dropped.
+        max_gap_s: after a pause in the stream longer than this (dropped frames, a paused bag,
+            unrelated stills) the tracks are dropped and the hands found afresh: an old crop is
+            no prior, and one that half covers a hand still looks like a hand. 0: every frame
+            is found afresh.
     """
 
     def __init__(self, estimator: HandPoseEstimator, max_hands: int = 2, min_confidence: float = 0.05,
                  smoothing: bool = True, min_cutoff_hz: float = 1.5, beta: float = 0.5,
-                 detect_every: int = 3, max_misses: int = 1):
+                 detect_every: int = 3, max_misses: int = 1, max_gap_s: float = 0.5):
         if max_hands < 1:
             raise ValueError(f"max_hands must be >= 1, got {max_hands}")
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         self.est, self.max_hands, self.min_confidence = estimator, int(max_hands), float(min_confidence)
+        if not max_gap_s >= 0:
+            raise ValueError(f"max_gap_s must be >= 0, got {max_gap_s}")
         self.smoothing, self.detect_every, self.max_misses = smoothing, int(detect_every), int(max_misses)
+        self.max_gap_s, self._last_t = float(max_gap_s), None
         self._filter_args = (min_cutoff_hz, beta)
         self.tracks: list[TrackedHand] = []
         self._next_id = 0
@@ -105,7 +112,7 @@ class HandTracker:
 
     def reset(self) -> None:
         """Forget all tracks (ids keep counting up, so an id is never reused)."""
-        self.tracks, self._frame = [], 0
+        self.tracks, self._frame, self._last_t = [], 0, None
 
     def detect(self, image_rgb, K, hand_size_m=None, D=None, max_hands=None) -> list[HandPose]:
         """Find up to ``max_hands`` hands in a frame from scratch (detector proposals, confirmed by the crop head)."""
@@ -125,6 +132,9 @@ class HandTracker:
         """
         dm = distortion_model
         self._frame += 1
+        if self._last_t is not None and not 0.0 <= t_s - self._last_t <= self.max_gap_s:
+            self.tracks = []          # a pause (or time running backwards): find the hands afresh
+        self._last_t = t_s
         if rois is not None:
             return self._update_from_rois(image_rgb, K, t_s, hand_size_m, D, list(rois)[: self.max_hands], dm)
         tracked = []

@@ -155,3 +155,17 @@ def test_estimator_track_keeps_ids_until_reset(untrained_weights):
     frame, K, _ = paste_sample(5, (200, 120), 220, frame=bg)
     again = sorted(h.track_id for h in est.track(frame, K, 1.0))
     assert again and again[0] == 0                # a fresh tracker numbers from 0 again
+
+
+@bundled
+def test_a_pause_in_the_stream_finds_the_hands_afresh(est):
+    import cv2
+    bg = cv2.GaussianBlur(np.random.default_rng(8).integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 6)
+    frame, K, _ = paste_sample(0, (250, 150), 220, frame=bg)
+    tr = HandTracker(est, max_gap_s=0.2)
+    first = [h.track_id for t in range(3) for h in tr.update(frame, K, t / 30)]
+    assert first and len(set(first)) == 1
+    after_pause = [h.track_id for h in tr.update(frame, K, 2 / 30 + 1.0)]
+    assert after_pause and min(after_pause) > max(first)
+    with pytest.raises(ValueError, match="max_gap_s"):
+        HandTracker(est, max_gap_s=-1.0)

@@ -223,7 +223,9 @@ def run(args) -> int:
         cmd += ["--params-file", str(params_file)]
     cmd += ["-r", f"__ns:={NODE_NAMESPACE}", "-p", "publish_debug_image:=true", "-p", f"device:={args.device}",
             "-p", f"intrinsics_source:={'raw' if any_distortion else 'rectified'}",
-            "-p", f"localization:={args.localization}", "-p", "smoothing:=false"]
+            "-p", f"localization:={args.localization}", "-p", "smoothing:=false",
+            # unrelated stills: no frame is a prior for the next
+            "-p", "track_max_gap_s:=0.0"]
     if args.weights:
         cmd += ["-p", f"weights:={Path(args.weights).resolve()}"]
     if args.hand_size_m:

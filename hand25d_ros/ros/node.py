@@ -159,6 +159,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               low=0.001, high=1000.0, read_only=True),
     ParamSpec("smoothing_beta", 0.5, "One Euro speed coefficient (s/m): higher lags less in fast motion",
               low=0.0, high=1000.0, read_only=True),
+    ParamSpec("track_max_gap_s", 0.5, "a gap between image stamps longer than this drops the tracks and finds "
+              "the hands afresh (0: every image afresh, for unrelated stills)", low=0.0, high=1e6, read_only=True),
     ParamSpec("intrinsics_source", "rectified", "'rectified': the image is rectified, use CameraInfo P; "
               "'raw': use K and the distortion D", choices=conv.INTRINSICS_SOURCES),
     ParamSpec("sync_tolerance_s", 0.02, "pair an image with the CameraInfo of the same stamp, else the newest "
@@ -430,7 +432,7 @@ class HandPoseNode(Node):
         p = self.cfg
         tracker = HandTracker(self.estimator, max_hands=p["max_hands"], min_confidence=p["confidence_threshold"],
                               smoothing=p["smoothing"], min_cutoff_hz=p["smoothing_min_cutoff_hz"],
-                              beta=p["smoothing_beta"])
+                              beta=p["smoothing_beta"], max_gap_s=p["track_max_gap_s"])
         if p["localization"] == "track":
             # one frame now: what the hand search needs (e.g. the detector's weights, loaded on first
             # use) fails here with the reason, not on the first camera frame
