@@ -145,6 +145,7 @@ class HandPoseEstimator:
         # calibrated at training time on held-out hand-free crops (see train.py)
         self.hand_threshold = float(self.meta.get("hand_threshold", 0.5))
         self._detector = None
+        self._tracker = None          # track()'s, made on its first call
 
     def is_hand(self, pose: HandPose) -> bool:
         """Whether the crop head sees a hand in ``pose``'s crop (always, without a crop head)."""
@@ -218,7 +219,7 @@ class HandPoseEstimator:
         Returns:
             list of ``tracking.TrackedHand`` (``track_id``, ``pose``, ``is_left``).
         """
-        if getattr(self, "_tracker", None) is None:
+        if self._tracker is None:
             from .tracking import HandTracker
             self._tracker = HandTracker(self, **tracker_options)
         return self._tracker.update(image_rgb, K, t_s, hand_size_m, D, rois, distortion_model)
