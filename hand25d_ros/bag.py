@@ -67,10 +67,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from . import keypoints as kp
+from . import messages
 from .intrinsics import Calibration, K_from_fov
 from .pose_frames import HandFrames, hand_frames, rotation_to_quaternion
 
@@ -79,12 +79,10 @@ COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 STORAGES = ("mcap", "sqlite3")
-INTRINSICS_SOURCES = ("rectified", "raw")
+INTRINSICS_SOURCES = messages.INTRINSICS_SOURCES
 DEFAULT_NAMESPACE = "/hand25d"
 DEFAULT_FRAME_PREFIX = "hand_"   # the node's frame_prefix
-# as the node: channels of each supported encoding, largest image accepted
-ENCODING_CHANNELS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-MAX_PIXELS = 4096 * 4096
+MAX_PIXELS = messages.DEFAULT_MAX_PIXELS      # the node's default max_image_pixels
 # an image stamp this far behind the previous one is a restarted recording: start over
 STAMP_RESET_NS = 1_000_000_000
 
@@ -370,75 +368,26 @@ def stamp_ns(stamp) -> int:
 
 def image_to_rgb(msg, msgtype: str = IMAGE, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A deserialised sensor_msgs/Image or CompressedImage -> (H, W, 3) uint8 RGB, with the
-    node's checks (``conversions.image_to_rgb``/``compressed_to_rgb``). Raises FrameSkip."""
-    if msgtype == COMPRESSED_IMAGE:
-        buf = np.frombuffer(msg.data, dtype=np.uint8)
-        image = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-        if image is None or image.size == 0:
-            raise FrameSkip("bad_image", f"cannot decode compressed image ({msg.format!r}, {buf.size} bytes)")
-        h, w = image.shape[:2]
-        if h * w > max_pixels:
-            raise FrameSkip("bad_image", f"image of {w} x {h} pixels exceeds the limit of {max_pixels} pixels")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    enc = msg.encoding
-    if enc not in ENCODING_CHANNELS:
-        raise FrameSkip("unsupported_encoding", f"unsupported image encoding {enc!r}; supported: "
-                                                f"{', '.join(ENCODING_CHANNELS)} (or a CompressedImage topic)")
-    h, w, step, c = int(msg.height), int(msg.width), int(msg.step), ENCODING_CHANNELS[enc]
-    if h <= 0 or w <= 0:
-        raise FrameSkip("bad_image", f"empty image: {w} x {h}")
-    if h * w > max_pixels:
-        raise FrameSkip("bad_image", f"image of {w} x {h} pixels exceeds the limit of {max_pixels} pixels")
-    if step < w * c:
-        raise FrameSkip("bad_image", f"step {step} is shorter than one row of {w} {enc} pixels ({w * c} bytes)")
-    buf = np.frombuffer(msg.data, dtype=np.uint8)
-    if buf.size != step * h:
-        raise FrameSkip("bad_image", f"image data has {buf.size} bytes, expected step * height = {step * h}")
-    a = np.ascontiguousarray(buf.reshape(h, step)[:, : w * c].reshape(h, w, c))
-    if enc == "rgb8":
-        return a
-    return cv2.cvtColor(a, {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
-                            "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB}[enc])
+    node's checks (``hand25d_ros.messages``). Raises FrameSkip."""
+    try:
+        if msgtype == COMPRESSED_IMAGE:
+            return messages.compressed_to_rgb(msg, max_pixels)
+        return messages.image_to_rgb(msg, max_pixels)
+    except messages.UnsupportedEncoding as exc:
+        raise FrameSkip("unsupported_encoding", f"{exc} (or a CompressedImage topic)") from None
+    except messages.MessageError as exc:
+        raise FrameSkip("bad_image", str(exc)) from None
 
 
 def camera_info_intrinsics(msg, source: str = "rectified"):
     """A deserialised CameraInfo -> ``(K, D, distortion_model, (width, height) or None)`` of the
     image it describes, with the node's checks and binning/ROI handling
-    (``conversions.camera_info_to_intrinsics`` and ``expected_image_size``). Raises FrameSkip."""
-    bad = "bad_camera_info"
-    if source == "rectified":
-        M, name, D, model = np.asarray(msg.p, dtype=np.float64), "P", None, ""
-        if M.size != 12:
-            raise FrameSkip(bad, f"CameraInfo.p must have 12 values, got {M.size}")
-        K = M.reshape(3, 4)[:, :3].copy()
-    else:
-        M, name = np.asarray(msg.k, dtype=np.float64), "K"
-        if M.size != 9:
-            raise FrameSkip(bad, f"CameraInfo.k must have 9 values, got {M.size}")
-        K, D = M.reshape(3, 3).copy(), np.asarray(msg.d, dtype=np.float64).copy()
-        model = msg.distortion_model or "plumb_bob"
-        if not np.all(np.isfinite(D)):
-            raise FrameSkip(bad, f"CameraInfo.d contains NaN or inf: {D.tolist()}")
-        if model not in ("plumb_bob", "rational_polynomial", "equidistant"):
-            raise FrameSkip(bad, f"unsupported distortion model {model!r}; use plumb_bob, "
-                                 "rational_polynomial or equidistant (or the rectified image)")
-    if not np.all(np.isfinite(K)):
-        raise FrameSkip(bad, f"CameraInfo {name} contains NaN or inf: {K.ravel().tolist()}")
-    if not (K[0, 0] > 0 and K[1, 1] > 0):
-        raise FrameSkip(bad, f"CameraInfo {name} has focal lengths fx={K[0, 0]}, fy={K[1, 1]}; both must be > 0 "
-                             "(an uncalibrated camera publishes zeros; pass --calib)")
-    if not (np.allclose(K[2], (0.0, 0.0, 1.0)) and K[1, 0] == 0.0):
-        raise FrameSkip(bad, f"CameraInfo {name} is not a camera matrix: rows {K.tolist()}")
-    roi, bx, by = msg.roi, max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
-    K[0, 2] -= roi.x_offset
-    K[1, 2] -= roi.y_offset
-    K[0] /= bx
-    K[1] /= by
-    size = None
-    if int(msg.width) and int(msg.height):
-        w, h = (int(roi.width), int(roi.height)) if roi.width and roi.height else (int(msg.width), int(msg.height))
-        size = (w // bx, h // by)
-    return K, D, model, size
+    (``hand25d_ros.messages``). Raises FrameSkip."""
+    try:
+        K, D, model = messages.camera_info_to_intrinsics(msg, source)
+    except messages.MessageError as exc:
+        raise FrameSkip("bad_camera_info", f"{exc}; or pass --calib") from None
+    return K, D, model, messages.expected_image_size(msg)
 
 
 class CameraInfoIndex:

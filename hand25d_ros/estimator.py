@@ -10,8 +10,7 @@ import torch
 from . import geometry as geo
 from . import keypoints as kp
 from ._checks import check_image_rgb, check_intrinsics, check_positive
-from .crop import (box_iou, box_to_crop_affine, crop_intrinsics, invert_affine, transform_points, warp_crop,
-                   whole_image_box)
+from .crop import box_iou, box_to_crop_affine, invert_affine, transform_points, warp_crop, whole_image_box
 from .weights import load_weights
 
 # Plausible distance of a hand from a camera; a root outside is not trusted.

@@ -23,27 +23,19 @@ import array
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from geometry_msgs.msg import Point, Pose, PoseArray, PoseStamped, Quaternion, TransformStamped, Vector3
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
 from .. import keypoints as kp
+from ..messages import (DEFAULT_MAX_PIXELS, ENCODING_CHANNELS, INTRINSICS_SOURCES, MessageError,  # noqa: F401
+                        UnsupportedEncoding, camera_info_to_intrinsics, compressed_to_rgb, expected_image_size,
+                        image_to_numpy, image_to_rgb)
 from ..pose_frames import HandFrames, rotation_to_quaternion
-
-# channels of each supported encoding
-ENCODING_CHANNELS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-# larger images are refused (a 16k x 16k image is a bug upstream, not a hand)
-DEFAULT_MAX_PIXELS = 4096 * 4096
-
-
-class MessageError(ValueError):
-    """A message that cannot be converted; the text says what is wrong with it."""
-
 
 # ---------------------------------------------------------------------------- time
 def stamp_to_ns(stamp: Time) -> int:
@@ -63,46 +55,6 @@ def seconds_to_duration(seconds: float) -> Duration:
 
 
 # ---------------------------------------------------------------------------- images
-def image_to_numpy(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """sensor_msgs/Image -> (H, W, C) uint8 array in the message's own channel order.
-
-    Supports ``ENCODING_CHANNELS``; any row padding in ``step`` is skipped. The result is a
-    read-only view of the message's buffer where possible (copy it to modify it).
-
-    Raises:
-        MessageError: unsupported encoding, zero or huge size, a step shorter than a row,
-            or data whose length is not ``step * height``.
-    """
-    enc = msg.encoding
-    if enc not in ENCODING_CHANNELS:
-        raise MessageError(f"unsupported image encoding {enc!r}; supported: {', '.join(ENCODING_CHANNELS)}")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0:
-        raise MessageError(f"empty image: {w} x {h}")
-    if h * w > max_pixels:
-        raise MessageError(f"image of {w} x {h} pixels exceeds the limit of {max_pixels} pixels")
-    c = ENCODING_CHANNELS[enc]
-    if step < w * c:
-        raise MessageError(f"step {step} is shorter than one row of {w} {enc} pixels ({w * c} bytes): "
-                           "the encoding does not match the data")
-    n = len(msg.data)
-    if n != step * h:
-        raise MessageError(f"image data has {n} bytes, expected step * height = {step} * {h} = {step * h}")
-    buf = np.frombuffer(msg.data, dtype=np.uint8)
-    return buf.reshape(h, step)[:, : w * c].reshape(h, w, c)
-
-
-def image_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """sensor_msgs/Image -> (H, W, 3) uint8 RGB (contiguous). Raises MessageError."""
-    a = image_to_numpy(msg, max_pixels)
-    enc = msg.encoding
-    if enc == "rgb8":
-        return np.ascontiguousarray(a)
-    code = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
-            "mono8": cv2.COLOR_GRAY2RGB}[enc]
-    return cv2.cvtColor(np.ascontiguousarray(a), code)
-
-
 def numpy_to_image(array_hwc: np.ndarray, encoding: str, header: Header | None = None,
                    step: int | None = None) -> Image:
     """(H, W, C) or (H, W) uint8 array -> sensor_msgs/Image.
@@ -139,97 +91,7 @@ def numpy_to_image(array_hwc: np.ndarray, encoding: str, header: Header | None =
     return msg
 
 
-def compressed_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """sensor_msgs/CompressedImage (JPEG, PNG, ...) -> (H, W, 3) uint8 RGB. Raises MessageError."""
-    buf = np.frombuffer(msg.data, dtype=np.uint8)
-    if buf.size == 0:
-        raise MessageError("compressed image has no data")
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # BGR, 3 channels, 8 bit
-    if image is None or image.size == 0:
-        raise MessageError(f"cannot decode compressed image ({msg.format!r}, {buf.size} bytes)")
-    if image.shape[0] * image.shape[1] > max_pixels:
-        raise MessageError(f"image of {image.shape[1]} x {image.shape[0]} pixels exceeds the limit of {max_pixels}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 # ---------------------------------------------------------------------------- intrinsics
-INTRINSICS_SOURCES = ("rectified", "raw")
-
-
-def camera_info_to_intrinsics(msg: CameraInfo, source: str = "rectified"):
-    """CameraInfo -> the intrinsics of the image it describes.
-
-    Args:
-        msg: sensor_msgs/CameraInfo.
-        source: ``"rectified"``: the image is rectified; use ``P[:, :3]`` and no distortion.
-            ``"raw"``: the image is raw; use ``K`` and ``D``/``distortion_model``.
-
-    Returns:
-        ``(K, D, distortion_model)``: K (3, 3) float64 for the image as published (CameraInfo
-        binning and ROI applied), D the distortion coefficients (None for rectified).
-
-    Raises:
-        MessageError: zeros, NaN or a malformed matrix (an uncalibrated camera publishes zeros).
-    """
-    if source not in INTRINSICS_SOURCES:
-        raise MessageError(f"intrinsics source must be one of {INTRINSICS_SOURCES}, got {source!r}")
-    if source == "rectified":
-        M = np.asarray(msg.p, dtype=np.float64)
-        if M.size != 12:
-            raise MessageError(f"CameraInfo.p must have 12 values, got {M.size}")
-        K = M.reshape(3, 4)[:, :3].copy()
-        name = "P"
-        D, model = None, ""
-    else:
-        M = np.asarray(msg.k, dtype=np.float64)
-        if M.size != 9:
-            raise MessageError(f"CameraInfo.k must have 9 values, got {M.size}")
-        K = M.reshape(3, 3).copy()
-        name = "K"
-        D = np.asarray(msg.d, dtype=np.float64).copy()
-        model = msg.distortion_model or "plumb_bob"
-        if not np.all(np.isfinite(D)):
-            raise MessageError(f"CameraInfo.d contains NaN or inf: {D.tolist()}")
-        if model not in ("plumb_bob", "rational_polynomial", "equidistant"):
-            raise MessageError(f"unsupported distortion model {model!r}; use plumb_bob, "
-                               "rational_polynomial or equidistant (or the rectified image)")
-    if not np.all(np.isfinite(K)):
-        raise MessageError(f"CameraInfo {name} contains NaN or inf: {K.ravel().tolist()}")
-    fx, fy = K[0, 0], K[1, 1]
-    if not (fx > 0 and fy > 0):
-        raise MessageError(f"CameraInfo {name} has focal lengths fx={fx}, fy={fy}; both must be > 0 "
-                           "(an uncalibrated camera publishes zeros)")
-    if not (np.allclose(K[2], (0.0, 0.0, 1.0)) and K[1, 0] == 0.0):
-        raise MessageError(f"CameraInfo {name} is not a camera matrix: rows {K.tolist()}")
-    K = _apply_binning_and_roi(K, msg)
-    return K, D, model
-
-
-def _apply_binning_and_roi(K: np.ndarray, msg: CameraInfo) -> np.ndarray:
-    """Intrinsics of the published image: crop by ``msg.roi`` then bin (as image_geometry)."""
-    roi = msg.roi
-    bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
-    if roi.width == 0 and roi.height == 0 and roi.x_offset == 0 and roi.y_offset == 0 and bx == 1 and by == 1:
-        return K
-    K = K.copy()
-    K[0, 2] -= roi.x_offset
-    K[1, 2] -= roi.y_offset
-    K[0] /= bx
-    K[1] /= by
-    return K
-
-
-def expected_image_size(msg: CameraInfo) -> tuple[int, int] | None:
-    """(width, height) of the images this CameraInfo describes, or None when it does not say."""
-    w, h = int(msg.width), int(msg.height)
-    if w == 0 or h == 0:
-        return None
-    if msg.roi.width and msg.roi.height:
-        w, h = int(msg.roi.width), int(msg.roi.height)
-    bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
-    return w // bx, h // by
-
-
 def intrinsics_to_camera_info(K, width: int, height: int, header: Header | None = None,
                               D=None, distortion_model: str = "plumb_bob") -> CameraInfo:
     """A CameraInfo for tests and the demo: K as both K and P[:, :3], no rectification."""
