@@ -7,7 +7,8 @@ command-line ``--set key=value`` overrides any entry (dotted keys). A run folder
 holds ``config.yaml``, ``log.csv``, ``last.pt`` (full training state, written
 atomically every ``checkpoint_every`` steps) and, at the end, ``weights.pt``
 (the shippable weights file with its metadata). Re-running the same command
-resumes from ``last.pt``.
+resumes from ``last.pt``. With ``train.snapshot_every`` the network's state is also
+kept in ``snapshots/`` for ``python -m hand25d_ros.tools.average_snapshots``.
 """
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ DEFAULT_CONFIG: dict = {
     "train": {"batch_size": 64, "max_steps": 8000, "lr": 2e-3, "weight_decay": 1e-4,
               "warmup_steps": 300, "lambda_z": 1.0, "lambda_side": 0.1, "lambda_hand": 0.1, "num_workers": 1, "seed": 0,
               "checkpoint_every": 250, "val_every": 1000, "log_every": 25, "amp": True,
+              # also keep the network's state every this many steps in snapshots/ (0: off),
+              # for averaging the end of a run (python -m hand25d_ros.tools.average_snapshots)
+              "snapshot_every": 0,
               "threads": 0,
               # start from this weights file (fine-tuning) instead of random weights; ignored
               # when the run folder already holds last.pt (resume wins)
@@ -217,6 +221,34 @@ class CropSource(Dataset):
         return s
 
 
+def training_data(cfg: dict, synth, crop: int, rank: int = 0):
+    """The training samples of a config: (TrainingView, MixSampler, bone ratios of the synthetic hands)."""
+    d, t = cfg["data"], cfg["train"]
+    sources, weights = [synth], [d.get("synthetic_weight", 1.0)]
+    for spec in d.get("extra", []):
+        sources.append(CropSource(build_extra_source(spec), crop, t["seed"]))
+        weights.append(float(spec.get("weight", 1.0)))
+    aug = AugmentConfig(**d.get("augment", {}))
+    p_neg = float(d.get("p_negative", 0.0))
+    pool = None
+    if p_neg > 0:
+        from .data.composites import background_pool
+        pool = background_pool(int(d.get("negative_backgrounds", 1000)), 192, t["seed"])
+    view = TrainingView(Concat(sources), aug, t["seed"] + 1000 * rank, p_neg, pool)
+    return view, MixSampler([len(s) for s in sources], weights, t["seed"], rank), synth_bone_ratios(synth)
+
+
+def validation_data(cfg: dict, crop: int):
+    """The held-out synthetic crops of a config (rendered on first use), or None."""
+    d = cfg["data"]
+    syn, vs = d["synthetic"], d.get("val_synthetic")
+    if not (vs and vs.get("num_samples")):
+        return None
+    return TrainingView(ensure_synthetic(vs["cache_dir"], vs["num_samples"], vs["seed"], crop,
+                                         syn.get("shard_size", 2048), syn.get("render_workers", 1),
+                                         syn.get("config")), None, 0)
+
+
 # ------------------------------------------------------------------------- evaluation hook
 
 def eval_crops(model, dataset, device, batch_size=64):
@@ -294,28 +326,11 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
         if not is_main:
             synth = ensure_synthetic(syn["cache_dir"], syn["num_samples"], syn["seed"], crop,
                                      syn.get("shard_size", 2048), 1, syn.get("config"))
-    sources, weights = [synth], [d.get("synthetic_weight", 1.0)]
-    for spec in d.get("extra", []):
-        sources.append(CropSource(build_extra_source(spec), crop, t["seed"]))
-        weights.append(float(spec.get("weight", 1.0)))
-    bone_ratios = synth_bone_ratios(synth)
-    aug = AugmentConfig(**d.get("augment", {}))
-    p_neg = float(d.get("p_negative", 0.0))
-    pool = None
-    if p_neg > 0:
-        from .data.composites import background_pool
-        pool = background_pool(int(d.get("negative_backgrounds", 1000)), 192, t["seed"])
-    train_view = TrainingView(Concat(sources), aug, t["seed"] + 1000 * rank, p_neg, pool)
-    sampler = MixSampler([len(s) for s in sources], weights, t["seed"], rank)
+    train_view, sampler, bone_ratios = training_data(cfg, synth, crop, rank)
     loader = DataLoader(train_view, batch_size=t["batch_size"], sampler=sampler,
                         num_workers=t["num_workers"], drop_last=True,
                         persistent_workers=False, pin_memory=device.type == "cuda")
-    val_synth = None
-    vs = d.get("val_synthetic")
-    if vs and vs.get("num_samples") and is_main:
-        val_synth = TrainingView(ensure_synthetic(vs["cache_dir"], vs["num_samples"], vs["seed"], crop,
-                                                  syn.get("shard_size", 2048), syn.get("render_workers", 1),
-                                                  syn.get("config")), None, 0)
+    val_synth = validation_data(cfg, crop) if is_main else None
 
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
@@ -430,25 +445,17 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
                     tb.add_scalar("loss", row[4], step)
             if step % t["checkpoint_every"] == 0:
                 save_checkpoint()
+            if is_main and t.get("snapshot_every") and step % t["snapshot_every"] == 0:
+                save_snapshot(model, out_dir, step)
         sampler.epoch += 1
     save_checkpoint()
     if bar:
         bar.close()
     weights_path = out_dir / "weights.pt"
     if is_main:
-        vals = validate(model, val_synth, cfg, bone_ratios, device)
-        extra = {}
-        if model.crop_head is not None:
-            extra = calibrate_crop_head(model, val_synth, device, t["seed"])
-            vals.update({k: v for k, v in extra.items() if k != "hand_threshold"})
-            print("crop head: " + " ".join(f"{k}={v:.3f}" for k, v in extra.items()), flush=True)
-        meta = {**({"hand_threshold": extra["hand_threshold"]} if extra else {}),
-            "bone_ratios": [float(r) for r in bone_ratios],
-            "recipe": {"command": command, "config": cfg, "steps": step, "samples_seen": samples_seen,
-                       "train_wall_s": round(wall, 1), "device": str(device), "world_size": world,
-                       "torch": str(torch.__version__)},
-            "metrics": vals,
-        }
+        recipe = {"command": command, "config": cfg, "steps": step, "samples_seen": samples_seen,
+                  "train_wall_s": round(wall, 1), "device": str(device), "world_size": world}
+        meta = weights_meta(model, val_synth, cfg, bone_ratios, device, recipe)
         save_weights(model, weights_path, cfg["arch"], meta)
         print(f"wrote {weights_path}", flush=True)
     if log_f:
@@ -486,6 +493,31 @@ def calibrate_crop_head(model, val_synth, device, seed: int, n_negative: int = 5
         out["left_right_accuracy"] = float(((p_pos[:, 0] >= 0.5) == left).mean())
     model.train()
     return out
+
+
+def weights_meta(model, val_synth, cfg: dict, bone_ratios, device, recipe: dict) -> dict:
+    """Validate a trained network, calibrate its crop head, and return the metadata of its
+    weights file (hand threshold, bone ratios, recipe, metrics)."""
+    vals = validate(model, val_synth, cfg, bone_ratios, device)
+    extra = {}
+    if model.crop_head is not None:
+        extra = calibrate_crop_head(model, val_synth, device, cfg["train"]["seed"])
+        vals.update({k: v for k, v in extra.items() if k != "hand_threshold"})
+        print("crop head: " + " ".join(f"{k}={v:.3f}" for k, v in extra.items()), flush=True)
+    return {**({"hand_threshold": extra["hand_threshold"]} if extra else {}),
+            "bone_ratios": [float(r) for r in bone_ratios],
+            "recipe": {**recipe, "torch": str(torch.__version__)},
+            "metrics": vals}
+
+
+def save_snapshot(model, out_dir: Path, step: int) -> Path:
+    """Write the network's state at ``step`` to ``out_dir/snapshots/step_NNNNNN.pt`` (atomically)."""
+    path = Path(out_dir) / "snapshots" / f"step_{step:06d}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "step": step}, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def crop_head_loss(logits, is_left, is_hand, t: dict):

@@ -107,3 +107,48 @@ def test_fine_tune_from_weights_adds_a_crop_head(tmp_path):
     save_weights(build_model("small"), tmp_path / "small.pt", {"name": "small"})
     with pytest.raises(SystemExit, match="does not fit"):
         main(args + ["--out", str(tmp_path / "x"), "--set", f"train.init_weights={tmp_path / 'small.pt'}"])
+
+
+def test_snapshots_average_into_a_weights_file(tmp_path):
+    import torch
+
+    from hand25d_ros.tools import average_snapshots as avg
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--set", "arch.name=tiny", "--set", "arch.input_size=64",
+                 "--set", "arch.crop_head=true", "--set", "data.p_negative=0.3",
+                 "--set", "data.negative_backgrounds=4",
+                 "--set", f"data.synthetic.cache_dir={tmp_path / 'cache'}",
+                 "--set", "data.synthetic.num_samples=8", "--set", "data.synthetic.shard_size=8",
+                 "--set", "data.synthetic.render_workers=1",
+                 "--set", f"data.val_synthetic.cache_dir={tmp_path / 'cache_val'}",
+                 "--set", "data.val_synthetic.num_samples=4",
+                 "--set", "train.batch_size=4", "--set", "train.num_workers=0", "--set", "train.warmup_steps=1",
+                 "--set", "train.max_steps=4", "--set", "train.val_every=0", "--set", "train.snapshot_every=1",
+                 "--set", "val_real.path=null"]) == 0
+    snaps = sorted((out / "snapshots").glob("step_*.pt"))
+    assert [p.name for p in snaps] == [f"step_00000{i}.pt" for i in (1, 2, 3, 4)]
+    assert [s for s, _ in avg.run_states(out, 3)] == [3, 4]
+
+    dst = tmp_path / "avg.pt"
+    assert avg.main([str(out), "--from-step", "3", "--out", str(dst), "--bn-batches", "2"]) == 0
+    est = HandPoseEstimator(weights=dst, device="cpu")
+    assert [a["step"] for a in est.meta["recipe"]["averaged"]] == [3, 4]
+    assert 0.05 <= est.meta["hand_threshold"] <= 0.95
+    states = [torch.load(p, weights_only=False)["model"] for p in snaps[2:]]
+    got = est.model.state_dict()
+    key = "stem.0.weight"
+    assert torch.allclose(got[key], (states[0][key] + states[1][key]) / 2, atol=1e-6)
+    # batch-norm statistics are measured afresh for the averaged weights, not averaged
+    bn = "stem.1.running_var"
+    assert not torch.allclose(got[bn], (states[0][bn] + states[1][bn]) / 2)
+    pose = est.estimate(np.full((64, 64, 3), 90, np.uint8), np.array([[80.0, 0, 32], [0, 80, 32], [0, 0, 1]]),
+                        roi="image")
+    assert np.all(np.isfinite(pose.keypoints_3d))
+
+    with pytest.raises(SystemExit, match="no saved states at or after step 99"):
+        avg.main([str(out), "--from-step", "99", "--out", str(dst)])
+    with pytest.raises(SystemExit, match="config.yaml not found"):
+        avg.main([str(tmp_path / "nowhere"), "--out", str(dst)])
+    (out / "snapshots" / "step_000005.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit, match="cannot read .*step_000005.pt"):
+        avg.main([str(out), "--from-step", "3", "--out", str(dst)])

@@ -1,0 +1,122 @@
+"""Average the network states at the end of training runs into one weights file (SWA-style).
+
+    python -m hand25d_ros.tools.average_snapshots runs/stage3 [runs/other_run ...] \
+        --from-step 2600 --out runs/stage3/averaged.pt
+
+Late in a cosine schedule the states of a run wander about one basin of the loss, and
+their mean sits nearer its middle (Izmailov et al., "Averaging Weights Leads to Wider
+Optima", 2018); runs fine-tuned from the same weights can be averaged the same way. A
+run's states are its ``snapshots/step_NNNNNN.pt`` (``train.snapshot_every``) and its
+final ``last.pt``, those at or after ``--from-step`` taken. Averaged parameters need
+their own batch-norm statistics: they are recomputed over training batches of the first
+run's config (``torch.optim.swa_utils.update_bn``). The result is validated on the
+config's held-out synthetic crops (and on real data when the config names it: measured
+only), its crop head calibrated, and written with metadata that lists the states.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from .. import train as tr
+from ..model import build_model
+from ..weights import save_weights
+
+
+def run_states(run: Path, from_step: int) -> list[tuple[int, Path]]:
+    """(step, file) of a run's saved states at or after ``from_step``, one per step, by step."""
+    found = {}
+    for f in sorted((run / "snapshots").glob("step_*.pt")):
+        try:
+            found[int(f.stem.split("_")[1])] = f
+        except ValueError:
+            continue
+    last = run / "last.pt"
+    if last.is_file():
+        step = int(_load_state(last)[0])
+        found.setdefault(step, last)
+    return sorted((s, f) for s, f in found.items() if s >= from_step)
+
+
+def _load_state(path: Path) -> tuple[int, dict]:
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file: name it
+        raise SystemExit(f"average_snapshots: cannot read {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(blob, dict) or "model" not in blob or "step" not in blob:
+        raise SystemExit(f"average_snapshots: {path} is not a training snapshot or checkpoint")
+    return int(blob["step"]), blob["model"]
+
+
+def average_states(states: list[dict]) -> dict:
+    """Element-wise mean of floating-point entries; other entries (batch counters) from the last."""
+    keys = states[0].keys()
+    for s in states[1:]:
+        if s.keys() != keys:
+            raise SystemExit("average_snapshots: the states hold different networks")
+    out = {}
+    for k in keys:
+        if states[-1][k].is_floating_point():
+            out[k] = torch.stack([s[k].float() for s in states]).mean(0).to(states[-1][k].dtype)
+        else:
+            out[k] = states[-1][k].clone()
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="run folders of hand25d-train (the first one's config is used)")
+    ap.add_argument("--from-step", type=int, default=0, help="average the states at or after this step")
+    ap.add_argument("--out", type=Path, required=True, help="weights file to write")
+    ap.add_argument("--bn-batches", type=int, default=100, help="training batches for the batch-norm statistics")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg_path = args.runs[0] / "config.yaml"
+    if not cfg_path.is_file():
+        raise SystemExit(f"average_snapshots: {cfg_path} not found (not a hand25d-train run folder?)")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    picked = [(run, step, f) for run in args.runs for step, f in run_states(run, args.from_step)]
+    if not picked:
+        raise SystemExit(f"average_snapshots: no saved states at or after step {args.from_step} in "
+                         + ", ".join(str(r) for r in args.runs))
+    print("averaging " + ", ".join(f"{r.name}@{s}" for r, s, _ in picked), flush=True)
+    arch = dict(cfg["arch"])
+    model = build_model(arch.get("name", "small"), **{k: v for k, v in arch.items() if k != "name"})
+    try:
+        model.load_state_dict(average_states([_load_state(f)[1] for _, _, f in picked]))
+    except RuntimeError as exc:
+        raise SystemExit(f"average_snapshots: the states do not fit arch {arch}: {str(exc)[:300]}") from None
+
+    d, t = cfg["data"], cfg["train"]
+    syn = d["synthetic"]
+    crop = model.input_size
+    synth = tr.ensure_synthetic(syn["cache_dir"], syn["num_samples"], syn["seed"], crop,
+                                syn.get("shard_size", 2048), syn.get("render_workers", 1), syn.get("config"))
+    view, sampler, bone_ratios = tr.training_data(cfg, synth, crop)
+    loader = DataLoader(view, batch_size=t["batch_size"], sampler=sampler, num_workers=0, drop_last=True)
+    images = (b["image"].float().div_(255.0) for b in itertools.islice(loader, args.bn_batches))
+    torch.optim.swa_utils.update_bn(images, model)
+
+    device = torch.device("cpu")
+    recipe = {"command": "python -m hand25d_ros.tools.average_snapshots "
+                         + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+              "config": cfg, "averaged": [{"run": str(r), "step": s} for r, s, _ in picked],
+              "bn_batches": args.bn_batches, "device": str(device)}
+    meta = tr.weights_meta(model, tr.validation_data(cfg, crop), cfg, bone_ratios, device, recipe)
+    print(" ".join(f"{k}={v:.3f}" for k, v in meta["metrics"].items()), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(model, args.out, cfg["arch"], meta)
+    print(f"wrote {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
