@@ -27,6 +27,7 @@ import torch
 from hand25d_ros import HandPoseEstimator
 from hand25d_ros import keypoints as kp
 from hand25d_ros import metrics
+from hand25d_ros.crop import keypoint_box, transform_points
 from hand25d_ros.data import backgrounds
 from hand25d_ros.data.composites import render_cutouts
 from hand25d_ros.data.public_datasets import AnnotatedFolderDataset
@@ -71,10 +72,8 @@ def real_pasted(est, root, seed, limit):
         c = est.estimate(s["image"], s["K"], hand_size_m=size_m, roi="image")
         frame, Kf, A = paste(rng, s["image"], s["K"], int(rng.uniform(0.35, 0.95) * H))
         poses = est.estimate_hands(frame, Kf, hand_size_m=size_m, max_hands=1)
-        gt2_frame = gt2 @ A[:2, :2].T + A[:2, 2]
-        lo, hi = gt2_frame.min(0), gt2_frame.max(0)
-        side = float(max(hi - lo))
-        hand = {"box": ((lo + hi)[0] / 2 - side / 2, (lo + hi)[1] / 2 - side / 2, side, side)}
+        gt2_frame = transform_points(A[:2], gt2)
+        hand = {"box": keypoint_box(gt2_frame, 1.0)}
         hit = bool(poses) and match([Detection.from_pose(poses[0])], [hand])[0] == 1
         hits.append(hit)
         if not hit:

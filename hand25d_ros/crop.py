@@ -121,3 +121,18 @@ def box_iou(a, b) -> float:
     ih = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
     inter = iw * ih
     return inter / max(1e-9, aw * ah + bw * bh - inter)
+
+
+def keypoint_box(uv_px: np.ndarray, scale: float) -> tuple[float, float, float, float]:
+    """Square (x, y, w, h) box around 2D keypoints, side = longest bbox side x scale."""
+    lo, hi = np.min(uv_px, 0), np.max(uv_px, 0)
+    side = max(float(max(hi - lo)) * scale, 8.0)
+    c = (lo + hi) / 2.0
+    return (float(c[0] - side / 2), float(c[1] - side / 2), side, side)
+
+
+def scale_box(box, scale: float) -> tuple[float, float, float, float]:
+    """The square box with the same centre and ``scale`` times the longer side."""
+    x, y, w, h = box
+    side = max(w, h) * scale
+    return (x + w / 2 - side / 2, y + h / 2 - side / 2, side, side)

@@ -110,11 +110,9 @@ class Detection:
     def from_pose(cls, pose) -> "Detection":
         """A found hand (``HandPose``) as a detection: the square around its keypoints, for
         scoring the whole pipeline with the detector's matching."""
-        lo, hi = pose.keypoints_2d.min(0), pose.keypoints_2d.max(0)
-        side = float(max(hi - lo))
-        c = (lo + hi) / 2.0
-        return cls((float(c[0] - side / 2), float(c[1] - side / 2), side, side),
-                   float(pose.detection_score or 0.0), pose.is_left, pose.left_prob)
+        from .crop import keypoint_box
+        return cls(keypoint_box(pose.keypoints_2d, 1.0), float(pose.detection_score or 0.0),
+                   pose.is_left, pose.left_prob)
 
 
 def decode(out: torch.Tensor, scale: float, score_threshold: float, max_hands: int) -> list[Detection]:

@@ -10,7 +10,8 @@ import torch
 from . import geometry as geo
 from . import keypoints as kp
 from ._checks import check_image_rgb, check_intrinsics, check_positive
-from .crop import box_iou, box_to_crop_affine, invert_affine, transform_points, warp_crop, whole_image_box
+from .crop import (box_iou, box_to_crop_affine, invert_affine, keypoint_box, scale_box, transform_points,
+                   warp_crop, whole_image_box)
 from .weights import load_weights
 
 # Plausible distance of a hand from a camera; a root outside is not trusted.
@@ -77,21 +78,6 @@ def resolve_device(device: str) -> torch.device:
         raise RuntimeError(f"device {device!r} requested but CUDA is not available "
                            "(use device='auto' or 'cpu')")
     return torch.device(device)
-
-
-def keypoint_box(uv_px: np.ndarray, scale: float) -> tuple[float, float, float, float]:
-    """Square (x, y, w, h) box around 2D keypoints, side = longest bbox side x scale."""
-    lo, hi = np.min(uv_px, 0), np.max(uv_px, 0)
-    side = max(float(max(hi - lo)) * scale, 8.0)
-    c = (lo + hi) / 2.0
-    return (float(c[0] - side / 2), float(c[1] - side / 2), side, side)
-
-
-def scale_box(box, scale: float) -> tuple[float, float, float, float]:
-    """The square box with the same centre and ``scale`` times the longer side."""
-    x, y, w, h = box
-    side = max(w, h) * scale
-    return (x + w / 2 - side / 2, y + h / 2 - side / 2, side, side)
 
 
 class HandPoseEstimator:

@@ -91,6 +91,16 @@ def apply_overrides(cfg: dict, sets: list[str]) -> dict:
 
 # ------------------------------------------------------------------------- data
 
+def hand_free_crop(rng: np.random.Generator, S: int, pool: np.ndarray | None) -> dict:
+    """An S x S sample without a hand (background, skin-coloured blobs, hand-free patches),
+    labelled ``is_hand=False``; its keypoint fields are placeholders that carry no weight."""
+    from .data.composites import composite_scene
+    image, _ = composite_scene(rng, None, S, S, n_hands=0, pool=pool)
+    K = np.array([[S * 1.5, 0.0, (S - 1) / 2], [0.0, S * 1.5, (S - 1) / 2], [0.0, 0.0, 1.0]])
+    return {"image": image, "K": K, "joints_2d_px": np.full((kp.NUM_KEYPOINTS, 2), (S - 1) / 2),
+            "joints_3d_mm": None, "is_left": None, "is_hand": False}
+
+
 class TrainingView(Dataset):
     """Any source of samples (dict with image, K, joints_2d_px, joints_3d_mm or None)
     -> augmented network inputs and 2.5D targets."""
@@ -108,12 +118,7 @@ class TrainingView(Dataset):
         return len(self.source)
 
     def _negative(self, i, S: int) -> dict:
-        from .data.composites import composite_scene
-        rng = np.random.default_rng((self.seed, self.epoch, i, 17))
-        image, _ = composite_scene(rng, None, S, S, n_hands=0, pool=self.negative_pool)
-        K = np.array([[S * 1.5, 0.0, (S - 1) / 2], [0.0, S * 1.5, (S - 1) / 2], [0.0, 0.0, 1.0]])
-        return {"image": image, "K": K, "joints_2d_px": np.full((kp.NUM_KEYPOINTS, 2), (S - 1) / 2),
-                "joints_3d_mm": None, "is_left": None, "is_hand": False}
+        return hand_free_crop(np.random.default_rng((self.seed, self.epoch, i, 17)), S, self.negative_pool)
 
     def __getitem__(self, i):
         s = self.source[i]
@@ -473,15 +478,15 @@ def calibrate_crop_head(model, val_synth, device, seed: int, n_negative: int = 5
     pool = background_pool(200, 192, seed + 31)      # backgrounds training never saw
     model.eval()
     S = model.input_size
-    neg = TrainingView(val_synth.source if val_synth is not None else Concat([]), None, seed + 555, 1.0, pool)
 
     def probs(images):
         with torch.no_grad():
             x = torch.from_numpy(np.stack(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
             return torch.sigmoid(model(x, crop_logits=True)[3]).cpu().numpy()
 
-    p_neg = np.concatenate([probs([neg._negative(i, S)["image"] for i in range(a, min(n_negative, a + 64))])[:, 1]
-                            for a in range(0, n_negative, 64)])
+    negatives = [hand_free_crop(np.random.default_rng((seed + 555, 0, i, 17)), S, pool)["image"]
+                 for i in range(n_negative)]
+    p_neg = np.concatenate([probs(negatives[a:a + 64])[:, 1] for a in range(0, n_negative, 64)])
     thr = float(min(0.95, max(0.05, np.quantile(p_neg, 1.0 - max_false_rate) + 1e-3)))
     out = {"hand_threshold": thr, "hand_free_crops_passing": float((p_neg >= thr).mean())}
     if val_synth is not None and len(val_synth):

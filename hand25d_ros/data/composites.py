@@ -157,8 +157,8 @@ def composite_scene(rng: np.random.Generator, bank: dict, width: int, height: in
                    int(rng.integers(-ph // 4, height - ph // 2)))
     hands = []
     short = min(width, height)
+    S = bank["images"].shape[1] if n_hands else 0
     for _ in range(n_hands * 5):
-        S = bank["images"].shape[1]
         if len(hands) == n_hands:
             break
         j = int(rng.integers(len(bank["images"])))

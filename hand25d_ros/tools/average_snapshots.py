@@ -30,19 +30,22 @@ from ..model import build_model
 from ..weights import save_weights
 
 
-def run_states(run: Path, from_step: int) -> list[tuple[int, Path]]:
-    """(step, file) of a run's saved states at or after ``from_step``, one per step, by step."""
-    found = {}
-    for f in sorted((run / "snapshots").glob("step_*.pt")):
+def run_states(run: Path, from_step: int) -> list[tuple[int, dict]]:
+    """(step, network state) of a run's saved states at or after ``from_step``, one per step,
+    by step. Only those are read (a snapshot's step is in its name)."""
+    files = {}
+    for f in (run / "snapshots").glob("step_*.pt"):
         try:
-            found[int(f.stem.split("_")[1])] = f
+            files[int(f.stem.split("_")[1])] = f
         except ValueError:
             continue
+    states = {s: _load_state(f)[1] for s, f in files.items() if s >= from_step}
     last = run / "last.pt"
     if last.is_file():
-        step = int(_load_state(last)[0])
-        found.setdefault(step, last)
-    return sorted((s, f) for s, f in found.items() if s >= from_step)
+        step, state = _load_state(last)
+        if step >= from_step:
+            states.setdefault(step, state)
+    return sorted(states.items(), key=lambda item: item[0])
 
 
 def _load_state(path: Path) -> tuple[int, dict]:
@@ -83,7 +86,7 @@ def main(argv=None) -> int:
     if not cfg_path.is_file():
         raise SystemExit(f"average_snapshots: {cfg_path} not found (not a hand25d-train run folder?)")
     cfg = yaml.safe_load(cfg_path.read_text())
-    picked = [(run, step, f) for run in args.runs for step, f in run_states(run, args.from_step)]
+    picked = [(run, step, state) for run in args.runs for step, state in run_states(run, args.from_step)]
     if not picked:
         raise SystemExit(f"average_snapshots: no saved states at or after step {args.from_step} in "
                          + ", ".join(str(r) for r in args.runs))
@@ -91,7 +94,7 @@ def main(argv=None) -> int:
     arch = dict(cfg["arch"])
     model = build_model(arch.get("name", "small"), **{k: v for k, v in arch.items() if k != "name"})
     try:
-        model.load_state_dict(average_states([_load_state(f)[1] for _, _, f in picked]))
+        model.load_state_dict(average_states([state for _, _, state in picked]))
     except RuntimeError as exc:
         raise SystemExit(f"average_snapshots: the states do not fit arch {arch}: {str(exc)[:300]}") from None
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.composites import composite_scene, render_cutouts
-from ..detector import Detection, load_detector, save_detector
+from ..detector import Detection, save_detector
 from ..detector_train import match
 
 
@@ -45,8 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bank-size", type=int, default=400)
     args = ap.parse_args(argv)
     from ..estimator import HandPoseEstimator
-    model, meta = load_detector(args.detector)
     est = HandPoseEstimator(weights=args.weights, device="cpu", detector=args.detector)
+    model, meta = est.detector.model, est.detector.meta
     est.detector.score_threshold = args.floor
     K = np.array([[530.0, 0, 319.5], [0, 530.0, 239.5], [0, 0, 1]])
     empty = []
