@@ -161,9 +161,10 @@ def cmd_video(args, est) -> int:
         while ok:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             if args.whole_image:
-                hands = [(0, est.estimate(rgb, cal.K, hand_size_m=args.hand_size_m, roi="image", D=D))]
+                hands = [(0, p) for p in _hands_in(est, rgb, cal, args)]
             else:
-                hands = [(t.track_id, t.pose) for t in tracker.update(rgb, cal.K, i / fps, args.hand_size_m, D)]
+                hands = [(t.track_id, t.pose) for t in tracker.update(rgb, cal.K, i / fps, args.hand_size_m, D,
+                                                                       distortion_model=cal.distortion_model)]
             overlay = cv2.cvtColor(draw_hands(rgb, [p for _, p in hands], args.min_confidence,
                                               [f"#{k}" for k, _ in hands]), cv2.COLOR_RGB2BGR)
             if writer:
