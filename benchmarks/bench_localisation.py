@@ -135,12 +135,13 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--detector", default=None)
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--tta", choices=("none", "flip"), default="flip", help="the estimator's test-time augmentation")
     ap.add_argument("--skip", nargs="*", default=[], choices=["real", "scenes", "speed"])
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    est = HandPoseEstimator(weights=args.weights, device="cpu", detector=args.detector)
+    est = HandPoseEstimator(weights=args.weights, device="cpu", detector=args.detector, tta=args.tta)
     print(f"weights {est.weights_path}; detector threshold {est.detector.score_threshold:.3f}; "
-          f"{args.threads} threads")
+          f"{args.threads} threads; tta {args.tta}")
     has_real = (args.real / "annotations.json").is_file()
     if "real" not in args.skip and has_real:
         n, det, rows = real_pasted(est, args.real, args.seed, args.limit)

@@ -262,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--weights", default=None, help="weights file (default: the bundled weights)")
     common.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    common.add_argument("--tta", choices=("none", "flip"), default="flip",
+                        help="test-time augmentation: flip (default) averages each crop with its mirror "
+                             "image; none runs the network once per crop (half the time)")
     common.add_argument("--calib", type=Path, help="camera calibration YAML (camera_info_manager format)")
     common.add_argument("--hfov-deg", type=float, default=60.0, help="field-of-view guess when no --calib")
     common.add_argument("--hand-size-m", type=float, default=None, help="wrist to index-MCP length, metres")
@@ -287,7 +290,7 @@ def main(argv=None) -> int:
     from .estimator import HandPoseEstimator
     from .weights import WeightsError
     try:
-        est = HandPoseEstimator(weights=args.weights, device=args.device)
+        est = HandPoseEstimator(weights=args.weights, device=args.device, tta=args.tta)
     except (WeightsError, RuntimeError, ValueError) as exc:
         raise SystemExit(f"hand25d: {exc}") from None
     try:

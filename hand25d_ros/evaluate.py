@@ -105,6 +105,8 @@ def main(argv=None) -> int:
     ap.add_argument("folder", type=Path, help="folder with annotations.json (real_val_snap format)")
     ap.add_argument("--weights", default=None, help="weights file (default: the bundled weights)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--tta", choices=("none", "flip"), default="flip",
+                    help="test-time augmentation of the estimator (default flip, as HandPoseEstimator())")
     ap.add_argument("--out", type=Path, default=None, help="write report.json and pck.png here")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--crop", choices=["image", "gt", "detect"], default="image",
@@ -118,7 +120,8 @@ def main(argv=None) -> int:
     from .estimator import HandPoseEstimator
     from .weights import WeightsError
     try:
-        est = HandPoseEstimator(weights=args.weights, device=args.device, root_depth=args.root_depth)
+        est = HandPoseEstimator(weights=args.weights, device=args.device, root_depth=args.root_depth,
+                                tta=args.tta)
         rep = evaluate_folder(est, args.folder, args.limit or None, roi_from_gt=args.roi_from_gt,
                               hand_size=args.hand_size, crop=args.crop)
     except (WeightsError, DatasetError) as exc:

@@ -142,3 +142,46 @@ def test_crop_of_a_large_frame_matches_the_crop_geometry():
     w = crop[ys, xs, 0].astype(float)
     centre = np.array([np.sum(xs * w) / w.sum(), np.sum(ys * w) / w.sum()])
     np.testing.assert_allclose(centre, transform_points(A, np.array([700.0, 400.0])), atol=0.15)
+
+
+def test_flip_tta_is_the_mean_of_the_crop_and_its_mirror(untrained_weights):
+    """tta='flip': each output is the mean of the plain answer on the crop and the plain
+    answer on its mirror image mapped back (2D: scaled to the two answers' mean size)."""
+    plain = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="none")
+    flip = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="flip")
+    crops = np.random.default_rng(5).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8)
+    uv0, z0, c0 = plain.predict_crops(crops)[:3]
+    uv1, z1, c1 = plain.predict_crops(crops[:, :, ::-1].copy())[:3]
+    uv1[..., 0] = 127.0 - uv1[..., 0]
+    uv, z, c = flip.predict_crops(crops)[:3]
+
+    def size(u):
+        return np.sqrt(((u - u.mean(1, keepdims=True)) ** 2).sum(-1).mean(-1))
+    mean = (uv0 + uv1) / 2
+    centre = mean.mean(1, keepdims=True)
+    kept = centre + (mean - centre) * ((size(uv0) + size(uv1)) / 2 / size(mean))[:, None, None]
+    np.testing.assert_allclose(uv, kept, atol=1e-4)
+    np.testing.assert_allclose(size(uv), (size(uv0) + size(uv1)) / 2, rtol=1e-6)
+    assert np.all(size(mean) < size(uv))     # the plain mean is the smaller hand
+    np.testing.assert_allclose(z, (z0 + z1) / 2, atol=1e-5)
+    np.testing.assert_allclose(c, (c0 + c1) / 2, atol=1e-5)
+    assert np.abs(uv0 - uv1).max() > 0.02   # the mirror's answer differs: the mean is not trivial
+
+
+def test_flip_tta_answers_a_mirrored_image_with_the_mirrored_pose():
+    """With the bundled weights: mirroring the image mirrors the 2D keypoints exactly
+    (the flip average is symmetric), which fails if the mirror's pixels are mapped back
+    one pixel off."""
+    from conftest import sample_hand
+    est = HandPoseEstimator(device="cpu", tta="flip")
+    img, Kc, _ = sample_hand(0, 128)
+    a = est.estimate(img, Kc, roi="image")
+    b = est.estimate(img[:, ::-1].copy(), Kc, roi="image")
+    mirrored = np.stack([img.shape[1] - 1 - b.keypoints_2d[:, 0], b.keypoints_2d[:, 1]], -1)
+    np.testing.assert_allclose(mirrored, a.keypoints_2d, atol=1e-3)
+    np.testing.assert_allclose(b.z_rel_norm, a.z_rel_norm, atol=1e-5)
+
+
+def test_unknown_tta_is_a_clear_error(untrained_weights):
+    with pytest.raises(ValueError, match="tta must be one of none, flip"):
+        HandPoseEstimator(weights=untrained_weights, device="cpu", tta="rotate")

@@ -142,6 +142,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("allow_cpu_fallback", True, "CUDA requested but not available: true runs on the CPU with a "
               "warning, false stops at start-up", read_only=True),
     ParamSpec("fp16", False, "half-precision network on CUDA (ignored on the CPU)", read_only=True),
+    ParamSpec("tta", "flip", "test-time augmentation: 'flip' averages each hand crop with its mirror image "
+              "(more accurate, twice the network time); 'none' runs the network once per crop",
+              choices=("none", "flip"), read_only=True),
     ParamSpec("cpu_threads", 1, "torch CPU threads (0: torch's default, one per core). One is the default: "
               "with other busy processes on the cores, more threads made the network 100x slower here",
               low=0, high=256, read_only=True),
@@ -422,7 +425,7 @@ class HandPoseNode(Node):
             device = "cpu"
         try:
             return HandPoseEstimator(weights=self.cfg["weights"] or None, device=device, fp16=self.cfg["fp16"],
-                                     detector=self.cfg["detector_weights"] or None)
+                                     detector=self.cfg["detector_weights"] or None, tta=self.cfg["tta"])
         except WeightsError as exc:
             raise StartupError(f"cannot load weights: {exc}") from None
 
