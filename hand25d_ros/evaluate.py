@@ -126,7 +126,8 @@ def main(argv=None) -> int:
                               hand_size=args.hand_size, crop=args.crop)
     except (WeightsError, DatasetError) as exc:
         raise SystemExit(f"hand25d-eval: {exc}") from None
-    print(f"\n{args.folder} ({rep['summary']['num_samples']} images, weights {est.weights_path})")
+    print(f"\n{args.folder} ({rep['summary']['num_samples']} images, weights {est.weights_path}, "
+          f"crop {args.crop}, tta {est.tta})")
     print(format_table(rep["summary"]))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +137,8 @@ def main(argv=None) -> int:
             if ok.any() else np.zeros((0,))
         th = np.linspace(0, 50, 51)
         metrics.plot_pck({"hand25d_ros": (th, metrics.pck_curve(err, th))}, args.out / "pck.png")
-        report = {"folder": str(args.folder), "weights": est.weights_path, "summary": rep["summary"],
+        report = {"folder": str(args.folder), "weights": est.weights_path, "crop": args.crop, "tta": est.tta,
+                  "hand_size": args.hand_size, "root_depth": est.root_depth, "summary": rep["summary"],
                   "per_sample": rep["per_sample"]}
         (args.out / "report.json").write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out / 'report.json'} and {args.out / 'pck.png'}")

@@ -33,7 +33,15 @@ def test_eval_cli_writes_report_and_plot(tmp_path, untrained_weights, capsys):
     rep = json.loads((out / "report.json").read_text())
     assert rep["summary"]["num_samples"] == 3 and rep["summary"]["mean_error_2d_px"] > 0
     assert (out / "pck.png").exists()
+    assert rep["tta"] == "flip" and rep["crop"] == "image" and rep["hand_size"] == "true"
     assert "2D mean keypoint error" in capsys.readouterr().out
+
+
+def test_eval_cli_runs_one_pass_with_tta_none(tmp_path, untrained_weights):
+    root = write_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    assert main([str(root), "--weights", str(untrained_weights), "--out", str(out), "--tta", "none"]) == 0
+    assert json.loads((out / "report.json").read_text())["tta"] == "none"
 
 
 def test_bad_folders_name_the_problem(tmp_path, untrained_weights):
