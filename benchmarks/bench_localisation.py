@@ -27,7 +27,7 @@ import torch
 from hand25d_ros import HandPoseEstimator
 from hand25d_ros import keypoints as kp
 from hand25d_ros import metrics
-from hand25d_ros.crop import keypoint_box, transform_points
+from hand25d_ros.crop import DEFAULT_TTA, TTA_MODES, keypoint_box, transform_points
 from hand25d_ros.data import backgrounds
 from hand25d_ros.data.composites import render_cutouts
 from hand25d_ros.data.public_datasets import AnnotatedFolderDataset
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--detector", default=None)
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--tta", choices=("none", "flip"), default="flip", help="the estimator's test-time augmentation")
+    ap.add_argument("--tta", choices=TTA_MODES, default=DEFAULT_TTA, help="the estimator's test-time augmentation")
     ap.add_argument("--skip", nargs="*", default=[], choices=["real", "scenes", "speed"])
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .crop import DEFAULT_TTA, TTA_MODES
 from .draw import draw_skeleton
 from .intrinsics import Calibration, K_from_fov, load_camera_yaml
 
@@ -262,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--weights", default=None, help="weights file (default: the bundled weights)")
     common.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    common.add_argument("--tta", choices=("none", "flip"), default="flip",
+    common.add_argument("--tta", choices=TTA_MODES, default=DEFAULT_TTA,
                         help="test-time augmentation: flip (default) averages each crop with its mirror "
                              "image; none runs the network once per crop (half the time)")
     common.add_argument("--calib", type=Path, help="camera calibration YAML (camera_info_manager format)")

@@ -10,8 +10,8 @@ import torch
 from . import geometry as geo
 from . import keypoints as kp
 from ._checks import check_image_rgb, check_intrinsics, check_positive
-from .crop import (box_iou, box_to_crop_affine, invert_affine, keypoint_box, scale_box, transform_points,
-                   warp_crop, whole_image_box)
+from .crop import (DEFAULT_TTA, TTA_MODES, box_iou, box_to_crop_affine, invert_affine, keypoint_box, scale_box,
+                   transform_points, warp_crop, whole_image_box)
 from .weights import load_weights
 
 # Plausible distance of a hand from a camera; a root outside is not trusted.
@@ -21,12 +21,6 @@ MIN_DEPTH_M, MAX_DEPTH_M = 0.05, 10.0
 # against 28.7 px at 1.45 (the middle of the training crops' 1.2-1.7) and 32.9 px at 1.7, and
 # more recall on synthetic scenes; the network's keypoint boxes run larger than the truth.
 DEFAULT_CROP_SCALE = 1.3
-# Test-time augmentation: "flip" also runs each crop mirrored left-right (a left hand seen
-# as a right one) and averages the two answers in the crop's pixels. On the held-out
-# synthetic test set (cache/synth_test, stage-3 weights) it cut the 2D error from 23.2 to
-# 22.5 px for twice the network work; rotated and rescaled copies (+-15 deg, x0.9/1.1)
-# gained nothing more there.
-TTA_MODES = ("none", "flip")
 
 
 @dataclass
@@ -79,7 +73,7 @@ def mean_keeping_size(uv_a: torch.Tensor, uv_b: torch.Tensor) -> torch.Tensor:
 
     Two answers that disagree average to a smaller hand, and a smaller hand lifts to a
     farther one: the plain mean of a crop's and its mirror's keypoints put the root 10 mm
-    farther on the synthetic test set (7 mm on real_val_snap); with the size kept, the depth
+    farther on the synthetic test set (8 mm on real_val_snap); with the size kept, the depth
     error is that of one pass and the 2D error that of the mean.
 
     Args:
@@ -129,7 +123,7 @@ class HandPoseEstimator:
 
     def __init__(self, weights=None, device: str = "auto", fp16: bool = False,
                  root_depth: str = "robust", detector=None, crop_scale: float = DEFAULT_CROP_SCALE,
-                 tta: str = "flip"):
+                 tta: str = DEFAULT_TTA):
         loaded = load_weights(weights)
         self._setup(loaded.model, loaded.meta, loaded.path, device, fp16, root_depth, tta=tta)
         self._detector_weights = detector
@@ -137,7 +131,7 @@ class HandPoseEstimator:
 
     @classmethod
     def from_model(cls, model, meta: dict | None = None, device: str = "auto", fp16: bool = False,
-                   root_depth: str = "robust", tta: str = "flip") -> "HandPoseEstimator":
+                   root_depth: str = "robust", tta: str = DEFAULT_TTA) -> "HandPoseEstimator":
         """An estimator around an in-memory network (e.g. one being trained). The model is
         used as it is: switch it to eval mode before estimating."""
         est = cls.__new__(cls)
@@ -145,7 +139,7 @@ class HandPoseEstimator:
         est._detector_weights, est.crop_scale = None, DEFAULT_CROP_SCALE
         return est
 
-    def _setup(self, model, meta, path, device, fp16, root_depth, move=True, tta="flip"):
+    def _setup(self, model, meta, path, device, fp16, root_depth, move=True, tta=DEFAULT_TTA):
         if tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}; got {tta!r}")
         self.tta = tta
@@ -197,13 +191,13 @@ class HandPoseEstimator:
         """
         x = torch.from_numpy(np.ascontiguousarray(crops_rgb)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        B = x.shape[0]
-        if self.tta == "flip":
+        B, flip = x.shape[0], self.tta == "flip"
+        if flip:
             x = torch.cat([x, x.flip(-1)])
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
             uv, z, conf, logits = self.model(x, crop_logits=True)
         uv, z, conf, logits = uv.double(), z.double(), conf.double(), logits[:B].double()
-        if self.tta == "flip":
+        if flip:
             # pixel u of the mirror is pixel (S - 1) - u of the crop (pixel centres at integers)
             uv_back = torch.stack([(x.shape[-1] - 1) - uv[B:, :, 0], uv[B:, :, 1]], -1)
             uv, z, conf = mean_keeping_size(uv[:B], uv_back), (z[:B] + z[B:]) / 2, (conf[:B] + conf[B:]) / 2

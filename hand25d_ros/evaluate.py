@@ -19,6 +19,7 @@ import numpy as np
 
 from . import keypoints as kp
 from . import metrics
+from .crop import DEFAULT_TTA, TTA_MODES
 
 
 def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("folder", type=Path, help="folder with annotations.json (real_val_snap format)")
     ap.add_argument("--weights", default=None, help="weights file (default: the bundled weights)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--tta", choices=("none", "flip"), default="flip",
+    ap.add_argument("--tta", choices=TTA_MODES, default=DEFAULT_TTA,
                     help="test-time augmentation of the estimator (default flip, as HandPoseEstimator())")
     ap.add_argument("--out", type=Path, default=None, help="write report.json and pck.png here")
     ap.add_argument("--limit", type=int, default=0)

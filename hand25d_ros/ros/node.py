@@ -80,7 +80,7 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from .. import keypoints as kp
-from ..crop import whole_image_box
+from ..crop import DEFAULT_TTA, TTA_MODES, whole_image_box
 from ..pose_frames import hand_frames
 from . import conversions as conv
 
@@ -142,9 +142,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("allow_cpu_fallback", True, "CUDA requested but not available: true runs on the CPU with a "
               "warning, false stops at start-up", read_only=True),
     ParamSpec("fp16", False, "half-precision network on CUDA (ignored on the CPU)", read_only=True),
-    ParamSpec("tta", "flip", "test-time augmentation: 'flip' averages each hand crop with its mirror image "
+    ParamSpec("tta", DEFAULT_TTA, "test-time augmentation: 'flip' averages each hand crop with its mirror image "
               "(more accurate, twice the network time); 'none' runs the network once per crop",
-              choices=("none", "flip"), read_only=True),
+              choices=TTA_MODES, read_only=True),
     ParamSpec("cpu_threads", 1, "torch CPU threads (0: torch's default, one per core). One is the default: "
               "with other busy processes on the cores, more threads made the network 100x slower here",
               low=0, high=256, read_only=True),
