@@ -129,6 +129,14 @@ def test_shards_roundtrip_resume_and_mismatch(tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         write_shards(root, 5, cfg, seed=2, shard_size=2, progress=False)
     assert json.loads((root / "cache.json").read_text())["seed"] == 1
+    # an unchanged cache.json is not rewritten: a second run starting on the same cache
+    # must never read it half-written
+    stat = (root / "cache.json").stat()
+    write_shards(root, 5, cfg, seed=1, shard_size=2, progress=False)
+    assert (root / "cache.json").stat().st_mtime_ns == stat.st_mtime_ns
+    write_shards(root, 6, cfg, seed=1, shard_size=2, progress=False)
+    assert json.loads((root / "cache.json").read_text())["num_samples"] == 6
+    assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []
     with pytest.raises(FileNotFoundError, match="cache.json"):
         ShardDataset(tmp_path / "nothing")
     with pytest.raises(IndexError):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -614,7 +615,13 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
         num_total = max(int(num_samples), int(old.get("num_samples", 0)))
     else:
         num_total = int(num_samples)
-    meta_path.write_text(json.dumps(dict(meta, num_samples=num_total), indent=1))
+    text = json.dumps(dict(meta, num_samples=num_total), indent=1)
+    if not meta_path.exists() or meta_path.read_text() != text:
+        # atomic: two training runs sharing a cache read it while the other one starts
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".cache.json.")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, meta_path)
     n_shards = (num_samples + shard_size - 1) // shard_size
     jobs = [(str(out_dir), k, k * shard_size, min(shard_size, num_samples - k * shard_size), cfg.to_json(), int(seed))
             for k in range(n_shards)]
