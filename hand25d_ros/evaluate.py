@@ -46,7 +46,7 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
     if progress:
         from tqdm import tqdm
         it = tqdm(it, desc=f"eval {Path(root).name}", unit="img")
-    pred2d, gt2d, pred3d, gt3d, valid, conf = [], [], [], [], [], []
+    pred2d, gt2d, pred3d, gt3d, valid, conf, left, pred_left = [], [], [], [], [], [], [], []
     for i in it:
         s = ds[i]
         P = np.asarray(s["joints_3d_mm"], dtype=np.float64)
@@ -68,15 +68,48 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
         gt3d.append(P)
         valid.append(pose.valid)
         conf.append(pose.mean_confidence)
+        # the true hand: the annotation's flag, else the chirality of the true skeleton
+        left.append(bool(s["is_left"]) if s.get("is_left") is not None else bool(kp.is_left_hand(P)))
+        pred_left.append(pose.is_left)
     pred2d, gt2d = np.asarray(pred2d), np.asarray(gt2d)
     pred3d, gt3d, valid = np.asarray(pred3d), np.asarray(gt3d), np.asarray(valid)
     summary = metrics.summarize(pred2d, gt2d, pred3d, gt3d, valid)
     summary["num_samples"] = int(n)
     summary["mean_confidence"] = float(np.mean(conf)) if conf else 0.0
-    per = [{"index": i, "error_2d_px": float(np.linalg.norm(pred2d[i] - gt2d[i], axis=-1).mean()),
-            "valid": bool(valid[i])} for i in range(n)]
+    err = np.linalg.norm(pred2d - gt2d, axis=-1).mean(-1) if n else np.zeros(0)
+    summary.update(handedness_summary(err, left, pred_left))
+    per = [{"index": i, "error_2d_px": float(err[i]), "valid": bool(valid[i]), "is_left": left[i],
+            "pred_is_left": pred_left[i]} for i in range(n)]
     return {"summary": summary, "per_sample": per,
             "data": {"pred_3d_mm": pred3d, "gt_3d_mm": gt3d, "valid": valid}}
+
+
+def handedness_summary(error_2d_px, is_left, pred_is_left) -> dict:
+    """How often the crop head names the right hand, and the 2D error either way.
+
+    A hand read as its mirror image gets its fingers in reverse order, so the two error
+    figures show how much of the mean that failure costs.
+
+    Args:
+        error_2d_px: (N,) per-sample mean 2D error.
+        is_left: (N,) the true hand.
+        pred_is_left: (N,) the estimator's answer, None where it gave none (weights without
+            a crop head, or no hand found).
+
+    Returns:
+        ``handedness_accuracy`` over the samples with an answer, and
+        ``mean_error_2d_px_hand_right`` / ``_wrong`` (NaN where there is no such sample);
+        empty when no sample has an answer.
+    """
+    have = np.array([p is not None for p in pred_is_left], dtype=bool)
+    if not have.any():
+        return {}
+    right = np.array([p is not None and bool(p) == bool(t) for p, t in zip(pred_is_left, is_left)])
+    err = np.asarray(error_2d_px, dtype=np.float64)
+    wrong = have & ~right
+    return {"handedness_accuracy": float(right[have].mean()),
+            "mean_error_2d_px_hand_right": float(err[right].mean()) if right.any() else float("nan"),
+            "mean_error_2d_px_hand_wrong": float(err[wrong].mean()) if wrong.any() else float("nan")}
 
 
 TABLE_ROWS = [
@@ -88,6 +121,9 @@ TABLE_ROWS = [
     ("auc_20_50", "3D PCK AUC 20-50 mm (root-relative)", ""),
     ("auc_0_50", "3D PCK AUC 0-50 mm (root-relative)", ""),
     ("valid_fraction", "valid poses", ""),
+    ("handedness_accuracy", "left/right hand named right", ""),
+    ("mean_error_2d_px_hand_right", "2D mean error, hand named right", "px"),
+    ("mean_error_2d_px_hand_wrong", "2D mean error, hand named wrong", "px"),
 ]
 
 

@@ -64,3 +64,30 @@ def test_bad_folders_name_the_problem(tmp_path, untrained_weights):
         AnnotatedFolderDataset(root)[0]
     with pytest.raises(SystemExit, match="hand25d-eval: .*annotations.json"):
         main([str(tmp_path / "empty"), "--weights", str(untrained_weights)])
+
+
+def test_handedness_summary_counts_right_wrong_and_unanswered():
+    from hand25d_ros.evaluate import handedness_summary
+    s = handedness_summary([10.0, 20.0, 50.0, 99.0], [True, True, False, True], [True, True, True, None])
+    assert s["handedness_accuracy"] == pytest.approx(2 / 3)
+    assert s["mean_error_2d_px_hand_right"] == pytest.approx(15.0)
+    assert s["mean_error_2d_px_hand_wrong"] == pytest.approx(50.0)
+    assert np.isnan(handedness_summary([1.0], [True], [True])["mean_error_2d_px_hand_wrong"])
+    assert handedness_summary([1.0, 2.0], [True, False], [None, None]) == {}
+
+
+def test_eval_reports_handedness_from_the_flag_or_the_true_skeleton(tmp_path):
+    from hand25d_ros import keypoints as kp
+    root = write_folder(tmp_path / "data")
+    ann = json.loads((root / "annotations.json").read_text())
+    chirality = [bool(kp.is_left_hand(np.array(s["joints_3d_mm"]))) for s in ann["samples"]]
+    ann["samples"][0]["is_left"] = not chirality[0]  # an explicit flag wins over the geometry
+    (root / "annotations.json").write_text(json.dumps(ann))
+    out = tmp_path / "out"
+    assert main([str(root), "--out", str(out), "--tta", "none"]) == 0  # bundled weights: a crop head
+    rep = json.loads((out / "report.json").read_text())
+    assert [p["is_left"] for p in rep["per_sample"]] == [not chirality[0]] + chirality[1:]
+    pred = [p["pred_is_left"] for p in rep["per_sample"]]
+    assert all(isinstance(p, bool) for p in pred)
+    truth = [p["is_left"] for p in rep["per_sample"]]
+    assert rep["summary"]["handedness_accuracy"] == pytest.approx(np.mean(np.equal(pred, truth)))
