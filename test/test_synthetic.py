@@ -141,3 +141,57 @@ def test_shards_roundtrip_resume_and_mismatch(tmp_path):
         ShardDataset(tmp_path / "nothing")
     with pytest.raises(IndexError):
         ds[5]
+
+
+def test_skin_detail_changes_only_the_hand_pixels_and_no_label():
+    """hand_detail draws from its own random stream: the same sample with and without it has
+    the same pose, camera, background and labels, and differs on the hand only."""
+    quiet = dict(crop_size_px=64, p_blur=0.0, p_motion_blur=0.0, p_jpeg=0.0, p_low_res=0.0)
+    changed = 0
+    for i in range(6):
+        a = SyntheticHandGenerator(SyntheticConfig(hand_detail=0.0, **quiet), seed=11).sample(i, with_mask=True)
+        b = SyntheticHandGenerator(SyntheticConfig(hand_detail=1.0, **quiet), seed=11).sample(i, with_mask=True)
+        for k in ("K", "joints_3d_mm", "joints_2d_px", "visible", "is_left", "mask"):
+            np.testing.assert_array_equal(a[k], b[k])
+        diff = np.abs(a["image"].astype(int) - b["image"].astype(int)).sum(-1)
+        assert diff[a["mask"] == 0].max(initial=0) <= 3        # noise rounding only, off the hand
+        changed += int(diff[a["mask"] > 0.5].sum() > 0)
+    assert changed >= 4                                            # creases or nails in view
+
+
+def test_renderer_skin_detail_is_validated_and_off_by_default():
+    from hand25d_ros.data.render import MAX_DETAIL_LINES, no_detail
+    r = MeshRenderer(32)
+    K = np.array([[300.0, 0, 15.5], [0, 300.0, 15.5], [0, 0, 1]])
+    buf, faces = _octahedron(np.array([0.0, 0.0, 0.4]), 0.01)
+    buf[:, 14] = 3                                                  # a hand part
+    buf[:, 9:12] = buf[:, 0:3] - [0.0, 0.0, 0.4]                  # its rest-pose coordinates
+    plain = r.render(buf, faces, K)[0]
+    line = {"detail": 0.0, "lines_a": [[-0.02, 0, 0, 0.004]], "lines_b": [[0.02, 0, 0, 0.9]],
+            "lines_n": [[0, 0, 1.0, -1.0]], "nail_col": [1, 1, 1]}
+    np.testing.assert_array_equal(r.render(buf, faces, K, detail=line)[0], plain)   # strength 0
+    np.testing.assert_array_equal(r.render(buf, faces, K, detail=no_detail())[0], plain)
+    dark = r.render(buf, faces, K, detail=dict(line, detail=1.0))[0]
+    # a back-side line across the middle darkens the far half of the blob only: the camera
+    # sees the -z side, the line's normal is +z, and the near half is the "palm"
+    assert np.array_equal(dark, plain)
+    line["lines_n"] = [[0, 0, -1.0, -1.0]]
+    dark = r.render(buf, faces, K, detail=dict(line, detail=1.0))[0]
+    assert dark.sum() < plain.sum() and (dark <= plain + 1e-6).all()
+    many = {k: np.repeat(np.asarray(v, float), MAX_DETAIL_LINES + 1, 0) if k.startswith("lines") else v
+            for k, v in line.items()}
+    with pytest.raises(ValueError, match="at most"):
+        r.render(buf, faces, K, detail=dict(many, detail=1.0))
+
+
+def test_caches_from_before_the_skin_detail_still_open(tmp_path):
+    cfg = SyntheticConfig(crop_size_px=32, supersample=1, hand_detail=0.0)
+    root = tmp_path / "old"
+    write_shards(root, 2, cfg, seed=1, shard_size=2, progress=False)
+    meta = json.loads((root / "cache.json").read_text())
+    del meta["config"]["hand_detail"]                               # as written before it existed
+    (root / "cache.json").write_text(json.dumps(meta))
+    write_shards(root, 2, cfg, seed=1, shard_size=2, progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        write_shards(root, 2, SyntheticConfig(crop_size_px=32, supersample=1), seed=1, shard_size=2,
+                     progress=False)

@@ -56,6 +56,18 @@ uniform vec3 up_dir;
 uniform float shininess;
 uniform float wrap;
 uniform float tex_seed;
+// skin detail on the hand's parts (ids 1-25), in rest-pose model space: line i runs from
+// line_a[i].xyz to line_b[i].xyz, is seen across the skin with its normal line_n[i].xyz
+// (the back direction of its bone) projected out, and applies on the palm side
+// (line_n[i].w = 1), the back (-1), or is a nail (2: back side, flat profile, nail colour);
+// line_a[i].w is its half-width (m), line_b[i].w its darkness. detail = 0 draws none.
+#define MAX_LINES 64
+uniform float detail;
+uniform int n_lines;
+uniform vec4 line_a[MAX_LINES];
+uniform vec4 line_b[MAX_LINES];
+uniform vec4 line_n[MAX_LINES];
+uniform vec3 nail_col;
 in vec3 v_pos;
 in vec3 v_nrm;
 in vec3 v_col;
@@ -89,6 +101,31 @@ void main() {
     float fine = vnoise(t * 650.0 + 7.7) - 0.5;
     vec3 albedo = v_col * (1.0 + v_mat.x * (0.22 * big + 0.14 * mid + 0.10 * fine));
     albedo *= 1.0 + v_mat.x * 0.12 * big * vec3(0.6, -0.4, -0.6);   // redder / yellower patches
+    float shine = v_mat.y;
+    if (detail > 0.0 && v_part > 0.5 && v_part < 25.5) {
+        float dark = 0.0;
+        for (int i = 0; i < n_lines; ++i) {
+            vec3 a = line_a[i].xyz;
+            vec3 ab = line_b[i].xyz - a;
+            vec3 nn = line_n[i].xyz;
+            float off = dot(t - a, nn);
+            if ((line_n[i].w > 0.0 && line_n[i].w < 1.5) ? off > -0.001 : off < 0.001) continue;
+            float h = clamp(dot(t - a, ab) / max(dot(ab, ab), 1e-12), 0.0, 1.0);
+            vec3 d3 = t - a - ab * h;
+            float d = length(d3 - dot(d3, nn) * nn);
+            float hw = line_a[i].w;
+            if (line_n[i].w > 1.5) {
+                float w = detail * line_b[i].w * (1.0 - smoothstep(0.75 * hw, hw, d));
+                // the free edge: the last fifth of the nail is paler
+                vec3 nc = nail_col * (h > 0.8 ? 1.25 : 1.0);
+                albedo = mix(albedo, min(nc, vec3(1.0)), w);
+                shine = mix(shine, 0.5, w);
+            } else {
+                dark = max(dark, line_b[i].w * exp(-(d * d) / (hw * hw)));
+            }
+        }
+        albedo *= 1.0 - detail * dark;
+    }
     float hemi = 0.5 + 0.5 * dot(n, up_dir);
     vec3 c = albedo * mix(ambient_down, ambient_up, hemi);
     for (int i = 0; i < 2; ++i) {
@@ -99,7 +136,7 @@ void main() {
         c += albedo * light_col[i] * diff + light_col[i] * albedo * vec3(0.35, 0.08, 0.04) * sss;
         vec3 h = normalize(L + view);
         float spec = pow(max(dot(n, h), 0.0), shininess) * step(0.0, ndl);
-        c += v_mat.y * (0.6 + 0.8 * fine) * light_col[i] * spec;
+        c += shine * (0.6 + 0.8 * fine) * light_col[i] * spec;
     }
     // alpha carries the part id (> 0 wherever something was drawn): one read gives colour,
     // coverage and parts
@@ -136,6 +173,15 @@ def default_lights() -> dict:
     return {"light_dir": [[0.3, -0.5, -1.0], [-0.5, 0.2, -0.5]], "light_col": [[0.8, 0.8, 0.8], [0.2, 0.2, 0.2]],
             "ambient_up": [0.3, 0.3, 0.3], "ambient_down": [0.2, 0.2, 0.2], "up_dir": [0.0, -1.0, 0.0],
             "shininess": 20.0, "wrap": 0.3, "tex_seed": 0.0}
+
+
+MAX_DETAIL_LINES = 64
+
+
+def no_detail() -> dict:
+    """Skin-detail uniforms that draw nothing (see :func:`MeshRenderer.render`)."""
+    return {"detail": 0.0, "lines_a": np.zeros((0, 4)), "lines_b": np.zeros((0, 4)), "lines_n": np.zeros((0, 4)),
+            "nail_col": np.zeros(3)}
 
 
 class MeshRenderer:
@@ -176,7 +222,8 @@ class MeshRenderer:
         self._rgba = np.empty((s, s, 4), np.uint8)
         self._d = np.empty((s, s), np.float32)
 
-    def render(self, vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, lights: dict | None = None):
+    def render(self, vertices: np.ndarray, faces: np.ndarray, K: np.ndarray, lights: dict | None = None,
+               detail: dict | None = None):
         """Render one frame.
 
         Args:
@@ -186,6 +233,10 @@ class MeshRenderer:
             faces: (F, 3) int triangles into ``vertices``.
             K: (3, 3) intrinsics of the ``size_px`` square image.
             lights: see :func:`default_lights`.
+            detail: skin lines and nails on the hand's parts (ids 1-25), in the texture
+                coordinates' rest-pose space: ``detail`` (strength, 0 = none), ``lines_a``,
+                ``lines_b``, ``lines_n`` (L, 4) rows as the shader's line_a/b/n (L at most
+                ``MAX_DETAIL_LINES``) and ``nail_col`` RGB; None: :func:`no_detail`.
 
         Returns:
             rgb (S, S, 3) float32 linear colour, alpha (S, S) float32 coverage (0/1),
@@ -214,6 +265,7 @@ class MeshRenderer:
             prog[name].value = tuple(float(x) for x in L[name])
         for name in ("shininess", "wrap", "tex_seed"):
             prog[name].value = float(L[name])
+        self._write_detail(prog, detail or no_detail())
         ctx = gl["ctx"]
         gl["fbo"].use()
         ctx.enable(ctx.DEPTH_TEST)
@@ -231,3 +283,18 @@ class MeshRenderer:
         depth = (2.0 * FAR_M * NEAR_M / ((FAR_M + NEAR_M) - (FAR_M - NEAR_M) * z_ndc)).astype(np.float32)
         depth[d >= 1.0] = np.inf
         return rgb, alpha, depth, part
+
+    @staticmethod
+    def _write_detail(prog, detail: dict) -> None:
+        n = len(detail["lines_a"])
+        if n > MAX_DETAIL_LINES or not (len(detail["lines_b"]) == len(detail["lines_n"]) == n):
+            raise ValueError(f"detail needs as many lines_a, lines_b and lines_n rows, at most "
+                             f"{MAX_DETAIL_LINES}; got {n}, {len(detail['lines_b'])}, {len(detail['lines_n'])}")
+        prog["detail"].value = float(detail["detail"])
+        prog["n_lines"].value = n if detail["detail"] > 0 else 0
+        if n and detail["detail"] > 0:
+            for name, key in (("line_a", "lines_a"), ("line_b", "lines_b"), ("line_n", "lines_n")):
+                rows = np.zeros((MAX_DETAIL_LINES, 4), "f4")
+                rows[:n] = detail[key]
+                prog[name].write(rows.tobytes())
+            prog["nail_col"].value = tuple(float(x) for x in detail["nail_col"])

@@ -76,6 +76,10 @@ def _own_parts() -> np.ndarray:
 OWN_PARTS = _own_parts()
 
 
+# settings added after caches were written without them, at the values those caches were made with
+LEGACY_CONFIG = {"hand_detail": 0.0}
+
+
 @dataclass
 class SyntheticConfig:
     """Every knob of the generator. Ranges are (low, high); probabilities are per sample."""
@@ -103,6 +107,7 @@ class SyntheticConfig:
     p_low_res: float = 0.15               # downscale/upscale (cheap cameras, digital zoom)
     color_jitter: float = 1.0             # 0 switches colour jitter off
     visibility_tol_mm: float = 35.0       # a label at most this far behind its own part's front surface is visible
+    hand_detail: float = 1.0              # strength of the palm creases, knuckle wrinkles and nails (0: none)
 
     def __post_init__(self):
         if int(self.crop_size_px) < 16:
@@ -130,6 +135,7 @@ class _HandAppearance:
         v, n, J, R = mesh.vertices, mesh.normals, mesh.rest_joints, mesh.rest_global
         # palm side: rest normals facing -x (model space of the right rig)
         self.palm = np.clip(-n[:, 0] * 1.5, 0.0, 1.0)
+        self.J, self.R = J, R
         # nails: the back (+Y of the distal frame) of the last ~11 mm of each finger
         nail = np.zeros(len(v))
         crease = np.zeros(len(v))
@@ -161,6 +167,74 @@ class _HandAppearance:
                 continue
             dist = np.linalg.norm(v - J[j], axis=1)
             self.knuckle = np.maximum(self.knuckle, np.exp(-(dist / 0.008) ** 2) * (1 - self.palm))
+
+    def detail(self, rng, tone: np.ndarray, strength: float) -> dict:
+        """Skin-detail uniforms for the renderer (``MeshRenderer.render``): the palm's
+        creases, the fingers' flexion creases, knuckle wrinkles and nails, jittered per sample.
+
+        Real photos show these at the sizes we render, and they are what tells a palm from
+        the back of a hand, i.e. a left hand from a mirrored right one; the per-vertex
+        colouring alone cannot draw them (the mesh's edges are ~7 mm long).
+        """
+        from .render import no_detail
+        if strength <= 0:
+            return no_detail()
+        J, R = self.J, self.R
+        back, lat = R[:, :3, 1], R[:, :3, 0]
+        rows = []
+
+        def line(a, b, n, side, half_width_m, darkness):
+            rows.append((np.append(a, half_width_m), np.append(b, darkness), np.append(n, side)))
+
+        def jit(p, mm=1.5):
+            return p + rng.normal(0.0, mm / 1000.0, 3) * np.array([0.0, 1.0, 1.0])
+
+        # palm lines on the right rig's palm (normal -x; lateral +z toward the pinky)
+        n_palm = back[0]
+        lat0 = lat[0]
+        W, T1, I, M, Rg, P = J[0], J[1], J[6], J[11], J[16], J[21]
+        q1 = jit(I + 0.28 * (W - I) - 0.012 * lat0)                     # radial edge, thumb-index
+        heart = [jit(P + 0.30 * (W - P) + 0.010 * lat0), jit(Rg + 0.27 * (W - Rg)), jit(M + 0.22 * (W - M)),
+                 jit((I + M) / 2 + 0.06 * (W - I))]
+        head = [q1, jit(M + 0.42 * (W - M)), jit(Rg + 0.52 * (W - Rg) + rng.uniform(-0.004, 0.004) * lat0)]
+        life = [q1, jit(0.55 * I + 0.45 * W - 0.004 * lat0), jit(0.75 * W + 0.25 * T1 + 0.004 * lat0),
+                jit(W + 0.15 * (M - W) + 0.006 * lat0)]
+        for poly, dk in ((heart, rng.uniform(0.25, 0.55)), (head, rng.uniform(0.25, 0.55)),
+                         (life, rng.uniform(0.25, 0.55))):
+            hw = rng.uniform(0.0004, 0.0008)
+            for a, b in zip(poly[:-1], poly[1:]):
+                line(a, b, n_palm, 1.0, hw, dk)
+        for k in range(int(rng.integers(1, 3))):                          # wrist creases
+            c = W + (0.006 + 0.008 * k) * R[0, :3, 2]                       # toward the forearm
+            line(jit(c - 0.02 * lat0), jit(c + 0.022 * lat0), n_palm, 1.0, rng.uniform(0.0003, 0.0006),
+                 rng.uniform(0.15, 0.4))
+        # (MCP, PIP, DIP, tip) of each finger; the thumb's IP stands in for a DIP, it has no PIP
+        fingers = [(2, None, 3, 4), (6, 7, 8, 9), (11, 12, 13, 14), (16, 17, 18, 19), (21, 22, 23, 24)]
+        radii_m = (0.0095, 0.0085, 0.0088, 0.0082, 0.0072)
+        for (mcp, pip, dip, tip), radius in zip(fingers, radii_m):
+            # flexion creases on the palm side: single at the DIP, double at the PIP, and the
+            # palmar digital crease a third of the way up the proximal phalanx
+            creases = [(dip, 0.0)]
+            if pip is None:
+                creases += [(mcp, -0.0008), (mcp, 0.0008)]
+            else:
+                creases += [(pip, -0.0008), (pip, 0.0008), (mcp, 0.3 * np.linalg.norm(J[pip] - J[mcp]))]
+            for j, along in creases:
+                c = J[j] + along * (-R[j, :3, 2])
+                line(c - radius * lat[j], c + radius * lat[j], back[j], 1.0, rng.uniform(0.0003, 0.0006),
+                     rng.uniform(0.3, 0.6))
+            knuckle = dip if pip is None else pip                             # wrinkles on the back
+            for o in (-0.002, 0.0, 0.002):
+                c = J[knuckle] + o * (-R[knuckle, :3, 2])
+                line(c - 0.5 * radius * lat[knuckle], c + 0.5 * radius * lat[knuckle], back[knuckle], -1.0,
+                     rng.uniform(0.0002, 0.0004), rng.uniform(0.08, 0.25))
+            # the nail: the back of the distal phalanx's outer half
+            a, b = J[dip], J[tip]
+            line(a + 0.45 * (b - a), b + 0.05 * (b - a), back[dip], 2.0, radius * rng.uniform(0.5, 0.62),
+                 rng.uniform(0.6, 0.95))
+        nail = np.clip(tone * 0.45 + np.array([0.52, 0.4, 0.4]) * rng.uniform(0.9, 1.1), 0.0, 1.0)
+        a, b, n = (np.array(x) for x in zip(*rows))
+        return {"detail": float(strength), "lines_a": a, "lines_b": b, "lines_n": n, "nail_col": nail}
 
     def colors(self, rng, tone: np.ndarray) -> np.ndarray:
         """(V, 3) per-vertex albedo for a skin tone."""
@@ -255,14 +329,17 @@ class SyntheticHandGenerator:
         """
         st = self._lazy()
         rng = np.random.default_rng([self.seed, int(index)])
+        # skin detail draws from its own stream, so that every other draw of a sample is the
+        # same with and without it
+        rng_detail = np.random.default_rng([self.seed, int(index), 1])
         for _ in range(50):
-            out = self._try(rng, st, with_mask)
+            out = self._try(rng, st, with_mask, rng_detail)
             if out is not None:
                 return out
         raise RuntimeError(f"could not place a hand for sample {index} (seed {self.seed}) in 50 attempts")
 
     # -- one attempt --------------------------------------------------------
-    def _try(self, rng, st, with_mask=False) -> dict | None:
+    def _try(self, rng, st, with_mask=False, rng_detail=None) -> dict | None:
         cfg = self.cfg
         mesh: HandMesh = st["mesh"]
         indoor = rng.random() < cfg.p_indoor
@@ -274,6 +351,7 @@ class SyntheticHandGenerator:
         labels = keypoint_labels(mesh, posed, bone_scale)
         tone = backgrounds.skin_tone(rng)
         cols = st["look"].colors(rng, tone)
+        detail = st["look"].detail(rng_detail if rng_detail is not None else rng, tone, cfg.hand_detail)
         tex = mesh.vertices
         spec = rng.uniform(0.03, 0.25)
         mats = np.tile([1.0, spec], (len(verts), 1))
@@ -342,7 +420,7 @@ class SyntheticHandGenerator:
         buf[:, 12:14] = np.concatenate(M)
         buf[:, 14] = np.concatenate(P)
         lights = self._lights(rng, indoor)
-        rgb, alpha, depth, part = st["renderer"].render(buf, np.concatenate(F), Kr, lights)
+        rgb, alpha, depth, part = st["renderer"].render(buf, np.concatenate(F), Kr, lights, detail)
         # visibility: inside the crop and the camera image, and its own part in front (within
         # +-1 crop pixel, so that fingertip labels on the silhouette count)
         uv_r = L_cam[:, :2] / L_cam[:, 2:] @ Kr[:2, :2].T + Kr[:2, 2]
@@ -608,6 +686,7 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
     meta_path = out_dir / "cache.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
+        old["config"] = {**LEGACY_CONFIG, **old.get("config", {})}
         if {k: old.get(k) for k in meta} != meta:
             raise ValueError(f"{out_dir} holds synthetic shards made with other settings ({meta_path}: "
                              f"seed {old.get('seed')}, shard_size {old.get('shard_size')}); "
