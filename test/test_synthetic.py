@@ -195,3 +195,13 @@ def test_caches_from_before_the_skin_detail_still_open(tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         write_shards(root, 2, SyntheticConfig(crop_size_px=32, supersample=1), seed=1, shard_size=2,
                      progress=False)
+
+
+def test_make_samples_writes_an_annotated_folder_and_says_how(tmp_path):
+    from hand25d_ros.data.public_datasets import AnnotatedFolderDataset
+    from hand25d_ros.tools.make_samples import main
+    assert main(["--out", str(tmp_path / "t"), "--n", "2", "--size", "48", "--test-set", "--hand-detail", "0"]) == 0
+    ds = AnnotatedFolderDataset(tmp_path / "t")
+    assert len(ds) == 2 and ds[1]["image"].shape == (48, 48, 3)
+    source = json.loads((tmp_path / "t" / "annotations.json").read_text())["source"]
+    assert "seed 2026" in source and "hand_detail 0" in source

@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--test-set", action="store_true",
                     help="the training distribution (all orientations, occluders): a held-out synthetic test set")
+    ap.add_argument("--hand-detail", type=float, default=None,
+                    help="skin-detail strength (SyntheticConfig.hand_detail; default its default, 0: none)")
     ap.add_argument("--frame-size", default=None, metavar="WxH",
                     help="write full camera frames of this size with the hand composited in")
     args = ap.parse_args(argv)
@@ -59,12 +61,13 @@ def main(argv=None) -> int:
             raise SystemExit(f"--frame-size must be WxH larger than --size {args.size}, got {args.frame_size!r}")
     from ..data import backgrounds
     from ..data.synthetic import SyntheticConfig, SyntheticHandGenerator
+    detail = {} if args.hand_detail is None else {"hand_detail": args.hand_detail}
     if args.test_set:
-        cfg = SyntheticConfig(crop_size_px=args.size)
+        cfg = SyntheticConfig(crop_size_px=args.size, **detail)
     else:
         # camera-facing hands without occluders: what a user holds up to a camera
         cfg = SyntheticConfig(crop_size_px=args.size, p_upright=1.0, p_occluder=0.0,
-                              p_motion_blur=0.0, crop_scale=(1.35, 1.5))
+                              p_motion_blur=0.0, crop_scale=(1.35, 1.5), **detail)
     gen = SyntheticHandGenerator(cfg, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     frames = []
@@ -78,7 +81,8 @@ def main(argv=None) -> int:
                        "joints_3d_mm": np.round(s["joints_3d_mm"], 3).tolist(),
                        "joints_2d_px": np.round(s["joints_2d_px"], 3).tolist(),
                        "is_left": bool(s["is_left"])})
-    (args.out / "annotations.json").write_text(json.dumps({"source": f"hand25d_ros synthetic renderer, seed {args.seed}",
+    (args.out / "annotations.json").write_text(json.dumps({"source": f"hand25d_ros synthetic renderer, seed {args.seed}, "
+                                                                     f"hand_detail {cfg.hand_detail:g}",
                                                            "samples": frames}, indent=1))
     print(f"wrote {args.n} frames to {args.out}")
     return 0
