@@ -168,7 +168,7 @@ def test_renderer_skin_detail_is_validated_and_off_by_default():
     buf[:, 9:12] = buf[:, 0:3] - [0.0, 0.0, 0.4]                  # its rest-pose coordinates
     plain = r.render(buf, faces, K)[0]
     line = {"detail": 0.0, "lines_a": [[-0.02, 0, 0, 0.004]], "lines_b": [[0.02, 0, 0, 0.9]],
-            "lines_n": [[0, 0, 1.0, -1.0]], "nail_col": [1, 1, 1]}
+            "lines_n": [[0, 0, 1.0, -1.0]], "lines_parts": [[3]], "nail_col": [1, 1, 1]}
     np.testing.assert_array_equal(r.render(buf, faces, K, detail=line)[0], plain)   # strength 0
     np.testing.assert_array_equal(r.render(buf, faces, K, detail=no_detail())[0], plain)
     dark = r.render(buf, faces, K, detail=dict(line, detail=1.0))[0]
@@ -178,10 +178,15 @@ def test_renderer_skin_detail_is_validated_and_off_by_default():
     line["lines_n"] = [[0, 0, -1.0, -1.0]]
     dark = r.render(buf, faces, K, detail=dict(line, detail=1.0))[0]
     assert dark.sum() < plain.sum() and (dark <= plain + 1e-6).all()
+    # a line only touches the parts it names
+    np.testing.assert_array_equal(r.render(buf, faces, K, detail=dict(line, detail=1.0, lines_parts=[[4]]))[0],
+                                  plain)
     many = {k: np.repeat(np.asarray(v, float), MAX_DETAIL_LINES + 1, 0) if k.startswith("lines") else v
             for k, v in line.items()}
     with pytest.raises(ValueError, match="at most"):
         r.render(buf, faces, K, detail=dict(many, detail=1.0))
+    with pytest.raises(ValueError, match="hand parts are 1-25"):
+        r.render(buf, faces, K, detail=dict(line, detail=1.0, lines_parts=[[26]]))
 
 
 def test_caches_from_before_the_skin_detail_still_open(tmp_path):

@@ -62,8 +62,12 @@ uniform float tex_seed;
 // (line_n[i].w = 1), the back (-1), or is a nail (2: back side, flat profile, nail colour);
 // line_a[i].w is its half-width (m), line_b[i].w its darkness. detail = 0 draws none.
 #define MAX_LINES 64
+#define MAX_REFS 256
 uniform float detail;
-uniform int n_lines;
+// the lines that can touch part p: line_ref[part_range[p].x ... + part_range[p].y - 1],
+// so that a fragment tests a handful of lines, not all of them
+uniform ivec2 part_range[26];
+uniform ivec4 line_ref[MAX_REFS / 4];
 uniform vec4 line_a[MAX_LINES];
 uniform vec4 line_b[MAX_LINES];
 uniform vec4 line_n[MAX_LINES];
@@ -104,7 +108,9 @@ void main() {
     float shine = v_mat.y;
     if (detail > 0.0 && v_part > 0.5 && v_part < 25.5) {
         float dark = 0.0;
-        for (int i = 0; i < n_lines; ++i) {
+        ivec2 range = part_range[int(v_part + 0.5)];
+        for (int k = range.x; k < range.x + range.y; ++k) {
+            int i = line_ref[k / 4][k % 4];
             vec3 a = line_a[i].xyz;
             vec3 ab = line_b[i].xyz - a;
             vec3 nn = line_n[i].xyz;
@@ -176,12 +182,13 @@ def default_lights() -> dict:
 
 
 MAX_DETAIL_LINES = 64
+MAX_DETAIL_REFS = 256
 
 
 def no_detail() -> dict:
     """Skin-detail uniforms that draw nothing (see :func:`MeshRenderer.render`)."""
     return {"detail": 0.0, "lines_a": np.zeros((0, 4)), "lines_b": np.zeros((0, 4)), "lines_n": np.zeros((0, 4)),
-            "nail_col": np.zeros(3)}
+            "lines_parts": [], "nail_col": np.zeros(3)}
 
 
 class MeshRenderer:
@@ -236,7 +243,8 @@ class MeshRenderer:
             detail: skin lines and nails on the hand's parts (ids 1-25), in the texture
                 coordinates' rest-pose space: ``detail`` (strength, 0 = none), ``lines_a``,
                 ``lines_b``, ``lines_n`` (L, 4) rows as the shader's line_a/b/n (L at most
-                ``MAX_DETAIL_LINES``) and ``nail_col`` RGB; None: :func:`no_detail`.
+                ``MAX_DETAIL_LINES``), ``lines_parts`` (L lists of the part ids, 1-25, each
+                line can touch) and ``nail_col`` RGB; None: :func:`no_detail`.
 
         Returns:
             rgb (S, S, 3) float32 linear colour, alpha (S, S) float32 coverage (0/1),
@@ -287,14 +295,34 @@ class MeshRenderer:
     @staticmethod
     def _write_detail(prog, detail: dict) -> None:
         n = len(detail["lines_a"])
-        if n > MAX_DETAIL_LINES or not (len(detail["lines_b"]) == len(detail["lines_n"]) == n):
-            raise ValueError(f"detail needs as many lines_a, lines_b and lines_n rows, at most "
-                             f"{MAX_DETAIL_LINES}; got {n}, {len(detail['lines_b'])}, {len(detail['lines_n'])}")
-        prog["detail"].value = float(detail["detail"])
-        prog["n_lines"].value = n if detail["detail"] > 0 else 0
-        if n and detail["detail"] > 0:
-            for name, key in (("line_a", "lines_a"), ("line_b", "lines_b"), ("line_n", "lines_n")):
-                rows = np.zeros((MAX_DETAIL_LINES, 4), "f4")
-                rows[:n] = detail[key]
-                prog[name].write(rows.tobytes())
-            prog["nail_col"].value = tuple(float(x) for x in detail["nail_col"])
+        parts = detail["lines_parts"]
+        if n > MAX_DETAIL_LINES or not (len(detail["lines_b"]) == len(detail["lines_n"]) == len(parts) == n):
+            raise ValueError(f"detail needs as many lines_a, lines_b, lines_n and lines_parts rows, at most "
+                             f"{MAX_DETAIL_LINES}; got {n}, {len(detail['lines_b'])}, {len(detail['lines_n'])}, "
+                             f"{len(parts)}")
+        on = n > 0 and detail["detail"] > 0
+        prog["detail"].value = float(detail["detail"]) if on else 0.0
+        if not on:
+            return
+        by_part = [[] for _ in range(26)]
+        for i, ps in enumerate(parts):
+            for p in ps:
+                if not 1 <= int(p) <= 25:
+                    raise ValueError(f"line {i} names part {p}; hand parts are 1-25")
+                by_part[int(p)].append(i)
+        refs = np.zeros(MAX_DETAIL_REFS, "i4")
+        ranges = np.zeros((26, 2), "i4")
+        k = 0
+        for p, lines in enumerate(by_part):
+            if k + len(lines) > MAX_DETAIL_REFS:
+                raise ValueError(f"detail lines name more than {MAX_DETAIL_REFS} (line, part) pairs")
+            ranges[p] = (k, len(lines))
+            refs[k:k + len(lines)] = lines
+            k += len(lines)
+        prog["part_range"].write(ranges.tobytes())
+        prog["line_ref"].write(refs.tobytes())
+        for name, key in (("line_a", "lines_a"), ("line_b", "lines_b"), ("line_n", "lines_n")):
+            rows = np.zeros((MAX_DETAIL_LINES, 4), "f4")
+            rows[:n] = detail[key]
+            prog[name].write(rows.tobytes())
+        prog["nail_col"].value = tuple(float(x) for x in detail["nail_col"])

@@ -136,6 +136,13 @@ class _HandAppearance:
         # palm side: rest normals facing -x (model space of the right rig)
         self.palm = np.clip(-n[:, 0] * 1.5, 0.0, 1.0)
         self.J, self.R = J, R
+        # each triangle's part id (OpenGL's flat attributes come from its last vertex) and
+        # bounding sphere: which parts a skin-detail line can touch
+        tri = v[mesh.faces]
+        self.tri_part = mesh.dominant_joint.astype(int)[mesh.faces[:, 2]] + 1
+        self.tri_centre = tri.mean(1)
+        self.tri_radius = np.linalg.norm(tri - self.tri_centre[:, None], axis=-1).max(1)
+        self._line_parts = {}
         # nails: the back (+Y of the distal frame) of the last ~11 mm of each finger
         nail = np.zeros(len(v))
         crease = np.zeros(len(v))
@@ -181,10 +188,14 @@ class _HandAppearance:
             return no_detail()
         J, R = self.J, self.R
         back, lat = R[:, :3, 1], R[:, :3, 0]
-        rows = []
+        rows, parts = [], []
 
-        def line(a, b, n, side, half_width_m, darkness):
+        def line(key, a, b, n, side, half_width_m, darkness):
             rows.append((np.append(a, half_width_m), np.append(b, darkness), np.append(n, side)))
+            if key not in self._line_parts:
+                # reach: the line's visible width and 4 mm for the jitter of its ends
+                self._line_parts[key] = self._parts_near(a, b, 2.5 * 0.0095 if side == 2.0 else 0.003 + 0.004)
+            parts.append(self._line_parts[key])
 
         def jit(p, mm=1.5):
             return p + rng.normal(0.0, mm / 1000.0, 3) * np.array([0.0, 1.0, 1.0])
@@ -199,19 +210,18 @@ class _HandAppearance:
         head = [q1, jit(M + 0.42 * (W - M)), jit(Rg + 0.52 * (W - Rg) + rng.uniform(-0.004, 0.004) * lat0)]
         life = [q1, jit(0.55 * I + 0.45 * W - 0.004 * lat0), jit(0.75 * W + 0.25 * T1 + 0.004 * lat0),
                 jit(W + 0.15 * (M - W) + 0.006 * lat0)]
-        for poly, dk in ((heart, rng.uniform(0.25, 0.55)), (head, rng.uniform(0.25, 0.55)),
-                         (life, rng.uniform(0.25, 0.55))):
-            hw = rng.uniform(0.0004, 0.0008)
-            for a, b in zip(poly[:-1], poly[1:]):
-                line(a, b, n_palm, 1.0, hw, dk)
+        for name, poly in (("heart", heart), ("head", head), ("life", life)):
+            hw, dk = rng.uniform(0.0004, 0.0008), rng.uniform(0.25, 0.55)
+            for k, (a, b) in enumerate(zip(poly[:-1], poly[1:])):
+                line((name, k), a, b, n_palm, 1.0, hw, dk)
         for k in range(int(rng.integers(1, 3))):                          # wrist creases
             c = W + (0.006 + 0.008 * k) * R[0, :3, 2]                       # toward the forearm
-            line(jit(c - 0.02 * lat0), jit(c + 0.022 * lat0), n_palm, 1.0, rng.uniform(0.0003, 0.0006),
+            line(("wrist", k), jit(c - 0.02 * lat0), jit(c + 0.022 * lat0), n_palm, 1.0, rng.uniform(0.0003, 0.0006),
                  rng.uniform(0.15, 0.4))
         # (MCP, PIP, DIP, tip) of each finger; the thumb's IP stands in for a DIP, it has no PIP
         fingers = [(2, None, 3, 4), (6, 7, 8, 9), (11, 12, 13, 14), (16, 17, 18, 19), (21, 22, 23, 24)]
         radii_m = (0.0095, 0.0085, 0.0088, 0.0082, 0.0072)
-        for (mcp, pip, dip, tip), radius in zip(fingers, radii_m):
+        for f, ((mcp, pip, dip, tip), radius) in enumerate(zip(fingers, radii_m)):
             # flexion creases on the palm side: single at the DIP, double at the PIP, and the
             # palmar digital crease a third of the way up the proximal phalanx
             creases = [(dip, 0.0)]
@@ -219,22 +229,32 @@ class _HandAppearance:
                 creases += [(mcp, -0.0008), (mcp, 0.0008)]
             else:
                 creases += [(pip, -0.0008), (pip, 0.0008), (mcp, 0.3 * np.linalg.norm(J[pip] - J[mcp]))]
-            for j, along in creases:
+            for k, (j, along) in enumerate(creases):
                 c = J[j] + along * (-R[j, :3, 2])
-                line(c - radius * lat[j], c + radius * lat[j], back[j], 1.0, rng.uniform(0.0003, 0.0006),
+                line(("crease", f, k), c - radius * lat[j], c + radius * lat[j], back[j], 1.0,
+                     rng.uniform(0.0003, 0.0006),
                      rng.uniform(0.3, 0.6))
             knuckle = dip if pip is None else pip                             # wrinkles on the back
             for o in (-0.002, 0.0, 0.002):
                 c = J[knuckle] + o * (-R[knuckle, :3, 2])
-                line(c - 0.5 * radius * lat[knuckle], c + 0.5 * radius * lat[knuckle], back[knuckle], -1.0,
+                line(("knuckle", f, o), c - 0.5 * radius * lat[knuckle], c + 0.5 * radius * lat[knuckle],
+                     back[knuckle], -1.0,
                      rng.uniform(0.0002, 0.0004), rng.uniform(0.08, 0.25))
             # the nail: the back of the distal phalanx's outer half
             a, b = J[dip], J[tip]
-            line(a + 0.45 * (b - a), b + 0.05 * (b - a), back[dip], 2.0, radius * rng.uniform(0.5, 0.62),
+            line(("nail", f), a + 0.45 * (b - a), b + 0.05 * (b - a), back[dip], 2.0, radius * rng.uniform(0.5, 0.62),
                  rng.uniform(0.6, 0.95))
         nail = np.clip(tone * 0.45 + np.array([0.52, 0.4, 0.4]) * rng.uniform(0.9, 1.1), 0.0, 1.0)
         a, b, n = (np.array(x) for x in zip(*rows))
-        return {"detail": float(strength), "lines_a": a, "lines_b": b, "lines_n": n, "nail_col": nail}
+        return {"detail": float(strength), "lines_a": a, "lines_b": b, "lines_n": n, "lines_parts": parts,
+                "nail_col": nail}
+
+    def _parts_near(self, a, b, reach_m: float) -> np.ndarray:
+        """Part ids of the triangles that come within ``reach_m`` of segment a-b (rest pose)."""
+        ab = b - a
+        h = np.clip((self.tri_centre - a) @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0)
+        d = np.linalg.norm(self.tri_centre - a - h[:, None] * ab, axis=1)
+        return np.unique(self.tri_part[d < reach_m + self.tri_radius])
 
     def colors(self, rng, tone: np.ndarray) -> np.ndarray:
         """(V, 3) per-vertex albedo for a skin tone."""
