@@ -41,7 +41,7 @@ from . import backgrounds
 from .hand_mesh import (MIRROR_X, TIP_JOINTS, WEBXR_PARENTS, HandMesh, forward_kinematics,
                         keypoint_labels, packaged_hand, skin)
 from .pose_sampler import sample_pose, sample_shape
-from .render import VERTEX_FLOATS, MeshRenderer
+from .render import VERTEX_FLOATS, MeshRenderer, no_detail
 
 __all__ = ["SyntheticConfig", "SyntheticHandGenerator", "write_shards", "ShardDataset"]
 
@@ -128,6 +128,24 @@ class SyntheticConfig:
 
 # ----------------------------------------------------------------------------- appearance
 
+class _MidRange:
+    """Stands in for a random Generator to lay out the skin-detail lines without jitter:
+    no noise, mid-range values, the most of a count."""
+
+    @staticmethod
+    def normal(loc=0.0, scale=1.0, size=None):
+        return np.full(size, float(loc)) if size is not None else float(loc)
+
+    @staticmethod
+    def uniform(low=0.0, high=1.0, size=None):
+        mid = (low + high) / 2.0
+        return np.full(size, mid) if size is not None else mid
+
+    @staticmethod
+    def integers(low, high):
+        return high - 1
+
+
 class _HandAppearance:
     """Per-mesh masks for the skin colouring, computed once per process."""
 
@@ -142,7 +160,7 @@ class _HandAppearance:
         self.tri_part = mesh.dominant_joint.astype(int)[mesh.faces[:, 2]] + 1
         self.tri_centre = tri.mean(1)
         self.tri_radius = np.linalg.norm(tri - self.tri_centre[:, None], axis=-1).max(1)
-        self._line_parts = {}
+        self._line_parts = self._layout_parts()
         # nails: the back (+Y of the distal frame) of the last ~11 mm of each finger
         nail = np.zeros(len(v))
         crease = np.zeros(len(v))
@@ -183,19 +201,23 @@ class _HandAppearance:
         the back of a hand, i.e. a left hand from a mirrored right one; the per-vertex
         colouring alone cannot draw them (the mesh's edges are ~7 mm long).
         """
-        from .render import no_detail
         if strength <= 0:
             return no_detail()
+        rows, keys = self._lines(rng)
+        nail = np.clip(tone * 0.45 + np.array([0.52, 0.4, 0.4]) * rng.uniform(0.9, 1.1), 0.0, 1.0)
+        a, b, n = (np.array(x) for x in zip(*rows))
+        return {"detail": float(strength), "lines_a": a, "lines_b": b, "lines_n": n,
+                "lines_parts": [self._line_parts[k] for k in keys], "nail_col": nail}
+
+    def _lines(self, rng):
+        """The skin-detail lines of one sample: rows (line_a, line_b, line_n) and a key per line."""
         J, R = self.J, self.R
         back, lat = R[:, :3, 1], R[:, :3, 0]
-        rows, parts = [], []
+        rows, keys = [], []
 
         def line(key, a, b, n, side, half_width_m, darkness):
             rows.append((np.append(a, half_width_m), np.append(b, darkness), np.append(n, side)))
-            if key not in self._line_parts:
-                # reach: the line's visible width and 4 mm for the jitter of its ends
-                self._line_parts[key] = self._parts_near(a, b, 2.5 * 0.0095 if side == 2.0 else 0.003 + 0.004)
-            parts.append(self._line_parts[key])
+            keys.append(key)
 
         def jit(p, mm=1.5):
             return p + rng.normal(0.0, mm / 1000.0, 3) * np.array([0.0, 1.0, 1.0])
@@ -232,29 +254,43 @@ class _HandAppearance:
             for k, (j, along) in enumerate(creases):
                 c = J[j] + along * (-R[j, :3, 2])
                 line(("crease", f, k), c - radius * lat[j], c + radius * lat[j], back[j], 1.0,
-                     rng.uniform(0.0003, 0.0006),
-                     rng.uniform(0.3, 0.6))
+                     rng.uniform(0.0003, 0.0006), rng.uniform(0.3, 0.6))
             knuckle = dip if pip is None else pip                             # wrinkles on the back
             for o in (-0.002, 0.0, 0.002):
                 c = J[knuckle] + o * (-R[knuckle, :3, 2])
                 line(("knuckle", f, o), c - 0.5 * radius * lat[knuckle], c + 0.5 * radius * lat[knuckle],
-                     back[knuckle], -1.0,
-                     rng.uniform(0.0002, 0.0004), rng.uniform(0.08, 0.25))
+                     back[knuckle], -1.0, rng.uniform(0.0002, 0.0004), rng.uniform(0.08, 0.25))
             # the nail: the back of the distal phalanx's outer half
             a, b = J[dip], J[tip]
             line(("nail", f), a + 0.45 * (b - a), b + 0.05 * (b - a), back[dip], 2.0, radius * rng.uniform(0.5, 0.62),
                  rng.uniform(0.6, 0.95))
-        nail = np.clip(tone * 0.45 + np.array([0.52, 0.4, 0.4]) * rng.uniform(0.9, 1.1), 0.0, 1.0)
-        a, b, n = (np.array(x) for x in zip(*rows))
-        return {"detail": float(strength), "lines_a": a, "lines_b": b, "lines_n": n, "lines_parts": parts,
-                "nail_col": nail}
+        return rows, keys
 
-    def _parts_near(self, a, b, reach_m: float) -> np.ndarray:
-        """Part ids of the triangles that come within ``reach_m`` of segment a-b (rest pose)."""
+    def _layout_parts(self) -> dict:
+        """Each line's key -> the part ids it can touch, from the lines without their jitter.
+
+        Fixed per mesh, so that a sample's pixels never depend on the samples rendered before
+        it. Reach, generous: a nail is at most 6 mm wide (2.5x that); a crease's profile is ~2
+        mm, and the palm's lines jitter by up to ~9 mm, the fingers' not at all.
+        """
+        rows, keys = self._lines(_MidRange())
+        a, b, n = (np.array(x) for x in zip(*rows))
+        palm = np.array([k[0] in ("heart", "head", "life", "wrist") for k in keys])
+        reach = np.where(n[:, 3] == 2.0, 2.5 * 0.0095, np.where(palm, 0.012, 0.007))
+        return dict(zip(keys, self._parts_near(a[:, :3], b[:, :3], reach)))
+
+    def _parts_near(self, a, b, reach_m) -> list:
+        """For each segment a[i]-b[i] (rest pose), the part ids of the triangles within
+        ``reach_m[i]`` of it.
+
+        Shapes: a, b (L, 3), reach_m (L,) -> L int arrays.
+        """
         ab = b - a
-        h = np.clip((self.tri_centre - a) @ ab / max(float(ab @ ab), 1e-12), 0.0, 1.0)
-        d = np.linalg.norm(self.tri_centre - a - h[:, None] * ab, axis=1)
-        return np.unique(self.tri_part[d < reach_m + self.tri_radius])
+        rel = self.tri_centre[None] - a[:, None]                                      # (L, T, 3)
+        h = np.clip((rel * ab[:, None]).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-12)[:, None], 0.0, 1.0)
+        d = np.linalg.norm(rel - h[..., None] * ab[:, None], axis=-1)
+        near = d < reach_m[:, None] + self.tri_radius[None]
+        return [np.unique(self.tri_part[m]) for m in near]
 
     def colors(self, rng, tone: np.ndarray) -> np.ndarray:
         """(V, 3) per-vertex albedo for a skin tone."""
@@ -359,7 +395,7 @@ class SyntheticHandGenerator:
         raise RuntimeError(f"could not place a hand for sample {index} (seed {self.seed}) in 50 attempts")
 
     # -- one attempt --------------------------------------------------------
-    def _try(self, rng, st, with_mask=False, rng_detail=None) -> dict | None:
+    def _try(self, rng, st, with_mask, rng_detail) -> dict | None:
         cfg = self.cfg
         mesh: HandMesh = st["mesh"]
         indoor = rng.random() < cfg.p_indoor
@@ -371,7 +407,7 @@ class SyntheticHandGenerator:
         labels = keypoint_labels(mesh, posed, bone_scale)
         tone = backgrounds.skin_tone(rng)
         cols = st["look"].colors(rng, tone)
-        detail = st["look"].detail(rng_detail if rng_detail is not None else rng, tone, cfg.hand_detail)
+        detail = st["look"].detail(rng_detail, tone, cfg.hand_detail)
         tex = mesh.vertices
         spec = rng.uniform(0.03, 0.25)
         mats = np.tile([1.0, spec], (len(verts), 1))
@@ -704,8 +740,9 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
     meta = {"format": "hand25d-synthetic-shards/1", "seed": int(seed), "shard_size": int(shard_size),
             "config": cfg.to_json()}
     meta_path = out_dir / "cache.json"
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
+    old_text = meta_path.read_text() if meta_path.exists() else None
+    if old_text is not None:
+        old = json.loads(old_text)
         old["config"] = {**LEGACY_CONFIG, **old.get("config", {})}
         if {k: old.get(k) for k in meta} != meta:
             raise ValueError(f"{out_dir} holds synthetic shards made with other settings ({meta_path}: "
@@ -715,7 +752,7 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
     else:
         num_total = int(num_samples)
     text = json.dumps(dict(meta, num_samples=num_total), indent=1)
-    if not meta_path.exists() or meta_path.read_text() != text:
+    if text != old_text:
         # atomic: two training runs sharing a cache read it while the other one starts
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".cache.json.")
         with os.fdopen(fd, "w") as fh:
