@@ -20,6 +20,7 @@ import torch
 
 from hand25d_ros import HandPoseEstimator
 from hand25d_ros.data.synthetic import SyntheticConfig, SyntheticHandGenerator
+from hand25d_ros.evaluate import handedness_summary
 
 _CUE_MASKS = ("palm", "nail", "crease", "knuckle")
 
@@ -60,10 +61,11 @@ def main(argv=None) -> int:
         pred = np.concatenate([o[0] for o in out])
         left_prob = np.concatenate([o[3] for o in out])[:, 0]
         err = np.linalg.norm(pred - uv, axis=-1).mean(-1)
-        right = (left_prob >= 0.5) == is_left
-        wrong_err = f"{err[~right].mean():.2f}" if (~right).any() else "-"
+        hs = handedness_summary(err, is_left, list(left_prob >= 0.5))
+        wrong = hs["mean_error_2d_px_hand_wrong"]
         label = "blanked" if blank else f"as rendered (hand_detail {args.hand_detail:g})"
-        print(f"| {label} | {right.mean():.3f} | {err.mean():.2f} | {wrong_err} |")
+        print(f"| {label} | {hs['handedness_accuracy']:.3f} | {err.mean():.2f} | "
+              f"{'-' if np.isnan(wrong) else f'{wrong:.2f}'} |")
     return 0
 
 

@@ -51,7 +51,7 @@ TIPS: tuple[int, ...] = (4, 8, 12, 16, 20)
 FINGER_OF: tuple[int, ...] = (-1,) + tuple(f for f in range(5) for _ in range(4))
 
 ROOT = 0
-WRIST, INDEX_MCP, MIDDLE_MCP, PINKY_MCP = 0, 5, 9, 17
+WRIST, THUMB_MCP, INDEX_MCP, MIDDLE_MCP, PINKY_MCP = 0, 2, 5, 9, 17
 # scale bone (n, parent(n)) of the 2.5D normalisation, and its normalised length C
 SCALE_BONE: tuple[int, int] = (INDEX_MCP, WRIST)
 SCALE_C = 1.0
@@ -94,9 +94,6 @@ def bone_lengths(points: np.ndarray) -> np.ndarray:
 
 # Left/right mirroring of a keypoint array is the identity on indices: the order is
 # the same for both hands, only the geometry is mirrored.
-
-
-THUMB_MCP = 2
 
 
 def is_left_hand(points_3d: np.ndarray) -> np.ndarray:
