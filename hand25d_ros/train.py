@@ -76,6 +76,61 @@ def deep_update(base: dict, upd: dict) -> dict:
     return out
 
 
+def _allowed_keys() -> dict[tuple, set]:
+    """Config path -> the keys allowed under it, where they are not those of DEFAULT_CONFIG."""
+    import dataclasses
+    import inspect
+
+    from .data.synthetic import SyntheticConfig
+    from .model import Hand25DNet
+    # the crop size is the network's input size, not the renderer's to choose
+    render = {f.name for f in dataclasses.fields(SyntheticConfig)} - {"crop_size_px"}
+    return {("arch",): {"name"} | (set(inspect.signature(Hand25DNet.__init__).parameters) - {"self"}),
+            ("data", "synthetic", "config"): render,
+            ("data", "val_synthetic", "config"): render,
+            ("data", "val_synthetic"): set(DEFAULT_CONFIG["data"]["val_synthetic"]) | {"config"},
+            ("data", "augment"): {f.name for f in dataclasses.fields(AugmentConfig)},
+            ("data", "extra", "*"): {"type", "root", "weight"}}
+
+
+def check_config(cfg: dict, source: str = "the config") -> None:
+    """Reject keys the trainer would silently ignore: a misspelt ``time_budget_min`` would
+    otherwise surface hours later as a run that never stopped.
+
+    Raises:
+        SystemExit: naming the dotted key, where it came from, and the closest valid key.
+    """
+    import difflib
+    allowed = _allowed_keys()
+
+    def walk(node, default, path):
+        if isinstance(node, list) and path == ("data", "extra"):
+            for i, item in enumerate(node):
+                if not isinstance(item, dict):
+                    raise SystemExit(f"{source}: data.extra[{i}] must be a mapping with type and root, got {item!r}")
+                walk(item, None, path + ("*",))
+            return
+        if not isinstance(node, dict):
+            if node is not None and (path in allowed or isinstance(default, dict)):
+                raise SystemExit(f"{source}: {'.'.join(path)} must be a mapping, got {node!r}")
+            return
+        keys = allowed.get(path)
+        if keys is None:
+            if not isinstance(default, dict):
+                return
+            keys = set(default)
+        for k, v in node.items():
+            if k not in keys:
+                name = ".".join(path + (str(k),)).replace(".*", "[]")
+                near = difflib.get_close_matches(str(k), sorted(keys), n=1)
+                hint = f" (did you mean {'.'.join(path + (near[0],)).replace('.*', '[]')!r}?)" if near else ""
+                raise SystemExit(f"{source}: unknown config key {name!r}{hint}; "
+                                 f"valid keys there: {', '.join(sorted(keys))}")
+            walk(v, default.get(k) if isinstance(default, dict) else None, path + (k,))
+
+    walk(cfg, DEFAULT_CONFIG, ())
+
+
 def apply_overrides(cfg: dict, sets: list[str]) -> dict:
     for item in sets or []:
         if "=" not in item:
@@ -244,14 +299,15 @@ def training_data(cfg: dict, synth, crop: int, rank: int = 0):
 
 
 def validation_data(cfg: dict, crop: int):
-    """The held-out synthetic crops of a config (rendered on first use), or None."""
+    """The held-out synthetic crops of a config (rendered on first use), or None. They are
+    rendered with ``val_synthetic.config`` where it is given, else the training renders'."""
     d = cfg["data"]
     syn, vs = d["synthetic"], d.get("val_synthetic")
     if not (vs and vs.get("num_samples")):
         return None
     return TrainingView(ensure_synthetic(vs["cache_dir"], vs["num_samples"], vs["seed"], crop,
                                          syn.get("shard_size", 2048), syn.get("render_workers", 1),
-                                         syn.get("config")), None, 0)
+                                         vs.get("config", syn.get("config"))), None, 0)
 
 
 # ------------------------------------------------------------------------- evaluation hook
@@ -604,6 +660,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"cannot parse config {args.config}: {exc}") from None
         cfg = deep_update(cfg, user)
     cfg = apply_overrides(copy.deepcopy(cfg), args.set)
+    check_config(cfg, f"{args.config} with --set" if args.config and args.set else
+                 str(args.config) if args.config else "--set")
     command = "hand25d-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     from .weights import WeightsError
     try:

@@ -152,3 +152,38 @@ def test_snapshots_average_into_a_weights_file(tmp_path):
     (out / "snapshots" / "step_000005.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit, match="cannot read .*step_000005.pt"):
         avg.main([str(out), "--from-step", "3", "--out", str(dst)])
+
+
+def test_every_shipped_recipe_passes_the_config_check():
+    """A recipe that names a key the trainer ignores would fail only hours into a run."""
+    from pathlib import Path
+
+    import yaml
+
+    from hand25d_ros.train import DEFAULT_CONFIG, check_config, deep_update
+    recipes = sorted((Path(__file__).parents[1] / "config" / "train").glob("*.yaml"))
+    assert len(recipes) >= 5
+    for path in recipes:
+        check_config(deep_update(DEFAULT_CONFIG, yaml.safe_load(path.read_text())), str(path))
+
+
+def test_unknown_config_keys_are_a_clear_error(tmp_path):
+    cfg = tmp_path / "typo.yaml"
+    cfg.write_text("train:\n  time_budget_mn: 60\n")
+    with pytest.raises(SystemExit, match=r"typo.yaml: unknown config key 'train.time_budget_mn' "
+                                         r"\(did you mean 'train.time_budget_min'\?\)"):
+        main(["--config", str(cfg), "--out", str(tmp_path / "r")])
+    cases = {"data.synthetic.config.hand_detial=1": "data.synthetic.config.hand_detail",
+             "data.augment.rotate=1": None,
+             "arch.widht=3": "arch.widths",
+             "val_real.pth=x": "val_real.path",
+             "data.extra=[{type: rhd, root: x, wieght: 2}]": "data.extra[].weight"}
+    for item, near in cases.items():
+        with pytest.raises(SystemExit, match="--set: unknown config key") as exc:
+            main(["--out", str(tmp_path / "r"), "--set", item])
+        if near:
+            assert f"did you mean '{near}'" in str(exc.value)
+    for item, what in {"train=5": "train must be a mapping", "data.extra=[3]": "data.extra\\[0\\] must be a mapping"}.items():
+        with pytest.raises(SystemExit, match=what):
+            main(["--out", str(tmp_path / "r"), "--set", item])
+    assert not (tmp_path / "r").exists()        # nothing started
