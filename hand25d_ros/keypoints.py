@@ -96,6 +96,12 @@ def bone_lengths(points: np.ndarray) -> np.ndarray:
 # the same for both hands, only the geometry is mirrored.
 
 
+def _palm_normal(p: np.ndarray) -> np.ndarray:
+    """(*, 21, 3) -> (*, 3) (wrist -> index MCP) x (wrist -> pinky MCP), unnormalised."""
+    w = p[..., WRIST, :]
+    return np.cross(p[..., INDEX_MCP, :] - w, p[..., PINKY_MCP, :] - w)
+
+
 def is_left_hand(points_3d: np.ndarray) -> np.ndarray:
     """Which hand a 3D skeleton is, from its chirality.
 
@@ -115,6 +121,29 @@ def is_left_hand(points_3d: np.ndarray) -> np.ndarray:
     p = np.asarray(points_3d, dtype=np.float64)
     if p.shape[-2:] != (NUM_KEYPOINTS, 3):
         raise ValueError(f"points_3d must be (*, {NUM_KEYPOINTS}, 3), got {p.shape}")
-    w = p[..., WRIST, :]
-    normal = np.cross(p[..., INDEX_MCP, :] - w, p[..., PINKY_MCP, :] - w)
-    return np.einsum("...i,...i->...", normal, p[..., THUMB_MCP, :] - p[..., MIDDLE_MCP, :]) < 0
+    return np.einsum("...i,...i->...", _palm_normal(p), p[..., THUMB_MCP, :] - p[..., MIDDLE_MCP, :]) < 0
+
+
+def palm_toward_camera(points_3d: np.ndarray) -> np.ndarray:
+    """How squarely the palm faces the camera: the cosine between the palm's outward normal
+    and the direction from the middle MCP to the camera (+1 palm toward the camera, -1 the
+    back of the hand, near 0 seen edge-on).
+
+    What tells a left hand from a right one in an image is largely how a palm and the back
+    of a hand look, so evaluation splits its left/right figures by this view.
+
+    Args:
+        points_3d: (*, 21, 3) keypoints in the camera optical frame (camera at the origin,
+            any unit).
+
+    Returns:
+        (*,) cosines.
+    """
+    p = np.asarray(points_3d, dtype=np.float64)
+    if p.shape[-2:] != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"points_3d must be (*, {NUM_KEYPOINTS}, 3), got {p.shape}")
+    # the palm normal leaves a right hand through the palm and a left one through the back
+    normal = np.where(is_left_hand(p)[..., None], -_palm_normal(p), _palm_normal(p))
+    to_camera = -p[..., MIDDLE_MCP, :]
+    denom = np.linalg.norm(normal, axis=-1) * np.linalg.norm(to_camera, axis=-1)
+    return np.einsum("...i,...i->...", normal, to_camera) / np.maximum(denom, 1e-12)

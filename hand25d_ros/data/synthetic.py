@@ -415,7 +415,7 @@ class SyntheticHandGenerator:
         if rng.random() < cfg.p_forearm:
             parts.append(self._forearm(rng, posed, width, tone, spec))
         # model -> camera
-        R = self._orientation(rng, indoor or rng.random() < cfg.p_upright)
+        R = self._orientation(rng, indoor or rng.random() < cfg.p_upright, cfg.p_palm_facing)
         if is_left:
             R = MIRROR_X @ R            # mirror in the camera frame: the right rig becomes a left hand
         W, H = cfg.image_size_px
@@ -524,13 +524,13 @@ class SyntheticHandGenerator:
         return np.any(own & (z_m[:, None] <= z + tol_m), axis=1)
 
     @staticmethod
-    def _orientation(rng, upright: bool) -> np.ndarray:
+    def _orientation(rng, upright: bool, p_palm_facing: float) -> np.ndarray:
         """Model -> camera rotation of the right rig (fingers -y, back of the hand +x, thumb -z)."""
         if not upright:
             return Rotation.random(random_state=int(rng.integers(2**31))).as_matrix()
         # palm toward the camera, fingers up: model x -> camera z, model y -> camera y
         R0 = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
-        if rng.random() > 0.65:         # back of the hand toward the camera
+        if rng.random() > p_palm_facing:         # back of the hand toward the camera
             R0 = R0 @ np.diag([-1.0, 1.0, -1.0])
         roll = rng.normal(0, 35) if rng.random() < 0.85 else rng.uniform(-180, 180)   # in the image plane
         yaw = rng.normal(0, 30)          # about the image vertical: edge-on hands
