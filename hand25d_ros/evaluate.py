@@ -78,8 +78,10 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
     summary["mean_confidence"] = float(np.mean(conf)) if conf else 0.0
     err = np.linalg.norm(pred2d - gt2d, axis=-1).mean(-1) if n else np.zeros(0)
     summary.update(handedness_summary(err, left, pred_left))
+    palm_cos = kp.palm_toward_camera(gt3d) if n else np.zeros(0)
+    summary.update(view_summary(err, left, pred_left, palm_cos))
     per = [{"index": i, "error_2d_px": float(err[i]), "valid": bool(valid[i]), "is_left": left[i],
-            "pred_is_left": pred_left[i]} for i in range(n)]
+            "pred_is_left": pred_left[i], "palm_toward_camera": float(palm_cos[i])} for i in range(n)]
     return {"summary": summary, "per_sample": per,
             "data": {"pred_3d_mm": pred3d, "gt_3d_mm": gt3d, "valid": valid}}
 
@@ -112,6 +114,35 @@ def handedness_summary(error_2d_px, is_left, pred_is_left) -> dict:
             "mean_error_2d_px_hand_wrong": float(err[wrong].mean()) if wrong.any() else float("nan")}
 
 
+def view_summary(error_2d_px, is_left, pred_is_left, palm_toward_camera) -> dict:
+    """The 2D error and left/right split by the side of the hand the camera sees.
+
+    Args:
+        error_2d_px: (N,) per-sample mean 2D error.
+        is_left, pred_is_left: as in :func:`handedness_summary`.
+        palm_toward_camera: (N,) ``keypoints.palm_toward_camera`` of the true skeletons;
+            above 0 counts as a palm view.
+
+    Returns:
+        ``palm_view_fraction``; for each of ``palm_view`` and ``back_view`` with samples,
+        ``mean_error_2d_px_<view>`` and, where the estimator named the hand,
+        ``handedness_accuracy_<view>``. Empty for no samples.
+    """
+    err = np.asarray(error_2d_px, dtype=np.float64)
+    palm = np.asarray(palm_toward_camera, dtype=np.float64) > 0
+    if not len(err):
+        return {}
+    out = {"palm_view_fraction": float(palm.mean())}
+    for view, m in (("palm_view", palm), ("back_view", ~palm)):
+        if not m.any():
+            continue
+        out[f"mean_error_2d_px_{view}"] = float(err[m].mean())
+        sub = handedness_summary(err[m], np.asarray(is_left)[m], [p for p, k in zip(pred_is_left, m) if k])
+        if sub:
+            out[f"handedness_accuracy_{view}"] = sub["handedness_accuracy"]
+    return out
+
+
 TABLE_ROWS = [
     ("mean_error_2d_px", "2D mean keypoint error", "px"),
     ("pa_mpjpe_mm", "PA-MPJPE (similarity aligned)", "mm"),
@@ -124,6 +155,11 @@ TABLE_ROWS = [
     ("handedness_accuracy", "left/right hand named right", ""),
     ("mean_error_2d_px_hand_right", "2D mean error, hand named right", "px"),
     ("mean_error_2d_px_hand_wrong", "2D mean error, hand named wrong", "px"),
+    ("palm_view_fraction", "palm toward the camera (of all frames)", ""),
+    ("mean_error_2d_px_palm_view", "2D mean error, palm toward the camera", "px"),
+    ("handedness_accuracy_palm_view", "left/right named right, palm toward the camera", ""),
+    ("mean_error_2d_px_back_view", "2D mean error, back toward the camera", "px"),
+    ("handedness_accuracy_back_view", "left/right named right, back toward the camera", ""),
 ]
 
 

@@ -91,3 +91,27 @@ def test_eval_reports_handedness_from_the_flag_or_the_true_skeleton(tmp_path):
     assert all(isinstance(p, bool) for p in pred)
     truth = [p["is_left"] for p in rep["per_sample"]]
     assert rep["summary"]["handedness_accuracy"] == pytest.approx(np.mean(np.equal(pred, truth)))
+    # the view split comes from the true skeletons and agrees with the per-sample figures
+    cos = np.array([p["palm_toward_camera"] for p in rep["per_sample"]])
+    P = np.array([s["joints_3d_mm"] for s in ann["samples"]])
+    np.testing.assert_allclose(cos, kp.palm_toward_camera(P))
+    assert rep["summary"]["palm_view_fraction"] == pytest.approx(np.mean(cos > 0))
+    err = np.array([p["error_2d_px"] for p in rep["per_sample"]])
+    for view, m in (("palm_view", cos > 0), ("back_view", cos <= 0)):
+        if m.any():
+            assert rep["summary"][f"mean_error_2d_px_{view}"] == pytest.approx(err[m].mean())
+            assert rep["summary"][f"handedness_accuracy_{view}"] == pytest.approx(
+                np.mean(np.equal(pred, truth)[m]))
+
+
+def test_view_summary_splits_palm_and_back_views():
+    from hand25d_ros.evaluate import view_summary
+    s = view_summary([10.0, 20.0, 30.0, 40.0], [True, True, False, False], [True, False, None, True],
+                     [0.9, 0.2, -0.5, -0.1])
+    assert s["palm_view_fraction"] == 0.5
+    assert s["mean_error_2d_px_palm_view"] == 15.0 and s["mean_error_2d_px_back_view"] == 35.0
+    assert s["handedness_accuracy_palm_view"] == 0.5
+    assert s["handedness_accuracy_back_view"] == 0.0          # the one answered back view is wrong
+    only_palm = view_summary([1.0], [True], [None], [0.3])
+    assert only_palm == {"palm_view_fraction": 1.0, "mean_error_2d_px_palm_view": 1.0}
+    assert view_summary([], [], [], []) == {}
