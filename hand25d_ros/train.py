@@ -392,6 +392,10 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
                         num_workers=t["num_workers"], drop_last=True,
                         persistent_workers=False, pin_memory=device.type == "cuda")
     val_synth = validation_data(cfg, crop) if is_main else None
+    # the real-data check imports its modules lazily; importing them now keeps an edit of
+    # the package during an hours-long run from pairing new evaluate code with the old
+    # keypoints module (a run here lost every real validation to that)
+    from . import estimator as _estimator, evaluate as _evaluate  # noqa: F401
 
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
