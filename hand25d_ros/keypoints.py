@@ -96,10 +96,19 @@ def bone_lengths(points: np.ndarray) -> np.ndarray:
 # the same for both hands, only the geometry is mirrored.
 
 
-def _palm_normal(p: np.ndarray) -> np.ndarray:
-    """(*, 21, 3) -> (*, 3) (wrist -> index MCP) x (wrist -> pinky MCP), unnormalised."""
+def _skeleton_3d(points_3d) -> np.ndarray:
+    p = np.asarray(points_3d, dtype=np.float64)
+    if p.shape[-2:] != (NUM_KEYPOINTS, 3):
+        raise ValueError(f"points_3d must be (*, {NUM_KEYPOINTS}, 3), got {p.shape}")
+    return p
+
+
+def _palm_normal_and_side(p: np.ndarray):
+    """(*, 21, 3) -> (*, 3) (wrist -> index MCP) x (wrist -> pinky MCP), unnormalised, and
+    (*,) True for a left hand (see :func:`is_left_hand`)."""
     w = p[..., WRIST, :]
-    return np.cross(p[..., INDEX_MCP, :] - w, p[..., PINKY_MCP, :] - w)
+    normal = np.cross(p[..., INDEX_MCP, :] - w, p[..., PINKY_MCP, :] - w)
+    return normal, np.einsum("...i,...i->...", normal, p[..., THUMB_MCP, :] - p[..., MIDDLE_MCP, :]) < 0
 
 
 def is_left_hand(points_3d: np.ndarray) -> np.ndarray:
@@ -118,10 +127,7 @@ def is_left_hand(points_3d: np.ndarray) -> np.ndarray:
     Returns:
         (*,) bool, True for a left hand.
     """
-    p = np.asarray(points_3d, dtype=np.float64)
-    if p.shape[-2:] != (NUM_KEYPOINTS, 3):
-        raise ValueError(f"points_3d must be (*, {NUM_KEYPOINTS}, 3), got {p.shape}")
-    return np.einsum("...i,...i->...", _palm_normal(p), p[..., THUMB_MCP, :] - p[..., MIDDLE_MCP, :]) < 0
+    return _palm_normal_and_side(_skeleton_3d(points_3d))[1]
 
 
 def palm_toward_camera(points_3d: np.ndarray) -> np.ndarray:
@@ -139,11 +145,10 @@ def palm_toward_camera(points_3d: np.ndarray) -> np.ndarray:
     Returns:
         (*,) cosines.
     """
-    p = np.asarray(points_3d, dtype=np.float64)
-    if p.shape[-2:] != (NUM_KEYPOINTS, 3):
-        raise ValueError(f"points_3d must be (*, {NUM_KEYPOINTS}, 3), got {p.shape}")
-    # the palm normal leaves a right hand through the palm and a left one through the back
-    normal = np.where(is_left_hand(p)[..., None], -_palm_normal(p), _palm_normal(p))
+    p = _skeleton_3d(points_3d)
+    normal, left = _palm_normal_and_side(p)
+    # that normal leaves a right hand through the palm and a left one through the back
+    normal = np.where(left[..., None], -normal, normal)
     to_camera = -p[..., MIDDLE_MCP, :]
     denom = np.linalg.norm(normal, axis=-1) * np.linalg.norm(to_camera, axis=-1)
     return np.einsum("...i,...i->...", normal, to_camera) / np.maximum(denom, 1e-12)

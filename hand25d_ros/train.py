@@ -103,6 +103,9 @@ def check_config(cfg: dict, source: str = "the config") -> None:
     import difflib
     allowed = _allowed_keys()
 
+    def dotted(path):
+        return ".".join(path).replace(".*", "[]")
+
     def walk(node, default, path):
         if isinstance(node, list) and path == ("data", "extra"):
             for i, item in enumerate(node):
@@ -112,7 +115,7 @@ def check_config(cfg: dict, source: str = "the config") -> None:
             return
         if not isinstance(node, dict):
             if node is not None and (path in allowed or isinstance(default, dict)):
-                raise SystemExit(f"{source}: {'.'.join(path)} must be a mapping, got {node!r}")
+                raise SystemExit(f"{source}: {dotted(path)} must be a mapping, got {node!r}")
             return
         keys = allowed.get(path)
         if keys is None:
@@ -121,10 +124,9 @@ def check_config(cfg: dict, source: str = "the config") -> None:
             keys = set(default)
         for k, v in node.items():
             if k not in keys:
-                name = ".".join(path + (str(k),)).replace(".*", "[]")
                 near = difflib.get_close_matches(str(k), sorted(keys), n=1)
-                hint = f" (did you mean {'.'.join(path + (near[0],)).replace('.*', '[]')!r}?)" if near else ""
-                raise SystemExit(f"{source}: unknown config key {name!r}{hint}; "
+                hint = f" (did you mean {dotted(path + (near[0],))!r}?)" if near else ""
+                raise SystemExit(f"{source}: unknown config key {dotted(path + (str(k),))!r}{hint}; "
                                  f"valid keys there: {', '.join(sorted(keys))}")
             walk(v, default.get(k) if isinstance(default, dict) else None, path + (k,))
 
