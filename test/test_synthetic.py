@@ -2,6 +2,7 @@
 import json
 import pickle
 
+import cv2
 import numpy as np
 import pytest
 
@@ -219,3 +220,42 @@ def test_a_sample_does_not_depend_on_the_samples_rendered_before_it():
     used = SyntheticHandGenerator(SyntheticConfig(), seed=2)
     used.sample(0)
     np.testing.assert_array_equal(used.sample(63999)["image"], fresh)
+
+
+def test_caches_from_before_the_background_settings_open_with_the_old_values(tmp_path):
+    legacy = SyntheticConfig(crop_size_px=32, supersample=1, p_background_defocus=0.6, fine_backgrounds=False)
+    root = tmp_path / "old"
+    write_shards(root, 2, legacy, seed=1, shard_size=2, progress=False)
+    meta = json.loads((root / "cache.json").read_text())
+    del meta["config"]["p_background_defocus"], meta["config"]["fine_backgrounds"]
+    (root / "cache.json").write_text(json.dumps(meta))
+    write_shards(root, 2, legacy, seed=1, shard_size=2, progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        write_shards(root, 2, SyntheticConfig(crop_size_px=32, supersample=1), seed=1, shard_size=2, progress=False)
+
+
+def test_fine_shelves_hold_smaller_items_and_defocus_blurs():
+    from hand25d_ros.data import backgrounds
+
+    def edges(img):
+        grey = img.mean(-1)
+        return float(np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 1.5)).mean())
+
+    coarse = [edges(backgrounds.shelves(np.random.default_rng(s), 128)) for s in range(12)]
+    fine = [edges(backgrounds.shelves(np.random.default_rng(s), 128, fine=True)) for s in range(12)]
+    assert np.mean(fine) > 1.2 * np.mean(coarse)
+    sharp = [edges(backgrounds.sample_background(np.random.default_rng(s), 128, "shelves", p_defocus=0.0))
+             for s in range(12)]
+    blurred = [edges(backgrounds.sample_background(np.random.default_rng(s), 128, "shelves", p_defocus=1.0))
+               for s in range(12)]
+    assert np.mean(blurred) < 0.8 * np.mean(sharp)
+
+
+def test_make_samples_can_render_the_legacy_backgrounds(tmp_path):
+    from hand25d_ros.tools.make_samples import main
+    args = ["--n", "1", "--size", "48", "--test-set", "--seed", "5"]
+    assert main(["--out", str(tmp_path / "a"), "--legacy-backgrounds"] + args) == 0
+    assert main(["--out", str(tmp_path / "b")] + args) == 0
+    a, b = (cv2.imread(str(tmp_path / d / "frame_00.png")) for d in "ab")
+    assert "legacy backgrounds" in json.loads((tmp_path / "a" / "annotations.json").read_text())["source"]
+    assert a.shape == b.shape and not np.array_equal(a, b)

@@ -99,17 +99,22 @@ def _muted(rng):
     return tuple(float(x) for x in np.clip(g + tint, 0, 1))
 
 
-def shelves(rng, size):
-    """A shop fridge or shelf: rows of bottles/cans/boxes behind glass, with shelf edges."""
+def shelves(rng, size, fine: bool = False):
+    """A shop fridge or shelf: rows of bottles/cans/boxes behind glass, with shelf edges.
+
+    ``fine`` makes the rows 6-25% of the side instead of 15-40% (seen from farther away: many
+    small sharp-edged items, as behind the hands in real photos).
+    """
     img = np.empty((size, size, 3), np.float32)
     img[:] = _muted(rng)
     y = int(rng.integers(-size // 4, size // 8))
-    row_h_base = rng.uniform(0.15, 0.4) * size
+    row_h_base = (rng.uniform(0.06, 0.25) if fine else rng.uniform(0.15, 0.4)) * size
     while y < size:
         h = max(4, int(row_h_base * rng.uniform(0.85, 1.15)))
         x = int(rng.integers(-size // 8, 0))
         palette = [_desat(rng, _color(rng, 0.05, 1.0)) for _ in range(int(rng.integers(1, 4)))]
-        w_base = rng.uniform(0.05, 0.14) * size
+        # fine rows hold items in proportion, not the coarse rows' fixed widths
+        w_base = (rng.uniform(0.25, 0.6) * h) if fine else (rng.uniform(0.05, 0.14) * size)
         while x < size:
             w = max(2, int(w_base * rng.uniform(0.8, 1.2)))
             col = palette[int(rng.integers(len(palette)))]
@@ -244,17 +249,20 @@ KINDS = ("shelves", "room", "person", "photo", "clutter")
 KIND_WEIGHTS = np.array([0.22, 0.16, 0.22, 0.22, 0.18])
 
 
-def sample_background(rng: np.random.Generator, size: int, kind: str | None = None, skin=None) -> np.ndarray:
+def sample_background(rng: np.random.Generator, size: int, kind: str | None = None, skin=None,
+                      p_defocus: float = 0.6, fine: bool = False) -> np.ndarray:
     """(size, size, 3) float32 RGB background in [0, 1].
 
     Args:
         kind: one of :data:`KINDS`, or None for a random one.
         skin: (3,) skin albedo for the person background (the hand's own, as in a selfie).
+        p_defocus: probability that the background is blurred as if out of focus.
+        fine: shelves may have small items (see :func:`shelves`).
     """
     if kind is None:
         kind = KINDS[int(rng.choice(len(KINDS), p=KIND_WEIGHTS / KIND_WEIGHTS.sum()))]
     if kind == "shelves":
-        img = shelves(rng, size)
+        img = shelves(rng, size, fine)
     elif kind == "room":
         img = room(rng, size)
     elif kind == "person":
@@ -265,8 +273,7 @@ def sample_background(rng: np.random.Generator, size: int, kind: str | None = No
         img = clutter(rng, size)
     else:
         raise ValueError(f"unknown background kind {kind!r}; choose one of {KINDS}")
-    # backgrounds are out of focus more often than not
-    if rng.random() < 0.6:
+    if rng.random() < p_defocus:
         k = float(rng.uniform(0.5, 2.5)) * size / 128.0
         img = cv2.GaussianBlur(img, (0, 0), k)
     img = img + (_noise(rng, size, 8, 1) - 0.5) * rng.uniform(0, 0.12)

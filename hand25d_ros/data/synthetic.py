@@ -77,7 +77,7 @@ OWN_PARTS = _own_parts()
 
 
 # settings added after caches were written without them, at the values those caches were made with
-LEGACY_CONFIG = {"hand_detail": 0.0}
+LEGACY_CONFIG = {"hand_detail": 0.0, "p_background_defocus": 0.6, "fine_backgrounds": False}
 
 
 @dataclass
@@ -108,6 +108,11 @@ class SyntheticConfig:
     color_jitter: float = 1.0             # 0 switches colour jitter off
     visibility_tol_mm: float = 35.0       # a label at most this far behind its own part's front surface is visible
     hand_detail: float = 1.0              # strength of the palm creases, knuckle wrinkles and nails (0: none)
+    # sharper, busier backgrounds: behind real hands they are in focus and full of small edges
+    # (benchmarks/background_detail.py: high-pass 9.1 on real_val_snap, 4.0 on renders with the
+    # legacy values, 5.3 with these)
+    p_background_defocus: float = 0.15    # the background blurred as if out of focus
+    fine_backgrounds: bool = True         # shelves with small sharp-edged items
 
     def __post_init__(self):
         if int(self.crop_size_px) < 16:
@@ -492,7 +497,8 @@ class SyntheticHandGenerator:
             premul = cv2.resize(premul, (S, S), interpolation=cv2.INTER_AREA)
             alpha = cv2.resize(alpha, (S, S), interpolation=cv2.INTER_AREA)
         bg = backgrounds.sample_background(
-            rng, S, kind=("person" if rng.random() < 0.5 else "shelves") if indoor else None, skin=tone)
+            rng, S, kind=("person" if rng.random() < 0.5 else "shelves") if indoor else None, skin=tone,
+            p_defocus=cfg.p_background_defocus, fine=cfg.fine_backgrounds)
         if rng.random() < cfg.p_shadow:
             bg = self._shadow(rng, bg, alpha)
         img = premul + bg * (1.0 - alpha[..., None])
