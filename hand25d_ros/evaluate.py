@@ -80,8 +80,13 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
     summary.update(handedness_summary(err, left, pred_left))
     palm_cos = kp.palm_toward_camera(gt3d) if n else np.zeros(0)
     summary.update(view_summary(err, left, pred_left, palm_cos))
+    pred_cos = kp.palm_toward_camera(pred3d) if n else np.zeros(0)
+    pred_chiral = kp.is_left_hand(pred3d) if n else np.zeros(0, bool)
+    summary.update(mirror_summary(err, left, pred_chiral, palm_cos, pred_cos))
     per = [{"index": i, "error_2d_px": float(err[i]), "valid": bool(valid[i]), "is_left": left[i],
-            "pred_is_left": pred_left[i], "palm_toward_camera": float(palm_cos[i])} for i in range(n)]
+            "pred_is_left": pred_left[i], "palm_toward_camera": float(palm_cos[i]),
+            "pred_skeleton_is_left": bool(pred_chiral[i]), "pred_palm_toward_camera": float(pred_cos[i])}
+           for i in range(n)]
     return {"summary": summary, "per_sample": per,
             "data": {"pred_3d_mm": pred3d, "gt_3d_mm": gt3d, "valid": valid}}
 
@@ -143,6 +148,39 @@ def view_summary(error_2d_px, is_left, pred_is_left, palm_toward_camera) -> dict
     return out
 
 
+def mirror_summary(error_2d_px, is_left, pred_skeleton_is_left, palm_toward_camera,
+                   pred_palm_toward_camera) -> dict:
+    """Which kind of mirror image the estimate is, where its skeleton is the other hand.
+
+    A skeleton of the wrong chirality is either the image mirrored left-right (the thumb
+    read on the little finger's side; the same side of the hand toward the camera) or the
+    hand flipped in depth (a palm read as a back or a back as a palm; the 2D can still be
+    right). Texture that tells a palm from a back only helps against the second kind.
+
+    Args:
+        error_2d_px: (N,) per-sample mean 2D error.
+        is_left: (N,) the true hand.
+        pred_skeleton_is_left: (N,) ``keypoints.is_left_hand`` of the estimated skeletons.
+        palm_toward_camera, pred_palm_toward_camera: (N,) ``keypoints.palm_toward_camera``
+            of the true and the estimated skeletons.
+
+    Returns:
+        ``mirrored_skeleton_fraction`` (of all samples) and, where there are mirrored ones,
+        ``mirrored_same_side_fraction`` (of those, the fraction with the true side toward the
+        camera) and ``mean_error_2d_px_mirrored``. Empty for no samples.
+    """
+    err = np.asarray(error_2d_px, dtype=np.float64)
+    if not len(err):
+        return {}
+    mirrored = np.asarray(pred_skeleton_is_left, dtype=bool) != np.asarray(is_left, dtype=bool)
+    out = {"mirrored_skeleton_fraction": float(mirrored.mean())}
+    if mirrored.any():
+        same = (np.asarray(palm_toward_camera) > 0) == (np.asarray(pred_palm_toward_camera) > 0)
+        out["mirrored_same_side_fraction"] = float(same[mirrored].mean())
+        out["mean_error_2d_px_mirrored"] = float(err[mirrored].mean())
+    return out
+
+
 TABLE_ROWS = [
     ("mean_error_2d_px", "2D mean keypoint error", "px"),
     ("pa_mpjpe_mm", "PA-MPJPE (similarity aligned)", "mm"),
@@ -160,6 +198,9 @@ TABLE_ROWS = [
     ("handedness_accuracy_palm_view", "left/right named right, palm toward the camera", ""),
     ("mean_error_2d_px_back_view", "2D mean error, back toward the camera", "px"),
     ("handedness_accuracy_back_view", "left/right named right, back toward the camera", ""),
+    ("mirrored_skeleton_fraction", "estimated skeleton of the other hand (a mirror image)", ""),
+    ("mirrored_same_side_fraction", "of those, the true side toward the camera (thumb side misread)", ""),
+    ("mean_error_2d_px_mirrored", "2D mean error, skeleton of the other hand", "px"),
 ]
 
 

@@ -97,6 +97,9 @@ def test_eval_reports_handedness_from_the_flag_or_the_true_skeleton(tmp_path):
     np.testing.assert_allclose(cos, kp.palm_toward_camera(P))
     assert rep["summary"]["palm_view_fraction"] == pytest.approx(np.mean(cos > 0))
     err = np.array([p["error_2d_px"] for p in rep["per_sample"]])
+    # the mirror split comes from the estimated skeletons, against the truth used above
+    mirrored = np.array([p["pred_skeleton_is_left"] != p["is_left"] for p in rep["per_sample"]])
+    assert rep["summary"]["mirrored_skeleton_fraction"] == pytest.approx(mirrored.mean())
     for view, m in (("palm_view", cos > 0), ("back_view", cos <= 0)):
         if m.any():
             assert rep["summary"][f"mean_error_2d_px_{view}"] == pytest.approx(err[m].mean())
@@ -115,3 +118,27 @@ def test_view_summary_splits_palm_and_back_views():
     only_palm = view_summary([1.0], [True], [None], [0.3])
     assert only_palm == {"palm_view_fraction": 1.0, "mean_error_2d_px_palm_view": 1.0}
     assert view_summary([], [], [], []) == {}
+
+
+def test_mirror_summary_tells_a_thumb_side_mirror_from_a_depth_flip():
+    from hand25d_ros import keypoints as kp
+    from hand25d_ros.evaluate import mirror_summary
+    from importlib.resources import files
+    ann = json.loads((files("hand25d_ros") / "samples" / "annotations.json").read_text())
+    P = np.array(ann["samples"][0]["joints_3d_mm"])
+    left, cos = bool(kp.is_left_hand(P)), float(kp.palm_toward_camera(P))
+    image_mirror = P * [-1, 1, 1]                      # the picture flipped left-right
+    z0 = P[9, 2]
+    depth_flip = P * [1, 1, -1] + [0, 0, 2 * z0]       # the same 2D outline, seen from behind
+    for Q in (image_mirror, depth_flip):
+        assert bool(kp.is_left_hand(Q)) != left
+    assert (kp.palm_toward_camera(image_mirror) > 0) == (cos > 0)
+    assert (kp.palm_toward_camera(depth_flip) > 0) != (cos > 0)
+    preds = np.stack([P, image_mirror, depth_flip, image_mirror])
+    s = mirror_summary([5.0, 40.0, 10.0, 50.0], [left] * 4, kp.is_left_hand(preds), [cos] * 4,
+                       kp.palm_toward_camera(preds))
+    assert s["mirrored_skeleton_fraction"] == 0.75
+    assert s["mirrored_same_side_fraction"] == pytest.approx(2 / 3)
+    assert s["mean_error_2d_px_mirrored"] == pytest.approx(100 / 3)
+    assert mirror_summary([5.0], [left], [left], [cos], [cos]) == {"mirrored_skeleton_fraction": 0.0}
+    assert mirror_summary([], [], [], [], []) == {}
