@@ -1,0 +1,104 @@
+"""What in a photo throws the network: the same frames, changed one way at a time.
+
+Each probe alters every image of an annotated folder (real_val_snap format) and runs the
+estimator on the whole image as the crop, one pass (``--tta none``), with the true hand
+size. It prints the 2D mean error, how often the estimated skeleton is the right hand
+(``keypoints.is_left_hand`` against the annotation's ``is_left`` or the true skeleton's
+chirality) and the 2D error on those frames. A change that helps on photos and not on
+renders points at something the renders lack; the probes measure, they are never applied
+at inference.
+
+Probes: ``none``; ``blur`` (Gaussian, sigma 3 px at 256 px, scaled with the image);
+``blur_hand`` and ``blur_background`` (the same blur inside or outside the hand: the true
+skeleton's bones and palm hull, dilated 12 px, feathered); ``zoom_out`` (the image padded by
+replicating its border to 1.3x its side, so the hand is smaller in the crop).
+
+    python benchmarks/domain_probes.py ../shared/data/real_val_snap
+    python benchmarks/domain_probes.py cache/synth_test_detail --probes none blur blur_hand
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from background_detail import hand_mask  # noqa: E402
+
+PROBES = ("none", "blur", "blur_hand", "blur_background", "zoom_out")
+
+
+def soft_hand_mask(uv_px: np.ndarray, size: int) -> np.ndarray:
+    """(size, size, 1) float weight, 1 on the hand: skeleton mask dilated (skin lies past the
+    bones) and feathered so that the probe adds no edge of its own."""
+    m = hand_mask(uv_px, size).astype(np.uint8)
+    reach = max(3, int(round(25 * size / 256)))
+    m = cv2.dilate(m, np.ones((reach, reach), np.uint8)).astype(np.float32)
+    return cv2.GaussianBlur(m, (0, 0), 4 * size / 256)[..., None]
+
+
+def probe(name: str, image: np.ndarray, K: np.ndarray, uv_px: np.ndarray):
+    """The altered image, its intrinsics and the keypoints' offset (px) into it."""
+    size = max(image.shape[:2])
+    sigma = 3.0 * size / 256
+    if name == "none":
+        return image, K, 0
+    if name == "zoom_out":
+        pad = int(round(size * 0.15))
+        K2 = K.copy()
+        K2[0, 2] += pad
+        K2[1, 2] += pad
+        return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE), K2, pad
+    blurred = cv2.GaussianBlur(image, (0, 0), sigma).astype(np.float32)
+    if name == "blur":
+        return blurred.astype(np.uint8), K, 0
+    w = soft_hand_mask(uv_px, size)
+    if name == "blur_background":
+        w = 1.0 - w
+    elif name != "blur_hand":
+        raise ValueError(f"unknown probe {name!r}; choose from {PROBES}")
+    out = image.astype(np.float32) * (1.0 - w) + blurred * w
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8), K, 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--probes", nargs="+", default=list(PROBES), choices=PROBES)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    import torch
+
+    from hand25d_ros import HandPoseEstimator
+    from hand25d_ros import keypoints as kp
+    from hand25d_ros.data.public_datasets import AnnotatedFolderDataset
+    torch.set_num_threads(args.threads)
+    ds = AnnotatedFolderDataset(args.folder)
+    samples = [ds[i] for i in range(len(ds))]
+    est = HandPoseEstimator(weights=args.weights, tta="none")
+    print(f"{args.folder}: {len(samples)} frames, one pass, whole image as the crop")
+    print(f"{'probe':16s} {'2D error':>9s} {'right hand':>10s} {'2D error, right hand':>21s}")
+    for name in args.probes:
+        t0 = time.time()
+        err, ok = [], []
+        for s in samples:
+            P = np.asarray(s["joints_3d_mm"], np.float64)
+            uv = np.asarray(s["joints_2d_px"], np.float32)
+            truth = bool(s["is_left"]) if s.get("is_left") is not None else bool(kp.is_left_hand(P))
+            img, K, off = probe(name, s["image"], np.asarray(s["K"], np.float64), uv)
+            size_m = float(np.linalg.norm(P[kp.SCALE_BONE[0]] - P[kp.SCALE_BONE[1]]) / 1000.0)
+            pose = est.estimate(img, K, hand_size_m=size_m, roi="image")
+            err.append(float(np.linalg.norm(pose.keypoints_2d - off - uv, axis=1).mean()))
+            ok.append(bool(kp.is_left_hand(pose.keypoints_3d)) == truth)
+        err, ok = np.array(err), np.array(ok)
+        print(f"{name:16s} {err.mean():7.1f}px {ok.mean():10.3f} {err[ok].mean():19.1f}px"
+              f"   ({time.time() - t0:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""The image probes of benchmarks/domain_probes.py and the measure of benchmarks/background_detail.py."""
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from background_detail import hand_mask  # noqa: E402
+from domain_probes import probe  # noqa: E402
+
+
+@pytest.fixture()
+def frame():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    uv = np.stack([np.linspace(100, 150, 21), np.linspace(120, 60, 21)], -1).astype(np.float32)
+    K = np.array([[300.0, 0, 128], [0, 300, 128], [0, 0, 1]])
+    return image, K, uv
+
+
+def test_zoom_out_keeps_the_content_under_the_shifted_keypoints(frame):
+    image, K, uv = frame
+    out, K2, off = probe("zoom_out", image, K, uv)
+    assert off > 0 and out.shape[0] == 256 + 2 * off
+    assert np.array_equal(out[off:off + 256, off:off + 256], image)
+    np.testing.assert_allclose(K2[:2, 2], K[:2, 2] + off)
+
+
+def test_hand_and_background_blurs_touch_only_their_part(frame):
+    image, K, uv = frame
+    hand = hand_mask(uv, 256)
+    far = ~cv2.dilate(hand.astype(np.uint8), np.ones((81, 81), np.uint8)).astype(bool)
+    blur_hand = probe("blur_hand", image, K, uv)[0].astype(int)
+    blur_bg = probe("blur_background", image, K, uv)[0].astype(int)
+    assert np.abs(blur_hand - image)[far].max() <= 1
+    assert np.abs(blur_hand - image)[hand].mean() > 20
+    assert np.abs(blur_bg - image)[hand].mean() < 2
+    assert np.abs(blur_bg - image)[far].mean() > 20
+    with pytest.raises(ValueError, match="unknown probe"):
+        probe("sharpen", image, K, uv)
