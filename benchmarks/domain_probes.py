@@ -11,7 +11,9 @@ at inference.
 Probes: ``none``; ``blur`` (Gaussian, sigma 3 px at 256 px, scaled with the image);
 ``blur_hand`` and ``blur_background`` (the same blur inside or outside the hand: the true
 skeleton's bones and palm hull, dilated 12 px, feathered); ``zoom_out`` (the image padded by
-replicating its border to 1.3x its side, so the hand is smaller in the crop).
+replicating its border to 1.3x its side, so the hand is smaller in the crop); ``hue_plus10``
+(every hue turned 10 degrees, red toward yellow: the renders' skin is more orange than the
+photos', see benchmarks/render_vs_photo.py).
 
     python benchmarks/domain_probes.py ../shared/data/real_val_snap
     python benchmarks/domain_probes.py cache/synth_test_detail --probes none blur blur_hand
@@ -26,9 +28,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from background_detail import hand_mask  # noqa: E402
+from render_vs_photo import hand_mask  # noqa: E402
 
-PROBES = ("none", "blur", "blur_hand", "blur_background", "zoom_out")
+PROBES = ("none", "blur", "blur_hand", "blur_background", "zoom_out", "hue_plus10")
 
 
 def soft_hand_mask(uv_px: np.ndarray, size: int) -> np.ndarray:
@@ -52,6 +54,10 @@ def probe(name: str, image: np.ndarray, K: np.ndarray, uv_px: np.ndarray):
         K2[0, 2] += pad
         K2[1, 2] += pad
         return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE), K2, pad
+    if name == "hue_plus10":
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = (hsv[..., 0].astype(np.int32) + 5) % 180     # OpenCV stores hue / 2
+        return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), K, 0
     blurred = cv2.GaussianBlur(image, (0, 0), sigma).astype(np.float32)
     if name == "blur":
         return blurred.astype(np.uint8), K, 0

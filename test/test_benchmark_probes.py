@@ -1,4 +1,4 @@
-"""The image probes of benchmarks/domain_probes.py and the measure of benchmarks/background_detail.py."""
+"""The image probes of benchmarks/domain_probes.py and the measure of benchmarks/render_vs_photo.py."""
 import sys
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from background_detail import hand_mask  # noqa: E402
+from render_vs_photo import hand_mask  # noqa: E402
 from domain_probes import probe  # noqa: E402
 
 
@@ -40,3 +40,11 @@ def test_hand_and_background_blurs_touch_only_their_part(frame):
     assert np.abs(blur_bg - image)[far].mean() > 20
     with pytest.raises(ValueError, match="unknown probe"):
         probe("sharpen", image, K, uv)
+
+
+def test_hue_probe_turns_red_toward_yellow(frame):
+    image, K, uv = frame
+    red = np.zeros_like(image)
+    red[:] = (200, 60, 40)
+    out = probe("hue_plus10", red, K, uv)[0]
+    assert out.shape == red.shape and out[0, 0, 1] > red[0, 0, 1] + 10 and abs(int(out[0, 0, 0]) - 200) <= 2

@@ -109,7 +109,7 @@ class SyntheticConfig:
     visibility_tol_mm: float = 35.0       # a label at most this far behind its own part's front surface is visible
     hand_detail: float = 1.0              # strength of the palm creases, knuckle wrinkles and nails (0: none)
     # sharper, busier backgrounds: behind real hands they are in focus and full of small edges
-    # (benchmarks/background_detail.py: high-pass 9.1 on real_val_snap, 4.0 on renders with the
+    # (benchmarks/render_vs_photo.py: high-pass 9.1 on real_val_snap, 4.0 on renders with the
     # legacy values, 5.3 with these)
     p_background_defocus: float = 0.15    # the background blurred as if out of focus
     fine_backgrounds: bool = True         # shelves with small sharp-edged items
