@@ -251,11 +251,26 @@ def test_fine_shelves_hold_smaller_items_and_defocus_blurs():
     assert np.mean(blurred) < 0.8 * np.mean(sharp)
 
 
-def test_make_samples_can_render_the_legacy_backgrounds(tmp_path):
+def test_make_samples_can_render_the_legacy_look(tmp_path):
     from hand25d_ros.tools.make_samples import main
     args = ["--n", "1", "--size", "48", "--test-set", "--seed", "5"]
-    assert main(["--out", str(tmp_path / "a"), "--legacy-backgrounds"] + args) == 0
+    assert main(["--out", str(tmp_path / "a"), "--legacy-look"] + args) == 0
     assert main(["--out", str(tmp_path / "b")] + args) == 0
     a, b = (cv2.imread(str(tmp_path / d / "frame_00.png")) for d in "ab")
-    assert "legacy backgrounds" in json.loads((tmp_path / "a" / "annotations.json").read_text())["source"]
+    assert "legacy look" in json.loads((tmp_path / "a" / "annotations.json").read_text())["source"]
     assert a.shape == b.shape and not np.array_equal(a, b)
+
+
+def test_skin_hue_is_drawn_from_the_configured_range():
+    from hand25d_ros.data import backgrounds
+    for s in range(20):
+        tone = backgrounds.skin_tone(np.random.default_rng(s), (4.0, 24.0))
+        r, g, b = tone
+        assert r > g > b
+        assert 3.0 <= 60.0 * (g - b) / (r - b) <= 25.0
+    # the legacy draw is unchanged by the option's existence: same stream, same tone
+    a = backgrounds.skin_tone(np.random.default_rng(3))
+    b = backgrounds.skin_tone(np.random.default_rng(3), None)
+    assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="skin_hue_deg"):
+        SyntheticConfig(skin_hue_deg=(30.0, 10.0))

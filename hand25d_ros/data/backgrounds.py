@@ -60,19 +60,27 @@ def photos() -> list[np.ndarray]:
     return _PHOTOS
 
 
-def skin_tone(rng: np.random.Generator) -> np.ndarray:
+def skin_tone(rng: np.random.Generator, hue_deg: tuple | None = None) -> np.ndarray:
     """A skin albedo (linear-ish RGB in [0, 1]), from very light to very dark.
 
-    Interpolates a ladder of tones (roughly Fitzpatrick I-VI under white light), with a
-    little per-person hue noise (redder / yellower).
+    Interpolates a ladder of tones (roughly Fitzpatrick I-VI under white light). With
+    ``hue_deg`` None the ladder's own hue (about 22 degrees) gets a little per-person noise
+    (redder / yellower); with a (low, high) range the hue is drawn uniformly from it, the
+    tone's lightest and darkest channels kept (so lightness and saturation stay the ladder's).
     """
     ladder = np.array([[0.96, 0.80, 0.70], [0.90, 0.70, 0.58], [0.82, 0.60, 0.47],
                        [0.70, 0.48, 0.35], [0.52, 0.34, 0.23], [0.34, 0.21, 0.14]])
     t = rng.beta(1.6, 2.0) * (len(ladder) - 1)
     i = min(int(t), len(ladder) - 2)
     base = ladder[i] * (1 - (t - i)) + ladder[i + 1] * (t - i)
-    hue = rng.normal(0, 0.035)
-    return np.clip(base * np.array([1 + hue, 1.0, 1 - hue]) * rng.normal(1.0, 0.03), 0.05, 1.0)
+    if hue_deg is None:
+        hue = rng.normal(0, 0.035)
+        base = base * np.array([1 + hue, 1.0, 1 - hue])
+    else:
+        # R > G > B: hue = 60 (G - B) / (R - B) degrees
+        r, b = base[0], base[2]
+        base = np.array([r, b + (r - b) * rng.uniform(*hue_deg) / 60.0, b])
+    return np.clip(base * rng.normal(1.0, 0.03), 0.05, 1.0)
 
 
 def _noise(rng, size, cells, channels=3):

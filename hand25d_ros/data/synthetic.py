@@ -77,7 +77,7 @@ OWN_PARTS = _own_parts()
 
 
 # settings added after caches were written without them, at the values those caches were made with
-LEGACY_CONFIG = {"hand_detail": 0.0, "p_background_defocus": 0.6, "fine_backgrounds": False}
+LEGACY_CONFIG = {"hand_detail": 0.0, "p_background_defocus": 0.6, "fine_backgrounds": False, "skin_hue_deg": None}
 
 
 @dataclass
@@ -113,6 +113,11 @@ class SyntheticConfig:
     # legacy values, 5.3 with these)
     p_background_defocus: float = 0.15    # the background blurred as if out of focus
     fine_backgrounds: bool = True         # shelves with small sharp-edged items
+    # skin albedo hue (degrees, drawn uniformly; None: the tone ladder's ~22 with a little
+    # noise). Rendered skin measures 14-30 degrees with None and 8-28 with this range, photos'
+    # 10-14 on real_val_snap (10th-90th percentile, benchmarks/render_vs_photo.py); real skin
+    # runs from reddish to yellowish, so the range is wide rather than fitted to that one hand
+    skin_hue_deg: tuple | None = (4.0, 24.0)
 
     def __post_init__(self):
         if int(self.crop_size_px) < 16:
@@ -123,6 +128,9 @@ class SyntheticConfig:
             v = getattr(self, name)
             if len(v) != 2 or not (0 < v[0] <= v[1] or name == "image_size_px"):
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {v}")
+        h = self.skin_hue_deg
+        if h is not None and (len(h) != 2 or not 0.0 <= h[0] <= h[1] <= 60.0):
+            raise ValueError(f"skin_hue_deg must be None or (low, high) with 0 <= low <= high <= 60, got {h}")
         for f in fields(self):
             if f.name.startswith("p_") and not 0.0 <= getattr(self, f.name) <= 1.0:
                 raise ValueError(f"{f.name} is a probability, got {getattr(self, f.name)}")
@@ -410,7 +418,7 @@ class SyntheticHandGenerator:
         posed = forward_kinematics(mesh, sample_pose(rng, mesh=mesh, bone_scale=bone_scale), bone_scale)
         verts, normals = skin(mesh, posed, width)
         labels = keypoint_labels(mesh, posed, bone_scale)
-        tone = backgrounds.skin_tone(rng)
+        tone = backgrounds.skin_tone(rng, cfg.skin_hue_deg)
         cols = st["look"].colors(rng, tone)
         detail = st["look"].detail(rng_detail, tone, cfg.hand_detail)
         tex = mesh.vertices

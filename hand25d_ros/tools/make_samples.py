@@ -49,9 +49,9 @@ def main(argv=None) -> int:
                     help="the training distribution (all orientations, occluders): a held-out synthetic test set")
     ap.add_argument("--hand-detail", type=float, default=None,
                     help="skin-detail strength (SyntheticConfig.hand_detail; default its default, 0: none)")
-    ap.add_argument("--legacy-backgrounds", action="store_true",
-                    help="the backgrounds before SyntheticConfig.p_background_defocus and fine_backgrounds "
-                         "(blurred 60%% of the time, coarse shelves), as cache/synth_test* were made")
+    ap.add_argument("--legacy-look", action="store_true",
+                    help="the backgrounds and skin hue from before SyntheticConfig.p_background_defocus, "
+                         "fine_backgrounds and skin_hue_deg (synthetic.LEGACY_CONFIG), as cache/synth_test* were made")
     ap.add_argument("--frame-size", default=None, metavar="WxH",
                     help="write full camera frames of this size with the hand composited in")
     args = ap.parse_args(argv)
@@ -65,9 +65,8 @@ def main(argv=None) -> int:
     from ..data import backgrounds
     from ..data.synthetic import LEGACY_CONFIG, SyntheticConfig, SyntheticHandGenerator
     detail = {} if args.hand_detail is None else {"hand_detail": args.hand_detail}
-    if args.legacy_backgrounds:
-        detail.update(p_background_defocus=LEGACY_CONFIG["p_background_defocus"],
-                      fine_backgrounds=LEGACY_CONFIG["fine_backgrounds"])
+    if args.legacy_look:
+        detail.update({k: v for k, v in LEGACY_CONFIG.items() if k != "hand_detail"})
     if args.test_set:
         cfg = SyntheticConfig(crop_size_px=args.size, **detail)
     else:
@@ -89,7 +88,7 @@ def main(argv=None) -> int:
                        "is_left": bool(s["is_left"])})
     (args.out / "annotations.json").write_text(json.dumps({"source": f"hand25d_ros synthetic renderer, seed {args.seed}, "
                                                                      f"hand_detail {cfg.hand_detail:g}"
-                                                                     + (", legacy backgrounds" if args.legacy_backgrounds
+                                                                     + (", legacy look" if args.legacy_look
                                                                         else ""),
                                                            "samples": frames}, indent=1))
     print(f"wrote {args.n} frames to {args.out}")
