@@ -82,24 +82,23 @@ def main(argv=None) -> int:
     from hand25d_ros import HandPoseEstimator
     from hand25d_ros import keypoints as kp
     from hand25d_ros.data.public_datasets import AnnotatedFolderDataset
+    from hand25d_ros.evaluate import true_hand
     torch.set_num_threads(args.threads)
     ds = AnnotatedFolderDataset(args.folder)
     samples = [ds[i] for i in range(len(ds))]
+    truths = [true_hand(s) for s in samples]
     est = HandPoseEstimator(weights=args.weights, tta="none")
     print(f"{args.folder}: {len(samples)} frames, one pass, whole image as the crop")
     print(f"{'probe':16s} {'2D error':>9s} {'right hand':>10s} {'2D error, right hand':>21s}")
     for name in args.probes:
         t0 = time.time()
         err, ok = [], []
-        for s in samples:
-            P = np.asarray(s["joints_3d_mm"], np.float64)
+        for s, (is_left, size_m) in zip(samples, truths):
             uv = np.asarray(s["joints_2d_px"], np.float32)
-            truth = bool(s["is_left"]) if s.get("is_left") is not None else bool(kp.is_left_hand(P))
             img, K, off = probe(name, s["image"], np.asarray(s["K"], np.float64), uv)
-            size_m = float(np.linalg.norm(P[kp.SCALE_BONE[0]] - P[kp.SCALE_BONE[1]]) / 1000.0)
             pose = est.estimate(img, K, hand_size_m=size_m, roi="image")
             err.append(float(np.linalg.norm(pose.keypoints_2d - off - uv, axis=1).mean()))
-            ok.append(bool(kp.is_left_hand(pose.keypoints_3d)) == truth)
+            ok.append(bool(kp.is_left_hand(pose.keypoints_3d)) == is_left)
         err, ok = np.array(err), np.array(ok)
         print(f"{name:16s} {err.mean():7.1f}px {ok.mean():10.3f} {err[ok].mean():19.1f}px"
               f"   ({time.time() - t0:.0f} s)", flush=True)

@@ -11,11 +11,12 @@ percentiles over the images.
     python benchmarks/render_vs_photo.py ../shared/data/real_val_snap cache/synth_test_detail
 """
 import argparse
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from hand25d_ros import keypoints as kp
 
 PALM = [0, 1, 2, 5, 9, 13, 17]
 
@@ -23,10 +24,8 @@ PALM = [0, 1, 2, 5, 9, 13, 17]
 def hand_mask(uv_px: np.ndarray, size: int) -> np.ndarray:
     """(size, size) bool: the skeleton's bones 5 px wide and the palm's convex hull."""
     m = np.zeros((size, size), np.uint8)
-    for f in range(5):
-        chain = [0] + list(range(1 + 4 * f, 5 + 4 * f))
-        for a, b in zip(chain[:-1], chain[1:]):
-            cv2.line(m, tuple(int(v) for v in uv_px[a]), tuple(int(v) for v in uv_px[b]), 1, 5)
+    for a, b in kp.BONES:
+        cv2.line(m, tuple(int(v) for v in uv_px[a]), tuple(int(v) for v in uv_px[b]), 1, 5)
     cv2.fillConvexPoly(m, cv2.convexHull(uv_px[PALM].astype(np.int32)), 1)
     return m.astype(bool)
 
@@ -34,15 +33,15 @@ def hand_mask(uv_px: np.ndarray, size: int) -> np.ndarray:
 def image_stats(folder: Path, limit: int, size: int = 128) -> dict:
     """Per-image mean |high-pass| on the hand and on the background, and the skin's median
     hue, saturation and value."""
-    samples = json.loads((folder / "annotations.json").read_text())["samples"][:limit]
+    from hand25d_ros.data.public_datasets import AnnotatedFolderDataset
+    ds = AnnotatedFolderDataset(folder)
     out = {"hand": [], "background": [], "hue": [], "saturation": [], "value": []}
-    for s in samples:
-        im = cv2.imread(str(folder / s["image"]), cv2.IMREAD_COLOR)
-        if im is None:
-            raise SystemExit(f"{folder / s['image']}: cannot read the image")
+    for i in range(min(limit, len(ds))):
+        s = ds[i]
+        im = s["image"]
         f = size / max(im.shape[:2])
         im = cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
-        grey = cv2.cvtColor(im, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        grey = cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).astype(np.float32)
         hp = np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 1.5))
         m = hand_mask(np.asarray(s["joints_2d_px"], np.float32) * f, size)
         far = ~cv2.dilate(m.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
@@ -50,7 +49,7 @@ def image_stats(folder: Path, limit: int, size: int = 128) -> dict:
         if far.sum() > 100:
             out["background"].append(hp[far].mean())
         inner = cv2.erode(m.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        hsv = cv2.cvtColor(im, cv2.COLOR_BGR2HSV).astype(np.float64)[inner if inner.any() else m]
+        hsv = cv2.cvtColor(im, cv2.COLOR_RGB2HSV).astype(np.float64)[inner if inner.any() else m]
         out["hue"].append(np.median(hsv[:, 0]) * 2.0)         # OpenCV stores hue / 2
         out["saturation"].append(np.median(hsv[:, 1]) / 255.0)
         out["value"].append(np.median(hsv[:, 2]) / 255.0)

@@ -50,8 +50,8 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
     for i in it:
         s = ds[i]
         P = np.asarray(s["joints_3d_mm"], dtype=np.float64)
-        size_m = float(np.linalg.norm(P[kp.SCALE_BONE[0]] - P[kp.SCALE_BONE[1]]) / 1000.0) \
-            if hand_size == "true" else None
+        is_left, true_size_m = true_hand(s)
+        size_m = true_size_m if hand_size == "true" else None
         if crop not in ("image", "gt", "detect"):
             raise ValueError(f"crop must be 'image', 'gt' or 'detect', got {crop!r}")
         roi = {"image": "image", "gt": "image", "detect": None}[crop]
@@ -68,8 +68,7 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
         gt3d.append(P)
         valid.append(pose.valid)
         conf.append(pose.mean_confidence)
-        # the true hand: the annotation's flag, else the chirality of the true skeleton
-        left.append(bool(s["is_left"]) if s.get("is_left") is not None else bool(kp.is_left_hand(P)))
+        left.append(is_left)
         pred_left.append(pose.is_left)
     pred2d, gt2d = np.asarray(pred2d), np.asarray(gt2d)
     pred3d, gt3d, valid = np.asarray(pred3d), np.asarray(gt3d), np.asarray(valid)
@@ -89,6 +88,15 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
            for i in range(n)]
     return {"summary": summary, "per_sample": per,
             "data": {"pred_3d_mm": pred3d, "gt_3d_mm": gt3d, "valid": valid}}
+
+
+def true_hand(sample: dict) -> tuple[bool, float]:
+    """The truth an annotated sample gives about its hand: whether it is a left one (the
+    annotation's ``is_left``, else the chirality of ``joints_3d_mm``) and its size (the scale
+    bone's length in metres, the prior that evaluation passes as ``hand_size_m``)."""
+    P = np.asarray(sample["joints_3d_mm"], dtype=np.float64)
+    left = sample["is_left"] if sample.get("is_left") is not None else kp.is_left_hand(P)
+    return bool(left), float(np.linalg.norm(P[kp.SCALE_BONE[0]] - P[kp.SCALE_BONE[1]]) / 1000.0)
 
 
 def handedness_summary(error_2d_px, is_left, pred_is_left) -> dict:
