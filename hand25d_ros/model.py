@@ -155,7 +155,7 @@ class Hand25DNet(nn.Module):
         and with ``crop_logits`` also (B, 2) logits [left hand, hand present] (zeros, p = 0.5,
         without the crop head). One forward for both, so that DDP sees every parameter used."""
         latent, bottleneck = self._features(image)
-        uv, z, conf, _ = self.head(latent)
+        uv, z, conf, _ = self._head_fp32(latent)
         if not crop_logits:
             return uv, z, conf
         if self.crop_head is None:
@@ -164,7 +164,14 @@ class Hand25DNet(nn.Module):
 
     def forward_with_heatmaps(self, image: torch.Tensor):
         """As forward, plus the normalised 2D heatmaps (B, K, S/4, S/4)."""
-        return self.head(self.latent(image))
+        return self._head_fp32(self.latent(image))
+
+    def _head_fp32(self, latent: torch.Tensor):
+        # Under mixed precision the soft-argmax would run its matmul in half or bfloat16:
+        # bfloat16 keeps 8 significant bits, a 0.5 px step at 127 px, so the head (a few
+        # small ops) always runs in float32.
+        with torch.autocast(latent.device.type, enabled=False):
+            return self.head(latent.float())
 
 
 # Named sizes; "small" is the default, sized for 30 Hz on a 2-core CPU.

@@ -135,3 +135,22 @@ def test_weights_with_numpy_and_version_metadata_load_safely(tmp_path):
                                           "x": np.float32(1.5)})
     meta = load_weights(p).meta
     assert meta["ratios"] == [1.0, 1.0, 1.0] and meta["x"] == 1.5 and isinstance(meta["torch"], str)
+
+
+def test_head_keeps_float32_under_bfloat16_autocast():
+    """Mixed precision runs the convolutions in bfloat16 (train.cpu_bf16, fp16 on CUDA) but
+    not the soft-argmax: in bfloat16 its keypoints would snap to 0.5 px steps near the
+    crop's far edge."""
+    m = build_model("tiny").eval()
+    lat = torch.full((1, 42, 32, 32), -10.0)
+    lat[0, :21, 30, 29] = 1.0          # two neighbouring peaks: the keypoint falls between cells
+    lat[0, :21, 30, 30] = 1.2
+    with torch.no_grad():
+        ref = m.head(lat.bfloat16().float())[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            unguarded = m.head(lat.bfloat16())[0]
+            guarded = m._head_fp32(lat.bfloat16())[0]
+            uv, z, conf = m(torch.rand(1, 3, 128, 128))
+    assert (unguarded.float() - ref).abs().max() > 0.05      # what the guard is for
+    assert guarded.dtype == torch.float32 and (guarded - ref).abs().max() < 1e-3
+    assert uv.dtype == z.dtype == conf.dtype == torch.float32

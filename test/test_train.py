@@ -29,6 +29,7 @@ def test_smoke_train_resume_and_load(tmp_path):
     assert all(np.isfinite(float(r["loss"])) for r in rows if r["loss"])
     est = HandPoseEstimator(weights=out / "weights.pt", device="cpu")
     assert est.input_size == 64 and est.meta["recipe"]["steps"] == 5
+    assert est.meta["recipe"]["precision"] == "float32"
     assert len(est.meta["bone_ratios"]) == 5
     pose = est.estimate(np.zeros((64, 64, 3), np.uint8), np.array([[80.0, 0, 32], [0, 80, 32], [0, 0, 1]]), roi="image")
     assert np.all(np.isfinite(pose.keypoints_3d))
@@ -187,3 +188,27 @@ def test_unknown_config_keys_are_a_clear_error(tmp_path):
         with pytest.raises(SystemExit, match=what):
             main(["--out", str(tmp_path / "r"), "--set", item])
     assert not (tmp_path / "r").exists()        # nothing started
+
+
+def test_cpu_bfloat16_training_keeps_float32_weights(tmp_path):
+    """train.cpu_bf16: the convolutions run in bfloat16 on the CPU, the loss stays finite and
+    the saved weights stay float32 (inference loads them as before)."""
+    import torch
+    out = tmp_path / "bf16"
+    args = ["--out", str(out), "--set", "arch.name=tiny", "--set", "arch.input_size=64",
+            "--set", f"data.synthetic.cache_dir={tmp_path / 'cache'}",
+            "--set", "data.synthetic.num_samples=8", "--set", "data.synthetic.shard_size=8",
+            "--set", "data.synthetic.render_workers=1", "--set", "data.val_synthetic.num_samples=0",
+            "--set", "train.batch_size=4", "--set", "train.num_workers=0", "--set", "train.warmup_steps=1",
+            "--set", "train.max_steps=3", "--set", "train.val_every=0", "--set", "train.log_every=1",
+            "--set", "train.cpu_bf16=true", "--set", "val_real.path=null"]
+    assert main(args) == 0
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    losses = [float(r["loss"]) for r in rows if r["loss"]]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    state = torch.load(out / "weights.pt", weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float32 for k, v in state.items() if v.is_floating_point())
+    est = HandPoseEstimator(weights=out / "weights.pt", device="cpu")
+    assert est.meta["recipe"]["precision"] == "bfloat16 mixed"
+    pose = est.estimate(np.zeros((64, 64, 3), np.uint8), np.array([[80.0, 0, 32], [0, 80, 32], [0, 0, 1]]), roi="image")
+    assert np.all(np.isfinite(pose.keypoints_3d))
