@@ -161,7 +161,9 @@ def test_flip_tta_is_the_mean_of_the_crop_and_its_mirror(untrained_weights):
     centre = mean.mean(1, keepdims=True)
     kept = centre + (mean - centre) * ((size(uv0) + size(uv1)) / 2 / size(mean))[:, None, None]
     np.testing.assert_allclose(uv, kept, atol=1e-4)
-    np.testing.assert_allclose(size(uv), (size(uv0) + size(uv1)) / 2, rtol=1e-6)
+    # absolute: the untrained hand is ~0.1 px across, and the mirror pass runs in a batch of
+    # twice the size, whose float32 convolutions round differently (4e-6 px on AMX CPUs)
+    np.testing.assert_allclose(size(uv), (size(uv0) + size(uv1)) / 2, atol=1e-4)
     assert np.all(size(mean) < size(uv))     # the plain mean is the smaller hand
     np.testing.assert_allclose(z, (z0 + z1) / 2, atol=1e-5)
     np.testing.assert_allclose(c, (c0 + c1) / 2, atol=1e-5)
