@@ -11,12 +11,16 @@ without it bfloat16 is emulated and slower.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import torch
 
 from hand25d_ros.model import build_model
 from hand25d_ros.train import cpu_has_native_bf16
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_model import timed  # noqa: E402  (the benchmarks' shared median timer)
 
 
 def step_time_s(model, opt, x, bf16: bool, runs: int) -> float:
@@ -28,14 +32,7 @@ def step_time_s(model, opt, x, bf16: bool, runs: int) -> float:
         loss.backward()
         opt.step()
 
-    step()
-    step()
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        step()
-        ts.append(time.perf_counter() - t)
-    return sorted(ts)[len(ts) // 2]
+    return timed(step, lambda: None, warmup=2, runs=runs)
 
 
 def main(argv=None) -> int:

@@ -423,6 +423,8 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
         # keeps the layout
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    # the one mixed precision this run uses, if any: fp16 on CUDA, bfloat16 on a CPU
+    amp_dtype = torch.float16 if use_amp else torch.bfloat16 if use_bf16 else None
     if use_bf16 and is_main and not cpu_has_native_bf16():
         print("warning: train.cpu_bf16 on a CPU without native bfloat16 (AVX512-BF16 or AMX): "
               "it is emulated and slower than float32", flush=True)
@@ -488,8 +490,7 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
             x = batch["image"].to(device, non_blocking=True).float().div_(255.0)
             if use_bf16:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp), \
-                    torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 uv, z, _, crop_logit = net(x, crop_logits=True)
             loss, terms = latent25d_loss(uv.float(), z.float(), batch["uv"].to(device), batch["z"].to(device),
                                          crop, batch["has_3d"].to(device), batch["weight_2d"].to(device),
@@ -549,7 +550,8 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
     if is_main:
         recipe = {"command": command, "config": cfg, "steps": step, "samples_seen": samples_seen,
                   "train_wall_s": round(wall, 1), "device": str(device), "world_size": world,
-                  "precision": "float16 mixed" if use_amp else "bfloat16 mixed" if use_bf16 else "float32"}
+                  "precision": {torch.float16: "float16 mixed", torch.bfloat16: "bfloat16 mixed",
+                                None: "float32"}[amp_dtype]}
         meta = weights_meta(model, val_synth, cfg, bone_ratios, device, recipe)
         save_weights(model, weights_path, cfg["arch"], meta)
         print(f"wrote {weights_path}", flush=True)
