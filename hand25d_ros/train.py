@@ -55,8 +55,9 @@ DEFAULT_CONFIG: dict = {
               "checkpoint_every": 250, "val_every": 1000, "log_every": 25, "amp": True,
               # on a CPU, run the network's convolutions in bfloat16 (autocast; weights and
               # the optimiser stay float32). About 2.6x the steps per second on a CPU with
-              # AMX, such as this project's machines; on one without native bfloat16 it is
-              # emulated and slower. Off by default so that earlier recipes re-run as they ran
+              # AMX; where the CPU has no native bfloat16 it is emulated and ~10x slower than
+              # float32, so true falls back to float32 there (with a warning) and "always"
+              # forces it. Off by default so that earlier recipes re-run as they ran
               "cpu_bf16": False,
               # also keep the network's state every this many steps in snapshots/ (0: off),
               # for averaging the end of a run (python -m hand25d_ros.tools.average_snapshots)
@@ -353,6 +354,17 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_bf16_wanted(value) -> bool:
+    """Read ``train.cpu_bf16``: false, true (where the CPU has native bfloat16) or "always".
+
+    Raises:
+        SystemExit: for any other value, naming it.
+    """
+    if value in (False, True, "always"):
+        return bool(value)
+    raise SystemExit(f"train.cpu_bf16 must be true, false or always, got {value!r}")
+
+
 def progress(step, wall_s, cfg) -> float:
     """Fraction of the run done, by steps or by the time budget, whichever is further."""
     t = cfg["train"]
@@ -416,7 +428,14 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
 
     model.to(device)
     use_amp = bool(t.get("amp")) and device.type == "cuda"
-    use_bf16 = bool(t.get("cpu_bf16")) and device.type == "cpu"
+    use_bf16 = cpu_bf16_wanted(t.get("cpu_bf16", False)) and device.type == "cpu"
+    if use_bf16 and t.get("cpu_bf16") != "always" and not cpu_has_native_bf16():
+        use_bf16 = False
+        if is_main:
+            # an AVX2-only CPU measured 30 s a bfloat16 step against 3 s in float32
+            print("warning: train.cpu_bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX), "
+                  "where it is emulated and far slower; training in float32 "
+                  "(cpu_bf16: always forces bfloat16)", flush=True)
     if use_bf16:
         # oneDNN's bfloat16 convolutions run fastest on channels-last tensors (0.64 against
         # 0.75 s a step with one thread, benchmarks/bench_train_step.py); load_state_dict
@@ -425,9 +444,6 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
     # the one mixed precision this run uses, if any: fp16 on CUDA, bfloat16 on a CPU
     amp_dtype = torch.float16 if use_amp else torch.bfloat16 if use_bf16 else None
-    if use_bf16 and is_main and not cpu_has_native_bf16():
-        print("warning: train.cpu_bf16 on a CPU without native bfloat16 (AVX512-BF16 or AMX): "
-              "it is emulated and slower than float32", flush=True)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, samples_seen, wall = 0, 0, 0.0
     ckpt_path = out_dir / "last.pt"
@@ -698,6 +714,7 @@ def main(argv=None) -> int:
     cfg = apply_overrides(copy.deepcopy(cfg), args.set)
     check_config(cfg, f"{args.config} with --set" if args.config and args.set else
                  str(args.config) if args.config else "--set")
+    cpu_bf16_wanted(cfg["train"].get("cpu_bf16", False))   # before hours of rendering
     command = "hand25d-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     from .weights import WeightsError
     try:

@@ -190,19 +190,23 @@ def test_unknown_config_keys_are_a_clear_error(tmp_path):
     assert not (tmp_path / "r").exists()        # nothing started
 
 
-def test_cpu_bfloat16_training_keeps_float32_weights(tmp_path):
-    """train.cpu_bf16: the convolutions run in bfloat16 on the CPU, the loss stays finite and
-    the saved weights stay float32 (inference loads them as before)."""
-    import torch
-    out = tmp_path / "bf16"
-    args = ["--out", str(out), "--set", "arch.name=tiny", "--set", "arch.input_size=64",
-            "--set", f"data.synthetic.cache_dir={tmp_path / 'cache'}",
+def _bf16_run_args(out, cache, value):
+    return ["--out", str(out), "--set", "arch.name=tiny", "--set", "arch.input_size=64",
+            "--set", f"data.synthetic.cache_dir={cache}",
             "--set", "data.synthetic.num_samples=8", "--set", "data.synthetic.shard_size=8",
             "--set", "data.synthetic.render_workers=1", "--set", "data.val_synthetic.num_samples=0",
             "--set", "train.batch_size=4", "--set", "train.num_workers=0", "--set", "train.warmup_steps=1",
             "--set", "train.max_steps=3", "--set", "train.val_every=0", "--set", "train.log_every=1",
-            "--set", "train.cpu_bf16=true", "--set", "val_real.path=null"]
-    assert main(args) == 0
+            "--set", f"train.cpu_bf16={value}", "--set", "val_real.path=null"]
+
+
+def test_cpu_bfloat16_training_keeps_float32_weights(tmp_path):
+    """train.cpu_bf16: the convolutions run in bfloat16 on the CPU, the loss stays finite and
+    the saved weights stay float32 (inference loads them as before). "always" forces it, so
+    that this runs on CPUs without native bfloat16 too."""
+    import torch
+    out = tmp_path / "bf16"
+    assert main(_bf16_run_args(out, tmp_path / "cache", "always")) == 0
     rows = list(csv.DictReader(open(out / "log.csv")))
     losses = [float(r["loss"]) for r in rows if r["loss"]]
     assert len(losses) == 3 and all(np.isfinite(losses))
@@ -212,3 +216,21 @@ def test_cpu_bfloat16_training_keeps_float32_weights(tmp_path):
     assert est.meta["recipe"]["precision"] == "bfloat16 mixed"
     pose = est.estimate(np.zeros((64, 64, 3), np.uint8), np.array([[80.0, 0, 32], [0, 80, 32], [0, 0, 1]]), roi="image")
     assert np.all(np.isfinite(pose.keypoints_3d))
+
+
+def test_cpu_bfloat16_falls_back_to_float32_without_native_support(tmp_path, monkeypatch, capsys):
+    """cpu_bf16: true on a CPU that would emulate bfloat16 (about 10x slower than float32 on
+    an AVX2-only CPU) trains in float32 with a warning, and the recipe says float32."""
+    import hand25d_ros.train as train_mod
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: False)
+    out = tmp_path / "fallback"
+    assert main(_bf16_run_args(out, tmp_path / "cache", "true")) == 0
+    assert "no native bfloat16" in capsys.readouterr().out
+    est = HandPoseEstimator(weights=out / "weights.pt", device="cpu")
+    assert est.meta["recipe"]["precision"] == "float32"
+
+
+def test_cpu_bfloat16_rejects_other_values(tmp_path):
+    with pytest.raises(SystemExit, match="train.cpu_bf16 must be true, false or always, got 'yes please'"):
+        main(["--out", str(tmp_path / "r"), "--set", "train.cpu_bf16=yes please"])
+    assert not (tmp_path / "r").exists()
