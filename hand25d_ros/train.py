@@ -355,14 +355,15 @@ def cpu_has_native_bf16() -> bool:
 
 
 def cpu_bf16_wanted(value) -> bool:
-    """Read ``train.cpu_bf16``: false, true (where the CPU has native bfloat16) or "always".
+    """Whether ``train.cpu_bf16`` asks for bfloat16 on this CPU: false, true (only where the
+    CPU has native bfloat16) or "always".
 
     Raises:
         SystemExit: for any other value, naming it.
     """
-    if value in (False, True, "always"):
-        return bool(value)
-    raise SystemExit(f"train.cpu_bf16 must be true, false or always, got {value!r}")
+    if value not in (False, True, "always"):
+        raise SystemExit(f"train.cpu_bf16 must be true, false or always, got {value!r}")
+    return value == "always" or (value is True and cpu_has_native_bf16())
 
 
 def progress(step, wall_s, cfg) -> float:
@@ -395,6 +396,13 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     t = cfg["train"]
+    # decided before the run folder and the renders exist, so a bad value costs nothing
+    use_bf16 = cpu_bf16_wanted(t.get("cpu_bf16", False)) and device.type == "cpu"
+    if device.type == "cpu" and t.get("cpu_bf16") is True and not use_bf16 and rank == 0:
+        # an AVX2-only CPU measured 30 s a bfloat16 step against 3 s in float32
+        print("warning: train.cpu_bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX), "
+              "where it is emulated and far slower; training in float32 "
+              "(cpu_bf16: always forces bfloat16)", flush=True)
     if t.get("threads"):
         torch.set_num_threads(int(t["threads"]))
     torch.manual_seed(t["seed"] + rank)
@@ -428,14 +436,6 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
 
     model.to(device)
     use_amp = bool(t.get("amp")) and device.type == "cuda"
-    use_bf16 = cpu_bf16_wanted(t.get("cpu_bf16", False)) and device.type == "cpu"
-    if use_bf16 and t.get("cpu_bf16") != "always" and not cpu_has_native_bf16():
-        use_bf16 = False
-        if is_main:
-            # an AVX2-only CPU measured 30 s a bfloat16 step against 3 s in float32
-            print("warning: train.cpu_bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX), "
-                  "where it is emulated and far slower; training in float32 "
-                  "(cpu_bf16: always forces bfloat16)", flush=True)
     if use_bf16:
         # oneDNN's bfloat16 convolutions run fastest on channels-last tensors (0.64 against
         # 0.75 s a step with one thread, benchmarks/bench_train_step.py); load_state_dict
@@ -714,7 +714,6 @@ def main(argv=None) -> int:
     cfg = apply_overrides(copy.deepcopy(cfg), args.set)
     check_config(cfg, f"{args.config} with --set" if args.config and args.set else
                  str(args.config) if args.config else "--set")
-    cpu_bf16_wanted(cfg["train"].get("cpu_bf16", False))   # before hours of rendering
     command = "hand25d-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     from .weights import WeightsError
     try:
