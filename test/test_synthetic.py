@@ -160,6 +160,44 @@ def test_skin_detail_changes_only_the_hand_pixels_and_no_label():
     assert changed >= 4                                            # creases or nails in view
 
 
+def test_hand_texture_changes_only_the_hand_and_no_label():
+    """hand_texture draws from its own random stream too: labels, camera and background are
+    the same with and without it; pixels change on the hand and at most a few pixels past its
+    edge (the hand's own defocus)."""
+    quiet = dict(crop_size_px=64, p_blur=0.0, p_motion_blur=0.0, p_jpeg=0.0, p_low_res=0.0)
+    changed = 0
+    for i in range(6):
+        a = SyntheticHandGenerator(SyntheticConfig(hand_texture=0.0, **quiet), seed=12).sample(i, with_mask=True)
+        b = SyntheticHandGenerator(SyntheticConfig(hand_texture=1.0, **quiet), seed=12).sample(i, with_mask=True)
+        for k in ("K", "joints_3d_mm", "joints_2d_px", "visible", "is_left"):
+            np.testing.assert_array_equal(a[k], b[k])
+        near_hand = cv2.dilate((a["mask"] > 0).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        diff = np.abs(a["image"].astype(int) - b["image"].astype(int)).sum(-1)
+        assert diff[~near_hand].max(initial=0) <= 3                 # noise rounding only, off the hand
+        changed += int(diff[a["mask"] > 0.5].mean() > 1.0)
+    assert changed >= 5
+
+
+def test_hand_layer_texture_keeps_the_layer_valid_and_its_coverage():
+    from hand25d_ros.data.synthetic import hand_layer_texture
+    S = 64
+    alpha = np.zeros((S, S), np.float32)
+    cv2.circle(alpha, (32, 32), 18, 1.0, -1)
+    premul = alpha[..., None] * np.array([0.8, 0.55, 0.45], np.float32)
+    for seed in range(8):
+        p2, a2 = hand_layer_texture(np.random.default_rng(seed), premul, alpha, 1.0)
+        assert p2.shape == premul.shape and a2.shape == alpha.shape
+        assert p2.dtype == np.float32 and a2.dtype == np.float32
+        assert np.isfinite(p2).all() and p2.min() >= 0.0 and p2.max() <= 1.0
+        assert abs(float(a2.sum()) - float(alpha.sum())) < 0.01 * float(alpha.sum())   # a blur keeps coverage
+        inside = alpha > 0.99
+        colour = p2[inside].mean(0) / max(float(a2[inside].mean()), 1e-6)
+        np.testing.assert_allclose(colour, [0.8, 0.55, 0.45], atol=0.05)            # zero-mean mottling
+        assert np.all(p2 <= a2[..., None] + 0.02)                   # premultiplied: colour <= coverage
+    with pytest.raises(ValueError, match="hand_texture"):
+        SyntheticConfig(hand_texture=1.5)
+
+
 def test_renderer_skin_detail_is_validated_and_off_by_default():
     from hand25d_ros.data.render import MAX_DETAIL_LINES, no_detail
     r = MeshRenderer(32)
@@ -211,6 +249,10 @@ def test_make_samples_writes_an_annotated_folder_and_says_how(tmp_path):
     assert len(ds) == 2 and ds[1]["image"].shape == (48, 48, 3)
     source = json.loads((tmp_path / "t" / "annotations.json").read_text())["source"]
     assert "seed 2026" in source and "hand_detail 0" in source
+    assert main(["--out", str(tmp_path / "u"), "--n", "1", "--size", "48", "--hand-texture", "1"]) == 0
+    assert "hand_texture 1" in json.loads((tmp_path / "u" / "annotations.json").read_text())["source"]
+    with pytest.raises(SystemExit, match="hand_texture must be in"):
+        main(["--out", str(tmp_path / "v"), "--n", "1", "--hand-texture", "2"])
 
 
 def test_a_sample_does_not_depend_on_the_samples_rendered_before_it():

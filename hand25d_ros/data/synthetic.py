@@ -77,7 +77,8 @@ OWN_PARTS = _own_parts()
 
 
 # settings added after caches were written without them, at the values those caches were made with
-LEGACY_CONFIG = {"hand_detail": 0.0, "p_background_defocus": 0.6, "fine_backgrounds": False, "skin_hue_deg": None}
+LEGACY_CONFIG = {"hand_detail": 0.0, "p_background_defocus": 0.6, "fine_backgrounds": False, "skin_hue_deg": None,
+                 "hand_texture": 0.0}
 
 
 @dataclass
@@ -118,6 +119,13 @@ class SyntheticConfig:
     # 10-14 on real_val_snap (10th-90th percentile, benchmarks/render_vs_photo.py); real skin
     # runs from reddish to yellowish, so the range is wide rather than fitted to that one hand
     skin_hue_deg: tuple | None = (4.0, 24.0)
+    # randomised look of the hand layer, 0 (off) to 1: skin mottling (band-passed albedo
+    # noise), shading softened toward the local mean (diffuse light), and the hand alone
+    # defocused. Blurring only a photo's hand lets the network read it far better
+    # (benchmarks/domain_probes.py, blur_hand), so the renders' fine hand detail is a cue
+    # photos do not share: randomising it teaches the network not to lean on it. Off by
+    # default so that the recipes before it render what they rendered
+    hand_texture: float = 0.0
 
     def __post_init__(self):
         if int(self.crop_size_px) < 16:
@@ -129,6 +137,8 @@ class SyntheticConfig:
             if len(v) != 2 or not (0 < v[0] <= v[1] or name == "image_size_px"):
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {v}")
         h = self.skin_hue_deg
+        if not 0.0 <= float(self.hand_texture) <= 1.0:
+            raise ValueError(f"hand_texture must be in [0, 1], got {self.hand_texture}")
         if h is not None and (len(h) != 2 or not 0.0 <= h[0] <= h[1] <= 60.0):
             raise ValueError(f"skin_hue_deg must be None or (low, high) with 0 <= low <= high <= 60, got {h}")
         for f in fields(self):
@@ -140,6 +150,52 @@ class SyntheticConfig:
 
 
 # ----------------------------------------------------------------------------- appearance
+
+def hand_layer_texture(rng: np.random.Generator, premul: np.ndarray, alpha: np.ndarray,
+                       strength: float) -> tuple[np.ndarray, np.ndarray]:
+    """Randomise the look of a rendered hand layer before it is composited.
+
+    Each of three changes is drawn per sample (the draws are the same for every
+    ``strength``, which scales the amounts): skin mottling, luminance and redness noise
+    band-passed to 0.7-2.5 px at 128 px; shading pulled toward its local mean, as under
+    diffuse light; and the hand layer alone defocused (colour and coverage together, so its
+    edge softens as a defocused hand's does). Labels do not move: every change is local
+    colour or a blur of at most 1.2 px at 128 px.
+
+    Args:
+        rng: the sample's random stream for this step.
+        premul: (S, S, 3) float32 hand colour premultiplied by its coverage, 0-1.
+        alpha: (S, S) float32 coverage.
+        strength: 0-1.
+
+    Returns:
+        (premul, alpha), the same shapes and dtypes.
+    """
+    S = alpha.shape[0]
+    px = S / 128.0
+    mottle_sigma, mottle_amp, red_amp = rng.uniform(0.7, 2.5) * px, rng.uniform(0.0, 0.06), rng.uniform(0.0, 0.04)
+    noise = rng.standard_normal((2, S, S)).astype(np.float32)
+    soften, soften_w = rng.random() < 0.35, rng.uniform(0.2, 0.6)
+    defocus, defocus_sigma = rng.random() < 0.5, rng.uniform(0.3, 1.2) * px
+    n = np.stack([cv2.GaussianBlur(c, (0, 0), mottle_sigma) for c in noise])
+    n /= n.reshape(2, -1).std(axis=1)[:, None, None] + 1e-6
+    lum = 1.0 + strength * mottle_amp * n[0]
+    red = strength * red_amp * n[1]
+    # redness: more red, less green and blue, as blood under the skin shows
+    gain = np.stack([lum * (1.0 + red), lum * (1.0 - 0.5 * red), lum * (1.0 - 0.5 * red)], -1)
+    premul = np.clip(premul * gain, 0.0, 1.0).astype(np.float32)
+    if soften:
+        big = 6.0 * px
+        a_blur = cv2.GaussianBlur(alpha, (0, 0), big)[..., None]
+        local = cv2.GaussianBlur(premul, (0, 0), big) / np.maximum(a_blur, 1e-4)
+        w = np.float32(strength * soften_w)
+        premul = (premul * (1.0 - w) + np.clip(local, 0.0, 1.0) * alpha[..., None] * w).astype(np.float32)
+    if defocus:
+        sigma = max(1e-3, strength * defocus_sigma)
+        premul = cv2.GaussianBlur(premul, (0, 0), sigma)
+        alpha = cv2.GaussianBlur(alpha, (0, 0), sigma)
+    return premul, alpha
+
 
 class _MidRange:
     """Stands in for a random Generator to lay out the skin-detail lines without jitter:
@@ -401,14 +457,15 @@ class SyntheticHandGenerator:
         # skin detail draws from its own stream, so that every other draw of a sample is the
         # same with and without it
         rng_detail = np.random.default_rng([self.seed, int(index), 1])
+        rng_texture = np.random.default_rng([self.seed, int(index), 2])     # likewise hand_texture
         for _ in range(50):
-            out = self._try(rng, st, with_mask, rng_detail)
+            out = self._try(rng, st, with_mask, rng_detail, rng_texture)
             if out is not None:
                 return out
         raise RuntimeError(f"could not place a hand for sample {index} (seed {self.seed}) in 50 attempts")
 
     # -- one attempt --------------------------------------------------------
-    def _try(self, rng, st, with_mask, rng_detail) -> dict | None:
+    def _try(self, rng, st, with_mask, rng_detail, rng_texture) -> dict | None:
         cfg = self.cfg
         mesh: HandMesh = st["mesh"]
         indoor = rng.random() < cfg.p_indoor
@@ -504,11 +561,14 @@ class SyntheticHandGenerator:
         if ss > 1:
             premul = cv2.resize(premul, (S, S), interpolation=cv2.INTER_AREA)
             alpha = cv2.resize(alpha, (S, S), interpolation=cv2.INTER_AREA)
+        alpha_shadow = alpha            # the shadow is cast by the hand, not its defocused image
+        if cfg.hand_texture > 0:
+            premul, alpha = hand_layer_texture(rng_texture, premul, alpha, float(cfg.hand_texture))
         bg = backgrounds.sample_background(
             rng, S, kind=("person" if rng.random() < 0.5 else "shelves") if indoor else None, skin=tone,
             p_defocus=cfg.p_background_defocus, fine=cfg.fine_backgrounds)
         if rng.random() < cfg.p_shadow:
-            bg = self._shadow(rng, bg, alpha)
+            bg = self._shadow(rng, bg, alpha_shadow)
         img = premul + bg * (1.0 - alpha[..., None])
         if rng.random() < cfg.p_occluder:
             img, occ = self._occluder(rng, img, uv_c, tone)

@@ -49,6 +49,9 @@ def main(argv=None) -> int:
                     help="the training distribution (all orientations, occluders): a held-out synthetic test set")
     ap.add_argument("--hand-detail", type=float, default=None,
                     help="skin-detail strength (SyntheticConfig.hand_detail; default its default, 0: none)")
+    ap.add_argument("--hand-texture", type=float, default=None,
+                    help="randomised look of the hand layer, 0-1 (SyntheticConfig.hand_texture; default its "
+                         "default, 0: off)")
     ap.add_argument("--legacy-look", action="store_true",
                     help="the backgrounds and skin hue from before SyntheticConfig.p_background_defocus, "
                          "fine_backgrounds and skin_hue_deg (synthetic.LEGACY_CONFIG), as cache/synth_test* were made")
@@ -67,12 +70,17 @@ def main(argv=None) -> int:
     detail = {} if args.hand_detail is None else {"hand_detail": args.hand_detail}
     if args.legacy_look:
         detail.update({k: v for k, v in LEGACY_CONFIG.items() if k != "hand_detail"})
-    if args.test_set:
-        cfg = SyntheticConfig(crop_size_px=args.size, **detail)
-    else:
-        # camera-facing hands without occluders: what a user holds up to a camera
-        cfg = SyntheticConfig(crop_size_px=args.size, p_upright=1.0, p_occluder=0.0,
-                              p_motion_blur=0.0, crop_scale=(1.35, 1.5), **detail)
+    if args.hand_texture is not None:
+        detail["hand_texture"] = args.hand_texture
+    try:
+        if args.test_set:
+            cfg = SyntheticConfig(crop_size_px=args.size, **detail)
+        else:
+            # camera-facing hands without occluders: what a user holds up to a camera
+            cfg = SyntheticConfig(crop_size_px=args.size, p_upright=1.0, p_occluder=0.0,
+                                  p_motion_blur=0.0, crop_scale=(1.35, 1.5), **detail)
+    except ValueError as e:
+        raise SystemExit(f"make_samples: {e}")
     gen = SyntheticHandGenerator(cfg, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     frames = []
@@ -88,6 +96,8 @@ def main(argv=None) -> int:
                        "is_left": bool(s["is_left"])})
     (args.out / "annotations.json").write_text(json.dumps({"source": f"hand25d_ros synthetic renderer, seed {args.seed}, "
                                                                      f"hand_detail {cfg.hand_detail:g}"
+                                                                     + (f", hand_texture {cfg.hand_texture:g}"
+                                                                        if cfg.hand_texture else "")
                                                                      + (", legacy look" if args.legacy_look
                                                                         else ""),
                                                            "samples": frames}, indent=1))
