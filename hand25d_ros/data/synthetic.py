@@ -136,9 +136,9 @@ class SyntheticConfig:
             v = getattr(self, name)
             if len(v) != 2 or not (0 < v[0] <= v[1] or name == "image_size_px"):
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {v}")
-        h = self.skin_hue_deg
         if not 0.0 <= float(self.hand_texture) <= 1.0:
             raise ValueError(f"hand_texture must be in [0, 1], got {self.hand_texture}")
+        h = self.skin_hue_deg
         if h is not None and (len(h) != 2 or not 0.0 <= h[0] <= h[1] <= 60.0):
             raise ValueError(f"skin_hue_deg must be None or (low, high) with 0 <= low <= high <= 60, got {h}")
         for f in fields(self):
@@ -182,7 +182,7 @@ def hand_layer_texture(rng: np.random.Generator, premul: np.ndarray, alpha: np.n
     lum = 1.0 + strength * mottle_amp * n[0]
     red = strength * red_amp * n[1]
     # redness: more red, less green and blue, as blood under the skin shows
-    gain = np.stack([lum * (1.0 + red), lum * (1.0 - 0.5 * red), lum * (1.0 - 0.5 * red)], -1)
+    gain = lum[..., None] * np.stack([1.0 + red, 1.0 - 0.5 * red, 1.0 - 0.5 * red], -1)
     premul = np.clip(premul * gain, 0.0, 1.0).astype(np.float32)
     if soften:
         big = 6.0 * px

@@ -67,18 +67,18 @@ def main(argv=None) -> int:
             raise SystemExit(f"--frame-size must be WxH larger than --size {args.size}, got {args.frame_size!r}")
     from ..data import backgrounds
     from ..data.synthetic import LEGACY_CONFIG, SyntheticConfig, SyntheticHandGenerator
-    detail = {} if args.hand_detail is None else {"hand_detail": args.hand_detail}
+    overrides = {} if args.hand_detail is None else {"hand_detail": args.hand_detail}
     if args.legacy_look:
-        detail.update({k: v for k, v in LEGACY_CONFIG.items() if k != "hand_detail"})
+        overrides.update({k: v for k, v in LEGACY_CONFIG.items() if k != "hand_detail"})
     if args.hand_texture is not None:
-        detail["hand_texture"] = args.hand_texture
+        overrides["hand_texture"] = args.hand_texture
     try:
         if args.test_set:
-            cfg = SyntheticConfig(crop_size_px=args.size, **detail)
+            cfg = SyntheticConfig(crop_size_px=args.size, **overrides)
         else:
             # camera-facing hands without occluders: what a user holds up to a camera
             cfg = SyntheticConfig(crop_size_px=args.size, p_upright=1.0, p_occluder=0.0,
-                                  p_motion_blur=0.0, crop_scale=(1.35, 1.5), **detail)
+                                  p_motion_blur=0.0, crop_scale=(1.35, 1.5), **overrides)
     except ValueError as e:
         raise SystemExit(f"make_samples: {e}")
     gen = SyntheticHandGenerator(cfg, args.seed)
