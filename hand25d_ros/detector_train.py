@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .data.composites import background_pool, composite_scene, render_cutouts
-from .detector import HandDetector, HandDetectorNet, detector_loss, make_targets, save_detector
+from .detector import HandDetector, HandDetectorNet, detector_loss, load_detector, make_targets, save_detector
 
 ASPECTS = ((4, 3), (16, 9), (1, 1), (3, 4))
 
@@ -127,11 +127,22 @@ def train(args, command: str) -> Path:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "last.pt"
+    if args.init is not None:
+        # fine-tuning a shipped detector: its weights and input size, a fresh optimiser and schedule
+        # (a checkpoint in the run folder, when there is one, replaces the weights below); loaded
+        # before the bank renders so that a bad file fails at once
+        model, init_meta = load_detector(args.init)
+        args.input_size = model.input_size
+        model.train()
+        if not ckpt.exists():
+            print(f"starting from {args.init} (input {args.input_size} px, "
+                  f"{init_meta.get('recipe', {}).get('steps', '?')} steps before)", flush=True)
+    else:
+        model = HandDetectorNet(input_size=args.input_size)
     bank = render_cutouts(args.bank, args.cutouts, seed=args.bank_seed, workers=args.render_workers)
-    model = HandDetectorNet(input_size=args.input_size)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, wall, epoch = 0, 0.0, 0
-    ckpt = out / "last.pt"
     if ckpt.exists():
         st = torch.load(ckpt, map_location="cpu", weights_only=False)
         model.load_state_dict(st["model"])
@@ -202,14 +213,15 @@ def train(args, command: str) -> Path:
     arch = {"input_size": args.input_size}
     save_detector(model, path, arch, {"score_threshold": 0.3})
     det = HandDetector(path)
-    thr = calibrate_threshold(det, bank)
+    thr = calibrate_threshold(det, bank, n_empty=args.calibration_scenes)
     det.score_threshold = thr
-    val_bank = render_cutouts(args.val_bank, 400, seed=args.bank_seed + 1, workers=args.render_workers)
+    val_bank = render_cutouts(args.val_bank, args.val_cutouts, seed=args.bank_seed + 1, workers=args.render_workers)
     scenes = scene_benchmark(det, val_bank, n_per_count=args.val_scenes)
     meta = {"score_threshold": thr, "scene_benchmark": {str(k): v for k, v in scenes.items()},
             "recipe": {"command": command, "steps": step, "train_wall_s": round(wall, 1),
                        "cutouts": args.cutouts, "backgrounds": args.backgrounds, "bank_seed": args.bank_seed, "seed": args.seed,
-                       "batch_size": args.batch_size, "lr": args.lr, "torch": str(torch.__version__)}}
+                       "batch_size": args.batch_size, "lr": args.lr, "torch": str(torch.__version__),
+                       "init": str(args.init) if args.init else None}}
     save_detector(model, path, arch, meta)
     print(f"wrote {path}: score threshold {thr:.3f}", flush=True)
     for k, v in scenes.items():
@@ -236,11 +248,22 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--checkpoint-every", type=int, default=200)
     ap.add_argument("--val-scenes", type=int, default=200, help="held-out scenes per hand count")
+    ap.add_argument("--val-cutouts", type=int, default=400, help="held-out cutouts the benchmark scenes use")
+    ap.add_argument("--calibration-scenes", type=int, default=300,
+                    help="held-out empty scenes that set the score threshold")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="detector weights to start from (e.g. the bundled hand_detector.pt) when the run "
+                         "folder has no checkpoint yet")
     args = ap.parse_args(argv)
-    if args.minutes <= 0 or args.cutouts < 1 or args.batch_size < 1:
-        raise SystemExit("hand25d-train-detector: --minutes, --cutouts and --batch-size must be positive")
+    if args.minutes <= 0 or min(args.cutouts, args.batch_size, args.val_cutouts, args.calibration_scenes) < 1:
+        raise SystemExit("hand25d-train-detector: --minutes, --cutouts, --batch-size, --val-cutouts and "
+                         "--calibration-scenes must be positive")
     command = "hand25d-train-detector " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    train(args, command)
+    from .weights import WeightsError
+    try:
+        train(args, command)
+    except WeightsError as exc:
+        raise SystemExit(f"hand25d-train-detector: {exc}") from None
     return 0
 
 

@@ -161,3 +161,31 @@ def test_pipeline_calibration_writes_a_loadable_detector(tmp_path):
     assert 0.0 <= cal["recall"] <= 1.0 and cal["empty_scenes"] == 6
     ref, _ = load_detector(default_detector_path())
     assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), det.model.state_dict().values()))
+
+
+@bundled
+def test_detector_training_fine_tunes_the_bundled_detector_and_resumes(tmp_path):
+    """A smoke run of hand25d-train-detector on a few cutouts: --init starts from the bundled
+    weights (they move, the input size is theirs), a re-run resumes from the checkpoint, and a
+    bad --init is a message naming the file."""
+    from hand25d_ros.detector_train import main
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--minutes", "0.03", "--cutouts", "6", "--backgrounds", "4", "--batch-size", "2",
+            "--workers", "0", "--render-workers", "1", "--threads", "1", "--val-scenes", "1", "--val-cutouts", "3",
+            "--calibration-scenes", "4", "--bank", str(tmp_path / "bank.npz"),
+            "--val-bank", str(tmp_path / "val_bank.npz"), "--init", str(default_detector_path())]
+    assert main(args) == 0
+    det = HandDetector(out / "detector.pt")
+    ref, _ = load_detector(default_detector_path())
+    assert det.input_size == ref.input_size
+    assert not all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), det.model.state_dict().values()))
+    recipe = det.meta["recipe"]
+    assert recipe["init"] == str(default_detector_path()) and recipe["steps"] >= 1
+    assert 0.2 <= det.score_threshold <= 0.9 and set(det.meta["scene_benchmark"]) == {"0", "1", "2"}
+    first_steps = recipe["steps"]
+    assert main(args[:3] + ["0.06"] + args[4:]) == 0
+    assert HandDetector(out / "detector.pt").meta["recipe"]["steps"] > first_steps
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(SystemExit, match="junk.pt"):
+        main(["--out", str(tmp_path / "run2"), "--init", str(tmp_path / "junk.pt"), "--cutouts", "6",
+              "--bank", str(tmp_path / "bank.npz"), "--render-workers", "1", "--backgrounds", "4"])
