@@ -128,23 +128,25 @@ def train(args, command: str) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "last.pt"
-    if args.init is not None:
-        # fine-tuning a shipped detector: its weights and input size, a fresh optimiser and schedule
-        # (a checkpoint in the run folder, when there is one, replaces the weights below); loaded
-        # before the bank renders so that a bad file fails at once
+    st = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt.exists() else None
+    if st is not None:
+        # the checkpoint carries its input size, so a resume needs neither --init nor its file
+        args.input_size = st.get("input_size", args.input_size)
+        model = HandDetectorNet(input_size=args.input_size)
+    elif args.init is not None:
+        # fine-tuning a shipped detector: its weights and input size, a fresh optimiser and
+        # schedule; loaded before the bank renders so that a bad file fails at once
         model, init_meta = load_detector(args.init)
         args.input_size = model.input_size
         model.train()
-        if not ckpt.exists():
-            print(f"starting from {args.init} (input {args.input_size} px, "
-                  f"{init_meta.get('recipe', {}).get('steps', '?')} steps before)", flush=True)
+        print(f"starting from {args.init} (input {args.input_size} px, "
+              f"{init_meta.get('recipe', {}).get('steps', '?')} steps before)", flush=True)
     else:
         model = HandDetectorNet(input_size=args.input_size)
     bank = render_cutouts(args.bank, args.cutouts, seed=args.bank_seed, workers=args.render_workers)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, wall, epoch = 0, 0.0, 0
-    if ckpt.exists():
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if st is not None:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, wall, epoch = st["step"], st["wall_s"], st["epoch"] + 1
@@ -160,7 +162,7 @@ def train(args, command: str) -> Path:
     def save():
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "wall_s": wall, "epoch": epoch}, tmp)
+                    "wall_s": wall, "epoch": epoch, "input_size": args.input_size}, tmp)
         os.replace(tmp, ckpt)
 
     try:
@@ -252,8 +254,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calibration-scenes", type=int, default=300,
                     help="held-out empty scenes that set the score threshold")
     ap.add_argument("--init", type=Path, default=None,
-                    help="detector weights to start from (e.g. the bundled hand_detector.pt) when the run "
-                         "folder has no checkpoint yet")
+                    help="detector weights to start from (e.g. the bundled hand_detector.pt); ignored "
+                         "when the run folder has a checkpoint to resume")
     args = ap.parse_args(argv)
     if args.minutes <= 0 or min(args.cutouts, args.batch_size, args.val_cutouts, args.calibration_scenes) < 1:
         raise SystemExit("hand25d-train-detector: --minutes, --cutouts, --batch-size, --val-cutouts and "
