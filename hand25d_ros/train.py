@@ -344,26 +344,32 @@ def _rank_info():
     return world, rank, local
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), read from
-    /proc/cpuinfo's flags (Linux); False where that cannot be read."""
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU has AMX bfloat16 tile units, read from /proc/cpuinfo's flags (Linux);
+    False where that cannot be read.
+
+    AMX is what makes bfloat16 training pay on a CPU: 0.64 against 1.66 s a step on an AMX
+    Xeon. AVX512-BF16 alone computes bfloat16 natively but measured slower than float32
+    (1.89 against 1.62 s a step, both channels-last, on an AVX512-BF16 Xeon without AMX), and
+    an AVX2-only CPU emulates it (30 s against 3 s); benchmarks/bench_train_step.py.
+    """
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return "amx_bf16" in flags
 
 
 def cpu_bf16_wanted(value) -> bool:
     """Whether ``train.cpu_bf16`` asks for bfloat16 on this CPU: false, true (only where the
-    CPU has native bfloat16) or "always".
+    CPU has AMX, where bfloat16 is faster than float32) or "always".
 
     Raises:
         SystemExit: for any other value, naming it.
     """
     if value not in (False, True, "always"):
         raise SystemExit(f"train.cpu_bf16 must be true, false or always, got {value!r}")
-    return value == "always" or (value is True and cpu_has_native_bf16())
+    return value == "always" or (value is True and cpu_has_amx_bf16())
 
 
 def progress(step, wall_s, cfg) -> float:
@@ -399,9 +405,8 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
     # decided before the run folder and the renders exist, so a bad value costs nothing
     use_bf16 = cpu_bf16_wanted(t.get("cpu_bf16", False)) and device.type == "cpu"
     if device.type == "cpu" and t.get("cpu_bf16") is True and not use_bf16 and rank == 0:
-        # an AVX2-only CPU measured 30 s a bfloat16 step against 3 s in float32
-        print("warning: train.cpu_bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX), "
-              "where it is emulated and far slower; training in float32 "
+        print("warning: train.cpu_bf16: this CPU has no AMX, without which bfloat16 is slower "
+              "than float32 (emulated, or AVX512-BF16 alone); training in float32 "
               "(cpu_bf16: always forces bfloat16)", flush=True)
     if t.get("threads"):
         torch.set_num_threads(int(t["threads"]))
@@ -436,10 +441,11 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
 
     model.to(device)
     use_amp = bool(t.get("amp")) and device.type == "cuda"
-    if use_bf16:
-        # oneDNN's bfloat16 convolutions run fastest on channels-last tensors (0.64 against
-        # 0.75 s a step with one thread, benchmarks/bench_train_step.py); load_state_dict
-        # keeps the layout
+    channels_last = device.type == "cpu"
+    if channels_last:
+        # oneDNN's convolutions run fastest on channels-last tensors, in either precision:
+        # bfloat16 0.64 against 0.75 s a step on an AMX Xeon, float32 1.62 against 1.82 s on an
+        # AVX512 one (one thread, benchmarks/bench_train_step.py); load_state_dict keeps the layout
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
     # the one mixed precision this run uses, if any: fp16 on CUDA, bfloat16 on a CPU
@@ -504,7 +510,7 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg, wall)
             x = batch["image"].to(device, non_blocking=True).float().div_(255.0)
-            if use_bf16:
+            if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 uv, z, _, crop_logit = net(x, crop_logits=True)
