@@ -55,9 +55,9 @@ DEFAULT_CONFIG: dict = {
               "checkpoint_every": 250, "val_every": 1000, "log_every": 25, "amp": True,
               # on a CPU, run the network's convolutions in bfloat16 (autocast; weights and
               # the optimiser stay float32). About 2.6x the steps per second on a CPU with
-              # AMX; where the CPU has no native bfloat16 it is emulated and ~10x slower than
-              # float32, so true falls back to float32 there (with a warning) and "always"
-              # forces it. Off by default so that earlier recipes re-run as they ran
+              # AMX; without AMX bfloat16 is slower than float32 (~10x emulated on AVX2, 17%
+              # with AVX512-BF16 alone), so true falls back to float32 there (with a warning)
+              # and "always" forces it. Off by default so that earlier recipes re-run as they ran
               "cpu_bf16": False,
               # also keep the network's state every this many steps in snapshots/ (0: off),
               # for averaging the end of a run (python -m hand25d_ros.tools.average_snapshots)

@@ -203,7 +203,7 @@ def _bf16_run_args(out, cache, value):
 def test_cpu_bfloat16_training_keeps_float32_weights(tmp_path):
     """train.cpu_bf16: the convolutions run in bfloat16 on the CPU, the loss stays finite and
     the saved weights stay float32 (inference loads them as before). "always" forces it, so
-    that this runs on CPUs without native bfloat16 too."""
+    that this runs on CPUs without AMX too."""
     import torch
     out = tmp_path / "bf16"
     assert main(_bf16_run_args(out, tmp_path / "cache", "always")) == 0
@@ -218,7 +218,7 @@ def test_cpu_bfloat16_training_keeps_float32_weights(tmp_path):
     assert np.all(np.isfinite(pose.keypoints_3d))
 
 
-def test_cpu_bfloat16_falls_back_to_float32_without_native_support(tmp_path, monkeypatch, capsys):
+def test_cpu_bfloat16_falls_back_to_float32_without_amx(tmp_path, monkeypatch, capsys):
     """cpu_bf16: true on a CPU without AMX, where bfloat16 is slower than float32 (about 10x on
     an AVX2-only CPU, 17% with AVX512-BF16 alone), trains in float32 with a warning, and the
     recipe says float32."""
