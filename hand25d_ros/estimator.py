@@ -10,8 +10,8 @@ import torch
 from . import geometry as geo
 from . import keypoints as kp
 from ._checks import check_image_rgb, check_intrinsics, check_positive
-from .crop import (DEFAULT_TTA, TTA_MODES, box_iou, box_to_crop_affine, invert_affine, keypoint_box, scale_box,
-                   transform_points, warp_crop, whole_image_box)
+from .crop import (DEFAULT_TTA, ROTATE_VIEWS_DEG, TTA_MODES, box_iou, box_to_crop_affine, crop_affine,
+                   invert_affine, keypoint_box, scale_box, transform_points, warp_crop, whole_image_box)
 from .weights import load_weights
 
 # Plausible distance of a hand from a camera; a root outside is not trusted.
@@ -82,13 +82,52 @@ def mean_keeping_size(uv_a: torch.Tensor, uv_b: torch.Tensor) -> torch.Tensor:
     Returns:
         (B, K, 2); size is the RMS distance of the keypoints from their centroid.
     """
-    def size(uv):
-        return (uv - uv.mean(1, keepdim=True)).square().sum(-1).mean(-1).sqrt()
+    return mean_of_views(torch.stack([uv_a, uv_b], 1))
 
-    m = (uv_a + uv_b) / 2
+
+def _skeleton_size(uv: torch.Tensor) -> torch.Tensor:
+    return (uv - uv.mean(-2, keepdim=True)).square().sum(-1).mean(-1).sqrt()
+
+
+def mean_of_views(uv: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of the kept views' 2D skeletons, scaled to their mean size (as
+    :func:`mean_keeping_size`).
+
+    Args:
+        uv: (B, V, K, 2) keypoints of V views of each crop, in the crop's pixels.
+        keep: (B, V) bool, at least one True per row; None keeps every view.
+
+    Returns:
+        (B, K, 2).
+    """
+    w = torch.ones(uv.shape[:2], dtype=uv.dtype, device=uv.device) if keep is None else keep.to(uv.dtype)
+    w = w / w.sum(1, keepdim=True).clamp_min(1e-12)
+    m = (uv * w[..., None, None]).sum(1)
     c = m.mean(1, keepdim=True)
-    gain = (size(uv_a) + size(uv_b)) / 2 / size(m).clamp_min(1e-9)
+    gain = (_skeleton_size(uv) * w).sum(1) / _skeleton_size(m).clamp_min(1e-9)
     return c + (m - c) * gain[:, None, None]
+
+
+def majority_hand(uv: np.ndarray, z_rel_norm: np.ndarray) -> np.ndarray:
+    """Which views of a crop agree with the majority on the skeleton's hand.
+
+    A view read as the mirror image of the hand (thumb on the little finger's side, or palm
+    for back) has its fingers in reverse order, and averaging it with the others gives a
+    hand that is neither: so only the majority's views are averaged. Each view's hand is
+    the chirality (:func:`keypoints.is_left_hand`) of (u, v, z_rel_norm x its scale bone in
+    pixels), a right-handed frame like the camera's. A tie goes to view 0.
+
+    Args:
+        uv: (B, V, 21, 2) keypoints, crop pixels; z_rel_norm: (B, V, 21).
+
+    Returns:
+        (B, V) bool, True for the views to keep.
+    """
+    bone_px = np.linalg.norm(uv[..., kp.INDEX_MCP, :] - uv[..., kp.WRIST, :], axis=-1)
+    left = kp.is_left_hand(np.concatenate([uv, (z_rel_norm * bone_px[..., None])[..., None]], -1))
+    n_left, V = left.sum(1), left.shape[1]
+    majority = np.where(2 * n_left == V, left[:, 0], 2 * n_left > V)
+    return left == majority[:, None]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -118,7 +157,8 @@ class HandPoseEstimator:
             a detection or from keypoints.
         tta: test-time augmentation, one of ``TTA_MODES``: 'flip' (default) averages each
             crop's keypoints with those of its mirror image; 'none' runs the crop once
-            (half the network time).
+            (half the network time); 'flip_rotate' also runs copies rotated by +-15 degrees
+            (three times the network time of 'flip'; see ``crop.TTA_MODES``).
     """
 
     def __init__(self, weights=None, device: str = "auto", fp16: bool = False,
@@ -186,12 +226,21 @@ class HandPoseEstimator:
             uv_px (B, 21, 2) crop pixels, z_rel_norm (B, 21), confidence (B, 21), float64 numpy;
             and (B, 2) probabilities [left hand, hand present] when the weights have a crop head.
             With ``tta='flip'`` the keypoints (see :func:`mean_keeping_size`), depths and
-            confidences are the means over the crop and its mirror image; the crop-head
-            probabilities are the unmirrored crop's, the ones ``hand_threshold`` was calibrated on.
+            confidences are the means over the crop and its mirror image; with
+            ``'flip_rotate'`` over the crop and its copies rotated by ``ROTATE_VIEWS_DEG``,
+            each also mirrored, keeping the views that agree with the majority on the hand
+            (:func:`majority_hand`). The crop-head probabilities are the plain crop's, the
+            ones ``hand_threshold`` was calibrated on.
         """
-        x = torch.from_numpy(np.ascontiguousarray(crops_rgb)).to(self.device)
+        crops_rgb = np.ascontiguousarray(crops_rgb)
+        B, S = crops_rgb.shape[0], crops_rgb.shape[2]
+        angles = ROTATE_VIEWS_DEG if self.tta == "flip_rotate" else (0.0,)
+        # rotations about the crop's centre, in its own pixels; view 0 is the crop itself
+        views = [crop_affine(np.full(2, (S - 1) / 2.0), S, S, np.deg2rad(a)) for a in angles]
+        stack = [crops_rgb] + [np.stack([warp_crop(c, V, S) for c in crops_rgb]) for V in views[1:]]
+        x = torch.from_numpy(np.concatenate(stack)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        B, flip = x.shape[0], self.tta == "flip"
+        flip = self.tta in ("flip", "flip_rotate")
         if flip:
             x = torch.cat([x, x.flip(-1)])
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
@@ -199,8 +248,20 @@ class HandPoseEstimator:
         uv, z, conf, logits = uv.double(), z.double(), conf.double(), logits[:B].double()
         if flip:
             # pixel u of the mirror is pixel (S - 1) - u of the crop (pixel centres at integers)
-            uv_back = torch.stack([(x.shape[-1] - 1) - uv[B:, :, 0], uv[B:, :, 1]], -1)
-            uv, z, conf = mean_keeping_size(uv[:B], uv_back), (z[:B] + z[B:]) / 2, (conf[:B] + conf[B:]) / 2
+            n = len(views) * B
+            uv = torch.cat([uv[:n], torch.stack([(S - 1) - uv[n:, :, 0], uv[n:, :, 1]], -1)])
+        if len(views) > 1 or flip:
+            V = uv.shape[0] // B
+            back = torch.from_numpy(np.stack([invert_affine(A) for A in views] * (2 if flip else 1))).to(uv)
+            uv = uv.reshape(V, B, -1, 2)
+            uv = torch.einsum("vij,vbkj->bvki", back[:, :, :2], uv) + back[None, :, None, :, 2]
+            z, conf = z.reshape(V, B, -1).transpose(0, 1), conf.reshape(V, B, -1).transpose(0, 1)
+            keep = None
+            if len(views) > 1:
+                keep = torch.from_numpy(majority_hand(uv.cpu().numpy(), z.cpu().numpy())).to(uv.device)
+            w = torch.ones(z.shape[:2], dtype=z.dtype, device=z.device) if keep is None else keep.to(z.dtype)
+            w = (w / w.sum(1, keepdim=True))[..., None]
+            uv, z, conf = mean_of_views(uv, keep), (z * w).sum(1), (conf * w).sum(1)
         out = (uv.cpu().numpy(), z.cpu().numpy(), conf.cpu().numpy())
         if getattr(self.model, "crop_head", None) is None:
             return out

@@ -184,6 +184,61 @@ def test_flip_tta_answers_a_mirrored_image_with_the_mirrored_pose():
     np.testing.assert_allclose(b.z_rel_norm, a.z_rel_norm, atol=1e-5)
 
 
+def test_flip_rotate_tta_averages_the_views_that_agree_on_the_hand(untrained_weights):
+    """tta='flip_rotate': the plain answers on the crop, its copies rotated about the centre
+    by ROTATE_VIEWS_DEG and the mirrors of all three, mapped back into the crop, the views on
+    the majority's hand averaged (2D at their mean size)."""
+    import torch
+    from hand25d_ros.crop import ROTATE_VIEWS_DEG, crop_affine, invert_affine, transform_points, warp_crop
+    from hand25d_ros.estimator import majority_hand, mean_of_views
+    plain = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="none")
+    multi = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="flip_rotate")
+    crops = np.random.default_rng(6).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8)
+    uvs, zs, cs = [], [], []
+    for mirror in (False, True):
+        for angle in ROTATE_VIEWS_DEG:
+            V = crop_affine(np.array([63.5, 63.5]), 128, 128, np.deg2rad(angle))
+            views = np.stack([warp_crop(c, V, 128) for c in crops])
+            uv, z, c = plain.predict_crops(views[:, :, ::-1].copy() if mirror else views)[:3]
+            if mirror:
+                uv[..., 0] = 127.0 - uv[..., 0]
+            uvs.append(np.stack([transform_points(invert_affine(V), u) for u in uv]))
+            zs.append(z)
+            cs.append(c)
+    uvs, zs, cs = np.stack(uvs, 1), np.stack(zs, 1), np.stack(cs, 1)
+    keep = majority_hand(uvs, zs)
+    uv, z, c = multi.predict_crops(crops)[:3]
+    np.testing.assert_allclose(uv, mean_of_views(torch.from_numpy(uvs), torch.from_numpy(keep)).numpy(), atol=1e-4)
+    w = (keep / keep.sum(1, keepdims=True))[..., None]
+    np.testing.assert_allclose(z, (zs * w).sum(1), atol=1e-5)
+    np.testing.assert_allclose(c, (cs * w).sum(1), atol=1e-5)
+    assert np.abs(uvs - uvs[:, :1]).max() > 0.02   # the views differ: the mean is not trivial
+
+
+def test_majority_hand_drops_the_mirrored_views():
+    """A view whose skeleton is the mirror image of the others' (fingers in reverse order)
+    is left out of the mean; a tie goes to view 0."""
+    import torch
+    from hand25d_ros.estimator import majority_hand, mean_of_views
+    from conftest import sample_hand
+    _, _, uv = sample_hand(0, 128)
+    import json
+    from importlib import resources
+    s = json.loads((resources.files("hand25d_ros") / "samples" / "annotations.json").read_text())["samples"][0]
+    xyz = np.asarray(s["joints_3d_mm"])
+    z = (xyz[:, 2] - xyz[0, 2]) / np.linalg.norm(xyz[5] - xyz[0])
+    mirrored = np.stack([127.0 - uv[:, 0], uv[:, 1]], -1)   # the mirror image's skeleton, same depths
+    views = np.stack([uv, uv + 1.0, mirrored, uv - 1.0])[None]
+    keep = majority_hand(views, np.stack([z] * 4)[None])
+    assert keep.tolist() == [[True, True, False, True]]
+    np.testing.assert_allclose(mean_of_views(torch.from_numpy(views), torch.from_numpy(keep)).numpy()[0], uv,
+                               atol=1e-9)
+    tie = majority_hand(views[:, 1:3], np.stack([z] * 2)[None])
+    assert tie.tolist() == [[True, False]]
+    tie = majority_hand(views[:, [2, 0]], np.stack([z] * 2)[None])
+    assert tie.tolist() == [[True, False]]
+
+
 def test_unknown_tta_is_a_clear_error(untrained_weights):
-    with pytest.raises(ValueError, match="tta must be one of none, flip"):
+    with pytest.raises(ValueError, match="tta must be one of none, flip, flip_rotate"):
         HandPoseEstimator(weights=untrained_weights, device="cpu", tta="rotate")

@@ -99,7 +99,7 @@ def test_warning_throttle_and_rates():
     ("smoothing_min_cutoff_hz", 1.0, True), ("smoothing_min_cutoff_hz", 0.0, False),
     ("smoothing_min_cutoff_hz", float("inf"), False), ("smoothing_beta", 0.0, True), ("smoothing_beta", -0.1, False),
     ("smoothing_beta", float("nan"), False),
-    ("tta", "none", True), ("tta", "flip", True), ("tta", "rotate", False), ("tta", True, False),
+    ("tta", "none", True), ("tta", "flip", True), ("tta", "flip_rotate", True), ("tta", "rotate", False), ("tta", True, False),
 ])
 def test_parameter_validation_gives_a_reason(name, value, ok):
     reason = validate_parameter(name, value)

@@ -143,7 +143,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "warning, false stops at start-up", read_only=True),
     ParamSpec("fp16", False, "half-precision network on CUDA (ignored on the CPU)", read_only=True),
     ParamSpec("tta", DEFAULT_TTA, "test-time augmentation: 'flip' averages each hand crop with its mirror image "
-              "(more accurate, twice the network time); 'none' runs the network once per crop",
+              "(more accurate, twice the network time); 'none' runs the network once per crop; 'flip_rotate' also "
+              "runs copies rotated by +-15 degrees (more accurate still, three times the network time of 'flip')",
               choices=TTA_MODES, read_only=True),
     ParamSpec("cpu_threads", 1, "torch CPU threads (0: torch's default, one per core). One is the default: "
               "with other busy processes on the cores, more threads made the network 100x slower here",
