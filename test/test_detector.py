@@ -159,6 +159,11 @@ def test_pipeline_calibration_writes_a_loadable_detector(tmp_path):
     cal = det.meta["pipeline_calibration"]
     assert det.score_threshold == cal["score_threshold"] >= 0.2
     assert 0.0 <= cal["recall"] <= 1.0 and cal["empty_scenes"] == 6
+    # which pose weights it was calibrated with, by name and digest: no path of this machine
+    from hand25d_ros.tools.calibrate_localisation import file_sha256
+    from hand25d_ros.weights import default_weights_path
+    assert cal["pose_weights"] == default_weights_path().name
+    assert cal["pose_weights_sha256"] == file_sha256(default_weights_path())
     ref, _ = load_detector(default_detector_path())
     assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), det.model.state_dict().values()))
 

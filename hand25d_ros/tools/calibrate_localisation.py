@@ -14,6 +14,7 @@ figures in its metadata (the network weights are unchanged).
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,15 @@ import numpy as np
 from ..data.composites import composite_scene, render_cutouts
 from ..detector import Detection, save_detector
 from ..detector_train import match
+
+
+def file_sha256(path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def best_passing_score(est, image, K, max_hands: int = 2) -> tuple[float, list]:
@@ -68,7 +78,9 @@ def main(argv=None) -> int:
                "empty_scenes_with_a_hand": float((empty >= thr).mean()),
                "one_hand_scenes": int(args.hands), "recall": float((hit_scores >= thr).mean()),
                "detector_alone_threshold": float(meta.get("score_threshold", 0.0)),
-               "pose_weights": str(est.weights_path), "hand_threshold": est.hand_threshold}
+               # the file's name and digest, not its path: the metadata ships inside the package
+               "pose_weights": Path(est.weights_path).name, "pose_weights_sha256": file_sha256(est.weights_path),
+               "hand_threshold": est.hand_threshold}
     meta = dict(meta, score_threshold=thr, pipeline_calibration=figures)
     save_detector(model, args.out, {"input_size": model.input_size}, meta)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
