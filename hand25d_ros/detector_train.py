@@ -144,6 +144,9 @@ def train(args, command: str) -> Path:
     else:
         model = HandDetectorNet(input_size=args.input_size)
     bank = render_cutouts(args.bank, args.cutouts, seed=args.bank_seed, workers=args.render_workers)
+    # The default layout, not channels-last as hand25d-train uses on a CPU: the backward pass of the
+    # first 1x1 stride-2 projection (12 input channels) crashes oneDNN in channels-last (torch 2.13,
+    # AVX512 Xeon; uxlfoundation/oneDNN#6035: input channels below the kernel's block).
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, wall, epoch = 0, 0.0, 0
     if st is not None:

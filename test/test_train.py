@@ -235,3 +235,32 @@ def test_cpu_bfloat16_rejects_other_values(tmp_path):
     with pytest.raises(SystemExit, match="train.cpu_bf16 must be true, false or always, got 'yes please'"):
         main(["--out", str(tmp_path / "r"), "--set", "train.cpu_bf16=yes please"])
     assert not (tmp_path / "r").exists()
+
+
+def test_channels_last_gradients_match_contiguous_on_this_cpu():
+    """CPU training runs the pose network on channels-last tensors. oneDNN has had kernels that
+    crash or return wrong weight gradients in that layout (1x1 stride-2 convolutions whose input
+    channels are fewer than its register block, uxlfoundation/oneDNN#6035; the detector's 12-channel
+    one crashes here): the gradients of every parameter must be those of the default layout,
+    up to float32 rounding (a broken kernel is off by its whole size)."""
+    import copy
+    import torch
+    from hand25d_ros.model import build_model
+    torch.manual_seed(0)
+    model = build_model("small").train()
+    x = torch.rand(4, 3, 128, 128)
+
+    def grads(channels_last):
+        m, xx = copy.deepcopy(model), x
+        if channels_last:
+            m, xx = m.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        uv, z, conf, logit = m(xx, crop_logits=True)
+        target = torch.linspace(0, 127, uv.numel()).view_as(uv)
+        ((uv - target).square().mean() + z.square().mean() + logit.square().mean()).backward()
+        return {n: p.grad for n, p in m.named_parameters() if p.grad is not None}
+
+    ref, cl = grads(False), grads(True)
+    assert ref.keys() == cl.keys() and len(ref) > 50
+    rel = {n: float((cl[n] - ref[n]).norm() / ref[n].norm().clamp_min(1e-30)) for n in ref}
+    worst = max(rel, key=rel.get)
+    assert rel[worst] < 0.1, f"{worst}: channels-last gradient off by {rel[worst]:.3f} of its norm"
