@@ -93,8 +93,9 @@ class Detection:
         box: (x, y, w, h) square around the hand's keypoints, frame pixels (crop convention
             of ``crop.py``; the crop for the 2.5D network is this box times a margin).
         score: hand probability of the peak, [0, 1].
-        is_left: left hand (the probability is ``left_prob``); None when unknown.
-        left_prob: probability that it is a left hand.
+        is_left: left hand; None when unknown (the detector's own: ``left_prob >= 0.5``; from a
+            pose: its label, ``HandPose.is_left``).
+        left_prob: probability that it is a left hand (the detector's, or the pose's crop head's).
     """
     box: tuple
     score: float

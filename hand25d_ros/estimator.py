@@ -37,9 +37,12 @@ class HandPose:
         roi: (x, y, w, h) crop box that was used, in input-image pixels.
         hand_size_m: the hand-size prior used (wrist -> index MCP).
         found: False when localisation found no hand in the frame (then nothing else is set).
-        is_left: left hand, from the network's crop head (None for weights without one).
-        left_prob: its probability that this is a left hand (None likewise).
-        hand_prob: its probability that the crop holds a hand at all (None likewise).
+        is_left: left hand: the hand of the estimated skeleton (:func:`skeleton_is_left`), so the
+            label always agrees with the keypoints; while tracking, the track's majority.
+        left_prob: the network's crop head's probability that this is a left hand, a second
+            opinion (None for weights without the head). The skeleton's hand was right more
+            often (README model card), so it is the label.
+        hand_prob: the crop head's probability that the crop holds a hand at all (None likewise).
         detection_score: the detector's hand probability (None when the crop was given).
     """
     keypoints_2d: np.ndarray
@@ -108,14 +111,30 @@ def mean_of_views(uv: torch.Tensor, keep: torch.Tensor | None = None) -> torch.T
     return c + (m - c) * gain[:, None, None]
 
 
+def skeleton_is_left(uv: np.ndarray, z_rel_norm: np.ndarray) -> np.ndarray:
+    """Which hand the network's 2.5D skeleton is: the chirality
+    (:func:`keypoints.is_left_hand`) of (u, v, z_rel_norm x its scale bone in pixels), a
+    right-handed frame like the camera's. It needs no lifting, so it holds for poses that are
+    not valid too, and it is the chirality of the lifted 3D keypoints (perspective keeps it).
+
+    Args:
+        uv: (*, 21, 2) keypoints in pixels; z_rel_norm: (*, 21).
+
+    Returns:
+        (*,) bool, True for a left hand.
+    """
+    uv, z_rel_norm = np.asarray(uv, dtype=np.float64), np.asarray(z_rel_norm, dtype=np.float64)
+    bone_px = np.linalg.norm(uv[..., kp.INDEX_MCP, :] - uv[..., kp.WRIST, :], axis=-1)
+    return kp.is_left_hand(np.concatenate([uv, (z_rel_norm * bone_px[..., None])[..., None]], -1))
+
+
 def majority_hand(uv: np.ndarray, z_rel_norm: np.ndarray) -> np.ndarray:
     """Which views of a crop agree with the majority on the skeleton's hand.
 
     A view read as the mirror image of the hand (thumb on the little finger's side, or palm
     for back) has its fingers in reverse order, and averaging it with the others gives a
-    hand that is neither: so only the majority's views are averaged. Each view's hand is
-    the chirality (:func:`keypoints.is_left_hand`) of (u, v, z_rel_norm x its scale bone in
-    pixels), a right-handed frame like the camera's. A tie goes to view 0.
+    hand that is neither: so only the majority's views are averaged. Each view's hand is its
+    skeleton's (:func:`skeleton_is_left`). A tie goes to view 0.
 
     Args:
         uv: (B, V, 21, 2) keypoints, crop pixels; z_rel_norm: (B, V, 21).
@@ -123,8 +142,7 @@ def majority_hand(uv: np.ndarray, z_rel_norm: np.ndarray) -> np.ndarray:
     Returns:
         (B, V) bool, True for the views to keep.
     """
-    bone_px = np.linalg.norm(uv[..., kp.INDEX_MCP, :] - uv[..., kp.WRIST, :], axis=-1)
-    left = kp.is_left_hand(np.concatenate([uv, (z_rel_norm * bone_px[..., None])[..., None]], -1))
+    left = skeleton_is_left(uv, z_rel_norm)
     n_left, V = left.sum(1), left.shape[1]
     majority = np.where(2 * n_left == V, left[:, 0], 2 * n_left > V)
     return left == majority[:, None]
@@ -388,13 +406,14 @@ class HandPoseEstimator:
         out = self.predict_crops(np.stack(crops))
         uv_crop, z, conf = out[:3]
         head = out[3] if len(out) > 3 else None
+        skeleton_left = skeleton_is_left(uv_crop, z)
         poses = []
         for i, (A, K) in enumerate(zip(affines, Kmats)):
             uv_img = transform_points(invert_affine(A), uv_crop[i])
             pose = self._lift(uv_img, z[i], conf[i], K, hand_size_m, boxes[i], D, distortion_model)
+            pose.is_left = bool(skeleton_left[i])
             if head is not None:
-                pose.left_prob, pose.is_left = float(head[i, 0]), bool(head[i, 0] >= 0.5)
-                pose.hand_prob = float(head[i, 1])
+                pose.left_prob, pose.hand_prob = float(head[i, 0]), float(head[i, 1])
             poses.append(pose)
         return poses
 

@@ -47,6 +47,7 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
         from tqdm import tqdm
         it = tqdm(it, desc=f"eval {Path(root).name}", unit="img")
     pred2d, gt2d, pred3d, gt3d, valid, conf, left, pred_left = [], [], [], [], [], [], [], []
+    head_left = []
     for i in it:
         s = ds[i]
         P = np.asarray(s["joints_3d_mm"], dtype=np.float64)
@@ -70,6 +71,7 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
         conf.append(pose.mean_confidence)
         left.append(is_left)
         pred_left.append(pose.is_left)
+        head_left.append(None if pose.left_prob is None else pose.left_prob >= 0.5)
     pred2d, gt2d = np.asarray(pred2d), np.asarray(gt2d)
     pred3d, gt3d, valid = np.asarray(pred3d), np.asarray(gt3d), np.asarray(valid)
     summary = metrics.summarize(pred2d, gt2d, pred3d, gt3d, valid)
@@ -77,13 +79,16 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
     summary["mean_confidence"] = float(np.mean(conf)) if conf else 0.0
     err = np.linalg.norm(pred2d - gt2d, axis=-1).mean(-1) if n else np.zeros(0)
     summary.update(handedness_summary(err, left, pred_left))
+    head = handedness_summary(err, left, head_left)
+    if head:
+        summary["handedness_accuracy_crop_head"] = head["handedness_accuracy"]
     palm_cos = kp.palm_toward_camera(gt3d) if n else np.zeros(0)
     summary.update(view_summary(err, left, pred_left, palm_cos))
     pred_cos = kp.palm_toward_camera(pred3d) if n else np.zeros(0)
     pred_chiral = kp.is_left_hand(pred3d) if n else np.zeros(0, bool)
     summary.update(mirror_summary(err, left, pred_chiral, palm_cos, pred_cos))
     per = [{"index": i, "error_2d_px": float(err[i]), "valid": bool(valid[i]), "is_left": left[i],
-            "pred_is_left": pred_left[i], "palm_toward_camera": float(palm_cos[i]),
+            "pred_is_left": pred_left[i], "crop_head_is_left": head_left[i], "palm_toward_camera": float(palm_cos[i]),
             "pred_skeleton_is_left": bool(pred_chiral[i]), "pred_palm_toward_camera": float(pred_cos[i])}
            for i in range(n)]
     return {"summary": summary, "per_sample": per,
@@ -100,7 +105,7 @@ def true_hand(sample: dict) -> tuple[bool, float]:
 
 
 def handedness_summary(error_2d_px, is_left, pred_is_left) -> dict:
-    """How often the crop head names the right hand, and the 2D error either way.
+    """How often the estimator names the right hand, and the 2D error either way.
 
     A hand read as its mirror image gets its fingers in reverse order, so the two error
     figures show how much of the mean that failure costs.
@@ -108,8 +113,8 @@ def handedness_summary(error_2d_px, is_left, pred_is_left) -> dict:
     Args:
         error_2d_px: (N,) per-sample mean 2D error.
         is_left: (N,) the true hand.
-        pred_is_left: (N,) the estimator's answer, None where it gave none (weights without
-            a crop head, or no hand found).
+        pred_is_left: (N,) the estimator's answer (or the crop head's), None where it gave
+            none (no hand found, or weights without a crop head).
 
     Returns:
         ``handedness_accuracy`` over the samples with an answer, and
@@ -199,6 +204,7 @@ TABLE_ROWS = [
     ("auc_0_50", "3D PCK AUC 0-50 mm (root-relative)", ""),
     ("valid_fraction", "valid poses", ""),
     ("handedness_accuracy", "left/right hand named right", ""),
+    ("handedness_accuracy_crop_head", "left/right by the crop head alone", ""),
     ("mean_error_2d_px_hand_right", "2D mean error, hand named right", "px"),
     ("mean_error_2d_px_hand_wrong", "2D mean error, hand named wrong", "px"),
     ("palm_view_fraction", "palm toward the camera (of all frames)", ""),

@@ -49,27 +49,29 @@ class TrackedHand:
         pose: its latest pose (3D smoothed when the tracker smooths).
         box: (x, y, w, h) crop used for ``pose``.
         age: frames since the track started.
-        left_prob: running mean of the network's left-hand probability (None: weights without the head).
+        left_fraction: running mean of the per-frame labels (1 left, 0 right; ``HandPose.is_left``,
+            the skeleton's hand) over the last 30 frames at most; None before the first label.
     """
     track_id: int
     pose: HandPose
     box: tuple
     age: int = 0
     misses: int = 0
-    left_prob: float | None = None
+    left_fraction: float | None = None
     _votes: int = field(default=0, repr=False)
     filt: OneEuroFilter | None = field(default=None, repr=False)
 
     @property
     def is_left(self) -> bool | None:
-        return None if self.left_prob is None else self.left_prob >= 0.5
+        return None if self.left_fraction is None else self.left_fraction >= 0.5
 
-    def vote(self, left_prob: float | None) -> None:
-        if left_prob is None:
+    def vote(self, is_left: bool | None) -> None:
+        if is_left is None:
             return
         self._votes += 1
-        self.left_prob = left_prob if self.left_prob is None else \
-            self.left_prob + (left_prob - self.left_prob) / min(self._votes, 30)
+        x = float(bool(is_left))
+        self.left_fraction = x if self.left_fraction is None else \
+            self.left_fraction + (x - self.left_fraction) / min(self._votes, 30)
 
 
 class HandTracker:
@@ -197,14 +199,14 @@ class HandTracker:
         tr = TrackedHand(track_id=self._next_id, pose=pose, box=box,
                          filt=OneEuroFilter(*self._filter_args) if self.smoothing else None)
         self._next_id += 1
-        tr.vote(pose.left_prob)
+        tr.vote(pose.is_left)
         self._label(tr)
         if tr.filt is not None:
             tr.filt(pose.keypoints_3d, t_s)
         return tr
 
     def _advance(self, tr, pose, box, t_s) -> TrackedHand:
-        tr.vote(pose.left_prob)
+        tr.vote(pose.is_left)
         if tr.filt is not None:
             pose.keypoints_3d = tr.filt(pose.keypoints_3d, t_s)
         tr.pose, tr.box, tr.age = pose, box, tr.age + 1
@@ -213,4 +215,4 @@ class HandTracker:
 
     @staticmethod
     def _label(tr) -> None:
-        tr.pose.left_prob, tr.pose.is_left = tr.left_prob, tr.is_left
+        tr.pose.is_left = tr.is_left

@@ -242,3 +242,37 @@ def test_majority_hand_drops_the_mirrored_views():
 def test_unknown_tta_is_a_clear_error(untrained_weights):
     with pytest.raises(ValueError, match="tta must be one of none, flip, flip_rotate"):
         HandPoseEstimator(weights=untrained_weights, device="cpu", tta="rotate")
+
+
+def test_the_left_right_label_is_the_skeletons_hand():
+    """is_left is the chirality of the estimated skeleton, so the label never contradicts the
+    keypoints; the crop head's opinion stays in left_prob. Bundled weights on the bundled hand
+    and its mirror image: the labels are opposite and each is its lifted 3D skeleton's hand."""
+    from conftest import sample_hand
+    from hand25d_ros import keypoints as kp
+    from hand25d_ros.estimator import skeleton_is_left
+    est = HandPoseEstimator(device="cpu", tta="flip")
+    img, Kc, _ = sample_hand(0, 128)
+    a = est.estimate(img, Kc, roi="image")
+    b = est.estimate(img[:, ::-1].copy(), Kc, roi="image")
+    assert a.valid and b.valid and a.is_left != b.is_left
+    for p in (a, b):
+        assert p.is_left == bool(kp.is_left_hand(p.keypoints_3d)) == bool(skeleton_is_left(p.keypoints_2d, p.z_rel_norm))
+        assert 0.0 <= p.left_prob <= 1.0
+
+
+def test_skeleton_is_left_is_the_3d_chirality_and_flips_with_a_mirror():
+    import json
+    from importlib import resources
+    from hand25d_ros import geometry as geom
+    from hand25d_ros import keypoints as kp
+    from hand25d_ros.estimator import skeleton_is_left
+    s = json.loads((resources.files("hand25d_ros") / "samples" / "annotations.json").read_text())["samples"][0]
+    xyz, K = np.asarray(s["joints_3d_mm"]), np.asarray(s["K"])
+    uv = geom.project_points(xyz, K)
+    z = (xyz[:, 2] - xyz[0, 2]) / np.linalg.norm(xyz[5] - xyz[0])
+    assert bool(skeleton_is_left(uv, z)) == bool(kp.is_left_hand(xyz))
+    mirrored = np.stack([-uv[:, 0], uv[:, 1]], -1)
+    assert bool(skeleton_is_left(mirrored, z)) != bool(kp.is_left_hand(xyz))
+    assert skeleton_is_left(np.stack([uv, mirrored]), np.stack([z, z])).tolist() == [
+        bool(kp.is_left_hand(xyz)), not kp.is_left_hand(xyz)]

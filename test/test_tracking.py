@@ -169,3 +169,21 @@ def test_a_pause_in_the_stream_finds_the_hands_afresh(est):
     assert after_pause and min(after_pause) > max(first)
     with pytest.raises(ValueError, match="max_gap_s"):
         HandTracker(est, max_gap_s=-1.0)
+
+
+def test_a_tracks_label_is_the_majority_of_its_recent_frames():
+    """A track's left/right label is the running share of its frames' labels (the skeleton's
+    hand), so one frame read as the mirror image does not flip it; frames without a label
+    do not vote."""
+    from hand25d_ros.tracking import TrackedHand
+    tr = TrackedHand(track_id=0, pose=None, box=(0, 0, 1, 1))
+    assert tr.is_left is None
+    for label in (True, True, True, False, None):
+        tr.vote(label)
+    assert tr.is_left is True and tr.left_fraction == pytest.approx(0.75)
+    for _ in range(3):
+        tr.vote(False)
+    assert tr.is_left is False and tr.left_fraction == pytest.approx(3 / 7)
+    for _ in range(100):     # a window of 30 frames: old frames fade out
+        tr.vote(True)
+    assert tr.left_fraction > 0.95
