@@ -38,7 +38,8 @@ class HandPose:
         hand_size_m: the hand-size prior used (wrist -> index MCP).
         found: False when localisation found no hand in the frame (then nothing else is set).
         is_left: left hand: the hand of the estimated skeleton (:func:`skeleton_is_left`), so the
-            label always agrees with the keypoints; while tracking, the track's majority.
+            label agrees with the keypoints; while tracking, the track's running vote
+            (``tracking.TrackedHand``), which one frame read as the mirror image does not flip.
         left_prob: the network's crop head's probability that this is a left hand, a second
             opinion (None for weights without the head). The skeleton's hand was right more
             often (README model card), so it is the label.

@@ -50,7 +50,8 @@ class TrackedHand:
         box: (x, y, w, h) crop used for ``pose``.
         age: frames since the track started.
         left_fraction: running mean of the per-frame labels (1 left, 0 right; ``HandPose.is_left``,
-            the skeleton's hand) over the last 30 frames at most; None before the first label.
+            the skeleton's hand), the first 30 frames weighted equally, then fading with a
+            30-frame constant; None before the first label. ``is_left`` is ``>= 0.5``.
     """
     track_id: int
     pose: HandPose
