@@ -264,27 +264,23 @@ class HandPoseEstimator:
             x = torch.cat([x, x.flip(-1)])
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
             uv, z, conf, logits = self.model(x, crop_logits=True)
-        uv, z, conf, logits = uv.double(), z.double(), conf.double(), logits[:B].double()
+        uv, z, conf = (t.double().cpu().numpy() for t in (uv, z, conf))
         if flip:
             # pixel u of the mirror is pixel (S - 1) - u of the crop (pixel centres at integers)
             n = len(views) * B
-            uv = torch.cat([uv[:n], torch.stack([(S - 1) - uv[n:, :, 0], uv[n:, :, 1]], -1)])
-        if len(views) > 1 or flip:
-            V = uv.shape[0] // B
-            back = torch.from_numpy(np.stack([invert_affine(A) for A in views] * (2 if flip else 1))).to(uv)
-            uv = uv.reshape(V, B, -1, 2)
-            uv = torch.einsum("vij,vbkj->bvki", back[:, :, :2], uv) + back[None, :, None, :, 2]
-            z, conf = z.reshape(V, B, -1).transpose(0, 1), conf.reshape(V, B, -1).transpose(0, 1)
-            keep = None
-            if len(views) > 1:
-                keep = torch.from_numpy(majority_hand(uv.cpu().numpy(), z.cpu().numpy())).to(uv.device)
-            w = torch.ones(z.shape[:2], dtype=z.dtype, device=z.device) if keep is None else keep.to(z.dtype)
-            w = (w / w.sum(1, keepdim=True))[..., None]
-            uv, z, conf = mean_of_views(uv, keep), (z * w).sum(1), (conf * w).sum(1)
-        out = (uv.cpu().numpy(), z.cpu().numpy(), conf.cpu().numpy())
+            uv[n:, :, 0] = (S - 1) - uv[n:, :, 0]
+            views = views * 2
+        if len(views) > 1:
+            # (V B, ...) -> (B, V, ...), each view mapped back into the crop's own pixels
+            uv = np.stack([transform_points(invert_affine(A), u) for A, u in zip(views, np.split(uv, len(views)))], 1)
+            z, conf = (t.reshape(len(views), B, -1).transpose(1, 0, 2) for t in (z, conf))
+            keep = majority_hand(uv, z) if len(angles) > 1 else np.ones(z.shape[:2], bool)
+            w = (keep / keep.sum(1, keepdims=True))[..., None]
+            uv = mean_of_views(torch.from_numpy(uv), torch.from_numpy(keep)).numpy()
+            z, conf = (z * w).sum(1), (conf * w).sum(1)
         if getattr(self.model, "crop_head", None) is None:
-            return out
-        return out + (torch.sigmoid(logits).cpu().numpy(),)
+            return uv, z, conf
+        return uv, z, conf, torch.sigmoid(logits[:B].double()).cpu().numpy()
 
     # ------------------------------------------------------------------ public API
     def estimate(self, image_rgb: np.ndarray, K, hand_size_m: float | None = None,

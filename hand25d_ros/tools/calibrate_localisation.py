@@ -26,11 +26,8 @@ from ..detector_train import match
 
 def file_sha256(path) -> str:
     """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def best_passing_score(est, image, K, max_hands: int = 2) -> tuple[float, list]:
