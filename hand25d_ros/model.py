@@ -67,6 +67,18 @@ class Latent25DHead(nn.Module):
         return uv, z, conf, prob.reshape(B, K, h, w)
 
 
+def gaussian_kernel2d(sigma_px: float, channels: int) -> torch.Tensor:
+    """(channels, 1, k, k) normalised Gaussian, k = 2 ceil(3 sigma) + 1; (channels, 1, 1, 1)
+    ones (the identity) for sigma 0."""
+    if sigma_px <= 0:
+        return torch.ones(channels, 1, 1, 1)
+    r = max(1, math.ceil(3.0 * sigma_px))
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    g = torch.exp(-0.5 * (x / sigma_px) ** 2)
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(channels, 1, -1, -1).contiguous()
+
+
 def _conv_bn(cin, cout, k=3, s=1):
     return nn.Sequential(nn.Conv2d(cin, cout, k, s, k // 2, bias=False), nn.BatchNorm2d(cout),
                          nn.ReLU(inplace=True))
@@ -109,9 +121,13 @@ class Hand25DNet(nn.Module):
     """
 
     def __init__(self, input_size: int = 128, widths=(24, 32, 64, 128, 192), dec_width: int = 64,
-                 num_keypoints: int = kp.NUM_KEYPOINTS, beta_init: float = 4.0, crop_head: bool = False):
+                 num_keypoints: int = kp.NUM_KEYPOINTS, beta_init: float = 4.0, crop_head: bool = False,
+                 input_blur_sigma_px: float = 0.0):
         super().__init__()
+        if not (math.isfinite(input_blur_sigma_px) and 0.0 <= input_blur_sigma_px <= 8.0):
+            raise ValueError(f"input_blur_sigma_px must be in [0, 8], got {input_blur_sigma_px}")
         self.input_size = input_size
+        self.input_blur_sigma_px = float(input_blur_sigma_px)
         self.num_keypoints = num_keypoints
         w = widths
         self.stem = _conv_bn(3, w[0], 3, 2)                                      # /2
@@ -134,8 +150,16 @@ class Hand25DNet(nn.Module):
         self.crop_head = nn.Linear(w[4], 2) if crop_head else None
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
+        # A fixed low-pass in front of the network (part of the model, so every caller and
+        # export sees it): photos' fine skin detail is what the renders get least right, and
+        # a network that never sees that band cannot learn cues from it.
+        self.register_buffer("blur_kernel", gaussian_kernel2d(self.input_blur_sigma_px, 3), persistent=False)
 
     def _features(self, image: torch.Tensor):
+        if self.input_blur_sigma_px > 0:
+            r = self.blur_kernel.shape[-1] // 2
+            image = F.conv2d(F.pad(image, (r, r, r, r), mode="replicate"),
+                             self.blur_kernel.to(image.dtype), groups=image.shape[1])
         x = self.stem((image - self.mean) / self.std)
         skips = []
         for stage in self.enc:

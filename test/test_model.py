@@ -154,3 +154,36 @@ def test_head_keeps_float32_under_bfloat16_autocast():
     assert (unguarded.float() - ref).abs().max() > 0.05      # what the guard is for
     assert guarded.dtype == torch.float32 and (guarded - ref).abs().max() < 1e-3
     assert uv.dtype == z.dtype == conf.dtype == torch.float32
+
+
+def test_input_blur_is_part_of_the_model_and_its_file(tmp_path):
+    import cv2
+    torch.manual_seed(0)
+    blurred = build_model("tiny", input_blur_sigma_px=1.5).eval()
+    plain = build_model("tiny").eval()
+    plain.load_state_dict(blurred.state_dict())      # the blur adds no parameters
+    # the same as blurring the image first (OpenCV, border replicated), then the plain net
+    rng = np.random.default_rng(0)
+    img = rng.random((128, 128, 3)).astype(np.float32)
+    ref = cv2.GaussianBlur(img, (11, 11), 1.5, borderType=cv2.BORDER_REPLICATE)
+    to_t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None].contiguous()
+    with torch.no_grad():
+        for a, b in zip(blurred(to_t(img)), plain(to_t(ref))):
+            torch.testing.assert_close(a, b, atol=2e-4, rtol=1e-4)
+        # a constant image stays constant up to its border (replicated, not darkened)
+        flat = torch.full((1, 3, 128, 128), 0.6)
+        torch.testing.assert_close(blurred.latent(flat), plain.latent(flat), atol=1e-5, rtol=1e-5)
+    p = tmp_path / "blur.pt"
+    save_weights(blurred, p, {"name": "tiny", "input_blur_sigma_px": 1.5})
+    loaded = load_weights(p).model.eval()
+    assert loaded.input_blur_sigma_px == 1.5
+    x = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x)[0], blurred(x)[0])
+        assert (loaded(x)[0] - plain(x)[0]).abs().max() > 1e-3     # not silently dropped
+    ts = torch.jit.load(str(export_torchscript(blurred, tmp_path / "b.ts", 128)))
+    with torch.no_grad():
+        np.testing.assert_allclose(ts(x)[0].numpy(), blurred(x)[0].numpy(), atol=1e-4)
+    for bad in (-1.0, float("nan"), 20.0):
+        with pytest.raises(ValueError, match="input_blur_sigma_px"):
+            build_model("tiny", input_blur_sigma_px=bad)
