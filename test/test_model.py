@@ -109,10 +109,11 @@ def test_weights_errors_name_the_file(tmp_path):
         load_weights(order)
 
 
-def test_torchscript_and_onnx_exports_match(tmp_path):
+@pytest.mark.parametrize("blur_sigma_px", [0.0, 1.5])
+def test_torchscript_and_onnx_exports_match(tmp_path, blur_sigma_px):
     import onnxruntime as ort
     torch.manual_seed(0)
-    m = build_model("tiny").eval()
+    m = build_model("tiny", input_blur_sigma_px=blur_sigma_px).eval()
     x = torch.rand(3, 3, 128, 128)
     with torch.no_grad():
         ref = [t.numpy() for t in m(x)]
