@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -72,11 +73,8 @@ def gaussian_kernel2d(sigma_px: float, channels: int) -> torch.Tensor:
     ones (the identity) for sigma 0."""
     if sigma_px <= 0:
         return torch.ones(channels, 1, 1, 1)
-    r = max(1, math.ceil(3.0 * sigma_px))
-    x = torch.arange(-r, r + 1, dtype=torch.float32)
-    g = torch.exp(-0.5 * (x / sigma_px) ** 2)
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, -1, -1).contiguous()
+    g = torch.from_numpy(cv2.getGaussianKernel(2 * max(1, math.ceil(3.0 * sigma_px)) + 1, sigma_px))
+    return (g @ g.T).float().expand(channels, 1, -1, -1).contiguous()
 
 
 def _conv_bn(cin, cout, k=3, s=1):
