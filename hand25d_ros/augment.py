@@ -28,6 +28,11 @@ class AugmentConfig:
     p_noise: float = 0.3
     p_jpeg: float = 0.3
     p_gray: float = 0.03
+    # random convolution (Xu et al., ICLR 2021): a random 3->3 filter blended into the crop
+    # keeps the shapes and scrambles local texture and colour, so that the network cannot
+    # lean on the renderer's own texture; 0 leaves the random stream of older configs as is
+    p_randconv: float = 0.0
+    randconv_kernels_px: tuple = (1, 3, 5, 7)
 
 
 def augment_sample(image: np.ndarray, K: np.ndarray, uv_px: np.ndarray,
@@ -64,6 +69,8 @@ def augment_sample(image: np.ndarray, K: np.ndarray, uv_px: np.ndarray,
         img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
     if rng.random() < cfg.p_gray:
         img = np.repeat(img.mean(-1, keepdims=True), 3, -1)
+    if cfg.p_randconv and rng.random() < cfg.p_randconv:
+        img = random_convolution(img, rng, cfg.randconv_kernels_px)
     if rng.random() < cfg.p_blur:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.5))
     if rng.random() < cfg.p_noise:
@@ -75,3 +82,36 @@ def augment_sample(image: np.ndarray, K: np.ndarray, uv_px: np.ndarray,
             out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     inside = np.all((uv_px >= -0.5) & (uv_px <= S - 0.5), axis=-1)
     return out, K, uv_px, inside
+
+
+def random_convolution(img: np.ndarray, rng: np.random.Generator,
+                       kernels_px=(1, 3, 5, 7)) -> np.ndarray:
+    """Blend a random convolution of the image into it.
+
+    The filter (3 in, 3 out channels, odd side drawn from ``kernels_px``) has He-normal
+    weights; its output is rescaled per channel to the input's mean and spread, so it
+    stays an image, and mixed with the input by ``alpha ~ U(0, 1)``. The filter is centred,
+    so keypoint labels stay exact.
+
+    Args:
+        img: (S, S, 3) float32 RGB in [0, 1].
+
+    Returns:
+        (S, S, 3) float32 in [0, 1].
+    """
+    k = int(rng.choice(np.asarray(kernels_px)))
+    if k < 1 or k % 2 == 0:
+        raise ValueError(f"randconv_kernels_px must be odd and positive, got {k}")
+    w = rng.normal(0.0, 1.0 / np.sqrt(3 * k * k), (3, 3, k, k)).astype(np.float32)
+    out = np.empty_like(img)
+    for o in range(3):
+        acc = np.zeros(img.shape[:2], np.float32)
+        for i in range(3):
+            acc += cv2.filter2D(img[..., i], -1, w[o, i], borderType=cv2.BORDER_REFLECT_101)
+        out[..., o] = acc
+    mu, sd = img.reshape(-1, 3).mean(0), img.reshape(-1, 3).std(0)
+    omu, osd = out.reshape(-1, 3).mean(0), out.reshape(-1, 3).std(0)
+    # a flat input channel (or a filter that cancels) has no spread to match: keep the mean
+    out = (out - omu) / np.maximum(osd, 1e-6) * sd + mu
+    alpha = rng.uniform(0.0, 1.0)
+    return np.clip(alpha * img + (1.0 - alpha) * out, 0.0, 1.0).astype(np.float32)
