@@ -34,6 +34,15 @@ class AugmentConfig:
     p_randconv: float = 0.0
     randconv_kernels_px: tuple = (1, 3, 5, 7)
 
+    def __post_init__(self):
+        # checked here, at config time, not first inside a DataLoader worker
+        if not 0.0 <= float(self.p_randconv) <= 1.0:
+            raise ValueError(f"data.augment.p_randconv must be in [0, 1], got {self.p_randconv}")
+        ks = list(self.randconv_kernels_px)
+        if not ks or any(int(k) != k or k < 1 or k % 2 == 0 for k in ks):
+            raise ValueError("data.augment.randconv_kernels_px must be odd and positive, "
+                             f"got {self.randconv_kernels_px}")
+
 
 def augment_sample(image: np.ndarray, K: np.ndarray, uv_px: np.ndarray,
                    rng: np.random.Generator, cfg: AugmentConfig):

@@ -296,7 +296,10 @@ def training_data(cfg: dict, synth, crop: int, rank: int = 0):
     for spec in d.get("extra", []):
         sources.append(CropSource(build_extra_source(spec), crop, t["seed"]))
         weights.append(float(spec.get("weight", 1.0)))
-    aug = AugmentConfig(**d.get("augment", {}))
+    try:
+        aug = AugmentConfig(**d.get("augment", {}))
+    except ValueError as exc:
+        raise SystemExit(f"hand25d-train: {exc}") from None
     p_neg = float(d.get("p_negative", 0.0))
     pool = None
     if p_neg > 0:

@@ -67,3 +67,19 @@ def test_randconv_off_leaves_the_random_stream_of_older_configs():
     augment_sample(image, K, uv, g1, AugmentConfig())
     augment_sample(image, K, uv, g2, AugmentConfig(p_randconv=0.0))
     assert g1.random() == g2.random()
+
+
+@pytest.mark.parametrize("kw", [{"p_randconv": 1.5}, {"p_randconv": -0.1},
+                                {"randconv_kernels_px": (3, 4)}, {"randconv_kernels_px": ()}])
+def test_bad_randconv_settings_are_a_clear_error_at_config_time(kw):
+    with pytest.raises(ValueError, match="data.augment"):
+        AugmentConfig(**kw)
+
+
+def test_the_trainer_names_a_bad_randconv_setting_without_a_traceback(tmp_path):
+    from hand25d_ros.train import main
+    with pytest.raises(SystemExit, match="p_randconv must be in"):
+        main(["--out", str(tmp_path / "x"), "--set", "arch.name=tiny", "--set", "arch.input_size=64",
+              "--set", f"data.synthetic.cache_dir={tmp_path / 'cache'}",
+              "--set", "data.synthetic.num_samples=2", "--set", "data.synthetic.render_workers=1",
+              "--set", "val_real.path=null", "--set", "data.augment.p_randconv=2"])
