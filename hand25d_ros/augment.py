@@ -112,14 +112,10 @@ def random_convolution(img: np.ndarray, rng: np.random.Generator,
     if k < 1 or k % 2 == 0:
         raise ValueError(f"randconv_kernels_px must be odd and positive, got {k}")
     w = rng.normal(0.0, 1.0 / np.sqrt(3 * k * k), (3, 3, k, k)).astype(np.float32)
-    out = np.empty_like(img)
-    for o in range(3):
-        acc = np.zeros(img.shape[:2], np.float32)
-        for i in range(3):
-            acc += cv2.filter2D(img[..., i], -1, w[o, i], borderType=cv2.BORDER_REFLECT_101)
-        out[..., o] = acc
-    mu, sd = img.reshape(-1, 3).mean(0), img.reshape(-1, 3).std(0)
-    omu, osd = out.reshape(-1, 3).mean(0), out.reshape(-1, 3).std(0)
+    out = np.stack([sum(cv2.filter2D(img[..., i], -1, w[o, i], borderType=cv2.BORDER_REFLECT_101)
+                        for i in range(3)) for o in range(3)], axis=-1)
+    mu, sd = img.mean((0, 1)), img.std((0, 1))
+    omu, osd = out.mean((0, 1)), out.std((0, 1))
     # a flat input channel (or a filter that cancels) has no spread to match: keep the mean
     out = (out - omu) / np.maximum(osd, 1e-6) * sd + mu
     alpha = rng.uniform(0.0, 1.0)

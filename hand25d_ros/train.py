@@ -100,8 +100,8 @@ def _allowed_keys() -> dict[tuple, set]:
 
 
 def check_config(cfg: dict, source: str = "the config") -> None:
-    """Reject keys the trainer would silently ignore: a misspelt ``time_budget_min`` would
-    otherwise surface hours later as a run that never stopped.
+    """Reject keys the trainer would silently ignore (a misspelt ``time_budget_min`` would
+    otherwise surface hours later as a run that never stopped) and bad augmentation values.
 
     Raises:
         SystemExit: naming the dotted key, where it came from, and the closest valid key.
@@ -137,6 +137,11 @@ def check_config(cfg: dict, source: str = "the config") -> None:
             walk(v, default.get(k) if isinstance(default, dict) else None, path + (k,))
 
     walk(cfg, DEFAULT_CONFIG, ())
+    # values too, where a bad one would first fail inside a DataLoader worker after rendering
+    try:
+        AugmentConfig(**cfg.get("data", {}).get("augment", {}))
+    except ValueError as exc:
+        raise SystemExit(f"{source}: {exc}") from None
 
 
 def apply_overrides(cfg: dict, sets: list[str]) -> dict:
@@ -296,10 +301,7 @@ def training_data(cfg: dict, synth, crop: int, rank: int = 0):
     for spec in d.get("extra", []):
         sources.append(CropSource(build_extra_source(spec), crop, t["seed"]))
         weights.append(float(spec.get("weight", 1.0)))
-    try:
-        aug = AugmentConfig(**d.get("augment", {}))
-    except ValueError as exc:
-        raise SystemExit(f"hand25d-train: {exc}") from None
+    aug = AugmentConfig(**d.get("augment", {}))
     p_neg = float(d.get("p_negative", 0.0))
     pool = None
     if p_neg > 0:
