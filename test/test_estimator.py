@@ -144,9 +144,12 @@ def test_crop_of_a_large_frame_matches_the_crop_geometry():
     np.testing.assert_allclose(centre, transform_points(A, np.array([700.0, 400.0])), atol=0.15)
 
 
-def test_flip_tta_is_the_mean_of_the_crop_and_its_mirror(untrained_weights):
-    """tta='flip': each output is the mean of the plain answer on the crop and the plain
-    answer on its mirror image mapped back (2D: scaled to the two answers' mean size)."""
+def test_flip_tta_is_the_weighted_mean_of_the_crop_and_its_mirror(untrained_weights):
+    """tta='flip': each output is the confidence-weighted mean of the plain answer on the
+    crop and the plain answer on its mirror image mapped back (2D: scaled to the two answers'
+    weighted mean size), the mirror's left out where its skeleton is the other hand."""
+    import torch
+    from hand25d_ros.estimator import confident_view_weights, mean_of_views
     plain = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="none")
     flip = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="flip")
     crops = np.random.default_rng(5).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8)
@@ -154,19 +157,14 @@ def test_flip_tta_is_the_mean_of_the_crop_and_its_mirror(untrained_weights):
     uv1, z1, c1 = plain.predict_crops(crops[:, :, ::-1].copy())[:3]
     uv1[..., 0] = 127.0 - uv1[..., 0]
     uv, z, c = flip.predict_crops(crops)[:3]
-
-    def size(u):
-        return np.sqrt(((u - u.mean(1, keepdims=True)) ** 2).sum(-1).mean(-1))
-    mean = (uv0 + uv1) / 2
-    centre = mean.mean(1, keepdims=True)
-    kept = centre + (mean - centre) * ((size(uv0) + size(uv1)) / 2 / size(mean))[:, None, None]
-    np.testing.assert_allclose(uv, kept, atol=1e-4)
+    uvs, zs, cs = np.stack([uv0, uv1], 1), np.stack([z0, z1], 1), np.stack([c0, c1], 1)
+    w = confident_view_weights(uvs, zs, cs)
+    np.testing.assert_allclose(w.sum(1), 1.0)
     # absolute: the untrained hand is ~0.1 px across, and the mirror pass runs in a batch of
     # twice the size, whose float32 convolutions round differently (4e-6 px on AMX CPUs)
-    np.testing.assert_allclose(size(uv), (size(uv0) + size(uv1)) / 2, atol=1e-4)
-    assert np.all(size(mean) < size(uv))     # the plain mean is the smaller hand
-    np.testing.assert_allclose(z, (z0 + z1) / 2, atol=1e-5)
-    np.testing.assert_allclose(c, (c0 + c1) / 2, atol=1e-5)
+    np.testing.assert_allclose(uv, mean_of_views(torch.from_numpy(uvs), torch.from_numpy(w)).numpy(), atol=1e-4)
+    np.testing.assert_allclose(z, (zs * w[..., None]).sum(1), atol=1e-5)
+    np.testing.assert_allclose(c, (cs * w[..., None]).sum(1), atol=1e-5)
     assert np.abs(uv0 - uv1).max() > 0.02   # the mirror's answer differs: the mean is not trivial
 
 
@@ -184,13 +182,13 @@ def test_flip_tta_answers_a_mirrored_image_with_the_mirrored_pose():
     np.testing.assert_allclose(b.z_rel_norm, a.z_rel_norm, atol=1e-5)
 
 
-def test_flip_rotate_tta_averages_the_views_that_agree_on_the_hand(untrained_weights):
+def test_flip_rotate_tta_averages_the_views_on_the_confident_hand(untrained_weights):
     """tta='flip_rotate': the plain answers on the crop, its copies rotated about the centre
     by ROTATE_VIEWS_DEG and the mirrors of all three, mapped back into the crop, the views on
-    the majority's hand averaged (2D at their mean size)."""
+    the most confident view's hand averaged with confidence weights (2D at their mean size)."""
     import torch
     from hand25d_ros.crop import ROTATE_VIEWS_DEG, crop_affine, invert_affine, transform_points, warp_crop
-    from hand25d_ros.estimator import majority_hand, mean_of_views
+    from hand25d_ros.estimator import confident_view_weights, mean_of_views
     plain = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="none")
     multi = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="flip_rotate")
     crops = np.random.default_rng(6).integers(0, 255, (3, 128, 128, 3), dtype=np.uint8)
@@ -206,37 +204,58 @@ def test_flip_rotate_tta_averages_the_views_that_agree_on_the_hand(untrained_wei
             zs.append(z)
             cs.append(c)
     uvs, zs, cs = np.stack(uvs, 1), np.stack(zs, 1), np.stack(cs, 1)
-    keep = majority_hand(uvs, zs)
+    w = confident_view_weights(uvs, zs, cs)
     uv, z, c = multi.predict_crops(crops)[:3]
-    np.testing.assert_allclose(uv, mean_of_views(torch.from_numpy(uvs), torch.from_numpy(keep)).numpy(), atol=1e-4)
-    w = (keep / keep.sum(1, keepdims=True))[..., None]
-    np.testing.assert_allclose(z, (zs * w).sum(1), atol=1e-5)
-    np.testing.assert_allclose(c, (cs * w).sum(1), atol=1e-5)
+    np.testing.assert_allclose(uv, mean_of_views(torch.from_numpy(uvs), torch.from_numpy(w)).numpy(), atol=1e-4)
+    np.testing.assert_allclose(z, (zs * w[..., None]).sum(1), atol=1e-5)
+    np.testing.assert_allclose(c, (cs * w[..., None]).sum(1), atol=1e-5)
     assert np.abs(uvs - uvs[:, :1]).max() > 0.02   # the views differ: the mean is not trivial
 
 
-def test_majority_hand_drops_the_mirrored_views():
-    """A view whose skeleton is the mirror image of the others' (fingers in reverse order)
-    is left out of the mean; a tie goes to view 0."""
-    import torch
-    from hand25d_ros.estimator import majority_hand, mean_of_views
-    from conftest import sample_hand
-    _, _, uv = sample_hand(0, 128)
+def _sample_views():
+    """The first bundled sample's 2D skeleton and depths (128 px crop), four views of it, the
+    third its mirror image (fingers in reverse order, same depths)."""
     import json
     from importlib import resources
+    from conftest import sample_hand
+    _, _, uv = sample_hand(0, 128)
     s = json.loads((resources.files("hand25d_ros") / "samples" / "annotations.json").read_text())["samples"][0]
     xyz = np.asarray(s["joints_3d_mm"])
     z = (xyz[:, 2] - xyz[0, 2]) / np.linalg.norm(xyz[5] - xyz[0])
-    mirrored = np.stack([127.0 - uv[:, 0], uv[:, 1]], -1)   # the mirror image's skeleton, same depths
+    mirrored = np.stack([127.0 - uv[:, 0], uv[:, 1]], -1)
     views = np.stack([uv, uv + 1.0, mirrored, uv - 1.0])[None]
-    keep = majority_hand(views, np.stack([z] * 4)[None])
-    assert keep.tolist() == [[True, True, False, True]]
-    np.testing.assert_allclose(mean_of_views(torch.from_numpy(views), torch.from_numpy(keep)).numpy()[0], uv,
-                               atol=1e-9)
-    tie = majority_hand(views[:, 1:3], np.stack([z] * 2)[None])
-    assert tie.tolist() == [[True, False]]
-    tie = majority_hand(views[:, [2, 0]], np.stack([z] * 2)[None])
-    assert tie.tolist() == [[True, False]]
+    return uv, views, np.stack([z] * 4)[None]
+
+
+def test_confident_view_weights_follow_the_most_confident_view():
+    """The mirrored view is left out when a view of the other hand is the most confident,
+    and wins alone when it is; the kept views count by their confidence."""
+    import torch
+    from hand25d_ros.estimator import confident_view_weights, mean_of_views
+    uv, views, z = _sample_views()
+    conf = np.array([0.2, 0.4, 0.3, 0.2])[None, :, None].repeat(21, -1)
+    w = confident_view_weights(views, z, conf)
+    np.testing.assert_allclose(w, [[0.25, 0.5, 0.0, 0.25]])
+    np.testing.assert_allclose(mean_of_views(torch.from_numpy(views), torch.from_numpy(w)).numpy()[0],
+                               uv + 0.25, atol=1e-9)
+    conf[0, 2] = 0.9       # the mirror image is now the most confident view
+    np.testing.assert_allclose(confident_view_weights(views, z, conf), [[0.0, 0.0, 1.0, 0.0]])
+    # equal weights for equal views: the plain mean, exactly
+    w = confident_view_weights(views[:, [0, 1, 3]], z[:, :3], np.full((1, 3, 21), 0.3))
+    np.testing.assert_allclose(w, [[1 / 3] * 3])
+    np.testing.assert_allclose(mean_of_views(torch.from_numpy(views[:, [0, 1, 3]]), torch.from_numpy(w)).numpy()[0],
+                               uv, atol=1e-9)
+
+
+def test_confident_view_weights_without_confidence_stay_finite():
+    """All-zero or NaN confidence (a blank crop, a broken view) gives finite weights that sum
+    to 1, on view 0's hand, never a NaN in the mean."""
+    from hand25d_ros.estimator import confident_view_weights
+    _, views, z = _sample_views()
+    for bad in (np.zeros((1, 4, 21)), np.full((1, 4, 21), np.nan)):
+        w = confident_view_weights(views, z, bad)
+        assert np.all(np.isfinite(w)) and abs(w.sum() - 1.0) < 1e-12
+        np.testing.assert_allclose(w, [[1 / 3, 1 / 3, 0.0, 1 / 3]])
 
 
 def test_unknown_tta_is_a_clear_error(untrained_weights):

@@ -1,0 +1,138 @@
+"""Ways of combining the test-time views of a crop, compared on the same network outputs.
+
+The network runs once per frame on the crop, its copies rotated about the centre by
+``--angles`` and the mirrors of all of them; each way of combining those views is then
+replayed through ``hand25d-eval``'s own evaluation (whole image as the crop, true hand size),
+so that only the combining differs. This is how the estimator's ``confident_view_weights``
+was chosen (on the synthetic test sets; README model card, "Views weighted by confidence").
+
+    python benchmarks/view_combining.py cache/synth_test
+    python benchmarks/view_combining.py ../shared/data/real_val_snap --angles 0 -15 15 -30 30
+
+Ways (``flip_*`` use the crop and its mirror, ``six_*`` the crop, its +-15 degree copies and
+their mirrors, ``all_*`` every view):
+  mean: the plain mean; majority: the views on the majority's hand (a tie to view 0);
+  head: the views on the crop head's hand (its probability averaged over the views);
+  majority_head: the majority, a tie to the crop head; conf_sum: the hand whose views have
+  the higher mean confidence; confident: the views on the most confident view's hand;
+  confident_weighted: the same, weighted by confidence (the estimator's).
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hand25d_ros.crop import crop_affine, invert_affine, transform_points, warp_crop
+from hand25d_ros.estimator import HandPoseEstimator, confident_view_weights, mean_of_views, skeleton_is_left
+from hand25d_ros.evaluate import evaluate_folder
+
+RULES = ("mean", "majority", "head", "majority_head", "conf_sum", "confident", "confident_weighted")
+
+
+def view_weights(rule: str, uv, z, conf, p_left) -> np.ndarray:
+    """(B, V) weights of the views for one rule; uv (B, V, 21, 2), z/conf (B, V, 21), p_left (B, V)."""
+    B, V = z.shape[:2]
+    if rule == "mean":
+        return np.ones((B, V))
+    if rule == "confident_weighted":
+        return confident_view_weights(uv, z, conf)
+    left = skeleton_is_left(uv, z)
+    n_left = left.sum(1)
+    head_left = p_left.mean(1) >= 0.5
+    c = conf.mean(-1)
+    if rule == "majority":
+        hand = np.where(2 * n_left == V, left[:, 0], 2 * n_left > V)
+    elif rule == "majority_head":
+        hand = np.where(2 * n_left == V, head_left, 2 * n_left > V)
+    elif rule == "head":
+        hand = head_left
+    elif rule == "conf_sum":
+        c_left = (c * left).sum(1) / np.maximum(n_left, 1)
+        c_right = (c * ~left).sum(1) / np.maximum(V - n_left, 1)
+        hand = c_left > c_right
+    elif rule == "confident":
+        hand = left[np.arange(B), c.argmax(1)]
+    else:
+        raise ValueError(f"unknown rule {rule!r}; choose from {RULES}")
+    keep = left == hand[:, None]
+    keep[~keep.any(1)] = True
+    return keep.astype(np.float64)
+
+
+class ReplayEstimator(HandPoseEstimator):
+    """The estimator with its views recorded on the first pass and combined by ``rule``."""
+
+    def setup_views(self, angles_deg, subset):
+        self.angles_deg, self.subset, self.recorded, self.replay_at, self.rule = angles_deg, subset, [], None, "mean"
+
+    def _views(self, crops_rgb):
+        B, S = crops_rgb.shape[0], crops_rgb.shape[2]
+        affines = [crop_affine(np.full(2, (S - 1) / 2.0), S, S, np.deg2rad(a)) for a in self.angles_deg]
+        x = np.concatenate([np.stack([warp_crop(c, A, S) for c in crops_rgb]) for A in affines])
+        x = torch.from_numpy(x).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        x = torch.cat([x, x.flip(-1)])
+        with torch.no_grad():
+            uv, z, conf, logits = self.model(x, crop_logits=True)
+        uv, z, conf = (t.double().cpu().numpy() for t in (uv, z, conf))
+        p_left = torch.sigmoid(logits[:, 0].double()).cpu().numpy()
+        n = len(affines) * B
+        uv[n:, :, 0] = (S - 1) - uv[n:, :, 0]
+        p_left[n:] = 1.0 - p_left[n:]     # the mirror of a left hand is a right one
+        affines = affines * 2
+        uv = np.stack([transform_points(invert_affine(A), u) for A, u in zip(affines, np.split(uv, len(affines)))], 1)
+        z, conf, p_left = (t.reshape(len(affines), B, -1).transpose(1, 0, 2) for t in (z, conf, p_left[:, None]))
+        head = torch.sigmoid(logits[:B].double()).cpu().numpy()
+        return uv, z, conf, p_left[..., 0], head
+
+    def predict_crops(self, crops_rgb):
+        if self.replay_at is None:
+            out = self._views(np.ascontiguousarray(crops_rgb))
+            self.recorded.append(out)
+        else:
+            out = self.recorded[self.replay_at]
+            self.replay_at += 1
+        uv, z, conf, p_left, head = out
+        idx = self.subset
+        uv, z, conf, p_left = uv[:, idx], z[:, idx], conf[:, idx], p_left[:, idx]
+        w = view_weights(self.rule, uv, z, conf, p_left)
+        w = w / w.sum(1, keepdims=True)
+        uv_mean = mean_of_views(torch.from_numpy(uv), torch.from_numpy(w)).numpy()
+        return uv_mean, (z * w[..., None]).sum(1), (conf * w[..., None]).sum(1), head
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--angles", type=float, nargs="+", default=[0.0, -15.0, 15.0],
+                    help="rotations of the crop in degrees, the first 0 (default 0 -15 15)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    if args.angles[0] != 0.0 or len(args.angles) < 3:
+        raise SystemExit("view_combining: --angles must start with 0 and hold at least 0 and two rotations")
+    torch.set_num_threads(args.threads)
+    est = ReplayEstimator(weights=args.weights, device="cpu", tta="none")
+    A = len(args.angles)
+    subsets = {"flip": [0, A], "six": [0, 1, 2, A, A + 1, A + 2]}
+    if A > 3:
+        subsets["all"] = list(range(2 * A))
+    est.setup_views(args.angles, subsets["six"])
+    t0 = time.perf_counter()
+    evaluate_folder(est, args.folder, progress=False)      # records every view
+    print(f"{args.folder}: {len(est.recorded)} frames, {2 * A} views each ({time.perf_counter() - t0:.0f} s)")
+    print(f"{'views':6s} {'rule':20s} {'2D px':>7s} {'PA mm':>7s} {'root mm':>8s} {'left/right':>10s} {'mirror':>7s}")
+    for name, subset in subsets.items():
+        for rule in RULES:
+            est.subset, est.rule, est.replay_at = subset, rule, 0
+            s = evaluate_folder(est, args.folder, progress=False)["summary"]
+            print(f"{name:6s} {rule:20s} {s['mean_error_2d_px']:7.3f} {s['pa_mpjpe_mm']:7.3f} "
+                  f"{s['root_depth_error_mm']:8.2f} {s['handedness_accuracy']:10.3f} "
+                  f"{s['mirrored_skeleton_fraction']:7.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
