@@ -603,18 +603,25 @@ def test_start_up_failures_exit_with_a_clear_message(world):
     if not torch.cuda.is_available():
         cases["cuda_without_fallback"] = ({"weights": world["weights"], "device": "cuda",
                                            "allow_cpu_fallback": False}, "CUDA is not available")
-    procs = {name: h.NodeProcess(world["plain_env"], f"/fail_{name}", params, tmp / f"fail_{name}.log")
-             for name, (params, _) in cases.items()}
-    try:
-        for name, (_, words) in cases.items():
-            rc = procs[name].wait(60)
-            out = procs[name].output()
-            assert rc == 1, f"{name}: exit code {rc}\n{out[-2000:]}"
-            assert "cannot start" in out and words in out, f"{name}: {out[-2000:]}"
-            assert "Traceback" not in out, f"{name}: {out[-2000:]}"
-    finally:
-        for p in procs.values():
-            p.stop()
+    # Three at a time: once in a full suite on 2 cores, one of nine nodes started together
+    # wrote nothing for the whole minute while the other eight had exited within 2 s; 4 runs
+    # of this test alone did not repeat it. Possibly participants created at the same instant
+    # contending for Fast DDS's shared-memory port locks (eProsima/Fast-DDS#6117).
+    names = list(cases)
+    for group in (names[i:i + 3] for i in range(0, len(names), 3)):
+        procs = {name: h.NodeProcess(world["plain_env"], f"/fail_{name}", cases[name][0], tmp / f"fail_{name}.log")
+                 for name in group}
+        try:
+            for name in group:
+                words = cases[name][1]
+                rc = procs[name].wait(90)
+                out = procs[name].output()
+                assert rc == 1, f"{name}: exit code {rc}\n{out[-2000:]}"
+                assert "cannot start" in out and words in out, f"{name}: {out[-2000:]}"
+                assert "Traceback" not in out, f"{name}: {out[-2000:]}"
+        finally:
+            for p in procs.values():
+                p.stop()
 
 
 # ---------------------------------------------------------------------------- several hands, external boxes
