@@ -13,7 +13,10 @@ Probes: ``none``; ``blur`` (Gaussian, sigma 3 px at 256 px, scaled with the imag
 skeleton's bones and palm hull, dilated 12 px, feathered); ``zoom_out`` (the image padded by
 replicating its border to 1.3x its side, so the hand is smaller in the crop); ``hue_plus10``
 (every hue turned 10 degrees, red toward yellow: the renders' skin is more orange than the
-photos', see benchmarks/render_vs_photo.py).
+photos', see benchmarks/render_vs_photo.py); ``saturation_x1.25`` and ``saturation_x0.8`` (HSV
+saturation scaled), ``brightness_x1.2`` (HSV value scaled): the renders' skin is more
+saturated and brighter than the photos' (render_vs_photo.py), so these say whether the
+network reads a photo better made more render-like in each.
 
     python benchmarks/domain_probes.py ../shared/data/real_val_snap
     python benchmarks/domain_probes.py cache/synth_test_detail --probes none blur blur_hand
@@ -30,7 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from render_vs_photo import hand_mask  # noqa: E402
 
-PROBES = ("none", "blur", "blur_hand", "blur_background", "zoom_out", "hue_plus10")
+PROBES = ("none", "blur", "blur_hand", "blur_background", "zoom_out", "hue_plus10", "saturation_x1.25",
+          "saturation_x0.8", "brightness_x1.2")
 
 
 def soft_hand_mask(uv_px: np.ndarray, size: int) -> np.ndarray:
@@ -58,6 +62,11 @@ def probe(name: str, image: np.ndarray, K: np.ndarray, uv_px: np.ndarray):
         hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
         hsv[..., 0] = (hsv[..., 0].astype(np.int32) + 5) % 180     # OpenCV stores hue / 2
         return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), K, 0
+    if name.startswith(("saturation_x", "brightness_x")):
+        hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV).astype(np.float32)
+        channel = 1 if name.startswith("saturation") else 2
+        hsv[..., channel] = np.clip(hsv[..., channel] * float(name.split("_x")[1]) + 0.5, 0, 255)
+        return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB), K, 0
     blurred = cv2.GaussianBlur(image, (0, 0), sigma).astype(np.float32)
     if name == "blur":
         return blurred.astype(np.uint8), K, 0

@@ -48,3 +48,20 @@ def test_hue_probe_turns_red_toward_yellow(frame):
     red[:] = (200, 60, 40)
     out = probe("hue_plus10", red, K, uv)[0]
     assert out.shape == red.shape and out[0, 0, 1] > red[0, 0, 1] + 10 and abs(int(out[0, 0, 0]) - 200) <= 2
+
+
+def test_saturation_and_brightness_probes_scale_their_channel_only(frame):
+    image, K, uv = frame
+    skin = np.zeros_like(image)
+    skin[:] = (180, 120, 100)
+    hsv = cv2.cvtColor(skin, cv2.COLOR_RGB2HSV).astype(int)[0, 0]
+    more = cv2.cvtColor(probe("saturation_x1.25", skin, K, uv)[0], cv2.COLOR_RGB2HSV).astype(int)[0, 0]
+    less = cv2.cvtColor(probe("saturation_x0.8", skin, K, uv)[0], cv2.COLOR_RGB2HSV).astype(int)[0, 0]
+    bright = cv2.cvtColor(probe("brightness_x1.2", skin, K, uv)[0], cv2.COLOR_RGB2HSV).astype(int)[0, 0]
+    assert abs(more[1] - 1.25 * hsv[1]) <= 2 and abs(less[1] - 0.8 * hsv[1]) <= 2
+    assert abs(more[2] - hsv[2]) <= 1 and abs(less[2] - hsv[2]) <= 1
+    assert abs(bright[2] - 1.2 * hsv[2]) <= 2 and abs(bright[1] - hsv[1]) <= 3
+    assert abs(more[0] - hsv[0]) <= 1 and abs(bright[0] - hsv[0]) <= 1
+    # white stays white: a scaled value saturates at 255 instead of wrapping round
+    white = np.full_like(image, 250)
+    assert probe("brightness_x1.2", white, K, uv)[0].min() == 255
