@@ -252,13 +252,12 @@ class HandPoseEstimator:
         Returns:
             uv_px (B, 21, 2) crop pixels, z_rel_norm (B, 21), confidence (B, 21), float64 numpy;
             and (B, 2) probabilities [left hand, hand present] when the weights have a crop head.
-            With ``tta='flip'`` the keypoints (at their mean size, see
-            :func:`mean_keeping_size`), depths and confidences are the means over the crop
-            and its mirror image, with ``'flip_rotate'`` over the crop and its copies rotated
-            by ``ROTATE_VIEWS_DEG``, each also mirrored; in both, the views on the most
-            confident view's hand, weighted by confidence (:func:`confident_view_weights`).
-            The crop-head probabilities are the plain crop's, the ones ``hand_threshold``
-            was calibrated on.
+            With ``tta='flip'`` the views are the crop and its mirror image, with
+            ``'flip_rotate'`` also its copies rotated by ``ROTATE_VIEWS_DEG``, each mirrored
+            too; keypoints (at the views' mean size, see :func:`mean_keeping_size`), depths
+            and confidences are the mean over the views on the most confident view's hand,
+            weighted by confidence (:func:`confident_view_weights`). The crop-head
+            probabilities are the plain crop's, the ones ``hand_threshold`` was calibrated on.
         """
         crops_rgb = np.ascontiguousarray(crops_rgb)
         B, S = crops_rgb.shape[0], crops_rgb.shape[2]
