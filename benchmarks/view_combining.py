@@ -9,8 +9,9 @@ was chosen (on the synthetic test sets; README model card, "Views weighted by co
     python benchmarks/view_combining.py cache/synth_test
     python benchmarks/view_combining.py ../shared/data/real_val_snap --angles 0 -15 15 -30 30
 
-Ways (``flip_*`` use the crop and its mirror, ``six_*`` the crop, its +-15 degree copies and
-their mirrors, ``all_*`` every view):
+Views (the first column): ``flip`` the crop and its mirror, ``six`` the first three angles
+(by default the crop and its +-15 degree copies) and their mirrors, ``all`` every view
+(with more than three angles). Rules:
   mean: the plain mean; majority: the views on the majority's hand (a tie to view 0);
   head: the views on the crop head's hand (its probability averaged over the views);
   majority_head: the majority, a tie to the crop head; conf_sum: the hand whose views have
