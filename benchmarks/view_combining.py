@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hand25d_ros.crop import crop_affine, invert_affine, transform_points, warp_crop
 from hand25d_ros.estimator import HandPoseEstimator, confident_view_weights, mean_of_views, skeleton_is_left
 from hand25d_ros.evaluate import evaluate_folder
 
@@ -69,28 +68,11 @@ class ReplayEstimator(HandPoseEstimator):
     def setup_views(self, angles_deg, subset):
         self.angles_deg, self.subset, self.recorded, self.replay_at, self.rule = angles_deg, subset, [], None, "mean"
 
-    def _views(self, crops_rgb):
-        B, S = crops_rgb.shape[0], crops_rgb.shape[2]
-        affines = [crop_affine(np.full(2, (S - 1) / 2.0), S, S, np.deg2rad(a)) for a in self.angles_deg]
-        x = np.concatenate([np.stack([warp_crop(c, A, S) for c in crops_rgb]) for A in affines])
-        x = torch.from_numpy(x).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        x = torch.cat([x, x.flip(-1)])
-        with torch.no_grad():
-            uv, z, conf, logits = self.model(x, crop_logits=True)
-        uv, z, conf = (t.double().cpu().numpy() for t in (uv, z, conf))
-        p_left = torch.sigmoid(logits[:, 0].double()).cpu().numpy()
-        n = len(affines) * B
-        uv[n:, :, 0] = (S - 1) - uv[n:, :, 0]
-        p_left[n:] = 1.0 - p_left[n:]     # the mirror of a left hand is a right one
-        affines = affines * 2
-        uv = np.stack([transform_points(invert_affine(A), u) for A, u in zip(affines, np.split(uv, len(affines)))], 1)
-        z, conf, p_left = (t.reshape(len(affines), B, -1).transpose(1, 0, 2) for t in (z, conf, p_left[:, None]))
-        head = torch.sigmoid(logits[:B].double()).cpu().numpy()
-        return uv, z, conf, p_left[..., 0], head
-
     def predict_crops(self, crops_rgb):
         if self.replay_at is None:
-            out = self._views(np.ascontiguousarray(crops_rgb))
+            uv, z, conf, logits = self.predict_views(crops_rgb, self.angles_deg, mirror=True)
+            p = 1.0 / (1.0 + np.exp(-logits))
+            out = (uv, z, conf, p[..., 0], p[:, 0])
             self.recorded.append(out)
         else:
             out = self.recorded[self.replay_at]

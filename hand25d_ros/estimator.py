@@ -259,35 +259,59 @@ class HandPoseEstimator:
             weighted by confidence (:func:`confident_view_weights`). The crop-head
             probabilities are the plain crop's, the ones ``hand_threshold`` was calibrated on.
         """
-        crops_rgb = np.ascontiguousarray(crops_rgb)
-        B, S = crops_rgb.shape[0], crops_rgb.shape[2]
         angles = ROTATE_VIEWS_DEG if self.tta == "flip_rotate" else (0.0,)
-        # rotations about the crop's centre, in its own pixels; view 0 is the crop itself
-        views = [crop_affine(np.full(2, (S - 1) / 2.0), S, S, np.deg2rad(a)) for a in angles]
-        stack = [crops_rgb] + [np.stack([warp_crop(c, V, S) for c in crops_rgb]) for V in views[1:]]
-        x = torch.from_numpy(np.concatenate(stack)).to(self.device)
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
-        flip = self.tta in ("flip", "flip_rotate")
-        if flip:
-            x = torch.cat([x, x.flip(-1)])
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
-            uv, z, conf, logits = self.model(x, crop_logits=True)
-        uv, z, conf = (t.double().cpu().numpy() for t in (uv, z, conf))
-        if flip:
-            # pixel u of the mirror is pixel (S - 1) - u of the crop (pixel centres at integers)
-            n = len(views) * B
-            uv[n:, :, 0] = (S - 1) - uv[n:, :, 0]
-            views = views * 2
-        if len(views) > 1:
-            # (V B, ...) -> (B, V, ...), each view mapped back into the crop's own pixels
-            uv = np.stack([transform_points(invert_affine(A), u) for A, u in zip(views, np.split(uv, len(views)))], 1)
-            z, conf = (t.reshape(len(views), B, -1).transpose(1, 0, 2) for t in (z, conf))
+        uv, z, conf, logits = self.predict_views(crops_rgb, angles, mirror=self.tta in ("flip", "flip_rotate"))
+        if uv.shape[1] > 1:
             w = confident_view_weights(uv, z, conf)
             uv = mean_of_views(torch.from_numpy(uv), torch.from_numpy(w)).numpy()
             z, conf = (z * w[..., None]).sum(1), (conf * w[..., None]).sum(1)
+        else:
+            uv, z, conf = uv[:, 0], z[:, 0], conf[:, 0]
         if getattr(self.model, "crop_head", None) is None:
             return uv, z, conf
-        return uv, z, conf, torch.sigmoid(logits[:B].double()).cpu().numpy()
+        return uv, z, conf, torch.sigmoid(torch.from_numpy(logits[:, 0])).numpy()
+
+    @torch.inference_mode()
+    def predict_views(self, crops_rgb: np.ndarray, angles_deg=(0.0,), mirror: bool = False):
+        """Run the network on views of square crops, each answer mapped back into its crop's
+        pixels: the crop rotated about its centre by each of ``angles_deg`` and, with
+        ``mirror``, the mirror images of those.
+
+        Args:
+            crops_rgb: (B, S, S, 3) uint8 RGB, S = ``input_size``.
+            angles_deg: rotations in degrees, 0 for the crop itself.
+            mirror: also run each rotated view mirrored left-right.
+
+        Returns:
+            uv_px (B, V, 21, 2), z_rel_norm (B, V, 21), confidence (B, V, 21) and crop-head
+            logits (B, V, 2) [left hand, hand present], float64 numpy; V = len(angles_deg),
+            doubled with ``mirror`` (the mirrored views after the plain ones, in the same
+            order). A mirrored view's left-hand logit is negated, since the mirror of a left
+            hand is a right one; without a crop head the logits are 0.
+        """
+        crops_rgb = np.ascontiguousarray(crops_rgb)
+        B, S = crops_rgb.shape[0], crops_rgb.shape[2]
+        # rotations about the crop's centre, in its own pixels
+        views = [None if a == 0 else crop_affine(np.full(2, (S - 1) / 2.0), S, S, np.deg2rad(a)) for a in angles_deg]
+        x = np.concatenate([crops_rgb if A is None else np.stack([warp_crop(c, A, S) for c in crops_rgb])
+                            for A in views])
+        x = torch.from_numpy(x).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        if mirror:
+            x = torch.cat([x, x.flip(-1)])
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
+            uv, z, conf, logits = self.model(x, crop_logits=True)
+        uv, z, conf, logits = (t.double().cpu().numpy() for t in (uv, z, conf, logits))
+        if mirror:
+            # pixel u of the mirror is pixel (S - 1) - u of the crop (pixel centres at integers)
+            n = len(views) * B
+            uv[n:, :, 0] = (S - 1) - uv[n:, :, 0]
+            logits[n:, 0] = -logits[n:, 0]
+            views = views * 2
+        # (V B, ...) -> (B, V, ...), each view mapped back into the crop's own pixels
+        uv = np.stack([u if A is None else transform_points(invert_affine(A), u)
+                       for A, u in zip(views, np.split(uv, len(views)))], 1)
+        z, conf, logits = (t.reshape(len(views), B, -1).transpose(1, 0, 2) for t in (z, conf, logits))
+        return uv, z, conf, logits
 
     # ------------------------------------------------------------------ public API
     def estimate(self, image_rgb: np.ndarray, K, hand_size_m: float | None = None,
