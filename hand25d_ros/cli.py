@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .crop import DEFAULT_TTA, TTA_MODES
+from .crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES
 from .draw import draw_skeleton
 from .intrinsics import Calibration, K_from_fov, load_camera_yaml
 
@@ -267,6 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="test-time augmentation: flip (default) averages each crop with its mirror "
                              "image; none runs the network once per crop (half the time); flip_rotate also runs copies "
                              "rotated by +-15 degrees (lower error, three times the time of flip)")
+    common.add_argument("--hand-side", choices=HAND_SIDES, default="auto",
+                        help="auto (default): read each hand from the image; left or right: every hand is "
+                             "that one (one known hand); it chooses among the --tta views, so not with none")
     common.add_argument("--calib", type=Path, help="camera calibration YAML (camera_info_manager format)")
     common.add_argument("--hfov-deg", type=float, default=60.0, help="field-of-view guess when no --calib")
     common.add_argument("--hand-size-m", type=float, default=None, help="wrist to index-MCP length, metres")
@@ -289,10 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.hand_side != "auto" and args.tta == "none":
+        raise SystemExit("hand25d: --hand-side chooses among the test-time views: use it with --tta flip or "
+                         "flip_rotate, not none")
     from .estimator import HandPoseEstimator
     from .weights import WeightsError
     try:
-        est = HandPoseEstimator(weights=args.weights, device=args.device, tta=args.tta)
+        est = HandPoseEstimator(weights=args.weights, device=args.device, tta=args.tta, hand_side=args.hand_side)
     except (WeightsError, RuntimeError, ValueError) as exc:
         raise SystemExit(f"hand25d: {exc}") from None
     try:

@@ -155,3 +155,5 @@ def scale_box(box, scale: float) -> tuple[float, float, float, float]:
 TTA_MODES = ("none", "flip", "flip_rotate")
 ROTATE_VIEWS_DEG = (0.0, -15.0, 15.0)
 DEFAULT_TTA = "flip"
+# HandPoseEstimator(hand_side=...): read each crop's hand from the image, or one known hand
+HAND_SIDES = ("auto", "left", "right")

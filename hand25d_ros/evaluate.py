@@ -19,11 +19,12 @@ import numpy as np
 
 from . import keypoints as kp
 from . import metrics
-from .crop import DEFAULT_TTA, TTA_MODES
+from .crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES
 
 
 def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
-                    roi_from_gt: bool = False, hand_size: str = "true", crop: str = "image") -> dict:
+                    roi_from_gt: bool = False, hand_size: str = "true", crop: str = "image",
+                    hand_side: str | None = None) -> dict:
     """Evaluate ``est`` on an annotated folder.
 
     Args:
@@ -35,12 +36,24 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
         crop: 'image' (the whole image is the hand crop), 'gt' (around the true keypoints) or
             'detect' (the estimator finds the hand; a frame where it finds none is not valid).
         hand_size: 'true' (each sample's true wrist->index-MCP length) or 'default'.
+        hand_side: None (default): the estimator's own ``hand_side``; 'true': each sample's
+            true hand, as a user who knows it would set it; or 'auto', 'left', 'right' for all.
 
     Returns:
         {"summary": {...}, "per_sample": [...], "pck": {...}}.
     """
     from .data.public_datasets import AnnotatedFolderDataset
+    if hand_side not in (None, "true", *HAND_SIDES):
+        raise ValueError(f"hand_side must be None, 'true' or one of {', '.join(HAND_SIDES)}; got {hand_side!r}")
     ds = AnnotatedFolderDataset(root)
+    own_side = est.hand_side
+    try:
+        return _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand_side)
+    finally:
+        est.hand_side = own_side
+
+
+def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand_side) -> dict:
     n = len(ds) if not limit else min(limit, len(ds))
     it = range(n)
     if progress:
@@ -53,6 +66,8 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
         P = np.asarray(s["joints_3d_mm"], dtype=np.float64)
         is_left, true_size_m = true_hand(s)
         size_m = true_size_m if hand_size == "true" else None
+        if hand_side is not None:
+            est.hand_side = ("left" if is_left else "right") if hand_side == "true" else hand_side
         if crop not in ("image", "gt", "detect"):
             raise ValueError(f"crop must be 'image', 'gt' or 'detect', got {crop!r}")
         roi = {"image": "image", "gt": "image", "detect": None}[crop]
@@ -242,6 +257,9 @@ def main(argv=None) -> int:
                          "or found by the detector")
     ap.add_argument("--roi-from-gt", action="store_true", help="the same as --crop gt")
     ap.add_argument("--hand-size", choices=["true", "default"], default="true")
+    ap.add_argument("--hand-side", choices=["true", *HAND_SIDES], default="auto",
+                    help="auto (default): the estimator reads each hand from the image; true: it is "
+                         "told each sample's true hand, as a user with one known hand would set it")
     ap.add_argument("--root-depth", choices=["robust", "bone"], default="robust")
     args = ap.parse_args(argv)
     from .data.public_datasets import DatasetError
@@ -251,11 +269,11 @@ def main(argv=None) -> int:
         est = HandPoseEstimator(weights=args.weights, device=args.device, root_depth=args.root_depth,
                                 tta=args.tta)
         rep = evaluate_folder(est, args.folder, args.limit or None, roi_from_gt=args.roi_from_gt,
-                              hand_size=args.hand_size, crop=args.crop)
+                              hand_size=args.hand_size, crop=args.crop, hand_side=args.hand_side)
     except (WeightsError, DatasetError) as exc:
         raise SystemExit(f"hand25d-eval: {exc}") from None
     print(f"\n{args.folder} ({rep['summary']['num_samples']} images, weights {est.weights_path}, "
-          f"crop {args.crop}, tta {est.tta})")
+          f"crop {args.crop}, tta {est.tta}, hand side {args.hand_side})")
     print(format_table(rep["summary"]))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -266,7 +284,7 @@ def main(argv=None) -> int:
         th = np.linspace(0, 50, 51)
         metrics.plot_pck({"hand25d_ros": (th, metrics.pck_curve(err, th))}, args.out / "pck.png")
         report = {"folder": str(args.folder), "weights": est.weights_path, "crop": args.crop, "tta": est.tta,
-                  "hand_size": args.hand_size, "root_depth": est.root_depth, "summary": rep["summary"],
+                  "hand_size": args.hand_size, "hand_side": args.hand_side, "root_depth": est.root_depth, "summary": rep["summary"],
                   "per_sample": rep["per_sample"]}
         (args.out / "report.json").write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out / 'report.json'} and {args.out / 'pck.png'}")

@@ -86,6 +86,33 @@ def test_video_roundtrip_and_broken_video(tmp_path, untrained_weights):
     assert not any((tmp_path / "o2").glob("*")) if (tmp_path / "o2").exists() else True
 
 
+def test_hand_side_option_reaches_the_estimator(tmp_path, untrained_weights):
+    """--hand-side right: the keypoints are the API's with hand_side='right'; with --tta none
+    there are no views to choose among, which is a clear error."""
+    from hand25d_ros.estimator import HandPoseEstimator
+    _img(tmp_path / "a.png", 128, 128, seed=3)
+    calib = tmp_path / "cam.yaml"
+    calib.write_text("image_width: 128\nimage_height: 128\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
+                     "  data: [200, 0, 64, 0, 200, 64, 0, 0, 1]\ndistortion_model: plumb_bob\n"
+                     "distortion_coefficients:\n  rows: 1\n  cols: 5\n  data: [0, 0, 0, 0, 0]\n")
+    img = cv2.cvtColor(cv2.imread(str(tmp_path / "a.png")), cv2.COLOR_BGR2RGB)
+    K = np.array([[200.0, 0, 64], [0, 200, 64], [0, 0, 1]])
+    answers = {}
+    for side in ("left", "right"):
+        out = tmp_path / side
+        assert main(["image", str(tmp_path / "a.png"), "--out", str(out), "--weights", str(untrained_weights),
+                     "--calib", str(calib), "--quiet", "--whole-image", "--tta", "flip_rotate",
+                     "--hand-side", side, "--min-confidence", "0"]) == 0
+        uv = np.array(json.loads((out / "a.json").read_text())["hands"][0]["keypoints_2d_px"])
+        est = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="flip_rotate", hand_side=side)
+        np.testing.assert_allclose(uv, est.estimate(img, K, roi="image").keypoints_2d, atol=1e-3)
+        answers[side] = uv
+    assert np.abs(answers["left"] - answers["right"]).max() > 0.01   # the untrained views disagree
+    with pytest.raises(SystemExit, match="--hand-side chooses among the test-time views"):
+        main(["image", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--weights", str(untrained_weights),
+              "--tta", "none", "--hand-side", "left"])
+
+
 def test_missing_inputs_and_weights(tmp_path, untrained_weights):
     with pytest.raises(SystemExit, match="no such file"):
         main(["image", str(tmp_path / "nope.png"), "--out", str(tmp_path), "--weights", str(untrained_weights)])

@@ -258,6 +258,52 @@ def test_confident_view_weights_without_confidence_stay_finite():
         np.testing.assert_allclose(w, [[1 / 3, 1 / 3, 0.0, 1 / 3]])
 
 
+def test_a_known_hand_keeps_the_views_on_that_hand():
+    """hand_is_left given: the views whose skeleton is that hand count, however unconfident;
+    a crop without any such view keeps the most confident view's hand."""
+    from hand25d_ros.estimator import confident_view_weights, skeleton_is_left
+    uv, views, z = _sample_views()
+    sample_left = bool(skeleton_is_left(uv, z[0, 0]))
+    conf = np.array([0.2, 0.4, 0.3, 0.2])[None, :, None].repeat(21, -1)
+    np.testing.assert_allclose(confident_view_weights(views, z, conf, sample_left), [[0.25, 0.5, 0.0, 0.25]])
+    np.testing.assert_allclose(confident_view_weights(views, z, conf, not sample_left), [[0.0, 0.0, 1.0, 0.0]])
+    conf[0, 2] = 0.9        # the mirror image is the most confident view, the known hand still wins
+    np.testing.assert_allclose(confident_view_weights(views, z, conf, sample_left), [[0.25, 0.5, 0.0, 0.25]])
+    # no view on the known hand: the confident rule
+    same = views[:, [0, 1, 3]], z[:, :3], conf[:, [0, 1, 3]]
+    np.testing.assert_allclose(confident_view_weights(*same, not sample_left), confident_view_weights(*same))
+    # per crop: a batch of two crops, the second without a view on the known hand
+    both = np.concatenate([views, views[:, [0, 1, 3, 3]]]), np.concatenate([z, z]), np.concatenate([conf, conf])
+    w = confident_view_weights(*both, not sample_left)
+    np.testing.assert_allclose(w[0], [0.0, 0.0, 1.0, 0.0])
+    np.testing.assert_allclose(w[1], confident_view_weights(*(a[1:] for a in both))[0])
+
+
+def test_hand_side_chooses_among_the_test_time_views(untrained_weights):
+    """HandPoseEstimator(hand_side=...) combines the views it runs with the known hand, and
+    can be changed on a live estimator; an unknown side is a clear error."""
+    import torch
+    from hand25d_ros.crop import ROTATE_VIEWS_DEG
+    from hand25d_ros.estimator import confident_view_weights, mean_of_views
+    est = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="flip_rotate")
+    crops = np.random.default_rng(7).integers(0, 255, (6, 128, 128, 3), dtype=np.uint8)
+    uvs, zs, cs, _ = est.predict_views(crops, ROTATE_VIEWS_DEG, mirror=True)
+    answers = {}
+    for side, is_left in (("auto", None), ("left", True), ("right", False)):
+        est.hand_side = side
+        w = confident_view_weights(uvs, zs, cs, is_left)
+        uv = est.predict_crops(crops)[0]
+        np.testing.assert_allclose(uv, mean_of_views(torch.from_numpy(uvs), torch.from_numpy(w)).numpy(), atol=1e-4)
+        answers[side] = uv
+    # the untrained network's views disagree about the hand, so the side changes the answer
+    assert np.abs(answers["left"] - answers["right"]).max() > 0.01
+    assert HandPoseEstimator(weights=untrained_weights, device="cpu", hand_side="left").hand_side == "left"
+    with pytest.raises(ValueError, match="hand_side must be one of auto, left, right"):
+        est.hand_side = "both"
+    with pytest.raises(ValueError, match="hand_side must be one of"):
+        HandPoseEstimator(weights=untrained_weights, device="cpu", hand_side="Left")
+
+
 def test_unknown_tta_is_a_clear_error(untrained_weights):
     with pytest.raises(ValueError, match="tta must be one of none, flip, flip_rotate"):
         HandPoseEstimator(weights=untrained_weights, device="cpu", tta="rotate")

@@ -44,6 +44,30 @@ def test_eval_cli_runs_one_pass_with_tta_none(tmp_path, untrained_weights):
     assert json.loads((out / "report.json").read_text())["tta"] == "none"
 
 
+def test_eval_with_the_true_hand_side_tells_the_estimator_each_samples_hand(tmp_path, untrained_weights):
+    """--hand-side true: each sample is estimated as a user who knows that hand would (the
+    estimator's hand_side set to it), and the estimator keeps its own setting afterwards."""
+    from hand25d_ros.estimator import HandPoseEstimator
+    from hand25d_ros.evaluate import evaluate_folder, true_hand
+    root = write_folder(tmp_path / "data", 4)
+    est = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="flip_rotate")
+    rep = evaluate_folder(est, root, progress=False, hand_side="true")
+    assert est.hand_side == "auto"
+    ds = AnnotatedFolderDataset(root)
+    for i, per in enumerate(rep["per_sample"]):
+        s = ds[i]
+        is_left, size_m = true_hand(s)
+        est.hand_side = "left" if is_left else "right"
+        pose = est.estimate(s["image"], s["K"], hand_size_m=size_m, roi="image")
+        err = np.linalg.norm(pose.keypoints_2d - np.asarray(s["joints_2d_px"]), axis=-1).mean()
+        assert per["error_2d_px"] == pytest.approx(err, rel=1e-6)
+    with pytest.raises(ValueError, match="hand_side must be None, 'true' or one of"):
+        evaluate_folder(est, root, progress=False, hand_side="both")
+    out = tmp_path / "out"
+    assert main([str(root), "--weights", str(untrained_weights), "--out", str(out), "--hand-side", "true"]) == 0
+    assert json.loads((out / "report.json").read_text())["hand_side"] == "true"
+
+
 def test_bad_folders_name_the_problem(tmp_path, untrained_weights):
     with pytest.raises(DatasetError, match="not found"):
         AnnotatedFolderDataset(tmp_path / "none")

@@ -100,12 +100,22 @@ def test_warning_throttle_and_rates():
     ("smoothing_min_cutoff_hz", float("inf"), False), ("smoothing_beta", 0.0, True), ("smoothing_beta", -0.1, False),
     ("smoothing_beta", float("nan"), False),
     ("tta", "none", True), ("tta", "flip", True), ("tta", "flip_rotate", True), ("tta", "rotate", False), ("tta", True, False),
+    ("hand_side", "auto", True), ("hand_side", "left", True), ("hand_side", "right", True),
+    ("hand_side", "both", False), ("hand_side", 1, False),
 ])
 def test_parameter_validation_gives_a_reason(name, value, ok):
     reason = validate_parameter(name, value)
     assert (reason is None) == ok, reason
     if not ok:
         assert name in reason
+
+
+def test_a_known_hand_side_needs_views_to_choose_among():
+    from hand25d_ros.ros.node import parameters_conflict
+    assert parameters_conflict({"hand_side": "auto", "tta": "none"}) is None
+    assert parameters_conflict({"hand_side": "left", "tta": "flip"}) is None
+    reason = parameters_conflict({"hand_side": "right", "tta": "none"})
+    assert "hand_side" in reason and "tta" in reason
 
 
 def test_params_file_lists_every_parameter_with_its_default_and_a_comment():
@@ -313,12 +323,30 @@ def test_hand_size_parameter_scales_depth_at_run_time(main):
         assert res.successful
 
 
+def test_hand_side_parameter_reaches_the_estimator_at_run_time(main):
+    node, probe, frames = main
+    frames.good_frame()
+    assert probe.wait_for(lambda: probe.diagnostics_value("hand_side") == "auto", 5)
+    (res,) = set_params(probe, hand_side="right")
+    assert res.successful, res.reason
+    try:
+        assert probe.wait_for(lambda: probe.diagnostics_value("hand_side") == "right", 5)
+        _, out = frames.good_frame()
+        xyz, _, _ = cloud_xyz_uv(out["keypoints"])
+        assert np.all(np.isfinite(xyz))
+    finally:
+        (res,) = set_params(probe, hand_side="auto")
+        assert res.successful
+    assert probe.wait_for(lambda: probe.diagnostics_value("hand_side") == "auto", 5)
+
+
 def test_invalid_parameter_changes_are_rejected_with_a_reason(main):
     node, probe, frames = main
     for values, words in (({"hand_size_m": 0.5}, "hand_size_m"), ({"frame_prefix": "bad prefix"}, "frame_prefix"),
                           ({"intrinsics_source": "fisheye"}, "intrinsics_source"), ({"device": "cpu"}, "read-only"),
                           ({"hand_size_m": "large"}, ""), ({"localization": "track"}, "read-only"),
-                          ({"max_hands": 3}, "read-only"), ({"smoothing": False}, "read-only")):
+                          ({"max_hands": 3}, "read-only"), ({"smoothing": False}, "read-only"),
+                          ({"hand_side": "both"}, "hand_side")):
         (res,) = set_params(probe, **values)
         assert not res.successful, values
         assert words in res.reason, (values, res.reason)
@@ -599,6 +627,8 @@ def test_start_up_failures_exit_with_a_clear_message(world):
         "bad_device": ({"weights": world["weights"], "device": "tpu"}, "device"),
         "bad_localization": ({"weights": world["weights"], "localization": "detector"}, "localization"),
         "max_hands_out_of_range": ({"weights": world["weights"], "max_hands": 0}, "max_hands"),
+        "hand_side_without_views": ({"weights": world["weights"], "tta": "none", "hand_side": "left"},
+                                    "hand_side 'left' chooses among the test-time views"),
     }
     if not torch.cuda.is_available():
         cases["cuda_without_fallback"] = ({"weights": world["weights"], "device": "cuda",

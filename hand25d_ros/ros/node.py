@@ -80,7 +80,7 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from .. import keypoints as kp
-from ..crop import DEFAULT_TTA, TTA_MODES, whole_image_box
+from ..crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES, whole_image_box
 from ..pose_frames import hand_frames
 from . import conversions as conv
 
@@ -146,6 +146,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "(more accurate, twice the network time); 'none' runs the network once per crop; 'flip_rotate' also "
               "runs copies rotated by +-15 degrees (more accurate still, three times the network time of 'flip')",
               choices=TTA_MODES, read_only=True),
+    ParamSpec("hand_side", "auto", "'auto': read each hand from the image; 'left' or 'right': every hand is that "
+              "one (one known hand, e.g. a teleoperator's): of the tta views, those on that hand are kept, "
+              "so it needs tta 'flip' or 'flip_rotate'", choices=HAND_SIDES),
     ParamSpec("cpu_threads", 1, "torch CPU threads (0: torch's default, one per core). One is the default: "
               "with other busy processes on the cores, more threads made the network 100x slower here",
               low=0, high=256, read_only=True),
@@ -209,6 +212,14 @@ def validate_parameter(name: str, value) -> str | None:
             return f"{name} must be finite, got {value}"
         if not spec.low <= value <= spec.high:
             return f"{name} must be in [{spec.low}, {spec.high}], got {value}"
+    return None
+
+
+def parameters_conflict(cfg: dict) -> str | None:
+    """Why a set of parameter values does not work together, or None when it does."""
+    if cfg.get("hand_side", "auto") != "auto" and cfg.get("tta") == "none":
+        return (f"hand_side {cfg['hand_side']!r} chooses among the test-time views, and tta 'none' has one: "
+                "set tta to 'flip' or 'flip_rotate', or hand_side to 'auto'")
     return None
 
 
@@ -394,7 +405,8 @@ class HandPoseNode(Node):
         self.get_logger().info(
             f"ready: {inputs} -> {self.resolve_topic_name('~/keypoints')} ...; localization "
             f"{self.cfg['localization']}, up to {self.cfg['max_hands']} hands, device {self.estimator.device}, "
-            f"weights {self.estimator.weights_path}, hand size {self.cfg['hand_size_m']} m")
+            f"weights {self.estimator.weights_path}, hand size {self.cfg['hand_size_m']} m, "
+            f"hand side {self.cfg['hand_side']}")
 
     # -------------------------------------------------------------- set-up
     def _declare_parameters(self) -> None:
@@ -404,6 +416,9 @@ class HandPoseNode(Node):
             reason = validate_parameter(name, value)
             if reason:
                 raise StartupError(f"invalid parameter: {reason}")
+        reason = parameters_conflict(self.cfg)
+        if reason:
+            raise StartupError(f"invalid parameters: {reason}")
         unknown = sorted(set(getattr(self, "_parameter_overrides", {})) - set(PARAMETER_SPECS) - {"use_sim_time"})
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameters (typos?): {', '.join(unknown)}")
@@ -426,7 +441,8 @@ class HandPoseNode(Node):
             device = "cpu"
         try:
             return HandPoseEstimator(weights=self.cfg["weights"] or None, device=device, fp16=self.cfg["fp16"],
-                                     detector=self.cfg["detector_weights"] or None, tta=self.cfg["tta"])
+                                     detector=self.cfg["detector_weights"] or None, tta=self.cfg["tta"],
+                                     hand_side=self.cfg["hand_side"])
         except WeightsError as exc:
             raise StartupError(f"cannot load weights: {exc}") from None
 
@@ -454,6 +470,9 @@ class HandPoseNode(Node):
             reason = validate_parameter(prm.name, prm.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
+        reason = parameters_conflict({**self.cfg, **{prm.name: prm.value for prm in params}})
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
         for prm in params:
             if prm.name in self.cfg:
                 self.cfg[prm.name] = prm.value
@@ -461,6 +480,8 @@ class HandPoseNode(Node):
                     self.sync.tolerance_ns = int(prm.value * 1e9)
                 elif prm.name == "warning_period_s":
                     self.throttle.period_s = prm.value
+                elif prm.name == "hand_side":
+                    self.estimator.hand_side = prm.value
                 elif prm.name == "confidence_threshold":
                     self.tracker.min_confidence = prm.value
                 elif prm.name == "hand_size_m":
@@ -703,7 +724,8 @@ class HandPoseNode(Node):
                   "node_overhead_ms": fmt(self.stats_overhead.mean(now)),
                   "hands": str(n), "hand_ids": ",".join(map(str, self.hand_ids)),
                   "localization": self.cfg["localization"],
-                  "hand_size_m": str(self.cfg["hand_size_m"]), "device": str(self.estimator.device)}
+                  "hand_size_m": str(self.cfg["hand_size_m"]), "hand_side": self.estimator.hand_side,
+                  "device": str(self.estimator.device)}
         values.update({f"dropped_{k}": str(v) for k, v in sorted(self.dropped.items())})
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])
