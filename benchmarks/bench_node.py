@@ -161,7 +161,7 @@ def inprocess_breakdown(sizes, frames, weights):
 
     uv, z, _ = h.fake_hand_crop()
     real_predict = est_mod.HandPoseEstimator.predict_crops
-    est_mod.HandPoseEstimator.predict_crops = lambda self, c: (
+    est_mod.HandPoseEstimator.predict_crops = lambda self, c, hand_is_left=None: (
         np.repeat(uv[None] * c.shape[1] / 128, len(c), 0), np.repeat(z[None], len(c), 0), np.full((len(c), 21), 0.9))
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=h.random.randint(101, 200))

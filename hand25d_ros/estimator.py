@@ -153,7 +153,7 @@ def confident_view_weights(uv: np.ndarray, z_rel_norm: np.ndarray, confidence: n
     Args:
         uv: (B, V, 21, 2) keypoints, crop pixels; z_rel_norm, confidence: (B, V, 21).
         hand_is_left: True for a left hand, False for a right one, None (default) to go by
-            the most confident view.
+            the most confident view; or one of those per crop, (B,).
 
     Returns:
         (B, V) float weights summing to 1 per row (equal where every confidence is 0).
@@ -163,8 +163,10 @@ def confident_view_weights(uv: np.ndarray, z_rel_norm: np.ndarray, confidence: n
     best = c.argmax(1)
     keep = left == left[np.arange(len(left)), best][:, None]
     if hand_is_left is not None:
-        on_hand = left == bool(hand_is_left)
-        keep = np.where(on_hand.any(1, keepdims=True), on_hand, keep)
+        known = np.broadcast_to(np.asarray(hand_is_left, dtype=object), left.shape[:1])
+        is_known = np.array([k is not None for k in known])
+        on_hand = left == np.array([bool(k) for k in known])[:, None]
+        keep = np.where((is_known & on_hand.any(1))[:, None], on_hand, keep)
     w = keep * np.maximum(c, 1e-9)
     return w / w.sum(1, keepdims=True)
 
@@ -274,11 +276,14 @@ class HandPoseEstimator:
 
     # ------------------------------------------------------------------ network
     @torch.inference_mode()
-    def predict_crops(self, crops_rgb: np.ndarray):
+    def predict_crops(self, crops_rgb: np.ndarray, hand_is_left=None):
         """Run the network on square crops.
 
         Args:
             crops_rgb: (B, S, S, 3) uint8 RGB, S = ``input_size``.
+            hand_is_left: None, or per crop True (left), False (right) or None: the hand each
+                crop is known to hold (a followed hand's, :class:`tracking.HandTracker`), where
+                ``hand_side`` is 'auto'; a set ``hand_side`` wins.
 
         Returns:
             uv_px (B, 21, 2) crop pixels, z_rel_norm (B, 21), confidence (B, 21), float64 numpy;
@@ -294,7 +299,12 @@ class HandPoseEstimator:
         angles = ROTATE_VIEWS_DEG if self.tta == "flip_rotate" else (0.0,)
         uv, z, conf, logits = self.predict_views(crops_rgb, angles, mirror=self.tta in ("flip", "flip_rotate"))
         if uv.shape[1] > 1:
-            w = confident_view_weights(uv, z, conf, {"auto": None, "left": True, "right": False}[self.hand_side])
+            side = {"auto": None, "left": True, "right": False}[self.hand_side]
+            if side is None and hand_is_left is not None:
+                side = list(hand_is_left)
+                if len(side) != len(crops_rgb):
+                    raise ValueError(f"got {len(crops_rgb)} crops but {len(side)} hand_is_left values")
+            w = confident_view_weights(uv, z, conf, side)
             uv = mean_of_views(torch.from_numpy(uv), torch.from_numpy(w)).numpy()
             z, conf = (z * w[..., None]).sum(1), (conf * w[..., None]).sum(1)
         else:
@@ -437,9 +447,10 @@ class HandPoseEstimator:
         return poses
 
     def estimate_batch(self, images_rgb, Ks, hand_size_m: float | None = None, rois=None,
-                       D=None, distortion_model: str = "plumb_bob") -> list[HandPose]:
+                       D=None, distortion_model: str = "plumb_bob", hand_is_left=None) -> list[HandPose]:
         """:meth:`estimate` over several (image, K, roi), one network pass. Each roi is a
-        box, or None / ``"image"`` for the whole image (no localisation here)."""
+        box, or None / ``"image"`` for the whole image (no localisation here); ``hand_is_left``
+        optionally the hand of each (see :meth:`predict_crops`)."""
         if len(images_rgb) != len(Ks):
             raise ValueError(f"got {len(images_rgb)} images but {len(Ks)} intrinsics")
         rois = [None] * len(images_rgb) if rois is None else list(rois)
@@ -463,7 +474,7 @@ class HandPoseEstimator:
             boxes.append(tuple(float(v) for v in box))
         if not crops:
             return []
-        out = self.predict_crops(np.stack(crops))
+        out = self.predict_crops(np.stack(crops), hand_is_left=hand_is_left)
         uv_crop, z, conf = out[:3]
         head = out[3] if len(out) > 3 else None
         skeleton_left = skeleton_is_left(uv_crop, z)

@@ -21,10 +21,12 @@ from . import keypoints as kp
 from . import metrics
 from .crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES
 
+SEQUENCE_FPS = 30.0     # evaluate_folder(sequence=True): the frame rate its timestamps assume
+
 
 def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
                     roi_from_gt: bool = False, hand_size: str = "true", crop: str = "image",
-                    hand_side: str | None = None) -> dict:
+                    hand_side: str | None = None, sequence: bool = False) -> dict:
     """Evaluate ``est`` on an annotated folder.
 
     Args:
@@ -38,6 +40,10 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
         hand_size: 'true' (each sample's true wrist->index-MCP length) or 'default'.
         hand_side: None (default): the estimator's own ``hand_side``; 'true': each sample's
             true hand, as a user who knows it would set it; or 'auto', 'left', 'right' for all.
+        sequence: the samples are the frames of one video, in order: estimate them through
+            ``HandPoseEstimator.track`` (30 frames/s, the crop given as the tracker's box,
+            without smoothing, so a frame's 3D is its own), where a followed hand's settled
+            left/right vote picks its views (``tracking``). Else each sample on its own.
 
     Returns:
         {"summary": {...}, "per_sample": [...], "pck": {...}}.
@@ -47,13 +53,25 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
         raise ValueError(f"hand_side must be None, 'true' or one of {', '.join(HAND_SIDES)}; got {hand_side!r}")
     ds = AnnotatedFolderDataset(root)
     own_side = est.hand_side
+    est.reset_tracking()
     try:
-        return _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand_side)
+        return _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand_side, sequence)
     finally:
         est.hand_side = own_side
+        est.reset_tracking()
 
 
-def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand_side) -> dict:
+def _estimate_frame(est, i: int, s: dict, size_m, roi):
+    """Frame ``i`` of a video through the estimator's tracker (see ``evaluate_folder``)."""
+    from .crop import whole_image_box
+    from .estimator import HandPose
+    box = whole_image_box(*s["image"].shape[:2]) if roi == "image" else roi
+    hands = est.track(s["image"], s["K"], i / SEQUENCE_FPS, hand_size_m=size_m, rois=None if box is None else [box],
+                      smoothing=False, max_hands=1)
+    return hands[0].pose if hands else HandPose.not_found(kp.DEFAULT_HAND_SIZE_M if size_m is None else size_m)
+
+
+def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand_side, sequence) -> dict:
     n = len(ds) if not limit else min(limit, len(ds))
     it = range(n)
     if progress:
@@ -77,7 +95,10 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
             side = float(max(hi - lo)) * 1.4
             c = (lo + hi) / 2
             roi = (c[0] - side / 2, c[1] - side / 2, side, side)
-        pose = est.estimate(s["image"], s["K"], hand_size_m=size_m, roi=roi)
+        if sequence:
+            pose = _estimate_frame(est, i, s, size_m, roi)
+        else:
+            pose = est.estimate(s["image"], s["K"], hand_size_m=size_m, roi=roi)
         pred2d.append(pose.keypoints_2d)
         gt2d.append(s["joints_2d_px"])
         pred3d.append(pose.keypoints_3d * 1000.0)
@@ -261,6 +282,9 @@ def main(argv=None) -> int:
                     help="auto (default): the estimator reads each hand from the image; true: it is "
                          "told each sample's true hand, as a user with one known hand would set it")
     ap.add_argument("--root-depth", choices=["robust", "bone"], default="robust")
+    ap.add_argument("--sequence", action="store_true",
+                    help="the samples are one video's frames in order: estimate them through the tracker, "
+                         "whose followed hand's settled left/right picks the views (no smoothing)")
     args = ap.parse_args(argv)
     from .data.public_datasets import DatasetError
     from .estimator import HandPoseEstimator
@@ -269,11 +293,12 @@ def main(argv=None) -> int:
         est = HandPoseEstimator(weights=args.weights, device=args.device, root_depth=args.root_depth,
                                 tta=args.tta)
         rep = evaluate_folder(est, args.folder, args.limit or None, roi_from_gt=args.roi_from_gt,
-                              hand_size=args.hand_size, crop=args.crop, hand_side=args.hand_side)
+                              hand_size=args.hand_size, crop=args.crop, hand_side=args.hand_side,
+                              sequence=args.sequence)
     except (WeightsError, DatasetError) as exc:
         raise SystemExit(f"hand25d-eval: {exc}") from None
     print(f"\n{args.folder} ({rep['summary']['num_samples']} images, weights {est.weights_path}, "
-          f"crop {args.crop}, tta {est.tta}, hand side {args.hand_side})")
+          f"crop {args.crop}, tta {est.tta}, hand side {args.hand_side}{', as a sequence' if args.sequence else ''})")
     print(format_table(rep["summary"]))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -284,7 +309,8 @@ def main(argv=None) -> int:
         th = np.linspace(0, 50, 51)
         metrics.plot_pck({"hand25d_ros": (th, metrics.pck_curve(err, th))}, args.out / "pck.png")
         report = {"folder": str(args.folder), "weights": est.weights_path, "crop": args.crop, "tta": est.tta,
-                  "hand_size": args.hand_size, "hand_side": args.hand_side, "root_depth": est.root_depth, "summary": rep["summary"],
+                  "hand_size": args.hand_size, "hand_side": args.hand_side, "sequence": args.sequence,
+                  "root_depth": est.root_depth, "summary": rep["summary"],
                   "per_sample": rep["per_sample"]}
         (args.out / "report.json").write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out / 'report.json'} and {args.out / 'pck.png'}")

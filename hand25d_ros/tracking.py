@@ -8,8 +8,12 @@ detector box. A track ends at once when the crop head sees no hand in its crop; 
 detector runs again every ``detect_every`` frames (to confirm the tracks, find new hands
 and notice hands that left) and whenever a track ends or its keypoint confidence drops.
 A track keeps its id while detections overlap it; its left/right label is the running
-mean of the crop head's left-hand probability (the detector's own left/right output
-stayed at chance on hands this small, so it is not used). The crop's intrinsics are
+mean of its frames' skeleton hands (the detector's own left/right output stayed at chance
+on hands this small, so it is not used). Once that vote is settled (``SETTLED_VOTES``
+frames, at least ``SETTLED_MARGIN`` from even), the track's crops are estimated as that
+hand (``HandPoseEstimator.predict_crops``' ``hand_is_left``): of the test-time views, those
+on the track's hand are kept, so a frame that some views read as the mirror image follows
+the hand the track has shown. The crop's intrinsics are
 carried exactly by ``HandPoseEstimator`` (``roi``), so the 3D result is the same as for a
 hand that was cropped by hand. One Euro filtering (``filters.py``) smooths the 3D output
 per track.
@@ -25,6 +29,12 @@ from .estimator import HandPose, HandPoseEstimator, keypoint_box
 from .filters import OneEuroFilter
 
 __all__ = ["HandTracker", "TrackedHand", "box_iou", "keypoint_box"]
+
+# A track's hand counts as known after this many labelled frames with at most
+# (0.5 - SETTLED_MARGIN) of them for the other hand: on real_val_snap one frame in nine
+# (stage 8, flip) reads as the other hand, and the first five settle on it only if four do.
+SETTLED_VOTES = 5
+SETTLED_MARGIN = 0.3
 
 
 def _centre(box) -> np.ndarray:
@@ -66,6 +76,13 @@ class TrackedHand:
     def is_left(self) -> bool | None:
         return None if self.left_fraction is None else self.left_fraction >= 0.5
 
+    @property
+    def settled_is_left(self) -> bool | None:
+        """The track's hand once its vote is settled (see the module), else None."""
+        if self._votes < SETTLED_VOTES or abs(self.left_fraction - 0.5) < SETTLED_MARGIN:
+            return None
+        return self.is_left
+
     def vote(self, is_left: bool | None) -> None:
         if is_left is None:
             return
@@ -90,11 +107,14 @@ class HandTracker:
             unrelated stills) the tracks are dropped and the hands found afresh: an old crop is
             no prior, and one that half covers a hand still looks like a hand. 0: every frame
             is found afresh.
+        follow_hand: estimate a track's crops as its settled hand (see the module); False
+            reads every frame's hand afresh.
     """
 
     def __init__(self, estimator: HandPoseEstimator, max_hands: int = 2, min_confidence: float = 0.05,
                  smoothing: bool = True, min_cutoff_hz: float = 1.5, beta: float = 0.5,
-                 detect_every: int = 3, max_misses: int = 1, max_gap_s: float = 0.5):
+                 detect_every: int = 3, max_misses: int = 1, max_gap_s: float = 0.5,
+                 follow_hand: bool = True):
         if max_hands < 1:
             raise ValueError(f"max_hands must be >= 1, got {max_hands}")
         if detect_every < 1:
@@ -105,6 +125,7 @@ class HandTracker:
         self.smoothing, self.detect_every, self.max_misses = smoothing, int(detect_every), int(max_misses)
         self.max_gap_s, self._last_t = float(max_gap_s), None
         self._filter_args = (min_cutoff_hz, beta)
+        self.follow_hand = bool(follow_hand)
         self.tracks: list[TrackedHand] = []
         self._next_id = 0
         self._frame = 0
@@ -143,7 +164,8 @@ class HandTracker:
         tracked = []
         if self.tracks:
             boxes = [keypoint_box(t.pose.keypoints_2d, self.crop_scale) for t in self.tracks]
-            poses = self.est.estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D, dm)
+            poses = self.est.estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D, dm,
+                                            hand_is_left=self._hands(self.tracks))
             # a crop the network says holds no hand ends its track at once
             tracked = [(t, p, b) for t, p, b in zip(self.tracks, poses, boxes) if p.valid and self.est.is_hand(p)]
         weak = any(p.mean_confidence < self.min_confidence for _, p, _ in tracked)
@@ -181,20 +203,28 @@ class HandTracker:
 
     def _update_from_rois(self, image_rgb, K, t_s, hand_size_m, D, rois, dm) -> list[TrackedHand]:
         boxes = [tuple(float(v) for v in r) for r in rois]
-        poses = self.est.estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D, dm)
-        free = list(self.tracks)
-        out = []
-        for p, b in zip(poses, boxes):
-            if not p.valid:
-                continue
+        # each box to the track it overlaps most, before estimating, so that it is estimated as that hand
+        free, matched = list(self.tracks), []
+        for b in boxes:
             best = max(free, key=lambda t: box_iou(t.box, b), default=None)
             if best is not None and box_iou(best.box, b) > 0.2:
                 free.remove(best)
-                out.append(self._advance(best, p, b, t_s))
             else:
-                out.append(self._new_track(p, b, t_s))
+                best = None
+            matched.append(best)
+        poses = self.est.estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D, dm,
+                                        hand_is_left=self._hands(matched))
+        out = []
+        for p, b, t in zip(poses, boxes, matched):
+            if not p.valid:
+                continue
+            out.append(self._new_track(p, b, t_s) if t is None else self._advance(t, p, b, t_s))
         self.tracks = out
         return list(out)
+
+    def _hands(self, tracks) -> list:
+        """Each track's settled hand (None for no track, or when not following hands)."""
+        return [t.settled_is_left if self.follow_hand and t is not None else None for t in tracks]
 
     def _new_track(self, pose, box, t_s) -> TrackedHand:
         tr = TrackedHand(track_id=self._next_id, pose=pose, box=box,

@@ -64,7 +64,7 @@ _UV = _np.array({uv!r})
 _Z = _np.array({z!r})
 
 
-def _fake_predict_crops(self, crops_rgb):
+def _fake_predict_crops(self, crops_rgb, hand_is_left=None):
     crops = _np.asarray(crops_rgb)
     B, S = crops.shape[0], crops.shape[1]
     uv = _np.repeat((_UV * S / {size}.0)[None], B, 0)

@@ -68,6 +68,32 @@ def test_eval_with_the_true_hand_side_tells_the_estimator_each_samples_hand(tmp_
     assert json.loads((out / "report.json").read_text())["hand_side"] == "true"
 
 
+def test_eval_as_a_sequence_goes_through_the_tracker(tmp_path):
+    """--sequence: the samples in order through HandPoseEstimator.track (the whole image as
+    the box, 30 frames/s, no smoothing), the same answers as that loop by hand; the estimator's
+    tracker is left reset."""
+    from hand25d_ros.crop import whole_image_box
+    from hand25d_ros.estimator import HandPoseEstimator
+    from hand25d_ros.evaluate import evaluate_folder, true_hand
+    root = write_folder(tmp_path / "data", 6)
+    est = HandPoseEstimator(device="cpu", tta="flip")     # bundled weights: valid poses on these frames
+    rep = evaluate_folder(est, root, progress=False, sequence=True)
+    assert est._tracker is None
+    ds = AnnotatedFolderDataset(root)
+    errs = []
+    for i in range(len(ds)):
+        s = ds[i]
+        _, size_m = true_hand(s)
+        (hand,) = est.track(s["image"], s["K"], i / 30, hand_size_m=size_m, smoothing=False,
+                            rois=[whole_image_box(*s["image"].shape[:2])])
+        errs.append(np.linalg.norm(hand.pose.keypoints_2d - np.asarray(s["joints_2d_px"]), axis=-1).mean())
+        assert [t.track_id for t in est._tracker.tracks] == [0]       # one hand, followed throughout
+    np.testing.assert_allclose([p["error_2d_px"] for p in rep["per_sample"]], errs, rtol=1e-6)
+    out = tmp_path / "out"
+    assert main([str(root), "--out", str(out), "--sequence", "--limit", "2"]) == 0
+    assert json.loads((out / "report.json").read_text())["sequence"] is True
+
+
 def test_bad_folders_name_the_problem(tmp_path, untrained_weights):
     with pytest.raises(DatasetError, match="not found"):
         AnnotatedFolderDataset(tmp_path / "none")

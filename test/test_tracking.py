@@ -187,3 +187,65 @@ def test_a_tracks_label_is_the_majority_of_its_recent_frames():
     for _ in range(100):     # a window of 30 frames: old frames fade out
         tr.vote(True)
     assert tr.left_fraction > 0.95
+
+
+def test_a_tracks_hand_settles_after_enough_clear_votes():
+    from hand25d_ros.tracking import SETTLED_VOTES, TrackedHand
+    tr = TrackedHand(track_id=0, pose=None, box=(0, 0, 1, 1))
+    assert tr.settled_is_left is None
+    for _ in range(SETTLED_VOTES - 1):
+        tr.vote(False)
+    assert tr.is_left is False and tr.settled_is_left is None      # too few frames yet
+    tr.vote(False)
+    assert tr.settled_is_left is False
+    split = TrackedHand(track_id=1, pose=None, box=(0, 0, 1, 1))
+    for label in (True, False, True, False, True, True):
+        split.vote(label)
+    assert split.is_left is True and split.settled_is_left is None  # 4 of 6: not clear enough
+    for _ in range(4):
+        split.vote(True)
+    assert split.settled_is_left is True
+
+
+def _a_frame_whose_views_disagree(est):
+    """A bundled sample, rotated (and mirrored), whose test-time views do not all read the same
+    hand and whose pose is valid: (frame, its K, the hand of its most confident view)."""
+    import cv2
+    from conftest import sample_hand
+    from hand25d_ros.crop import ROTATE_VIEWS_DEG
+    from hand25d_ros.estimator import skeleton_is_left
+    for i in range(8):
+        img, K, _ = sample_hand(i, 128)
+        for angle in range(0, 360, 45):
+            rotated = cv2.warpAffine(img, cv2.getRotationMatrix2D((63.5, 63.5), angle, 1.0), (128, 128),
+                                     borderMode=cv2.BORDER_REFLECT)
+            for frame in (rotated, rotated[:, ::-1].copy()):
+                uv, z, conf, _ = est.predict_views(frame[None], ROTATE_VIEWS_DEG, mirror=True)
+                left = skeleton_is_left(uv, z)[0]
+                if len(set(left)) > 1 and est.estimate(frame, K, roi="image").valid:
+                    return frame, K, bool(left[conf[0].mean(-1).argmax()])
+    raise AssertionError("no bundled sample whose views disagree")
+
+
+@pytest.mark.skipif(not default_weights_path().is_file(), reason="no bundled weights in this install")
+@pytest.mark.parametrize("follow", [True, False])
+def test_a_followed_hand_is_estimated_as_its_settled_hand(follow):
+    """Frames read as one hand settle the track; a later frame whose views mostly read the
+    other hand is then estimated from its views on the track's hand (with follow_hand),
+    exactly as the estimator told that hand would; without follow_hand, as on its own."""
+    from hand25d_ros.tracking import SETTLED_VOTES
+    est = HandPoseEstimator(device="cpu", tta="flip_rotate")
+    b, K, b_left = _a_frame_whose_views_disagree(est)
+    a = b[:, ::-1].copy()          # its mirror image: read as the other hand
+    box = (0.0, 0.0, 128.0, 128.0)
+    tracker = HandTracker(est, smoothing=False, follow_hand=follow)
+    for i in range(SETTLED_VOTES):
+        (hand,) = tracker.update(a, K, i / 30, rois=[box])
+    assert hand.settled_is_left is (not b_left)
+    (hand,) = tracker.update(b, K, SETTLED_VOTES / 30, rois=[box])
+    as_track = est.estimate_batch([b], [K], rois=[box], hand_is_left=[not b_left])[0]
+    on_its_own = est.estimate(b, K, roi=box)
+    assert np.abs(as_track.keypoints_2d - on_its_own.keypoints_2d).max() > 0.5
+    want = as_track if follow else on_its_own
+    np.testing.assert_allclose(hand.pose.keypoints_2d, want.keypoints_2d, atol=1e-6)
+    assert hand.track_id == 0
