@@ -68,7 +68,8 @@ class ReplayEstimator(HandPoseEstimator):
     def setup_views(self, angles_deg, subset):
         self.angles_deg, self.subset, self.recorded, self.replay_at, self.rule = angles_deg, subset, [], None, "mean"
 
-    def predict_crops(self, crops_rgb):
+    def predict_crops(self, crops_rgb, hand_is_left=None):
+        # evaluate_folder frame by frame, as here, gives no followed hand: hand_is_left is None
         if self.replay_at is None:
             uv, z, conf, logits = self.predict_views(crops_rgb, self.angles_deg, mirror=True)
             p = 1.0 / (1.0 + np.exp(-logits))
