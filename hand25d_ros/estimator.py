@@ -132,7 +132,7 @@ def skeleton_is_left(uv: np.ndarray, z_rel_norm: np.ndarray) -> np.ndarray:
 
 
 def confident_view_weights(uv: np.ndarray, z_rel_norm: np.ndarray, confidence: np.ndarray,
-                           hand_is_left: bool | None = None) -> np.ndarray:
+                           hand_is_left=None) -> np.ndarray:
     """How much each view of a crop counts in the mean: the views on the most confident
     view's hand, weighted by their confidence; the others not at all.
 
@@ -296,14 +296,14 @@ class HandPoseEstimator:
             (:func:`confident_view_weights`). The crop-head
             probabilities are the plain crop's, the ones ``hand_threshold`` was calibrated on.
         """
+        if hand_is_left is not None and len(hand_is_left) != len(crops_rgb):
+            raise ValueError(f"got {len(crops_rgb)} crops but {len(hand_is_left)} hand_is_left values")
         angles = ROTATE_VIEWS_DEG if self.tta == "flip_rotate" else (0.0,)
         uv, z, conf, logits = self.predict_views(crops_rgb, angles, mirror=self.tta in ("flip", "flip_rotate"))
         if uv.shape[1] > 1:
             side = {"auto": None, "left": True, "right": False}[self.hand_side]
             if side is None and hand_is_left is not None:
                 side = list(hand_is_left)
-                if len(side) != len(crops_rgb):
-                    raise ValueError(f"got {len(crops_rgb)} crops but {len(side)} hand_is_left values")
             w = confident_view_weights(uv, z, conf, side)
             uv = mean_of_views(torch.from_numpy(uv), torch.from_numpy(w)).numpy()
             z, conf = (z * w[..., None]).sum(1), (conf * w[..., None]).sum(1)

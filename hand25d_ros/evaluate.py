@@ -53,12 +53,14 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
         raise ValueError(f"hand_side must be None, 'true' or one of {', '.join(HAND_SIDES)}; got {hand_side!r}")
     ds = AnnotatedFolderDataset(root)
     own_side = est.hand_side
-    est.reset_tracking()
+    if sequence:
+        est.reset_tracking()      # the video starts here
     try:
         return _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand_side, sequence)
     finally:
         est.hand_side = own_side
-        est.reset_tracking()
+        if sequence:
+            est.reset_tracking()
 
 
 def _estimate_frame(est, i: int, s: dict, size_m, roi):

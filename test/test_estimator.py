@@ -302,6 +302,9 @@ def test_hand_side_chooses_among_the_test_time_views(untrained_weights):
         est.hand_side = "both"
     with pytest.raises(ValueError, match="hand_side must be one of"):
         HandPoseEstimator(weights=untrained_weights, device="cpu", hand_side="Left")
+    K = np.array([[100.0, 0, 63.5], [0, 100.0, 63.5], [0, 0, 1]])
+    with pytest.raises(ValueError, match="got 2 crops but 1 hand_is_left values"):
+        est.estimate_batch([crops[0], crops[1]], [K, K], rois=["image", "image"], hand_is_left=[True])
 
 
 def test_unknown_tta_is_a_clear_error(untrained_weights):
