@@ -10,7 +10,7 @@ import torch
 from . import geometry as geo
 from . import keypoints as kp
 from ._checks import check_image_rgb, check_intrinsics, check_positive
-from .crop import (DEFAULT_TTA, HAND_SIDES, ROTATE_VIEWS_DEG, TTA_MODES, box_iou, box_to_crop_affine,
+from .crop import (DEFAULT_TTA, FALLBACK_VIEWS_DEG, HAND_SIDES, ROTATE_VIEWS_DEG, TTA_MODES, box_iou, box_to_crop_affine,
                    crop_affine, invert_affine, keypoint_box, scale_box, transform_points, warp_crop,
                    whole_image_box)
 from .weights import load_weights
@@ -148,7 +148,8 @@ def confident_view_weights(uv: np.ndarray, z_rel_norm: np.ndarray, confidence: n
     When the hand is known (``hand_is_left``), the views on that hand are kept instead, where
     a crop has any; a crop whose every view reads the other hand keeps the rule above. On
     real_val_snap (stage-8 weights, the true hand given) that took the 2D error from 19.6 to
-    18.7 px with two views and from 18.2 to 17.5 px with six.
+    18.7 px with two views and from 18.2 to 17.5 px with six (before the further views that
+    :meth:`HandPoseEstimator.predict_crops` runs where no view is the known hand).
 
     Args:
         uv: (B, V, 21, 2) keypoints, crop pixels; z_rel_norm, confidence: (B, V, 21).
@@ -169,6 +170,13 @@ def confident_view_weights(uv: np.ndarray, z_rel_norm: np.ndarray, confidence: n
         keep = np.where((is_known & on_hand.any(1))[:, None], on_hand, keep)
     w = keep * np.maximum(c, 1e-9)
     return w / w.sum(1, keepdims=True)
+
+
+def _combine_views(uv, z, conf, hand_is_left):
+    """The views of each crop averaged by :func:`confident_view_weights`: (B, 21, 2), (B, 21), (B, 21)."""
+    w = confident_view_weights(uv, z, conf, hand_is_left)
+    return (mean_of_views(torch.from_numpy(uv), torch.from_numpy(w)).numpy(), (z * w[..., None]).sum(1),
+            (conf * w[..., None]).sum(1))
 
 
 def resolve_device(device: str) -> torch.device:
@@ -293,22 +301,32 @@ class HandPoseEstimator:
             too; keypoints (at the views' mean size, see :func:`mean_keeping_size`), depths
             and confidences are the mean over the views on the most confident view's hand
             (on ``hand_side``'s, when it is set and a view has it), weighted by confidence
-            (:func:`confident_view_weights`). The crop-head
+            (:func:`confident_view_weights`). A crop of a known hand whose every view reads
+            the other hand runs again on ``FALLBACK_VIEWS_DEG`` (each mirrored too), and where
+            some of those views are the known hand, they alone make its answer. The crop-head
             probabilities are the plain crop's, the ones ``hand_threshold`` was calibrated on.
         """
         if hand_is_left is not None and len(hand_is_left) != len(crops_rgb):
             raise ValueError(f"got {len(crops_rgb)} crops but {len(hand_is_left)} hand_is_left values")
         angles = ROTATE_VIEWS_DEG if self.tta == "flip_rotate" else (0.0,)
-        uv, z, conf, logits = self.predict_views(crops_rgb, angles, mirror=self.tta in ("flip", "flip_rotate"))
-        if uv.shape[1] > 1:
+        views = self.predict_views(crops_rgb, angles, mirror=self.tta in ("flip", "flip_rotate"))
+        logits = views[3]
+        if views[0].shape[1] > 1:
             side = {"auto": None, "left": True, "right": False}[self.hand_side]
-            if side is None and hand_is_left is not None:
-                side = list(hand_is_left)
-            w = confident_view_weights(uv, z, conf, side)
-            uv = mean_of_views(torch.from_numpy(uv), torch.from_numpy(w)).numpy()
-            z, conf = (z * w[..., None]).sum(1), (conf * w[..., None]).sum(1)
+            sides = [side] * len(crops_rgb) if side is not None or hand_is_left is None else list(hand_is_left)
+            uv, z, conf = _combine_views(*views[:3], sides)
+            # a known hand that no view shows: more views, and those on that hand if any
+            missing = [i for i, (k, left) in enumerate(zip(sides, skeleton_is_left(*views[:2])))
+                       if k is not None and not (left == k).any()]
+            if missing:
+                more = self.predict_views(np.asarray(crops_rgb)[missing], FALLBACK_VIEWS_DEG, mirror=True)
+                found = (skeleton_is_left(*more[:2]) == np.array([sides[i] for i in missing])[:, None]).any(1)
+                if found.any():
+                    redo = [i for i, f in zip(missing, found) if f]
+                    uv[redo], z[redo], conf[redo] = _combine_views(*(t[found] for t in more[:3]),
+                                                                   [sides[i] for i in redo])
         else:
-            uv, z, conf = uv[:, 0], z[:, 0], conf[:, 0]
+            uv, z, conf = (t[:, 0] for t in views[:3])
         if getattr(self.model, "crop_head", None) is None:
             return uv, z, conf
         return uv, z, conf, torch.sigmoid(torch.from_numpy(logits[:, 0])).numpy()

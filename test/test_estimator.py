@@ -307,6 +307,38 @@ def test_hand_side_chooses_among_the_test_time_views(untrained_weights):
         est.estimate_batch([crops[0], crops[1]], [K, K], rois=["image", "image"], hand_is_left=[True])
 
 
+def test_a_known_hand_that_no_view_shows_gets_more_views(untrained_weights):
+    """A crop whose every tta view reads the other hand than the known one is run again on
+    FALLBACK_VIEWS_DEG (mirrored too), and its answer is made of those views on the known
+    hand; a crop with a view on it in the first place is answered from its own views."""
+    from hand25d_ros.crop import FALLBACK_VIEWS_DEG
+    from hand25d_ros.estimator import _combine_views, skeleton_is_left
+    est = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="flip")
+    rng = np.random.default_rng(11)
+    for _ in range(100):
+        crop = rng.integers(0, 255, (1, 128, 128, 3), dtype=np.uint8)
+        first = est.predict_views(crop, (0.0,), mirror=True)
+        more = est.predict_views(crop, FALLBACK_VIEWS_DEG, mirror=True)
+        left, left_more = skeleton_is_left(*first[:2])[0], skeleton_is_left(*more[:2])[0]
+        if len(set(left)) == 1 and (left_more != left[0]).any():
+            break
+    else:
+        raise AssertionError("no crop whose two views agree and whose further views do not")
+    other = not left[0]
+    mixed = next(c for c in (rng.integers(0, 255, (1, 128, 128, 3), dtype=np.uint8) for _ in range(100))
+                 if len(set(skeleton_is_left(*est.predict_views(c, (0.0,), mirror=True)[:2])[0])) == 2)
+    crops = np.concatenate([crop, mixed])
+    est.hand_side = "left" if other else "right"
+    uv = est.predict_crops(crops)[0]
+    want_fallback = _combine_views(*more[:3], [other])[0]
+    want_own = _combine_views(*est.predict_views(mixed, (0.0,), mirror=True)[:3], [other])[0]
+    np.testing.assert_allclose(uv[0], want_fallback[0], atol=1e-4)
+    np.testing.assert_allclose(uv[1], want_own[0], atol=1e-4)
+    est.hand_side = "auto"      # not known: the crop's own views, whatever they read
+    np.testing.assert_allclose(est.predict_crops(crop)[0][0], _combine_views(*first[:3], [None])[0][0], atol=1e-4)
+    assert np.abs(want_fallback[0] - _combine_views(*first[:3], [None])[0][0]).max() > 0.01
+
+
 def test_unknown_tta_is_a_clear_error(untrained_weights):
     with pytest.raises(ValueError, match="tta must be one of none, flip, flip_rotate"):
         HandPoseEstimator(weights=untrained_weights, device="cpu", tta="rotate")
