@@ -269,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "rotated by +-15 degrees (lower error, three times the time of flip)")
     common.add_argument("--hand-side", choices=HAND_SIDES, default="auto",
                         help="auto (default): read each hand from the image; left or right: every hand is "
-                             "that one (one known hand); it chooses among the --tta views, so not with none")
+                             "that one (one known hand): the --tta views on it are kept, and a crop that no "
+                             "view shows as that hand runs on 8 more views")
     common.add_argument("--calib", type=Path, help="camera calibration YAML (camera_info_manager format)")
     common.add_argument("--hfov-deg", type=float, default=60.0, help="field-of-view guess when no --calib")
     common.add_argument("--hand-size-m", type=float, default=None, help="wrist to index-MCP length, metres")
@@ -292,9 +293,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.hand_side != "auto" and args.tta == "none":
-        raise SystemExit("hand25d: --hand-side chooses among the test-time views: use it with --tta flip or "
-                         "flip_rotate, not none")
     from .estimator import HandPoseEstimator
     from .weights import WeightsError
     try:

@@ -210,9 +210,10 @@ class HandPoseEstimator:
             (three times the network time of 'flip'; see ``crop.TTA_MODES``).
         hand_side: 'auto' (default): each crop's hand is read from the image; 'left' or
             'right': every hand is that one (one known hand, e.g. a teleoperator's), so of
-            the test-time views those whose skeleton is that hand are kept. It chooses among
-            views, so with ``tta='none'`` it changes nothing. Settable later
-            (``est.hand_side = 'right'``).
+            the test-time views those whose skeleton is that hand are kept, and a crop that no
+            view shows as that hand runs on more views (``crop.FALLBACK_VIEWS_DEG``); with
+            ``tta='none'`` that is the one pass, then the more views where it reads the other
+            hand. Settable later (``est.hand_side = 'right'``).
     """
 
     def __init__(self, weights=None, device: str = "auto", fp16: bool = False,
@@ -311,22 +312,22 @@ class HandPoseEstimator:
         angles = ROTATE_VIEWS_DEG if self.tta == "flip_rotate" else (0.0,)
         views = self.predict_views(crops_rgb, angles, mirror=self.tta in ("flip", "flip_rotate"))
         logits = views[3]
+        side = {"auto": None, "left": True, "right": False}[self.hand_side]
+        sides = [side] * len(crops_rgb) if side is not None or hand_is_left is None else list(hand_is_left)
         if views[0].shape[1] > 1:
-            side = {"auto": None, "left": True, "right": False}[self.hand_side]
-            sides = [side] * len(crops_rgb) if side is not None or hand_is_left is None else list(hand_is_left)
             uv, z, conf = _combine_views(*views[:3], sides)
-            # a known hand that no view shows: more views, and those on that hand if any
-            missing = [i for i, (k, left) in enumerate(zip(sides, skeleton_is_left(*views[:2])))
-                       if k is not None and not (left == k).any()]
-            if missing:
-                more = self.predict_views(np.asarray(crops_rgb)[missing], FALLBACK_VIEWS_DEG, mirror=True)
-                found = (skeleton_is_left(*more[:2]) == np.array([sides[i] for i in missing])[:, None]).any(1)
-                if found.any():
-                    redo = [i for i, f in zip(missing, found) if f]
-                    uv[redo], z[redo], conf[redo] = _combine_views(*(t[found] for t in more[:3]),
-                                                                   [sides[i] for i in redo])
         else:
-            uv, z, conf = (t[:, 0] for t in views[:3])
+            uv, z, conf = (t[:, 0].copy() for t in views[:3])
+        # a known hand that no view shows: more views, and those on that hand if any
+        missing = [i for i, (k, left) in enumerate(zip(sides, skeleton_is_left(*views[:2])))
+                   if k is not None and not (left == k).any()]
+        if missing:
+            more = self.predict_views(np.asarray(crops_rgb)[missing], FALLBACK_VIEWS_DEG, mirror=True)
+            found = (skeleton_is_left(*more[:2]) == np.array([sides[i] for i in missing])[:, None]).any(1)
+            if found.any():
+                redo = [i for i, f in zip(missing, found) if f]
+                uv[redo], z[redo], conf[redo] = _combine_views(*(t[found] for t in more[:3]),
+                                                               [sides[i] for i in redo])
         if getattr(self.model, "crop_head", None) is None:
             return uv, z, conf
         return uv, z, conf, torch.sigmoid(torch.from_numpy(logits[:, 0])).numpy()

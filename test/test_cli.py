@@ -87,8 +87,7 @@ def test_video_roundtrip_and_broken_video(tmp_path, untrained_weights):
 
 
 def test_hand_side_option_reaches_the_estimator(tmp_path, untrained_weights):
-    """--hand-side right: the keypoints are the API's with hand_side='right'; with --tta none
-    there are no views to choose among, which is a clear error."""
+    """--hand-side left|right: the keypoints are the API's with that hand_side."""
     from hand25d_ros.estimator import HandPoseEstimator
     _img(tmp_path / "a.png", 128, 128, seed=3)
     calib = tmp_path / "cam.yaml"
@@ -108,9 +107,6 @@ def test_hand_side_option_reaches_the_estimator(tmp_path, untrained_weights):
         np.testing.assert_allclose(uv, est.estimate(img, K, roi="image").keypoints_2d, atol=1e-3)
         answers[side] = uv
     assert np.abs(answers["left"] - answers["right"]).max() > 0.01   # the untrained views disagree
-    with pytest.raises(SystemExit, match="--hand-side chooses among the test-time views"):
-        main(["image", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--weights", str(untrained_weights),
-              "--tta", "none", "--hand-side", "left"])
 
 
 def test_missing_inputs_and_weights(tmp_path, untrained_weights):

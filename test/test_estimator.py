@@ -339,6 +339,24 @@ def test_a_known_hand_that_no_view_shows_gets_more_views(untrained_weights):
     assert np.abs(want_fallback[0] - _combine_views(*first[:3], [None])[0][0]).max() > 0.01
 
 
+def test_one_pass_with_a_known_hand_runs_more_views_only_where_it_reads_the_other(untrained_weights):
+    """tta='none' and a known hand: the one pass where it reads that hand, else the views on
+    it among FALLBACK_VIEWS_DEG (mirrored too)."""
+    from hand25d_ros.crop import FALLBACK_VIEWS_DEG
+    from hand25d_ros.estimator import _combine_views, skeleton_is_left
+    est = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="none")
+    crop = np.random.default_rng(3).integers(0, 255, (1, 128, 128, 3), dtype=np.uint8)
+    one = est.predict_views(crop, (0.0,))
+    more = est.predict_views(crop, FALLBACK_VIEWS_DEG, mirror=True)
+    read_left = bool(skeleton_is_left(*one[:2])[0, 0])
+    other = not read_left
+    assert (skeleton_is_left(*more[:2])[0] == other).any(), "pick another seed: no further view on the other hand"
+    est.hand_side = "left" if read_left else "right"
+    np.testing.assert_allclose(est.predict_crops(crop)[0], one[0][:, 0], atol=1e-9)
+    est.hand_side = "left" if other else "right"
+    np.testing.assert_allclose(est.predict_crops(crop)[0], _combine_views(*more[:3], [other])[0], atol=1e-4)
+
+
 def test_unknown_tta_is_a_clear_error(untrained_weights):
     with pytest.raises(ValueError, match="tta must be one of none, flip, flip_rotate"):
         HandPoseEstimator(weights=untrained_weights, device="cpu", tta="rotate")

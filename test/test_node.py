@@ -110,14 +110,6 @@ def test_parameter_validation_gives_a_reason(name, value, ok):
         assert name in reason
 
 
-def test_a_known_hand_side_needs_views_to_choose_among():
-    from hand25d_ros.ros.node import parameters_conflict
-    assert parameters_conflict({"hand_side": "auto", "tta": "none"}) is None
-    assert parameters_conflict({"hand_side": "left", "tta": "flip"}) is None
-    reason = parameters_conflict({"hand_side": "right", "tta": "none"})
-    assert "hand_side" in reason and "tta" in reason
-
-
 def test_params_file_lists_every_parameter_with_its_default_and_a_comment():
     import yaml
 
@@ -627,8 +619,7 @@ def test_start_up_failures_exit_with_a_clear_message(world):
         "bad_device": ({"weights": world["weights"], "device": "tpu"}, "device"),
         "bad_localization": ({"weights": world["weights"], "localization": "detector"}, "localization"),
         "max_hands_out_of_range": ({"weights": world["weights"], "max_hands": 0}, "max_hands"),
-        "hand_side_without_views": ({"weights": world["weights"], "tta": "none", "hand_side": "left"},
-                                    "hand_side 'left' chooses among the test-time views"),
+        "bad_hand_side": ({"weights": world["weights"], "hand_side": "both"}, "hand_side"),
     }
     if not torch.cuda.is_available():
         cases["cuda_without_fallback"] = ({"weights": world["weights"], "device": "cuda",

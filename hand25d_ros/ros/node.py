@@ -147,8 +147,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "runs copies rotated by +-15 degrees (more accurate still, three times the network time of 'flip')",
               choices=TTA_MODES, read_only=True),
     ParamSpec("hand_side", "auto", "'auto': read each hand from the image; 'left' or 'right': every hand is that "
-              "one (one known hand, e.g. a teleoperator's): of the tta views, those on that hand are kept, "
-              "so it needs tta 'flip' or 'flip_rotate'", choices=HAND_SIDES),
+              "one (one known hand, e.g. a teleoperator's): of the tta views, those on that hand are kept, and "
+              "a crop no view shows as that hand runs on 8 more views", choices=HAND_SIDES),
     ParamSpec("cpu_threads", 1, "torch CPU threads (0: torch's default, one per core). One is the default: "
               "with other busy processes on the cores, more threads made the network 100x slower here",
               low=0, high=256, read_only=True),
@@ -212,14 +212,6 @@ def validate_parameter(name: str, value) -> str | None:
             return f"{name} must be finite, got {value}"
         if not spec.low <= value <= spec.high:
             return f"{name} must be in [{spec.low}, {spec.high}], got {value}"
-    return None
-
-
-def parameters_conflict(cfg: dict) -> str | None:
-    """Why a set of parameter values does not work together, or None when it does."""
-    if cfg.get("hand_side", "auto") != "auto" and cfg.get("tta") == "none":
-        return (f"hand_side {cfg['hand_side']!r} chooses among the test-time views, and tta 'none' has one: "
-                "set tta to 'flip' or 'flip_rotate', or hand_side to 'auto'")
     return None
 
 
@@ -416,9 +408,6 @@ class HandPoseNode(Node):
             reason = validate_parameter(name, value)
             if reason:
                 raise StartupError(f"invalid parameter: {reason}")
-        reason = parameters_conflict(self.cfg)
-        if reason:
-            raise StartupError(f"invalid parameters: {reason}")
         unknown = sorted(set(getattr(self, "_parameter_overrides", {})) - set(PARAMETER_SPECS) - {"use_sim_time"})
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameters (typos?): {', '.join(unknown)}")
@@ -470,9 +459,6 @@ class HandPoseNode(Node):
             reason = validate_parameter(prm.name, prm.value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-        reason = parameters_conflict({**self.cfg, **{prm.name: prm.value for prm in params}})
-        if reason:
-            return SetParametersResult(successful=False, reason=reason)
         for prm in params:
             if prm.name in self.cfg:
                 self.cfg[prm.name] = prm.value
