@@ -249,3 +249,30 @@ def test_a_followed_hand_is_estimated_as_its_settled_hand(follow):
     want = as_track if follow else on_its_own
     np.testing.assert_allclose(hand.pose.keypoints_2d, want.keypoints_2d, atol=1e-6)
     assert hand.track_id == 0
+
+
+@pytest.mark.skipif(not default_weights_path().is_file(), reason="no bundled weights in this install")
+def test_a_track_settled_on_the_wrong_hand_turns_back():
+    """A track settled on the mirror image keeps the views on its hand, but frames that no
+    view (the further ones included) shows as that hand vote for the other, so the label
+    turns and the track does not stay locked on the wrong hand."""
+    from conftest import sample_hand
+    from hand25d_ros.crop import FALLBACK_VIEWS_DEG, ROTATE_VIEWS_DEG
+    from hand25d_ros.estimator import skeleton_is_left
+    est = HandPoseEstimator(device="cpu", tta="flip")
+    for i in range(8):   # a sample all of whose views read one hand
+        img, K, _ = sample_hand(i, 128)
+        views = [est.predict_views(img[None], a, mirror=True) for a in (ROTATE_VIEWS_DEG, FALLBACK_VIEWS_DEG)]
+        left = np.concatenate([skeleton_is_left(*v[:2])[0] for v in views])
+        if len(set(left)) == 1:
+            break
+    else:
+        raise AssertionError("no bundled sample whose views all agree")
+    box = (0.0, 0.0, 128.0, 128.0)
+    tracker = HandTracker(est, smoothing=False)
+    for t in range(6):
+        (hand,) = tracker.update(img[:, ::-1].copy(), K, t / 30, rois=[box])
+    assert hand.settled_is_left is (not left[0])
+    labels = [tracker.update(img, K, (6 + t) / 30, rois=[box])[0].is_left for t in range(12)]
+    assert labels[-1] is bool(left[0]), labels
+    assert hand.settled_is_left in (None, bool(left[0]))      # no longer the wrong hand
