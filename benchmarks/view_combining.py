@@ -8,6 +8,7 @@ was chosen (on the synthetic test sets; README model card, "Views weighted by co
 
     python benchmarks/view_combining.py cache/synth_test
     python benchmarks/view_combining.py ../shared/data/real_val_snap --angles 0 -15 15 -30 30
+    python benchmarks/view_combining.py cache/synth_test --known-hand --fallback 15 15,30 30,45 15,30,45
 
 Views (the first column): ``flip`` the crop and its mirror, ``six`` the first three angles
 (by default the crop and its +-15 degree copies) and their mirrors, ``all`` every view
@@ -17,6 +18,11 @@ Views (the first column): ``flip`` the crop and its mirror, ``six`` the first th
   majority_head: the majority, a tie to the crop head; conf_sum: the hand whose views have
   the higher mean confidence; confident: the views on the most confident view's hand;
   confident_weighted: the same, weighted by confidence (the estimator's).
+With ``--known-hand`` it then replays each frame told its true hand (``hand25d-eval
+--hand-side true``): the views ``none`` (the crop alone), ``flip`` and ``six`` on that hand
+(confidence-weighted), and, for a frame none of whose views is that hand, the views on it
+among each ``--fallback`` set of further rotations (each angle both ways, each view mirrored too), as
+``HandPoseEstimator.predict_crops`` does with ``FALLBACK_VIEWS_DEG`` (how that set was chosen).
 """
 import argparse
 import sys
@@ -26,7 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hand25d_ros.estimator import HandPoseEstimator, confident_view_weights, mean_of_views, skeleton_is_left
+from hand25d_ros.crop import FALLBACK_VIEWS_DEG
+from hand25d_ros.estimator import (HandPoseEstimator, combine_views, confident_view_weights, mean_of_views,
+                                   skeleton_is_left, views_miss_the_hand)
 from hand25d_ros.evaluate import evaluate_folder
 
 RULES = ("mean", "majority", "head", "majority_head", "conf_sum", "confident", "confident_weighted")
@@ -67,6 +75,7 @@ class ReplayEstimator(HandPoseEstimator):
 
     def setup_views(self, angles_deg, subset):
         self.angles_deg, self.subset, self.recorded, self.replay_at, self.rule = angles_deg, subset, [], None, "mean"
+        self.fallback = []
 
     def predict_crops(self, crops_rgb, hand_is_left=None):
         # evaluate_folder frame by frame, as here, gives no followed hand: hand_is_left is None
@@ -79,12 +88,30 @@ class ReplayEstimator(HandPoseEstimator):
             out = self.recorded[self.replay_at]
             self.replay_at += 1
         uv, z, conf, p_left, head = out
+        if self.rule == "known":
+            return known_hand_answer(uv, z, conf, self.subset, self.fallback, self.hand_side == "left") + (head,)
         idx = self.subset
         uv, z, conf, p_left = uv[:, idx], z[:, idx], conf[:, idx], p_left[:, idx]
         w = view_weights(self.rule, uv, z, conf, p_left)
         w = w / w.sum(1, keepdims=True)
         uv_mean = mean_of_views(torch.from_numpy(uv), torch.from_numpy(w)).numpy()
         return uv_mean, (z * w[..., None]).sum(1), (conf * w[..., None]).sum(1), head
+
+
+def known_hand_answer(uv, z, conf, subset, fallback, is_left: bool):
+    """The answer from the views ``subset`` on the known hand, or where none is, from the views
+    ``fallback`` on it (when there are any); view indices into the recorded (B, V, ...) arrays."""
+    sides = [is_left] * len(uv)
+    out = combine_views(uv[:, subset], z[:, subset], conf[:, subset], sides)
+    if fallback:
+        missing = np.flatnonzero(views_miss_the_hand(uv[:, subset], z[:, subset], sides))
+        found = missing[~views_miss_the_hand(uv[missing][:, fallback], z[missing][:, fallback], sides[:len(missing)])]
+        if len(found):
+            more = combine_views(uv[found][:, fallback], z[found][:, fallback], conf[found][:, fallback],
+                                 sides[:len(found)])
+            for a, b in zip(out, more):
+                a[found] = b
+    return out
 
 
 def main(argv=None) -> int:
@@ -94,16 +121,32 @@ def main(argv=None) -> int:
     ap.add_argument("--angles", type=float, nargs="+", default=[0.0, -15.0, 15.0],
                     help="rotations of the crop in degrees, the first 0 (default 0 -15 15)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--known-hand", action="store_true",
+                    help="also replay each frame told its true hand, with and without the --fallback views")
+    ap.add_argument("--fallback", nargs="+", default=None, metavar="DEG,DEG,...",
+                    help="sets of further rotations for --known-hand, each comma-separated and each angle "
+                         "taken both ways, e.g. 30,45 for -30, 30, -45, 45 (default: the estimator's "
+                         "FALLBACK_VIEWS_DEG)")
     args = ap.parse_args(argv)
     if args.angles[0] != 0.0 or len(args.angles) < 3:
         raise SystemExit("view_combining: --angles must start with 0 and hold at least 0 and two rotations")
+    try:
+        fallbacks = [tuple(x for a in f.split(",") for x in (-abs(float(a)), abs(float(a)))) for f in args.fallback] \
+            if args.fallback else [tuple(FALLBACK_VIEWS_DEG)]
+    except ValueError:
+        raise SystemExit(f"view_combining: --fallback takes comma-separated angles, got {args.fallback}") from None
     torch.set_num_threads(args.threads)
     est = ReplayEstimator(weights=args.weights, device="cpu", tta="none")
     A = len(args.angles)
     subsets = {"flip": [0, A], "six": [0, 1, 2, A, A + 1, A + 2]}
     if A > 3:
         subsets["all"] = list(range(2 * A))
-    est.setup_views(args.angles, subsets["six"])
+    # the fallback rotations are recorded too, after the given ones
+    angles = list(args.angles) + (sorted({a for f in fallbacks for a in f} - set(args.angles), key=abs)
+                                  if args.known_hand else [])
+    A = len(angles)
+    subsets = {k: [i if i < len(args.angles) else i - len(args.angles) + A for i in v] for k, v in subsets.items()}
+    est.setup_views(angles, subsets["six"])
     t0 = time.perf_counter()
     evaluate_folder(est, args.folder, progress=False)      # records every view
     print(f"{args.folder}: {len(est.recorded)} frames, {2 * A} views each ({time.perf_counter() - t0:.0f} s)")
@@ -115,6 +158,18 @@ def main(argv=None) -> int:
             print(f"{name:6s} {rule:20s} {s['mean_error_2d_px']:7.3f} {s['pa_mpjpe_mm']:7.3f} "
                   f"{s['root_depth_error_mm']:8.2f} {s['handedness_accuracy']:10.3f} "
                   f"{s['mirrored_skeleton_fraction']:7.3f}")
+    if args.known_hand:
+        print("\ntold the true hand (hand25d-eval --hand-side true); fallback: the further rotations")
+        known_subsets = {"none": [0], "flip": subsets["flip"], "six": subsets["six"]}
+        for name, subset in known_subsets.items():
+            for f in [()] + fallbacks:
+                est.subset, est.rule, est.replay_at = subset, "known", 0
+                est.fallback = [angles.index(a) for a in f] + [A + angles.index(a) for a in f]
+                s = evaluate_folder(est, args.folder, progress=False, hand_side="true")["summary"]
+                label = ",".join(f"{a:g}" for a in f) or "-"
+                print(f"{name:6s} {label:20s} {s['mean_error_2d_px']:7.3f} {s['pa_mpjpe_mm']:7.3f} "
+                      f"{s['root_depth_error_mm']:8.2f} {s['handedness_accuracy']:10.3f} "
+                      f"{s['mirrored_skeleton_fraction']:7.3f}")
     return 0
 
 

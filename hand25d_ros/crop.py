@@ -160,6 +160,6 @@ HAND_SIDES = ("auto", "left", "right")
 # With a known hand, a crop whose every tta view reads the other hand runs again on these
 # rotations, each mirrored too (eight more views), and their views on the known hand are
 # kept. Chosen on cache/synth_test among +-15, +-15/30, +-30/45 and +-15/30/45 (stage 8,
-# "flip" + known hand 16.71 px -> 16.61, 16.47, 16.37, 16.37 px); real_val_snap 18.73 ->
-# 18.09 px ("flip"), 17.55 -> 17.36 px ("flip_rotate").
+# "flip" + known hand 16.71 px -> 16.61, 16.47, 16.37, 16.37 px; benchmarks/view_combining.py
+# --known-hand); real_val_snap 18.73 -> 18.09 px ("flip"), 17.55 -> 17.36 px ("flip_rotate").
 FALLBACK_VIEWS_DEG = (-30.0, 30.0, -45.0, 45.0)

@@ -172,11 +172,33 @@ def confident_view_weights(uv: np.ndarray, z_rel_norm: np.ndarray, confidence: n
     return w / w.sum(1, keepdims=True)
 
 
-def _combine_views(uv, z, conf, hand_is_left):
-    """The views of each crop averaged by :func:`confident_view_weights`: (B, 21, 2), (B, 21), (B, 21)."""
-    w = confident_view_weights(uv, z, conf, hand_is_left)
-    return (mean_of_views(torch.from_numpy(uv), torch.from_numpy(w)).numpy(), (z * w[..., None]).sum(1),
-            (conf * w[..., None]).sum(1))
+def combine_views(uv, z_rel_norm, confidence, hand_is_left=None):
+    """The views of each crop averaged with :func:`confident_view_weights` (2D by
+    :func:`mean_of_views`).
+
+    Args:
+        uv: (B, V, 21, 2); z_rel_norm, confidence: (B, V, 21); hand_is_left: as there.
+
+    Returns:
+        uv (B, 21, 2), z_rel_norm (B, 21), confidence (B, 21).
+    """
+    w = confident_view_weights(uv, z_rel_norm, confidence, hand_is_left)
+    return (mean_of_views(torch.from_numpy(uv), torch.from_numpy(w)).numpy(), (z_rel_norm * w[..., None]).sum(1),
+            (confidence * w[..., None]).sum(1))
+
+
+def views_miss_the_hand(uv: np.ndarray, z_rel_norm: np.ndarray, hand_is_left) -> np.ndarray:
+    """Which crops have a known hand that none of their views' skeletons is: the crops that
+    :meth:`HandPoseEstimator.predict_crops` runs again on ``FALLBACK_VIEWS_DEG``.
+
+    Args:
+        uv: (B, V, 21, 2); z_rel_norm: (B, V, 21); hand_is_left: (B,) True, False or None.
+
+    Returns:
+        (B,) bool (False where the hand is not known).
+    """
+    left = skeleton_is_left(uv, z_rel_norm)
+    return np.array([k is not None and not (row == bool(k)).any() for k, row in zip(hand_is_left, left)], dtype=bool)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -315,19 +337,18 @@ class HandPoseEstimator:
         side = {"auto": None, "left": True, "right": False}[self.hand_side]
         sides = [side] * len(crops_rgb) if side is not None or hand_is_left is None else list(hand_is_left)
         if views[0].shape[1] > 1:
-            uv, z, conf = _combine_views(*views[:3], sides)
+            uv, z, conf = combine_views(*views[:3], sides)
         else:
             uv, z, conf = (t[:, 0].copy() for t in views[:3])
         # a known hand that no view shows: more views, and those on that hand if any
-        missing = [i for i, (k, left) in enumerate(zip(sides, skeleton_is_left(*views[:2])))
-                   if k is not None and not (left == k).any()]
-        if missing:
+        missing = np.flatnonzero(views_miss_the_hand(*views[:2], sides))
+        if len(missing):
             more = self.predict_views(np.asarray(crops_rgb)[missing], FALLBACK_VIEWS_DEG, mirror=True)
-            found = (skeleton_is_left(*more[:2]) == np.array([sides[i] for i in missing])[:, None]).any(1)
+            found = ~views_miss_the_hand(*more[:2], [sides[i] for i in missing])
             if found.any():
-                redo = [i for i, f in zip(missing, found) if f]
-                uv[redo], z[redo], conf[redo] = _combine_views(*(t[found] for t in more[:3]),
-                                                               [sides[i] for i in redo])
+                redo = missing[found]
+                uv[redo], z[redo], conf[redo] = combine_views(*(t[found] for t in more[:3]),
+                                                              [sides[i] for i in redo])
         if getattr(self.model, "crop_head", None) is None:
             return uv, z, conf
         return uv, z, conf, torch.sigmoid(torch.from_numpy(logits[:, 0])).numpy()

@@ -27,3 +27,17 @@ def test_rules_keep_the_views_on_their_hand():
     np.testing.assert_allclose(w["confident_weighted"], [[0, 0, 1, 0]])
     with pytest.raises(ValueError, match="unknown rule"):
         view_weights("vote", views, z, conf, p_left)
+
+
+def test_known_hand_answer_falls_back_to_the_further_views_on_that_hand():
+    from view_combining import known_hand_answer
+    from hand25d_ros.estimator import skeleton_is_left
+    uv, views, z = _sample_views()           # view 2 is the mirror image of the other three
+    conf = np.full((1, 4, 21), 0.3)
+    hand = bool(skeleton_is_left(uv, z[0, 0]))
+    # the subset is the mirror image alone: told the true hand, the fallback views 0 and 1 answer
+    out = known_hand_answer(views, z, conf, [2], [0, 1], hand)
+    np.testing.assert_allclose(out[0][0], uv + 0.5, atol=1e-9)
+    # told the mirror's hand, the subset answers; no fallback, the subset answers anyway
+    np.testing.assert_allclose(known_hand_answer(views, z, conf, [2], [0, 1], not hand)[0][0], views[0, 2], atol=1e-9)
+    np.testing.assert_allclose(known_hand_answer(views, z, conf, [2], [], hand)[0][0], views[0, 2], atol=1e-9)

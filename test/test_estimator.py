@@ -312,7 +312,7 @@ def test_a_known_hand_that_no_view_shows_gets_more_views(untrained_weights):
     FALLBACK_VIEWS_DEG (mirrored too), and its answer is made of those views on the known
     hand; a crop with a view on it in the first place is answered from its own views."""
     from hand25d_ros.crop import FALLBACK_VIEWS_DEG
-    from hand25d_ros.estimator import _combine_views, skeleton_is_left
+    from hand25d_ros.estimator import combine_views, skeleton_is_left
     est = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="flip")
     rng = np.random.default_rng(11)
     for _ in range(100):
@@ -330,20 +330,20 @@ def test_a_known_hand_that_no_view_shows_gets_more_views(untrained_weights):
     crops = np.concatenate([crop, mixed])
     est.hand_side = "left" if other else "right"
     uv = est.predict_crops(crops)[0]
-    want_fallback = _combine_views(*more[:3], [other])[0]
-    want_own = _combine_views(*est.predict_views(mixed, (0.0,), mirror=True)[:3], [other])[0]
+    want_fallback = combine_views(*more[:3], [other])[0]
+    want_own = combine_views(*est.predict_views(mixed, (0.0,), mirror=True)[:3], [other])[0]
     np.testing.assert_allclose(uv[0], want_fallback[0], atol=1e-4)
     np.testing.assert_allclose(uv[1], want_own[0], atol=1e-4)
     est.hand_side = "auto"      # not known: the crop's own views, whatever they read
-    np.testing.assert_allclose(est.predict_crops(crop)[0][0], _combine_views(*first[:3], [None])[0][0], atol=1e-4)
-    assert np.abs(want_fallback[0] - _combine_views(*first[:3], [None])[0][0]).max() > 0.01
+    np.testing.assert_allclose(est.predict_crops(crop)[0][0], combine_views(*first[:3], [None])[0][0], atol=1e-4)
+    assert np.abs(want_fallback[0] - combine_views(*first[:3], [None])[0][0]).max() > 0.01
 
 
 def test_one_pass_with_a_known_hand_runs_more_views_only_where_it_reads_the_other(untrained_weights):
     """tta='none' and a known hand: the one pass where it reads that hand, else the views on
     it among FALLBACK_VIEWS_DEG (mirrored too)."""
     from hand25d_ros.crop import FALLBACK_VIEWS_DEG
-    from hand25d_ros.estimator import _combine_views, skeleton_is_left
+    from hand25d_ros.estimator import combine_views, skeleton_is_left
     est = HandPoseEstimator(weights=untrained_weights, device="cpu", tta="none")
     crop = np.random.default_rng(3).integers(0, 255, (1, 128, 128, 3), dtype=np.uint8)
     one = est.predict_views(crop, (0.0,))
@@ -354,7 +354,7 @@ def test_one_pass_with_a_known_hand_runs_more_views_only_where_it_reads_the_othe
     est.hand_side = "left" if read_left else "right"
     np.testing.assert_allclose(est.predict_crops(crop)[0], one[0][:, 0], atol=1e-9)
     est.hand_side = "left" if other else "right"
-    np.testing.assert_allclose(est.predict_crops(crop)[0], _combine_views(*more[:3], [other])[0], atol=1e-4)
+    np.testing.assert_allclose(est.predict_crops(crop)[0], combine_views(*more[:3], [other])[0], atol=1e-4)
 
 
 def test_unknown_tta_is_a_clear_error(untrained_weights):
