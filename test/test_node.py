@@ -102,6 +102,7 @@ def test_warning_throttle_and_rates():
     ("tta", "none", True), ("tta", "flip", True), ("tta", "flip_rotate", True), ("tta", "rotate", False), ("tta", True, False),
     ("hand_side", "auto", True), ("hand_side", "left", True), ("hand_side", "right", True),
     ("hand_side", "both", False), ("hand_side", 1, False),
+    ("follow_hand", False, True), ("follow_hand", "yes", False), ("follow_hand", 0, False),
 ])
 def test_parameter_validation_gives_a_reason(name, value, ok):
     reason = validate_parameter(name, value)
@@ -315,21 +316,23 @@ def test_hand_size_parameter_scales_depth_at_run_time(main):
         assert res.successful
 
 
-def test_hand_side_parameter_reaches_the_estimator_at_run_time(main):
+@pytest.mark.parametrize("name, default, value", [("hand_side", "auto", "right"), ("follow_hand", "true", False)])
+def test_hand_parameters_reach_the_estimator_and_tracker_at_run_time(main, name, default, value):
     node, probe, frames = main
     frames.good_frame()
-    assert probe.wait_for(lambda: probe.diagnostics_value("hand_side") == "auto", 5)
-    (res,) = set_params(probe, hand_side="right")
+    shown = str(value).lower()
+    assert probe.wait_for(lambda: probe.diagnostics_value(name) == default, 5)
+    (res,) = set_params(probe, **{name: value})
     assert res.successful, res.reason
     try:
-        assert probe.wait_for(lambda: probe.diagnostics_value("hand_side") == "right", 5)
+        assert probe.wait_for(lambda: probe.diagnostics_value(name) == shown, 5)
         _, out = frames.good_frame()
         xyz, _, _ = cloud_xyz_uv(out["keypoints"])
         assert np.all(np.isfinite(xyz))
     finally:
-        (res,) = set_params(probe, hand_side="auto")
+        (res,) = set_params(probe, **{name: {"true": True}.get(default, default)})
         assert res.successful
-    assert probe.wait_for(lambda: probe.diagnostics_value("hand_side") == "auto", 5)
+    assert probe.wait_for(lambda: probe.diagnostics_value(name) == default, 5)
 
 
 def test_invalid_parameter_changes_are_rejected_with_a_reason(main):

@@ -149,6 +149,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("hand_side", "auto", "'auto': read each hand from the image; 'left' or 'right': every hand is that "
               "one (one known hand, e.g. a teleoperator's): of the tta views, those on that hand are kept, and "
               "a crop no view shows as that hand runs on 8 more views", choices=HAND_SIDES),
+    ParamSpec("follow_hand", True, "once a followed hand's left/right vote is settled (5 frames), estimate its "
+              "crops as that hand, as hand_side would; false reads every frame's hand afresh"),
     ParamSpec("cpu_threads", 1, "torch CPU threads (0: torch's default, one per core). One is the default: "
               "with other busy processes on the cores, more threads made the network 100x slower here",
               low=0, high=256, read_only=True),
@@ -441,7 +443,8 @@ class HandPoseNode(Node):
         p = self.cfg
         tracker = HandTracker(self.estimator, max_hands=p["max_hands"], min_confidence=p["confidence_threshold"],
                               smoothing=p["smoothing"], min_cutoff_hz=p["smoothing_min_cutoff_hz"],
-                              beta=p["smoothing_beta"], max_gap_s=p["track_max_gap_s"])
+                              beta=p["smoothing_beta"], max_gap_s=p["track_max_gap_s"],
+                              follow_hand=p["follow_hand"])
         if p["localization"] == "track":
             # one frame now: what the hand search needs (e.g. the detector's weights, loaded on first
             # use) fails here with the reason, not on the first camera frame
@@ -468,6 +471,8 @@ class HandPoseNode(Node):
                     self.throttle.period_s = prm.value
                 elif prm.name == "hand_side":
                     self.estimator.hand_side = prm.value
+                elif prm.name == "follow_hand":
+                    self.tracker.follow_hand = prm.value
                 elif prm.name == "confidence_threshold":
                     self.tracker.min_confidence = prm.value
                 elif prm.name == "hand_size_m":
@@ -711,6 +716,7 @@ class HandPoseNode(Node):
                   "hands": str(n), "hand_ids": ",".join(map(str, self.hand_ids)),
                   "localization": self.cfg["localization"],
                   "hand_size_m": str(self.cfg["hand_size_m"]), "hand_side": self.estimator.hand_side,
+                  "follow_hand": str(self.tracker.follow_hand).lower(),
                   "device": str(self.estimator.device)}
         values.update({f"dropped_{k}": str(v) for k, v in sorted(self.dropped.items())})
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
