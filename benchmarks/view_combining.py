@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from hand25d_ros.crop import FALLBACK_VIEWS_DEG
-from hand25d_ros.estimator import (HandPoseEstimator, combine_views, confident_view_weights, mean_of_views,
-                                   skeleton_is_left, views_miss_the_hand)
+from hand25d_ros.estimator import (HandPoseEstimator, combine_views_with_fallback, confident_view_weights,
+                                   mean_of_views, skeleton_is_left)
 from hand25d_ros.evaluate import evaluate_folder
 
 RULES = ("mean", "majority", "head", "majority_head", "conf_sum", "confident", "confident_weighted")
@@ -101,17 +101,9 @@ class ReplayEstimator(HandPoseEstimator):
 def known_hand_answer(uv, z, conf, subset, fallback, is_left: bool):
     """The answer from the views ``subset`` on the known hand, or where none is, from the views
     ``fallback`` on it (when there are any); view indices into the recorded (B, V, ...) arrays."""
-    sides = [is_left] * len(uv)
-    out = combine_views(uv[:, subset], z[:, subset], conf[:, subset], sides)
-    if fallback:
-        missing = np.flatnonzero(views_miss_the_hand(uv[:, subset], z[:, subset], sides))
-        found = missing[~views_miss_the_hand(uv[missing][:, fallback], z[missing][:, fallback], sides[:len(missing)])]
-        if len(found):
-            more = combine_views(uv[found][:, fallback], z[found][:, fallback], conf[found][:, fallback],
-                                 sides[:len(found)])
-            for a, b in zip(out, more):
-                a[found] = b
-    return out
+    more_views = (lambda idx: tuple(t[idx][:, fallback] for t in (uv, z, conf))) if fallback else None
+    return combine_views_with_fallback(uv[:, subset], z[:, subset], conf[:, subset], [is_left] * len(uv),
+                                       more_views)
 
 
 def main(argv=None) -> int:
@@ -137,15 +129,13 @@ def main(argv=None) -> int:
         raise SystemExit(f"view_combining: --fallback takes comma-separated angles, got {args.fallback}") from None
     torch.set_num_threads(args.threads)
     est = ReplayEstimator(weights=args.weights, device="cpu", tta="none")
-    A = len(args.angles)
-    subsets = {"flip": [0, A], "six": [0, 1, 2, A, A + 1, A + 2]}
-    if A > 3:
-        subsets["all"] = list(range(2 * A))
     # the fallback rotations are recorded too, after the given ones
     angles = list(args.angles) + (sorted({a for f in fallbacks for a in f} - set(args.angles), key=abs)
                                   if args.known_hand else [])
-    A = len(angles)
-    subsets = {k: [i if i < len(args.angles) else i - len(args.angles) + A for i in v] for k, v in subsets.items()}
+    A, given = len(angles), range(len(args.angles))
+    subsets = {"flip": [0, A], "six": [0, 1, 2, A, A + 1, A + 2]}
+    if len(given) > 3:
+        subsets["all"] = [*given, *(A + i for i in given)]
     est.setup_views(angles, subsets["six"])
     t0 = time.perf_counter()
     evaluate_folder(est, args.folder, progress=False)      # records every view

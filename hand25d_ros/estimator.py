@@ -188,8 +188,7 @@ def combine_views(uv, z_rel_norm, confidence, hand_is_left=None):
 
 
 def views_miss_the_hand(uv: np.ndarray, z_rel_norm: np.ndarray, hand_is_left) -> np.ndarray:
-    """Which crops have a known hand that none of their views' skeletons is: the crops that
-    :meth:`HandPoseEstimator.predict_crops` runs again on ``FALLBACK_VIEWS_DEG``.
+    """Which crops have a known hand that none of their views' skeletons is.
 
     Args:
         uv: (B, V, 21, 2); z_rel_norm: (B, V, 21); hand_is_left: (B,) True, False or None.
@@ -199,6 +198,38 @@ def views_miss_the_hand(uv: np.ndarray, z_rel_norm: np.ndarray, hand_is_left) ->
     """
     left = skeleton_is_left(uv, z_rel_norm)
     return np.array([k is not None and not (row == bool(k)).any() for k, row in zip(hand_is_left, left)], dtype=bool)
+
+
+def combine_views_with_fallback(uv, z_rel_norm, confidence, hand_is_left, more_views):
+    """:func:`combine_views` (a single view as it is), and for each crop whose known hand
+    none of its views is, the views on that hand among ``more_views(indices)`` where it has
+    any (:meth:`HandPoseEstimator.predict_crops` with ``FALLBACK_VIEWS_DEG``).
+
+    Args:
+        uv: (B, V, 21, 2); z_rel_norm, confidence: (B, V, 21).
+        hand_is_left: None, or (B,) True, False or None.
+        more_views: called with the indices of those crops, returns their further views'
+            (uv, z_rel_norm, confidence), shaped as above; None: no further views.
+
+    Returns:
+        uv (B, 21, 2), z_rel_norm (B, 21), confidence (B, 21).
+    """
+    if uv.shape[1] > 1:
+        out = combine_views(uv, z_rel_norm, confidence, hand_is_left)
+    else:
+        out = tuple(t[:, 0].copy() for t in (uv, z_rel_norm, confidence))
+    if hand_is_left is None or more_views is None:
+        return out
+    missing = np.flatnonzero(views_miss_the_hand(uv, z_rel_norm, hand_is_left))
+    if len(missing):
+        more = more_views(missing)
+        sides = [hand_is_left[i] for i in missing]
+        found = ~views_miss_the_hand(*more[:2], sides)
+        if found.any():
+            answer = combine_views(*(t[found] for t in more), [s for s, f in zip(sides, found) if f])
+            for a, b in zip(out, answer):
+                a[missing[found]] = b
+    return out
 
 
 def resolve_device(device: str) -> torch.device:
@@ -335,20 +366,10 @@ class HandPoseEstimator:
         views = self.predict_views(crops_rgb, angles, mirror=self.tta in ("flip", "flip_rotate"))
         logits = views[3]
         side = {"auto": None, "left": True, "right": False}[self.hand_side]
-        sides = [side] * len(crops_rgb) if side is not None or hand_is_left is None else list(hand_is_left)
-        if views[0].shape[1] > 1:
-            uv, z, conf = combine_views(*views[:3], sides)
-        else:
-            uv, z, conf = (t[:, 0].copy() for t in views[:3])
-        # a known hand that no view shows: more views, and those on that hand if any
-        missing = np.flatnonzero(views_miss_the_hand(*views[:2], sides))
-        if len(missing):
-            more = self.predict_views(np.asarray(crops_rgb)[missing], FALLBACK_VIEWS_DEG, mirror=True)
-            found = ~views_miss_the_hand(*more[:2], [sides[i] for i in missing])
-            if found.any():
-                redo = missing[found]
-                uv[redo], z[redo], conf[redo] = combine_views(*(t[found] for t in more[:3]),
-                                                              [sides[i] for i in redo])
+        sides = [side] * len(crops_rgb) if side is not None else hand_is_left
+        uv, z, conf = combine_views_with_fallback(
+            *views[:3], sides,
+            lambda idx: self.predict_views(np.asarray(crops_rgb)[idx], FALLBACK_VIEWS_DEG, mirror=True)[:3])
         if getattr(self.model, "crop_head", None) is None:
             return uv, z, conf
         return uv, z, conf, torch.sigmoid(torch.from_numpy(logits[:, 0])).numpy()
