@@ -5,34 +5,17 @@
 One step is the network's forward with the crop head, a loss over all its outputs, backward
 and an AdamW update, on random 128 px crops (data loading is not timed). Both memory layouts
 are timed, since oneDNN's convolutions are fastest on channels-last tensors. Prints the
-median seconds per step and whether this CPU has AMX, the only kind measured where bfloat16
-beats float32 (AVX512-BF16 alone was slower, and an AVX2-only CPU emulates it).
+median seconds per step and whether this CPU has AMX (bfloat16 faster on every such CPU
+measured) or AVX512-BF16 (slower on a Xeon, faster on an AMD EPYC; an AVX2-only CPU emulates it).
 """
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
 from hand25d_ros.model import build_model
-from hand25d_ros.train import cpu_has_amx_bf16
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_model import timed  # noqa: E402  (the benchmarks' shared median timer)
-
-
-def step_time_s(model, opt, x, bf16: bool, runs: int) -> float:
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            uv, z, conf, logit = model(x, crop_logits=True)
-        loss = uv.float().mean() + z.float().mean() + conf.float().mean() + logit.float().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return timed(step, lambda: None, warmup=2, runs=runs)
+from hand25d_ros.train import cpu_has_amx_bf16, cpu_has_avx512_bf16, train_step_time_s
 
 
 def main(argv=None) -> int:
@@ -44,7 +27,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"arch {args.arch}, batch {args.batch}, {args.threads} thread(s), AMX bfloat16: {cpu_has_amx_bf16()}")
+    print(f"arch {args.arch}, batch {args.batch}, {args.threads} thread(s), AMX bfloat16: {cpu_has_amx_bf16()}, "
+          f"AVX512-BF16: {cpu_has_avx512_bf16()}")
     print(f"{'precision':>10s} {'layout':>14s} {'s/step':>7s}")
     for channels_last in (False, True):
         model = build_model(args.arch, crop_head=True).train()
@@ -53,7 +37,7 @@ def main(argv=None) -> int:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         x = torch.rand(args.batch, 3, model.input_size, model.input_size).contiguous(memory_format=fmt)
         for bf16 in (False, True):
-            t = step_time_s(model, opt, x, bf16, args.runs)
+            t = train_step_time_s(model, opt, x, bf16, warmup=2, runs=args.runs)
             print(f"{'bfloat16' if bf16 else 'float32':>10s} {'channels-last' if channels_last else 'contiguous':>14s} "
                   f"{t:7.2f}")
     return 0

@@ -55,9 +55,11 @@ DEFAULT_CONFIG: dict = {
               "checkpoint_every": 250, "val_every": 1000, "log_every": 25, "amp": True,
               # on a CPU, run the network's convolutions in bfloat16 (autocast; weights and
               # the optimiser stay float32). About 2.6x the steps per second on a CPU with
-              # AMX; without AMX bfloat16 is slower than float32 (~10x emulated on AVX2, 17%
-              # with AVX512-BF16 alone), so true falls back to float32 there (with a warning)
-              # and "always" forces it. Off by default so that earlier recipes re-run as they ran
+              # AMX, ~10x slower emulated on AVX2, and with AVX512-BF16 alone it depends on the
+              # CPU (17% slower on a Xeon, 1.8x faster on an AMD EPYC): true takes bfloat16
+              # with AMX, float32 without native bfloat16 (with a warning), and between them
+              # times a few steps of each (cpu_bf16_wanted); "always" forces it. Off by
+              # default so that earlier recipes re-run as they ran
               "cpu_bf16": False,
               # also keep the network's state every this many steps in snapshots/ (0: off),
               # for averaging the end of a run (python -m hand25d_ros.tools.average_snapshots)
@@ -349,32 +351,90 @@ def _rank_info():
     return world, rank, local
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        return set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return set()
+
+
 def cpu_has_amx_bf16() -> bool:
     """Whether this CPU has AMX bfloat16 tile units, read from /proc/cpuinfo's flags (Linux);
     False where that cannot be read.
 
-    AMX is what makes bfloat16 training pay on a CPU: 0.64 against 1.66 s a step on an AMX
-    Xeon. AVX512-BF16 alone computes bfloat16 natively but measured slower than float32
-    (1.89 against 1.62 s a step, both channels-last, on an AVX512-BF16 Xeon without AMX), and
-    an AVX2-only CPU emulates it (30 s against 3 s); benchmarks/bench_train_step.py.
+    AMX is what makes bfloat16 training pay on every CPU measured with it: 0.64 against 1.66 s
+    a step on an AMX Xeon (benchmarks/bench_train_step.py).
     """
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags
+    return "amx_bf16" in _cpu_flags()
 
 
-def cpu_bf16_wanted(value) -> bool:
-    """Whether ``train.cpu_bf16`` asks for bfloat16 on this CPU: false, true (only where the
-    CPU has AMX, where bfloat16 is faster than float32) or "always".
+def cpu_has_avx512_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively with AVX512-BF16 (without it, bfloat16 is
+    emulated: 30 s against 3 s a step on an AVX2-only CPU); False where flags cannot be read."""
+    return "avx512_bf16" in _cpu_flags()
+
+
+def train_step_time_s(model, opt, x, bf16: bool, warmup: int = 1, runs: int = 3) -> float:
+    """Median seconds of one CPU training step of ``model`` on the batch ``x`` (B, 3, H, W):
+    forward with the crop head, a loss over every output, backward and ``opt``'s update, the
+    convolutions in bfloat16 (autocast) when ``bf16``. It updates the model's weights."""
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            uv, z, conf, logit = model(x, crop_logits=True)
+        loss = uv.float().mean() + z.float().mean() + conf.float().mean() + logit.float().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+def measure_cpu_precisions(arch: dict, batch_size: int) -> tuple[float, float]:
+    """(float32, bfloat16) seconds a training step of a fresh ``arch`` network at
+    ``batch_size`` on this CPU with this process's threads, channels-last as training runs.
+    A fresh network, so that the run's own weights are not touched."""
+    arch = dict(arch)
+    model = build_model(arch.pop("name", "small"), **arch).train().to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    x = torch.rand(batch_size, 3, model.input_size, model.input_size).contiguous(memory_format=torch.channels_last)
+    return train_step_time_s(model, opt, x, False), train_step_time_s(model, opt, x, True)
+
+
+def cpu_bf16_wanted(value, arch: dict | None = None, batch_size: int = 64,
+                    on_cpu: bool = True) -> tuple[bool, str]:
+    """Whether ``train.cpu_bf16`` gives bfloat16 on this CPU, and a line saying why where
+    ``true`` was not simply taken: false, "always", or true: bfloat16 where it is faster than
+    float32. AMX: always faster; no native bfloat16 (AVX2): emulated, far slower; AVX512-BF16
+    without AMX differs by CPU (1.89 against 1.62 s a step on such a Xeon, 0.68 against
+    1.25 s on an AMD EPYC), so there a few steps of each are timed and the faster is taken.
 
     Raises:
         SystemExit: for any other value, naming it.
     """
     if value not in (False, True, "always"):
         raise SystemExit(f"train.cpu_bf16 must be true, false or always, got {value!r}")
-    return value == "always" or (value is True and cpu_has_amx_bf16())
+    if not on_cpu:
+        return False, ""
+    if value is not True:
+        return value == "always", ""
+    if cpu_has_amx_bf16():
+        return True, ""
+    if not cpu_has_avx512_bf16():
+        return False, ("warning: train.cpu_bf16: this CPU has neither AMX nor AVX512-BF16, so "
+                       "bfloat16 is emulated and far slower than float32; training in float32 "
+                       "(cpu_bf16: always forces bfloat16)")
+    fp32_s, bf16_s = measure_cpu_precisions(arch or {"name": "small"}, batch_size)
+    faster = bf16_s < fp32_s
+    return faster, (f"train.cpu_bf16: AVX512-BF16 without AMX, measured {bf16_s:.2f} s a step in "
+                    f"bfloat16 against {fp32_s:.2f} s in float32: training in "
+                    f"{'bfloat16' if faster else 'float32'}")
 
 
 def progress(step, wall_s, cfg) -> float:
@@ -407,14 +467,14 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     t = cfg["train"]
-    # decided before the run folder and the renders exist, so a bad value costs nothing
-    use_bf16 = cpu_bf16_wanted(t.get("cpu_bf16", False)) and device.type == "cpu"
-    if device.type == "cpu" and t.get("cpu_bf16") is True and not use_bf16 and rank == 0:
-        print("warning: train.cpu_bf16: this CPU has no AMX, without which bfloat16 is slower "
-              "than float32 (emulated, or AVX512-BF16 alone); training in float32 "
-              "(cpu_bf16: always forces bfloat16)", flush=True)
     if t.get("threads"):
         torch.set_num_threads(int(t["threads"]))
+    # decided before the run folder and the renders exist, so a bad value costs nothing; a
+    # timing, where one is needed, runs on the threads training will use
+    use_bf16, why = cpu_bf16_wanted(t.get("cpu_bf16", False), cfg["arch"], t["batch_size"],
+                                    on_cpu=device.type == "cpu")
+    if why and rank == 0:
+        print(why, flush=True)
     torch.manual_seed(t["seed"] + rank)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -218,17 +218,42 @@ def test_cpu_bfloat16_training_keeps_float32_weights(tmp_path):
     assert np.all(np.isfinite(pose.keypoints_3d))
 
 
-def test_cpu_bfloat16_falls_back_to_float32_without_amx(tmp_path, monkeypatch, capsys):
-    """cpu_bf16: true on a CPU without AMX, where bfloat16 is slower than float32 (about 10x on
-    an AVX2-only CPU, 17% with AVX512-BF16 alone), trains in float32 with a warning, and the
-    recipe says float32."""
+def test_cpu_bfloat16_falls_back_to_float32_without_native_bfloat16(tmp_path, monkeypatch, capsys):
+    """cpu_bf16: true on a CPU with neither AMX nor AVX512-BF16, where bfloat16 is emulated
+    (about 10x slower), trains in float32 with a warning, and the recipe says float32."""
     import hand25d_ros.train as train_mod
     monkeypatch.setattr(train_mod, "cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(train_mod, "cpu_has_avx512_bf16", lambda: False)
     out = tmp_path / "fallback"
     assert main(_bf16_run_args(out, tmp_path / "cache", "true")) == 0
-    assert "this CPU has no AMX" in capsys.readouterr().out
+    assert "neither AMX nor AVX512-BF16" in capsys.readouterr().out
     est = HandPoseEstimator(weights=out / "weights.pt", device="cpu")
     assert est.meta["recipe"]["precision"] == "float32"
+
+
+@pytest.mark.parametrize("bf16_s, want", [(0.5, "bfloat16 mixed"), (2.0, "float32")])
+def test_cpu_bfloat16_with_avx512_alone_takes_the_faster_measured(tmp_path, monkeypatch, capsys, bf16_s, want):
+    """With AVX512-BF16 but no AMX, bfloat16 is slower than float32 on some CPUs and faster
+    on others, so true times both and trains in the faster; the times are printed."""
+    import hand25d_ros.train as train_mod
+    monkeypatch.setattr(train_mod, "cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(train_mod, "cpu_has_avx512_bf16", lambda: True)
+    monkeypatch.setattr(train_mod, "measure_cpu_precisions", lambda arch, batch: (1.0, bf16_s))
+    out = tmp_path / "measured"
+    assert main(_bf16_run_args(out, tmp_path / "cache", "true")) == 0
+    assert f"measured {bf16_s:.2f} s a step in bfloat16 against 1.00 s in float32" in capsys.readouterr().out
+    est = HandPoseEstimator(weights=out / "weights.pt", device="cpu")
+    assert est.meta["recipe"]["precision"] == want
+
+
+def test_cpu_precision_timing_runs_both_and_leaves_no_trace():
+    """The timing behind that choice runs real steps of a fresh network in each precision."""
+    import torch
+    from hand25d_ros.train import measure_cpu_precisions
+    before = torch.get_autocast_dtype("cpu"), torch.is_autocast_enabled("cpu")
+    fp32_s, bf16_s = measure_cpu_precisions({"name": "small", "crop_head": True}, 2)
+    assert 0 < fp32_s < 60 and 0 < bf16_s < 60
+    assert (torch.get_autocast_dtype("cpu"), torch.is_autocast_enabled("cpu")) == before
 
 
 def test_cpu_bfloat16_rejects_other_values(tmp_path):
