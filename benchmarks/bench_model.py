@@ -8,27 +8,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hand25d_ros.model import build_model
+from hand25d_ros.timing import median_time_s
 from hand25d_ros.weights import load_weights
-
-
-def timed(fn, sync, warmup, runs):
-    for _ in range(warmup):
-        fn()
-    sync()
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        sync()
-        ts.append(time.perf_counter() - t)
-    ts.sort()
-    return ts[len(ts) // 2]
 
 
 def bench(model, device, size, dtype, batches, runs):
@@ -38,7 +24,7 @@ def bench(model, device, size, dtype, batches, runs):
     with torch.inference_mode():
         for b in batches:
             x = torch.rand(b, 3, size, size, device=device, dtype=dtype)
-            t = timed(lambda: model(x), sync, warmup=10 if b == 1 else 3, runs=runs if b == 1 else max(5, runs // 10))
+            t = median_time_s(lambda: model(x), sync=sync, warmup=10 if b == 1 else 3, runs=runs if b == 1 else max(5, runs // 10))
             rows.append((b, t * 1e3, b / t))
     return rows
 

@@ -32,6 +32,7 @@ from . import keypoints as kp
 from .augment import AugmentConfig, augment_sample
 from .losses import latent25d_loss
 from .model import build_model
+from .timing import median_time_s
 from .weights import save_weights
 
 DEFAULT_CONFIG: dict = {
@@ -386,14 +387,7 @@ def train_step_time_s(model, opt, x, bf16: bool, warmup: int = 1, runs: int = 3)
         loss.backward()
         opt.step()
 
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+    return median_time_s(step, warmup, runs)
 
 
 def measure_cpu_precisions(arch: dict, batch_size: int) -> tuple[float, float]:
@@ -407,8 +401,7 @@ def measure_cpu_precisions(arch: dict, batch_size: int) -> tuple[float, float]:
     return train_step_time_s(model, opt, x, False), train_step_time_s(model, opt, x, True)
 
 
-def cpu_bf16_wanted(value, arch: dict | None = None, batch_size: int = 64,
-                    on_cpu: bool = True) -> tuple[bool, str]:
+def cpu_bf16_wanted(value, arch: dict, batch_size: int, on_cpu: bool) -> tuple[bool, str]:
     """Whether ``train.cpu_bf16`` gives bfloat16 on this CPU, and a line saying why where
     ``true`` was not simply taken: false, "always", or true: bfloat16 where it is faster than
     float32. AMX: always faster; no native bfloat16 (AVX2): emulated, far slower; AVX512-BF16
@@ -430,7 +423,7 @@ def cpu_bf16_wanted(value, arch: dict | None = None, batch_size: int = 64,
         return False, ("warning: train.cpu_bf16: this CPU has neither AMX nor AVX512-BF16, so "
                        "bfloat16 is emulated and far slower than float32; training in float32 "
                        "(cpu_bf16: always forces bfloat16)")
-    fp32_s, bf16_s = measure_cpu_precisions(arch or {"name": "small"}, batch_size)
+    fp32_s, bf16_s = measure_cpu_precisions(arch, batch_size)
     faster = bf16_s < fp32_s
     return faster, (f"train.cpu_bf16: AVX512-BF16 without AMX, measured {bf16_s:.2f} s a step in "
                     f"bfloat16 against {fp32_s:.2f} s in float32: training in "
