@@ -210,3 +210,10 @@ def build_model(arch: str = "small", **overrides) -> Hand25DNet:
         raise ValueError(f"unknown arch {arch!r}; choose one of {sorted(ARCHS)}")
     cfg = {**ARCHS[arch], **overrides}
     return Hand25DNet(**cfg)
+
+
+def build_model_from_arch(arch: dict) -> Hand25DNet:
+    """Construct the network an arch record describes, ``{"name": <ARCHS key>, **overrides}``,
+    as training configs and weights files store it (no name: "small")."""
+    overrides = dict(arch)
+    return build_model(overrides.pop("name", "small"), **overrides)

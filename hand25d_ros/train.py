@@ -31,7 +31,7 @@ from . import geometry as geo
 from . import keypoints as kp
 from .augment import AugmentConfig, augment_sample
 from .losses import latent25d_loss
-from .model import build_model
+from .model import build_model_from_arch
 from .timing import median_time_s
 from .weights import save_weights
 
@@ -394,8 +394,7 @@ def measure_cpu_precisions(arch: dict, batch_size: int) -> tuple[float, float]:
     """(float32, bfloat16) seconds a training step of a fresh ``arch`` network at
     ``batch_size`` on this CPU with this process's threads, channels-last as training runs.
     A fresh network, so that the run's own weights are not touched."""
-    arch = dict(arch)
-    model = build_model(arch.pop("name", "small"), **arch).train().to(memory_format=torch.channels_last)
+    model = build_model_from_arch(arch).train().to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
     x = torch.rand(batch_size, 3, model.input_size, model.input_size).contiguous(memory_format=torch.channels_last)
     return train_step_time_s(model, opt, x, False), train_step_time_s(model, opt, x, True)
@@ -473,8 +472,7 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     is_main = rank == 0
 
-    arch = dict(cfg["arch"])
-    model = build_model(arch.get("name", "small"), **{k: v for k, v in arch.items() if k != "name"})
+    model = build_model_from_arch(cfg["arch"])
     crop = model.input_size
     d = cfg["data"]
     syn = d["synthetic"]

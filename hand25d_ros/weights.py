@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from . import keypoints as kp
-from .model import Hand25DNet, build_model
+from .model import Hand25DNet, build_model_from_arch
 
 FORMAT = "hand25d_ros.weights"
 VERSION = 1
@@ -116,10 +116,10 @@ def load_weights(path=None, map_location="cpu") -> LoadedWeights:
     names = meta.get("keypoint_names")
     if names is not None and tuple(names) != kp.KEYPOINT_NAMES:
         raise WeightsError(f"{path} was trained with a different keypoint order: {names}")
-    arch = dict(blob.get("arch", {}))
-    name = arch.pop("name", "small")
+    arch = blob.get("arch", {})
+    name = arch.get("name", "small")
     try:
-        model = build_model(name, **arch)
+        model = build_model_from_arch(arch)
         model.load_state_dict(blob["state_dict"])
     except Exception as exc:
         raise WeightsError(f"{path} does not fit the network it names ({name!r}): "

@@ -26,7 +26,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from .. import train as tr
-from ..model import build_model
+from ..model import build_model_from_arch
 from ..weights import save_weights
 
 
@@ -91,8 +91,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"average_snapshots: no saved states at or after step {args.from_step} in "
                          + ", ".join(str(r) for r in args.runs))
     print("averaging " + ", ".join(f"{r.name}@{s}" for r, s, _ in picked), flush=True)
-    arch = dict(cfg["arch"])
-    model = build_model(arch.get("name", "small"), **{k: v for k, v in arch.items() if k != "name"})
+    arch = cfg["arch"]
+    model = build_model_from_arch(arch)
     try:
         model.load_state_dict(average_states([state for _, _, state in picked]))
     except RuntimeError as exc:
