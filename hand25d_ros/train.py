@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import functools
 import math
 import os
 import shlex
@@ -352,11 +353,13 @@ def _rank_info():
     return world, rank, local
 
 
-def _cpu_flags() -> set[str]:
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    # read once: both flag checks ask, and the CPU does not change under a process
     try:
-        return set(Path("/proc/cpuinfo").read_text().split())
+        return frozenset(Path("/proc/cpuinfo").read_text().split())
     except OSError:
-        return set()
+        return frozenset()
 
 
 def cpu_has_amx_bf16() -> bool:
