@@ -262,6 +262,15 @@ def ensure_synthetic(cache_dir, num_samples, seed, crop_size, shard_size=2048, w
     return ShardDataset(cache_dir)
 
 
+def training_renders(cfg: dict, crop: int, workers: int | None = None):
+    """A config's training renders, ``data.synthetic`` (rendered on first use, resumable), with
+    its ``render_workers`` unless ``workers`` is given."""
+    syn = cfg["data"]["synthetic"]
+    return ensure_synthetic(syn["cache_dir"], syn["num_samples"], syn["seed"], crop,
+                            syn.get("shard_size", 2048),
+                            syn.get("render_workers", 1) if workers is None else workers, syn.get("config"))
+
+
 def build_extra_source(spec: dict):
     from .data import public_datasets as pd
     kind, root = spec["type"], spec["root"]
@@ -477,17 +486,13 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
 
     model = build_model_from_arch(cfg["arch"])
     crop = model.input_size
-    d = cfg["data"]
-    syn = d["synthetic"]
     # rank 0 renders; the others wait at the barrier
     if is_main or not distributed:
-        synth = ensure_synthetic(syn["cache_dir"], syn["num_samples"], syn["seed"], crop,
-                                 syn.get("shard_size", 2048), syn.get("render_workers", 1), syn.get("config"))
+        synth = training_renders(cfg, crop)
     if distributed:
         torch.distributed.barrier()
         if not is_main:
-            synth = ensure_synthetic(syn["cache_dir"], syn["num_samples"], syn["seed"], crop,
-                                     syn.get("shard_size", 2048), 1, syn.get("config"))
+            synth = training_renders(cfg, crop, workers=1)
     train_view, sampler, bone_ratios = training_data(cfg, synth, crop, rank)
     loader = DataLoader(train_view, batch_size=t["batch_size"], sampler=sampler,
                         num_workers=t["num_workers"], drop_last=True,

@@ -98,11 +98,9 @@ def main(argv=None) -> int:
     except RuntimeError as exc:
         raise SystemExit(f"average_snapshots: the states do not fit arch {arch}: {str(exc)[:300]}") from None
 
-    d, t = cfg["data"], cfg["train"]
-    syn = d["synthetic"]
+    t = cfg["train"]
     crop = model.input_size
-    synth = tr.ensure_synthetic(syn["cache_dir"], syn["num_samples"], syn["seed"], crop,
-                                syn.get("shard_size", 2048), syn.get("render_workers", 1), syn.get("config"))
+    synth = tr.training_renders(cfg, crop)
     view, sampler, bone_ratios = tr.training_data(cfg, synth, crop)
     loader = DataLoader(view, batch_size=t["batch_size"], sampler=sampler, num_workers=0, drop_last=True)
     images = (b["image"].float().div_(255.0) for b in itertools.islice(loader, args.bn_batches))
