@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     meta = tr.weights_meta(model, tr.validation_data(cfg, crop), cfg, bone_ratios, device, recipe)
     print(" ".join(f"{k}={v:.3f}" for k, v in meta["metrics"].items()), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_weights(model, args.out, cfg["arch"], meta)
+    save_weights(model, args.out, arch, meta)
     print(f"wrote {args.out}", flush=True)
     return 0
 
