@@ -117,11 +117,11 @@ def load_weights(path=None, map_location="cpu") -> LoadedWeights:
     if names is not None and tuple(names) != kp.KEYPOINT_NAMES:
         raise WeightsError(f"{path} was trained with a different keypoint order: {names}")
     arch = blob.get("arch", {})
-    name = arch.get("name", "small")
     try:
         model = build_model_from_arch(arch)
         model.load_state_dict(blob["state_dict"])
     except Exception as exc:
+        name = arch.get("name", "small") if isinstance(arch, dict) else arch
         raise WeightsError(f"{path} does not fit the network it names ({name!r}): "
                            f"{type(exc).__name__}: {str(exc)[:300]}") from None
     model.eval()

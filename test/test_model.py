@@ -103,6 +103,12 @@ def test_weights_errors_name_the_file(tmp_path):
     save_weights(m, wrong, {"name": "small"})  # claims an arch it does not fit
     with pytest.raises(WeightsError, match="does not fit"):
         load_weights(wrong)
+    garbled = tmp_path / "garbled.pt"
+    blob = torch.load(wrong, weights_only=False)
+    blob["arch"] = "tiny"  # an arch record that is not a mapping
+    torch.save(blob, garbled)
+    with pytest.raises(WeightsError, match="garbled.pt does not fit"):
+        load_weights(garbled)
     order = tmp_path / "order.pt"
     save_weights(m, order, {"name": "tiny"}, {"keypoint_names": list(reversed(kp.KEYPOINT_NAMES))})
     with pytest.raises(WeightsError, match="keypoint order"):
