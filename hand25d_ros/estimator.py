@@ -15,8 +15,10 @@ from .crop import (DEFAULT_TTA, FALLBACK_VIEWS_DEG, HAND_SIDES, ROTATE_VIEWS_DEG
                    whole_image_box)
 from .weights import load_weights
 
-# Plausible distance of a hand from a camera; a root outside is not trusted.
-MIN_DEPTH_M, MAX_DEPTH_M = 0.05, 10.0
+# Plausible depth and distance of a hand from a camera; a root outside is not trusted. The
+# distance, not the depth alone, since intrinsics far off can put a hand at a sane depth
+# and a kilometre to the side.
+MIN_DEPTH_M, MAX_DISTANCE_M = 0.05, 10.0
 # crop side / keypoint box side for crops placed from detections and keypoints. Measured on
 # real_val_snap crops pasted into frames (benchmarks/bench_localisation.py): 1.3 gave 26.2 px
 # against 28.7 px at 1.45 (the middle of the training crops' 1.2-1.7) and 32.9 px at 1.7, and
@@ -554,9 +556,8 @@ class HandPoseEstimator:
         P, status = geo.reconstruct_metric(uv_ideal, z, K, hand_size_m, method=self.root_depth,
                                            bone_ratios=self.bone_ratios)
         status = int(status)
-        root_z = P[kp.ROOT, 2]
-        valid = bool(status in (int(s) for s in geo.USABLE_STATUSES)
-                     and np.all(np.isfinite(P)) and MIN_DEPTH_M <= root_z <= MAX_DEPTH_M)
+        valid = bool(status in (int(s) for s in geo.USABLE_STATUSES) and np.all(np.isfinite(P))
+                     and P[kp.ROOT, 2] >= MIN_DEPTH_M and np.linalg.norm(P[kp.ROOT]) <= MAX_DISTANCE_M)
         if not valid:
             P = np.zeros_like(P)
         return HandPose(keypoints_2d=np.nan_to_num(uv_img), keypoints_3d=P,

@@ -89,6 +89,11 @@ def test_lift_of_exact_25d_is_exact_and_reprojects(untrained_weights):
     # a pose 50 m away is not trusted
     far = est._lift(uv, z, np.ones(21), K, s / 1000.0 * 100, (0, 0, 1, 1), None, "plumb_bob")
     assert not far.valid and np.all(far.keypoints_3d == 0)
+    # nor one at a sane depth a kilometre to the side (intrinsics far off)
+    K_off = K.copy()
+    K_off[0, 2] += 1e6
+    aside = est._lift(uv, z, np.ones(21), K_off, s / 1000.0, (0, 0, 1, 1), None, "plumb_bob")
+    assert not aside.valid and np.all(aside.keypoints_3d == 0)
 
 
 IMG = np.zeros((64, 64, 3), np.uint8)
