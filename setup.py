@@ -15,6 +15,7 @@ install_requires = [
     "pyyaml>=6",
     "tqdm>=4.60",
     "matplotlib>=3.7",
+    "pillow>=9",
 ]
 extras_require = {
     # the synthetic renderer and training

@@ -71,3 +71,51 @@ def check_positive(value, name: str) -> float:
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {value}")
     return v
+
+
+# OpenCV's point undistortion takes these numbers of coefficients; CameraInfo's plumb_bob
+# has 5 and rational_polynomial 8, and an empty D means no distortion.
+DISTORTION_SIZES = {"plumb_bob": (0, 4, 5, 8, 12, 14), "rational_polynomial": (0, 4, 5, 8, 12, 14),
+                    "equidistant": (0, 4)}
+
+
+def check_distortion(D, distortion_model: str, name: str = "D") -> np.ndarray:
+    """Distortion coefficients for ``distortion_model`` (a CameraInfo string): a supported
+    model, finite values, a number of them the model has. Returns (N,) float64."""
+    if distortion_model not in DISTORTION_SIZES:
+        raise ValueError(f"unsupported distortion model {distortion_model!r}; use "
+                         f"{', '.join(DISTORTION_SIZES)} (or the rectified image)")
+    D = check_array(np.asarray(D, dtype=np.float64).ravel(), name, (None,))
+    if D.size not in DISTORTION_SIZES[distortion_model]:
+        sizes = "/".join(str(n) for n in DISTORTION_SIZES[distortion_model] if n)
+        raise ValueError(f"{distortion_model} distortion needs {sizes} coefficients, {name} has {D.size}")
+    return D
+
+
+# A camera's field of view lies well inside these; K outside them is a unit or calibration
+# mistake (normalised or metric focal lengths, a principal point of another image).
+MIN_FOV_DEG, MAX_FOV_DEG = 0.5, 170.0
+
+
+def check_camera_intrinsics(K, width: int, height: int, name: str = "K") -> np.ndarray:
+    """A camera matrix for whole ``width`` x ``height`` camera images: :func:`check_intrinsics`,
+    and plausible for such a camera: fields of view between ``MIN_FOV_DEG`` and
+    ``MAX_FOV_DEG`` each way, the principal point within the image widened by half its size
+    each side. A hand crop's K can fail this; only a camera's own K has to pass.
+
+    Returns:
+        (3, 3) float64.
+    """
+    K = check_intrinsics(K, name)
+    for axis, f, c, size in (("x", K[0, 0], K[0, 2], width), ("y", K[1, 1], K[1, 2], height)):
+        lo, hi = (size / 2.0 / np.tan(np.deg2rad(fov) / 2.0) for fov in (MAX_FOV_DEG, MIN_FOV_DEG))
+        if not lo <= f <= hi:
+            raise ValueError(f"{name} has f{axis}={f:g} px: for {width} x {height} images that is a field of view "
+                             f"outside {MIN_FOV_DEG:g}-{MAX_FOV_DEG:g} degrees (expected {lo:.0f}-{hi:.0f} px; "
+                             "are the intrinsics normalised, in metres, or of another image size?)")
+        if not -size / 2.0 <= c <= 1.5 * size:
+            raise ValueError(f"{name} has its principal point c{axis}={c:g} px, outside {width} x {height} images "
+                             "and their surroundings (are the intrinsics of another image size?)")
+    if abs(K[0, 1]) > K[0, 0]:
+        raise ValueError(f"{name} has a skew of {K[0, 1]:g}, more than fx={K[0, 0]:g}: not a camera matrix")
+    return K

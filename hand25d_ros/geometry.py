@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import keypoints as kp
-from ._checks import check_array, check_intrinsics
+from ._checks import check_array, check_distortion, check_intrinsics
 
 
 class RootDepthStatus(enum.IntEnum):
@@ -320,18 +320,11 @@ def undistort_points(uv_px, K, D, distortion_model: str = "plumb_bob") -> np.nda
     """
     uv = check_array(uv_px, "uv_px", (None, 2)).astype(np.float64).reshape(-1, 1, 2)
     K = check_intrinsics(K)
-    D = np.asarray(D, dtype=np.float64).ravel()
-    if not np.all(np.isfinite(D)):
-        raise ValueError("distortion coefficients contain non-finite values")
+    D = check_distortion(D, distortion_model, "distortion coefficients")
     if D.size == 0 or not np.any(D):
         return uv.reshape(-1, 2).copy()
-    if distortion_model in ("plumb_bob", "rational_polynomial"):
-        out = cv2.undistortPoints(uv, K, D, P=K)
-    elif distortion_model == "equidistant":
-        if D.size != 4:
-            raise ValueError(f"equidistant distortion needs 4 coefficients, got {D.size}")
+    if distortion_model == "equidistant":
         out = cv2.fisheye.undistortPoints(uv, K, D, P=K)
     else:
-        raise ValueError(f"unsupported distortion model {distortion_model!r}; "
-                         "use plumb_bob, rational_polynomial or equidistant")
+        out = cv2.undistortPoints(uv, K, D, P=K)
     return out.reshape(-1, 2)

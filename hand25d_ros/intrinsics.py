@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ._checks import check_intrinsics
+from ._checks import check_camera_intrinsics, check_distortion, check_intrinsics
 
 
 @dataclass
@@ -49,7 +49,14 @@ def load_camera_yaml(path) -> Calibration:
     except Exception as exc:
         raise ValueError(f"{path} is not a camera calibration YAML "
                          f"(camera_matrix.data with 9 numbers): {type(exc).__name__}: {exc}") from None
-    check_intrinsics(K, f"camera_matrix in {path}")
-    return Calibration(K=K, D=D, distortion_model=data.get("distortion_model", "plumb_bob"),
-                       width=int(data.get("image_width", 0)), height=int(data.get("image_height", 0)),
-                       source=str(path))
+    try:
+        width, height = int(data.get("image_width") or 0), int(data.get("image_height") or 0)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: image_width and image_height must be whole numbers") from None
+    model = data.get("distortion_model") or "plumb_bob"
+    if width > 0 and height > 0:
+        check_camera_intrinsics(K, width, height, f"camera_matrix in {path}")
+    else:
+        check_intrinsics(K, f"camera_matrix in {path}")
+    D = check_distortion(D, model, f"distortion_coefficients in {path}")
+    return Calibration(K=K, D=D, distortion_model=model, width=width, height=height, source=str(path))

@@ -7,8 +7,13 @@ The functions read a message's fields only (``encoding``, ``height``, ``step``, 
 """
 from __future__ import annotations
 
+import io
+import warnings
+
 import cv2
 import numpy as np
+
+from ._checks import check_camera_intrinsics, check_distortion
 
 # channels of each supported encoding
 ENCODING_CHANNELS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
@@ -70,6 +75,10 @@ def compressed_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     buf = np.frombuffer(msg.data, dtype=np.uint8)
     if buf.size == 0:
         raise MessageError("compressed image has no data")
+    # a few kilobytes of PNG can decode to gigabytes: refuse by the header's size first
+    size = _encoded_size(buf, max_pixels)
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise MessageError(f"image of {size[0]} x {size[1]} pixels exceeds the limit of {max_pixels}")
     image = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # BGR, 3 channels, 8 bit
     if image is None or image.size == 0:
         raise MessageError(f"cannot decode compressed image ({msg.format!r}, {buf.size} bytes)")
@@ -78,25 +87,45 @@ def compressed_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def _encoded_size(buf: np.ndarray, max_pixels: int):
+    """(width, height) from a compressed image's header, without decoding it; None where
+    Pillow does not know the format (OpenCV may still decode it)."""
+    from PIL import Image as PILImage
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)  # the caller judges the size
+            with PILImage.open(io.BytesIO(buf)) as im:
+                return im.size
+    except PILImage.DecompressionBombError:
+        # Pillow refuses over 2 * MAX_IMAGE_PIXELS before telling the size
+        bomb = 2 * (PILImage.MAX_IMAGE_PIXELS or 0)
+        return (bomb + 1, 1) if bomb >= max_pixels else None
+    except Exception:  # noqa: BLE001 - not a format Pillow reads; OpenCV decides
+        return None
+
 
 # ---------------------------------------------------------------------------- intrinsics
 INTRINSICS_SOURCES = ("rectified", "raw")
 
 
-def camera_info_to_intrinsics(msg, source: str = "rectified"):
+def camera_info_to_intrinsics(msg, source: str = "rectified", image_size=None):
     """CameraInfo -> the intrinsics of the image it describes.
 
     Args:
         msg: sensor_msgs/CameraInfo.
         source: ``"rectified"``: the image is rectified; use ``P[:, :3]`` and no distortion.
             ``"raw"``: the image is raw; use ``K`` and ``D``/``distortion_model``.
+        image_size: (width, height) of the image, for the plausibility check of a CameraInfo
+            that does not give its size (``width`` and ``height`` 0).
 
     Returns:
         ``(K, D, distortion_model)``: K (3, 3) float64 for the image as published (CameraInfo
         binning and ROI applied), D the distortion coefficients (None for rectified).
 
     Raises:
-        MessageError: zeros, NaN or a malformed matrix (an uncalibrated camera publishes zeros).
+        MessageError: zeros, NaN or a malformed matrix (an uncalibrated camera publishes zeros),
+            a camera matrix no camera of that image size has (:func:`_checks.check_camera_intrinsics`),
+            distortion coefficients the model does not have.
     """
     if source not in INTRINSICS_SOURCES:
         raise MessageError(f"intrinsics source must be one of {INTRINSICS_SOURCES}, got {source!r}")
@@ -113,13 +142,11 @@ def camera_info_to_intrinsics(msg, source: str = "rectified"):
             raise MessageError(f"CameraInfo.k must have 9 values, got {M.size}")
         K = M.reshape(3, 3).copy()
         name = "K"
-        D = np.asarray(msg.d, dtype=np.float64).copy()
         model = msg.distortion_model or "plumb_bob"
-        if not np.all(np.isfinite(D)):
-            raise MessageError(f"CameraInfo.d contains NaN or inf: {D.tolist()}")
-        if model not in ("plumb_bob", "rational_polynomial", "equidistant"):
-            raise MessageError(f"unsupported distortion model {model!r}; use plumb_bob, "
-                               "rational_polynomial or equidistant (or the rectified image)")
+        try:
+            D = check_distortion(msg.d, model, "CameraInfo.d")
+        except ValueError as exc:
+            raise MessageError(str(exc)) from None
     if not np.all(np.isfinite(K)):
         raise MessageError(f"CameraInfo {name} contains NaN or inf: {K.ravel().tolist()}")
     fx, fy = K[0, 0], K[1, 1]
@@ -128,6 +155,13 @@ def camera_info_to_intrinsics(msg, source: str = "rectified"):
                            "(an uncalibrated camera publishes zeros)")
     if not (np.allclose(K[2], (0.0, 0.0, 1.0)) and K[1, 0] == 0.0):
         raise MessageError(f"CameraInfo {name} is not a camera matrix: rows {K.tolist()}")
+    # the whole sensor's size, which K (before its ROI and binning) describes
+    width, height = (int(msg.width), int(msg.height)) if msg.width and msg.height else (image_size or (0, 0))
+    if width and height:
+        try:
+            check_camera_intrinsics(K, width, height, f"CameraInfo {name}")
+        except ValueError as exc:
+            raise MessageError(str(exc)) from None
     K = _apply_binning_and_roi(K, msg)
     return K, D, model
 

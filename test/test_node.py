@@ -385,6 +385,10 @@ BAD_INPUTS = {
     "camera_info_zeros": (None, _info(lambda i: setattr(i, "p", [0.0] * 12)), "bad_camera_info"),
     "camera_info_nan": (None, _info(_nan_p), "bad_camera_info"),
     "camera_info_of_another_size": (None, _info(lambda i: setattr(i, "width", 640)), "size_mismatch"),
+    "camera_info_normalised": (None, _info(lambda i: setattr(i, "p", [1.25, 0, 0.5, 0, 0, 1.7, 0.5, 0, 0, 0, 1, 0])),
+                               "bad_camera_info"),
+    "camera_info_principal_point_far_off": (  # once published inf: float32 overflow far to the side
+        None, _info(lambda i: setattr(i, "p", [300.0, 0, -1e42, 0, 0, 300.0, 120, 0, 0, 0, 1, 0])), "bad_camera_info"),
     "no_frame_id": (lambda f, s: f.image(s, frame=""), None, "no_frame_id"),
 }
 

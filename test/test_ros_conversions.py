@@ -134,6 +134,21 @@ def test_compressed_images_decode_to_rgb():
         cv.compressed_to_rgb(msg, max_pixels=100)
 
 
+def test_a_compressed_image_too_large_is_refused_before_decoding(monkeypatch):
+    """A few kilobytes of PNG can decode to gigabytes: the header's size decides first."""
+    import hand25d_ros.messages as messages
+    ok, png = cv2.imencode(".png", np.zeros((3000, 2000), np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    msg = CompressedImage(format="png")
+    msg.data = png.tobytes()
+    assert len(msg.data) < 50_000
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded an image the header already showed too large")
+    monkeypatch.setattr(messages.cv2, "imdecode", no_decoding)
+    with pytest.raises(cv.MessageError, match="2000 x 3000 pixels exceeds the limit of 1000000"):
+        cv.compressed_to_rgb(msg, max_pixels=1_000_000)
+
+
 # ---------------------------------------------------------------------------- intrinsics
 K0 = np.array([[500.0, 0, 320], [0, 505.0, 240], [0, 0, 1]])
 
@@ -173,7 +188,7 @@ def test_bad_camera_info_is_rejected(source, edit, words):
 
 def test_more_bad_camera_info():
     info = cv.intrinsics_to_camera_info(K0, 640, 480, D=[np.nan, 0, 0, 0, 0])
-    with pytest.raises(cv.MessageError, match="CameraInfo.d contains NaN"):
+    with pytest.raises(cv.MessageError, match="CameraInfo.d contains non-finite"):
         cv.camera_info_to_intrinsics(info, "raw")
     info = cv.intrinsics_to_camera_info(K0, 640, 480, distortion_model="fancy_model")
     with pytest.raises(cv.MessageError, match="unsupported distortion model 'fancy_model'"):
@@ -184,6 +199,42 @@ def test_more_bad_camera_info():
         cv.camera_info_to_intrinsics(info, "raw")
     with pytest.raises(cv.MessageError, match="intrinsics source"):
         cv.camera_info_to_intrinsics(info, "projection")
+
+
+@pytest.mark.parametrize("source", ["rectified", "raw"])
+@pytest.mark.parametrize("K, words", [
+    ([[1.25, 0, 0.5], [0, 1.7, 0.5], [0, 0, 1]], "field of view"),       # normalised intrinsics
+    ([[0.0036, 0, 0.0018], [0, 0.0036, 0.0013], [0, 0, 1]], "field of view"),   # metres
+    ([[1e6, 0, 320], [0, 1e6, 240], [0, 0, 1]], "field of view"),
+    ([[500, 0, -1e42], [0, 505, 240], [0, 0, 1]], "principal point cx"),   # once published inf
+    ([[500, 0, 320], [0, 505, 1e6], [0, 0, 1]], "principal point cy"),
+    ([[500, 1e6, 320], [0, 505, 240], [0, 0, 1]], "skew"),
+])
+def test_camera_matrix_no_camera_has_is_rejected(source, K, words):
+    """A K that cannot be this camera's (units, another image's) is refused with the reason,
+    also when the CameraInfo leaves its size to the image."""
+    info = cv.intrinsics_to_camera_info(np.asarray(K, float), 640, 480)
+    with pytest.raises(cv.MessageError, match=words):
+        cv.camera_info_to_intrinsics(info, source)
+    info.width = info.height = 0
+    cv.camera_info_to_intrinsics(info, source)    # nothing to judge it by
+    with pytest.raises(cv.MessageError, match=words):
+        cv.camera_info_to_intrinsics(info, source, image_size=(640, 480))
+
+
+@pytest.mark.parametrize("model, n, ok", [
+    ("plumb_bob", 5, True), ("plumb_bob", 4, True), ("plumb_bob", 8, True), ("plumb_bob", 0, True),
+    ("plumb_bob", 3, False), ("plumb_bob", 6, False), ("rational_polynomial", 8, True),
+    ("rational_polynomial", 7, False), ("equidistant", 4, True), ("equidistant", 5, False),
+])
+def test_distortion_coefficients_must_fit_the_model(model, n, ok):
+    info = cv.intrinsics_to_camera_info(K0, 640, 480, D=[0.01] * n, distortion_model=model)
+    if ok:
+        _, D, got = cv.camera_info_to_intrinsics(info, "raw")
+        assert got == model and D.size == n
+    else:
+        with pytest.raises(cv.MessageError, match=f"{model} distortion needs .* coefficients, CameraInfo.d has {n}"):
+            cv.camera_info_to_intrinsics(info, "raw")
 
 
 def test_binning_and_roi_give_the_intrinsics_of_the_published_image():

@@ -577,7 +577,7 @@ class HandPoseNode(Node):
             self.warn("bad_image", f"dropped an image: {exc}")
             return
         try:
-            K, D, model = conv.camera_info_to_intrinsics(info, p["intrinsics_source"])
+            K, D, model = conv.camera_info_to_intrinsics(info, p["intrinsics_source"], (rgb.shape[1], rgb.shape[0]))
         except conv.MessageError as exc:
             self.warn("bad_camera_info", f"dropped an image: its CameraInfo is unusable: {exc}")
             return
