@@ -444,6 +444,26 @@ def test_out_of_order_stamps_are_dropped(main):
     assert kps == sorted(kps) and len(set(kps)) == len(kps)
 
 
+def test_a_dropped_image_stamped_ahead_does_not_hold_back_the_next(main):
+    """Only an image that is used sets the stamp later ones must beat: one stamped ahead and
+    then dropped (unusable, or never given its CameraInfo) leaves the stream running."""
+    node, probe, frames = main
+    newest, _ = frames.good_frame()
+    for reason, with_info in (("bad_image", True), ("no_camera_info", False)):
+        ahead = newest + 900_000_000
+        before = probe.dropped(reason)
+        for _ in range(3):
+            frames.send(_img(enc="yuv422")(frames, ahead), frames.info(ahead) if with_info else None)
+            if not with_info:
+                time.sleep(0.2)
+                frames.good_frame()   # replaces the waiting image, which is dropped unpaired
+            if probe.wait_for(lambda: probe.dropped(reason) > before, 2.0):
+                break
+        assert probe.dropped(reason) > before, node.output()[-2000:]
+        newest, _ = frames.good_frame()   # older than the dropped one, and used
+        assert newest < ahead
+
+
 def test_no_hand_publishes_nothing_and_deletes_the_markers(main):
     node, probe, frames = main
     frames.good_frame()

@@ -519,6 +519,11 @@ class HandPoseNode(Node):
         now = time.monotonic()
         self.stats_in.add(now)
         stamp = conv.stamp_to_ns(msg.header.stamp)
+        if self.sync.pending is not None and stamp == self.sync.pending[0]:
+            self.warn("out_of_order", f"dropped an image: its stamp {stamp / 1e9:.6f} repeats the waiting image's")
+            return
+        # against the newest image used, not the newest come: an image that is dropped later
+        # (unusable, or no CameraInfo ever) must not hold back the ones after it
         if self.last_stamp_ns is not None and stamp <= self.last_stamp_ns:
             if self.last_stamp_ns - stamp > STAMP_RESET_NS:
                 self.get_logger().warning(f"image stamps jumped back by {(self.last_stamp_ns - stamp) / 1e9:.3f} s: "
@@ -526,12 +531,12 @@ class HandPoseNode(Node):
                 self.sync.clear()
                 self.rois.clear()
                 self.tracker.reset()
+                self.last_stamp_ns = None
             else:
                 what = "repeats" if stamp == self.last_stamp_ns else "is older than"
                 self.warn("out_of_order", f"dropped an image: its stamp {stamp / 1e9:.6f} {what} the previous "
                                           f"image's {self.last_stamp_ns / 1e9:.6f}")
                 return
-        self.last_stamp_ns = stamp
         if self.external:
             self.warn_orphan_rois(self.rois.expire_before(stamp))
         dropped = self.sync.hold(stamp, msg)   # the image waits here until it has what it needs
@@ -591,6 +596,7 @@ class HandPoseNode(Node):
             self.warn("no_frame_id", "dropped an image with an empty header.frame_id; set camera_frame_id")
             return
         header = Header(stamp=msg.header.stamp, frame_id=frame)
+        self.last_stamp_ns = conv.stamp_to_ns(msg.header.stamp)   # used: later images must be newer
         height, width = rgb.shape[:2]
         kwargs = {}
         if p["localization"] == "whole_image":
