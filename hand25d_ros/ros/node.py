@@ -712,8 +712,8 @@ class HandPoseNode(Node):
             status.level = DiagnosticStatus.OK
             status.message = "no hand" if n == 0 else f"{n} hand{'s' if n > 1 else ''} visible"
 
-        def fmt(x):
-            return "nan" if not math.isfinite(x) else f"{x:.3f}"
+        def fmt(x):   # no sample in the window: a word, not a NaN a monitor would parse as a number
+            return "none" if not math.isfinite(x) else f"{x:.3f}"
         values = {"input_rate_hz": fmt(rate_in), "processing_rate_hz": fmt(rate_done),
                   "hand_rate_hz": fmt(self.stats_found.rate_hz(now)),
                   "latency_ms": fmt(self.stats_latency.mean(now)),
