@@ -83,7 +83,7 @@ def check_distortion(D, distortion_model: str, name: str = "D") -> np.ndarray:
     """Distortion coefficients for ``distortion_model`` (a CameraInfo string): a supported
     model, finite values, a number of them the model has. Returns (N,) float64."""
     if distortion_model not in DISTORTION_SIZES:
-        raise ValueError(f"unsupported distortion model {distortion_model!r}; use "
+        raise ValueError(f"unsupported distortion model {distortion_model!r} for {name}; use "
                          f"{', '.join(DISTORTION_SIZES)} (or the rectified image)")
     D = check_array(np.asarray(D, dtype=np.float64).ravel(), name, (None,))
     if D.size not in DISTORTION_SIZES[distortion_model]:

@@ -31,7 +31,7 @@ def _warn(msg: str) -> None:
 
 def _calibration(args, width: int, height: int) -> Calibration:
     if args.calib:
-        cal = load_camera_yaml(args.calib)
+        cal = args.calibration
         if cal.width and (cal.width, cal.height) != (width, height):
             raise SystemExit(f"hand25d: calibration {args.calib} is for {cal.width}x{cal.height} "
                              f"images, got {width}x{height}")
@@ -82,7 +82,23 @@ def list_images(paths, prog: str = "hand25d") -> list[Path]:
             raise SystemExit(f"{prog}: no such file or folder: {p}")
     if not out:
         raise SystemExit(f"{prog}: no images found")
-    return out
+    return list(dict.fromkeys(out))   # a file named twice is one input
+
+
+def output_stems(paths: list[Path]) -> list[str]:
+    """A distinct output name for each input: its stem, or where stems clash (a/f.png and
+    b/f.png, f.png and f.jpg) the path as given, so that no result overwrites another."""
+    stems = [p.stem for p in paths]
+    clash = {s for s in stems if stems.count(s) > 1}
+    names: list[str] = []
+    for s, p in zip(stems, paths):
+        if s in clash:
+            s = "__".join(q for q in p.parts if q not in (p.anchor, ".", "..")).replace(".", "_")
+        base, k = s, 1
+        while s in names:
+            s, k = f"{base}_{k}", k + 1
+        names.append(s)
+    return names
 
 
 def _hands_in(est, rgb, cal, args) -> list:
@@ -100,23 +116,29 @@ def cmd_image(args, est) -> int:
     if not args.calib:
         _warn(f"no --calib given: guessing intrinsics from a {args.hfov_deg} degree field of view; "
               "the 3D output's depth is only as good as that guess")
-    for path in tqdm(list_images(args.inputs), unit="img", disable=args.quiet):
+    paths = list_images(args.inputs)
+    unread = 0
+    for path, stem in tqdm(list(zip(paths, output_stems(paths))), unit="img", disable=args.quiet):
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             _warn(f"cannot read image {path}: skipped")
+            unread += 1
             continue
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         cal = _calibration(args, rgb.shape[1], rgb.shape[0])
         hands = _hands_in(est, rgb, cal, args)
         rec = {"source": str(path), "K": np.asarray(cal.K).tolist(), "intrinsics": cal.source,
                "hands": [pose_to_json(p) for p in hands]}
-        _write_atomic(args.out / f"{path.stem}.json", json.dumps(rec, indent=1))
+        _write_atomic(args.out / f"{stem}.json", json.dumps(rec, indent=1))
         overlay = draw_hands(rgb, hands, args.min_confidence)
-        tmp = args.out / f".{path.stem}_overlay.partial.png"
+        tmp = args.out / f".{stem}_overlay.partial.png"
         cv2.imwrite(str(tmp), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-        tmp.replace(args.out / f"{path.stem}_overlay.png")
-    print(f"wrote results to {args.out}")
-    return 0
+        tmp.replace(args.out / f"{stem}_overlay.png")
+    if unread == len(paths):
+        raise SystemExit(f"hand25d: none of the {len(paths)} images could be read; nothing written")
+    print(f"wrote results for {len(paths) - unread} of {len(paths)} images to {args.out}")
+    # a batch with unreadable inputs is not a clean success, for scripts that check
+    return 1 if unread else 0
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -125,7 +147,25 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def _check_preview() -> None:
+    """--preview needs a window; headless OpenCV (what setup installs) has none."""
+    gui = [line.split(":", 1)[1].strip() for line in cv2.getBuildInformation().splitlines()
+           if line.strip().startswith("GUI:")]
+    if gui and gui[0].upper() == "NONE":
+        raise SystemExit("hand25d: --preview needs OpenCV with a GUI (pip install opencv-python in place of "
+                         "opencv-python-headless); --out writes an overlay video instead")
+    try:
+        cv2.namedWindow("hand25d")
+    except cv2.error as exc:
+        raise SystemExit(f"hand25d: --preview cannot open a window (no display?): {exc.err}") from None
+
+
 def cmd_video(args, est) -> int:
+    if not args.out and not args.preview:
+        raise SystemExit("hand25d video: nothing to do: give --out FOLDER (overlay video and JSON lines) "
+                         "and/or --preview")
+    if args.preview:
+        _check_preview()
     src = int(args.input) if args.input.isdigit() else args.input
     if not isinstance(src, int) and not Path(src).is_file():
         raise SystemExit(f"hand25d: no such video file: {src}")
@@ -204,10 +244,7 @@ def cmd_bag(args, est) -> int:
     from .bag import BagError, MarkerStyle, convert
     from .tracking import HandTracker
     from .weights import WeightsError
-    try:
-        cal = load_camera_yaml(args.calib) if args.calib else None
-    except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"hand25d: {exc}") from None
+    cal = args.calibration
     try:
         tracker = HandTracker(est, max_hands=args.max_hands, min_confidence=args.confidence_threshold,
                               smoothing=not args.no_smoothing)
@@ -240,20 +277,42 @@ def add_bag_parser(sub, common) -> None:
                    help="CameraInfo topic (default: the image topic's sibling camera_info)")
     p.add_argument("--intrinsics-source", choices=INTRINSICS_SOURCES, default="rectified",
                    help="CameraInfo P for a rectified image, or K and D for a raw one (as the node)")
-    p.add_argument("--sync-tolerance-s", type=float, default=0.02, help="pair images and CameraInfo within this")
-    p.add_argument("--max-hands", type=int, default=2)
-    p.add_argument("--confidence-threshold", type=float, default=0.05, help="mean confidence of a tracked hand")
+    p.add_argument("--sync-tolerance-s", type=NON_NEGATIVE, default=0.02, help="pair images and CameraInfo within this")
+    p.add_argument("--max-hands", type=HANDS, default=2, help="most hands followed (1-10)")
+    p.add_argument("--confidence-threshold", type=UNIT, default=0.05, help="mean confidence of a tracked hand")
     p.add_argument("--no-smoothing", action="store_true", help="no One Euro filtering of the 3D keypoints")
     p.add_argument("--storage", choices=STORAGES, default=None, help="output storage (default: the input's)")
     p.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the output topics")
     p.add_argument("--frame-prefix", default=DEFAULT_FRAME_PREFIX, help="TF frames <prefix><id>_palm, ...")
     p.add_argument("--camera-frame-id", default="", help="frame of the outputs (default: the image's)")
-    p.add_argument("--marker-lifetime-s", type=float, default=0.5)
+    p.add_argument("--marker-lifetime-s", type=NON_NEGATIVE, default=0.5)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
 
 
+def _number(kind, lo=None, hi=None, lo_open=False, hi_open=False, what=""):
+    """An argparse type: a finite ``kind`` within [lo, hi] (an end excluded with ``*_open``)."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if (not np.isfinite(v) or (lo is not None and (v <= lo if lo_open else v < lo))
+                or (hi is not None and (v >= hi if hi_open else v > hi))):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return v
+    return parse
+
+
+POSITIVE = _number(float, 0.0, lo_open=True, what="a positive number")
+NON_NEGATIVE = _number(float, 0.0, what="a number >= 0")
+UNIT = _number(float, 0.0, 1.0, what="a number in [0, 1]")
+FOV_DEG = _number(float, 0.0, 180.0, lo_open=True, hi_open=True, what="degrees in (0, 180)")
+HANDS = _number(int, 1, 10, what="a whole number of hands, 1-10")
+
+
 def _frame_options(p) -> None:
-    p.add_argument("--max-hands", type=int, default=2, help="most hands found per frame")
+    p.add_argument("--max-hands", type=HANDS, default=2, help="most hands found per frame (1-10)")
     p.add_argument("--whole-image", action="store_true",
                    help="each image already is a hand crop (no hand finding)")
 
@@ -272,9 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "that one (one known hand): the --tta views on it are kept, and a crop that no "
                              "view shows as that hand runs on 8 more views")
     common.add_argument("--calib", type=Path, help="camera calibration YAML (camera_info_manager format)")
-    common.add_argument("--hfov-deg", type=float, default=60.0, help="field-of-view guess when no --calib")
-    common.add_argument("--hand-size-m", type=float, default=None, help="wrist to index-MCP length, metres")
-    common.add_argument("--min-confidence", type=float, default=0.2)
+    common.add_argument("--hfov-deg", type=FOV_DEG, default=60.0, help="field-of-view guess when no --calib")
+    common.add_argument("--hand-size-m", type=POSITIVE, default=None, help="wrist to index-MCP length, metres")
+    common.add_argument("--min-confidence", type=UNIT, default=0.2)
     common.add_argument("--quiet", action="store_true")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("image", parents=[common], help="images or folders of images")
@@ -293,6 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    out = getattr(args, "out", None)
+    if args.cmd != "bag" and out is not None and out.exists() and not out.is_dir():
+        raise SystemExit(f"hand25d: --out {out} exists and is not a folder")
+    try:   # a bad calibration file stops the run before any work, not at the first frame
+        args.calibration = load_camera_yaml(args.calib) if args.calib else None
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"hand25d: {exc}") from None
     from .estimator import HandPoseEstimator
     from .weights import WeightsError
     try:

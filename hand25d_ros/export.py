@@ -1,7 +1,8 @@
-"""Export the whole network, head included, to TorchScript and ONNX.
+"""Export the whole network, latent 2.5D head included, to TorchScript and ONNX.
 
 Both exported models take (B, 3, S, S) float RGB in [0, 1] and return
-(uv_px (B, 21, 2), z_rel_norm (B, 21), confidence (B, 21)).
+(uv_px (B, 21, 2), z_rel_norm (B, 21), confidence (B, 21)); the crop head's
+left-hand and hand-present logits are not part of the export.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .weights import load_weights
+from .weights import WeightsError, load_weights
 
 
 def export_torchscript(model: torch.nn.Module, path, input_size: int) -> Path:
@@ -45,7 +46,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not (args.torchscript or args.onnx):
         ap.error("give --torchscript and/or --onnx")
-    loaded = load_weights(args.weights)
+    for option, path in (("--torchscript", args.torchscript), ("--onnx", args.onnx)):
+        if path is not None and path.is_dir():
+            ap.error(f"{option} {path} is a folder; give the file to write")
+    try:
+        loaded = load_weights(args.weights)
+    except WeightsError as exc:
+        raise SystemExit(f"hand25d-export: {exc}") from None
+    for path in (args.torchscript, args.onnx):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
     size = int(loaded.meta.get("input_size", loaded.model.input_size))
     if args.torchscript:
         print("wrote", export_torchscript(loaded.model, args.torchscript, size))

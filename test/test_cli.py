@@ -127,3 +127,99 @@ def test_intrinsics_helpers(tmp_path):
         load_camera_yaml(bad)
     with pytest.raises(FileNotFoundError):
         load_camera_yaml(tmp_path / "missing.yaml")
+
+
+def _calib(path, K, width=160, height=120, D="[0, 0, 0, 0, 0]", model="plumb_bob"):
+    path.write_text(f"image_width: {width}\nimage_height: {height}\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
+                    f"  data: {np.asarray(K, float).ravel().tolist()}\ndistortion_model: {model}\n"
+                    f"distortion_coefficients:\n  rows: 1\n  cols: 5\n  data: {D}\n")
+    return path
+
+
+@pytest.mark.parametrize("K, D, model, words", [
+    ([[-200, 0, 80], [0, -200, 60], [0, 0, 1]], "[0, 0, 0, 0, 0]", "plumb_bob", "both must be > 0"),
+    ([[1.2, 0, 0.5], [0, 1.2, 0.5], [0, 0, 1]], "[0, 0, 0, 0, 0]", "plumb_bob", "field of view"),
+    ([[200, 0, 80], [0, 200, 60], [0, 0, 1]], "[0.1, 0, 0]", "plumb_bob", "plumb_bob distortion needs"),
+    ([[200, 0, 80], [0, 200, 60], [0, 0, 1]], "[0, 0, 0, 0, 0]", "fisheye", "unsupported distortion model"),
+])
+def test_a_calibration_no_camera_has_stops_the_run_with_its_reason(tmp_path, untrained_weights, K, D, model, words):
+    """Before any image is read: a negative focal length mirrored the 3D output, and a bad
+    file gave a traceback at the first frame."""
+    _img(tmp_path / "a.png")
+    calib = _calib(tmp_path / "cam.yaml", K, D=D, model=model)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=words) as exc:
+        main(["image", str(tmp_path / "a.png"), "--out", str(out), "--calib", str(calib),
+              "--weights", str(untrained_weights), "--quiet"])
+    assert "cam.yaml" in str(exc.value) and not out.exists()
+    (tmp_path / "broken.yaml").write_text("camera_matrix: [1, 2\n")
+    with pytest.raises(SystemExit, match="broken.yaml is not a camera calibration"):
+        main(["image", str(tmp_path / "a.png"), "--out", str(out), "--calib", str(tmp_path / "broken.yaml"),
+              "--weights", str(untrained_weights)])
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--hfov-deg", "0"), ("--hfov-deg", "180"), ("--hfov-deg", "nan"), ("--hand-size-m", "0"),
+    ("--hand-size-m", "-0.08"), ("--hand-size-m", "nan"), ("--max-hands", "0"), ("--max-hands", "-1"),
+    ("--min-confidence", "1.5"), ("--max-hands", "two"),
+])
+def test_option_values_out_of_range_are_usage_errors(tmp_path, capsys, option, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["image", str(tmp_path), "--out", str(tmp_path / "o"), option, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert option in err and "expected" in err and "Traceback" not in err
+
+
+def test_unreadable_inputs_fail_the_run_and_clashing_names_do_not_overwrite(tmp_path, untrained_weights, capsys):
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(SystemExit, match="none of the 1 images could be read"):
+        main(["image", str(tmp_path / "text.png"), "--out", str(tmp_path / "o1"),
+              "--weights", str(untrained_weights), "--quiet"])
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        _img(tmp_path / d / "f.png", seed=ord(d))
+    _img(tmp_path / "a" / "f.jpg", seed=5)
+    out = tmp_path / "o2"
+    inputs = [tmp_path / "a" / "f.png", tmp_path / "b" / "f.png", tmp_path / "a" / "f.jpg", tmp_path / "text.png",
+              tmp_path / "a" / "f.png"]
+    rc = main(["image", *map(str, inputs), "--out", str(out), "--weights", str(untrained_weights), "--quiet",
+               "--whole-image"])
+    assert rc == 1    # one input could not be read
+    sources = sorted(json.loads(p.read_text())["source"] for p in out.glob("*.json"))
+    assert sources == sorted(map(str, inputs[:3]))
+    assert "wrote results for 3 of 4 images" in capsys.readouterr().out
+
+
+def test_out_that_is_a_file_and_video_with_nothing_to_do_are_refused(tmp_path, untrained_weights):
+    _img(tmp_path / "a.png")
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(SystemExit, match="notes.txt exists and is not a folder"):
+        main(["image", str(tmp_path / "a.png"), "--out", str(tmp_path / "notes.txt"), "--weights", str(untrained_weights)])
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    with pytest.raises(SystemExit, match="nothing to do"):
+        main(["video", str(tmp_path / "a.png"), "--weights", str(untrained_weights)])
+    if [line for line in cv2.getBuildInformation().splitlines() if line.strip() == "GUI:                           NONE"]:
+        with pytest.raises(SystemExit, match="--preview needs OpenCV with a GUI"):
+            main(["video", str(tmp_path / "a.png"), "--preview", "--weights", str(untrained_weights)])
+
+
+def test_export_and_render_sheet_refuse_bad_paths_in_one_line(tmp_path, untrained_weights, capsys):
+    from hand25d_ros.export import main as export_main
+    from hand25d_ros.tools.render_sheet import main as sheet_main
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(SystemExit, match="hand25d-export: .*junk.pt"):
+        export_main(["--weights", str(junk), "--torchscript", str(tmp_path / "m.ts")])
+    for argv in (["--torchscript", str(tmp_path)], ["--onnx", str(tmp_path)]):
+        with pytest.raises(SystemExit) as exc:
+            export_main(["--weights", str(untrained_weights), *argv])
+        assert exc.value.code == 2 and "is a folder" in capsys.readouterr().err
+    assert export_main(["--weights", str(untrained_weights), "--torchscript", str(tmp_path / "new" / "m.ts")]) == 0
+    assert (tmp_path / "new" / "m.ts").stat().st_size > 0
+    for out in (tmp_path / "sheet", tmp_path):
+        with pytest.raises(SystemExit) as exc:
+            sheet_main(["--out", str(out)])
+        assert exc.value.code == 2 and "give an image file" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="hand25d-render-sheet: .*missing"):
+        sheet_main(["--out", str(tmp_path / "s.png"), "--cache", str(tmp_path / "missing")])

@@ -31,6 +31,9 @@ def contact_sheet(samples, tile_px: int = 256, cols: int = 6) -> np.ndarray:
     return np.concatenate(rows, 0)
 
 
+SHEET_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="hand25d-render-sheet", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output PNG")
@@ -42,9 +45,14 @@ def main(argv=None) -> int:
     ap.add_argument("--cols", type=int, default=6)
     ap.add_argument("--cache", type=Path, help="draw from a shard folder (write_shards) instead of rendering")
     args = ap.parse_args(argv)
+    if args.out.is_dir() or args.out.suffix.lower() not in SHEET_EXTS:
+        ap.error(f"--out {args.out}: give an image file to write ({', '.join(sorted(SHEET_EXTS))})")
     if args.cache:
         from ..data.synthetic import ShardDataset
-        ds = ShardDataset(args.cache)
+        try:
+            ds = ShardDataset(args.cache)
+        except (FileNotFoundError, ValueError) as exc:
+            raise SystemExit(f"hand25d-render-sheet: {exc}") from None
         samples = [ds[i] for i in range(args.start, min(len(ds), args.start + args.n))]
     else:
         from ..data.synthetic import SyntheticConfig, SyntheticHandGenerator
@@ -54,7 +62,8 @@ def main(argv=None) -> int:
         raise SystemExit("no samples to draw")
     sheet = contact_sheet(samples, tile_px=args.tile, cols=args.cols)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if not cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+        raise SystemExit(f"hand25d-render-sheet: could not write {args.out}")
     print(f"wrote {args.out} ({len(samples)} samples)")
     return 0
 
