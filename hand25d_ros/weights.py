@@ -65,15 +65,27 @@ def write_blob(path, fmt: str, version: int, arch: dict, model: torch.nn.Module,
     os.replace(tmp, path)
 
 
+def _load_failure(exc: Exception) -> str:
+    """torch.load's complaint, short: its first line, and not its advice to load unsafely."""
+    text = str(exc).strip()
+    marker = "WeightsUnpickler error:"
+    if marker in text:   # the reason is after torch's paragraph on weights_only=False
+        text = text.split(marker, 1)[1].strip()
+    first = text.splitlines()[0].strip() if text else ""
+    return f"{type(exc).__name__}: {first[:200]}{'...' if len(first) > 200 else ''}"
+
+
 def read_blob(path: Path, fmt: str, version: int, map_location="cpu") -> dict:
     """Read a weights dict written by :func:`write_blob`; WeightsError names the file and the problem."""
+    if path.is_dir():
+        raise WeightsError(f"{path} is a folder; give the weights file (.pt) in it")
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise WeightsError(f"cannot read weights file {path}: not a hand25d_ros weights file "
-                           f"or corrupt ({type(exc).__name__}: {str(exc)[:200]})") from None
+                           f"or corrupt ({_load_failure(exc)})") from None
     if not isinstance(blob, dict) or blob.get("format") != fmt:
         tag = blob.get("format") if isinstance(blob, dict) else None
         raise WeightsError(f"{path} is not a hand25d_ros weights file of kind {fmt!r} (format tag {tag!r})")
