@@ -90,6 +90,8 @@ def test_warning_throttle_and_rates():
     ("device", "cuda:1", True), ("device", "gpu", False), ("intrinsics_source", "raw", True),
     ("intrinsics_source", "projection", False), ("frame_prefix", "left/hand_", True),
     ("frame_prefix", "/abs", False), ("frame_prefix", "a b", False), ("camera_frame_id", "", True),
+    ("camera_frame_id", "robot/cam_optical", True), ("camera_frame_id", "cam/", False),
+    ("camera_frame_id", "/cam", False), ("camera_frame_id", "a//b", False),
     ("max_image_pixels", 0, False), ("max_image_pixels", True, False), ("use_sim_time", True, True),
     ("localization", "track", True), ("localization", "external", True), ("localization", "whole_image", True),
     ("localization", "detector", False), ("localization", 1, False),
@@ -390,6 +392,7 @@ BAD_INPUTS = {
     "camera_info_principal_point_far_off": (  # once published inf: float32 overflow far to the side
         None, _info(lambda i: setattr(i, "p", [300.0, 0, -1e42, 0, 0, 300.0, 120, 0, 0, 0, 1, 0])), "bad_camera_info"),
     "no_frame_id": (lambda f, s: f.image(s, frame=""), None, "no_frame_id"),
+    "frame_id_with_a_space": (lambda f, s: f.image(s, frame="cam optical"), None, "bad_frame_id"),
 }
 
 
@@ -410,6 +413,15 @@ def test_bad_input_is_dropped_with_a_warning_and_the_node_keeps_running(main, ca
     assert node.alive()
     for key in ("keypoints", "poses", "palm_pose", "palm_poses", "tf", "markers"):
         assert not by_stamp(probe.messages(key), s), f"{case}: published {key} for a bad frame"
+
+
+def test_a_frame_id_with_a_leading_slash_is_published_without_it(main):
+    """tf2 refuses frame ids that start with '/' (a ROS 1 habit of some drivers)."""
+    node, probe, frames = main
+    _, out = frames.good_frame(frame="/" + FRAME)
+    assert out["keypoints"].header.frame_id == FRAME
+    assert {t.header.frame_id for t in out["tf"].transforms} >= {FRAME}
+    assert "starts with '/'" in node.output()
 
 
 def test_image_before_any_camera_info_was_dropped(main):

@@ -177,7 +177,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("use_compressed", False, "subscribe to <image>/compressed (CompressedImage) instead of image",
               read_only=True),
     ParamSpec("camera_frame_id", "", "frame of the outputs; empty: the image's header.frame_id",
-              pattern=r"^[A-Za-z0-9_][A-Za-z0-9_/]*$|^$"),
+              pattern=r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*$|^$"),
     ParamSpec("frame_prefix", "hand_", "prefix of the TF frames: <prefix><hand id>_palm, "
               "<prefix><hand id>_<keypoint name>",
               pattern=r"^([A-Za-z0-9_][A-Za-z0-9_/]*)?$"),
@@ -594,6 +594,16 @@ class HandPoseNode(Node):
         frame = p["camera_frame_id"] or msg.header.frame_id
         if not frame:
             self.warn("no_frame_id", "dropped an image with an empty header.frame_id; set camera_frame_id")
+            return
+        if frame.startswith("/"):
+            # a ROS 1 habit; tf2 refuses such frames, so the outputs would be unusable as named
+            if self.throttle("frame_id_slash", time.monotonic()) is not None:
+                self.get_logger().warning(f"image frame_id {frame!r} starts with '/', which tf2 rejects: "
+                                          f"publishing in {frame.lstrip('/')!r} (or set camera_frame_id)")
+            frame = frame.lstrip("/")
+        if not frame or any(c.isspace() for c in frame):
+            self.warn("bad_frame_id", f"dropped an image with header.frame_id {msg.header.frame_id!r}, not a frame "
+                                      "name tf2 takes; set camera_frame_id")
             return
         header = Header(stamp=msg.header.stamp, frame_id=frame)
         self.last_stamp_ns = conv.stamp_to_ns(msg.header.stamp)   # used: later images must be newer
