@@ -52,7 +52,9 @@ describe, an empty frame id, a stamp older than the previous image's. The image 
 copied through; the first of each kind is warned about on stderr, and the summary counts
 them. A run in which no frame could be processed fails and writes nothing. Bad input that
 concerns the whole run (no such bag, not a bag, missing topic, output exists, a calibration
-for another image size) raises ``BagError`` before anything is written.
+for another image size) raises ``BagError`` before anything is written. ``overwrite`` replaces
+only an earlier output: a bag folder holding nothing but its ``metadata.yaml`` and the files
+that lists; any other file or folder there is refused, with or without it.
 
 The output is written into a hidden temporary folder next to it and renamed when complete;
 on any error or KeyboardInterrupt the temporary folder is removed.
@@ -537,6 +539,41 @@ def _check_paths(inp: Path, out: Path, overwrite: bool) -> None:
     if out.exists() or out.is_symlink():
         if not overwrite:
             raise BagError(f"output {out} exists; pass --overwrite to replace it")
+        _check_replaceable(out)
+
+
+def not_a_bag_output(path: Path) -> str | None:
+    """Why ``path`` (which exists) is not a bag folder as this tool or ``ros2 bag record`` writes
+    them, or None where it is: a real folder holding a rosbag2 ``metadata.yaml`` and only the
+    files that metadata lists. --overwrite deletes what it replaces, so anything else (a user's
+    folder, a text file, a link whose target would be in doubt) must not qualify."""
+    import yaml
+
+    if path.is_symlink():
+        return "it is a symbolic link"
+    if not path.is_dir():
+        return "it is a file, not a bag folder (the output is always a folder)"
+    meta = path / "metadata.yaml"
+    if not meta.is_file() or meta.is_symlink():
+        return "it is a folder without a rosbag2 metadata.yaml"
+    try:
+        info = (yaml.safe_load(meta.read_text()) or {})["rosbag2_bagfile_information"]
+        listed = {str(f) for f in info.get("relative_file_paths") or []}
+    except Exception:  # unreadable, not YAML, not a mapping, no rosbag2 section
+        return "its metadata.yaml is not a rosbag2 bag's"
+    stray = sorted(p.name for p in path.iterdir()
+                   if p.name != "metadata.yaml" and (p.name not in listed or p.is_symlink() or not p.is_file()))
+    if stray:
+        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
+        return f"it holds files that are not part of the bag: {shown}"
+    return None
+
+
+def _check_replaceable(out: Path) -> None:
+    why = not_a_bag_output(out)
+    if why is not None:
+        raise BagError(f"output {out} exists and is not a ROS 2 bag folder this tool would replace: {why}; "
+                       "--overwrite only replaces an earlier output bag (remove it yourself or choose another --out)")
 
 
 def convert(input_bag, output_bag, tracker, *, image_topic: str, camera_info_topic: str | None = None,
@@ -605,6 +642,8 @@ def convert(input_bag, output_bag, tracker, *, image_topic: str, camera_info_top
                                f"({summary.frames} messages{'; ' + reasons if reasons else ''}); nothing written")
             old = None
             if out.exists() or out.is_symlink():
+                # again: the run can take long, and something else may stand there by now
+                _check_paths(inp, out, overwrite)
                 old = tmpdir / (out.name + ".old")
                 out.rename(old)          # keep the old output until the new one is in place
             try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -372,6 +373,69 @@ def test_storage_overwrite_and_interrupt(small_bag, tmp_path):
     assert {t: len(v) for t, v in read_bag(out).items()} == {IMG_TOPIC: 4, INFO_TOPIC: 4, f"{NS}/markers": 1}
     with pytest.raises(hb.BagError, match="would replace the input"):
         hb.convert(small_bag, small_bag, ScriptedTracker([[]]), image_topic=IMG_TOPIC, overwrite=True, progress=False)
+
+
+def test_overwrite_replaces_only_an_earlier_output_bag(small_bag, tmp_path):
+    """--overwrite deletes what stands at --out: a user's folder, a text file, a bag folder with
+    a user's file in it or a folder with a metadata.yaml of something else must survive, named
+    in the error; an earlier output (mcap or sqlite3) is still replaced."""
+    user = tmp_path / "mydir"
+    user.mkdir()
+    (user / "keep.txt").write_text("mine")
+    text = tmp_path / "notes.txt"
+    text.write_text("mine")
+    added = tmp_path / "bag_plus"
+    hb.convert(small_bag, added, ScriptedTracker([[0]]), image_topic=IMG_TOPIC, progress=False)
+    (added / "keep.txt").write_text("mine")
+    other = tmp_path / "other_meta"
+    other.mkdir()
+    (other / "metadata.yaml").write_text("name: my project\n")
+    link = tmp_path / "link"
+    link.symlink_to(user, target_is_directory=True)
+    cases = {user: "folder without a rosbag2 metadata.yaml", text: "it is a file, not a bag folder",
+             added: "holds files that are not part of the bag: keep.txt", other: "metadata.yaml is not a rosbag2",
+             link: "symbolic link"}
+    before = {p: sorted(q.name for q in p.iterdir()) if p.is_dir() else p.read_text() for p in cases}
+    for path, why in cases.items():
+        refused = rf"output {re.escape(str(path))} exists and is not a ROS 2 bag folder .*{why}"
+        with pytest.raises(hb.BagError, match=refused):
+            hb.convert(small_bag, path, ScriptedTracker([[0]]), image_topic=IMG_TOPIC, overwrite=True, progress=False)
+        with pytest.raises(SystemExit, match=refused):
+            _bag_cli(small_bag, "--out", path, "--image-topic", IMG_TOPIC, "--overwrite")
+    assert {p: sorted(q.name for q in p.iterdir()) if p.is_dir() else p.read_text() for p in cases} == before
+    assert (user / "keep.txt").read_text() == "mine" and link.is_symlink()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]     # no partial output left
+    for first, second in (("sqlite3", "mcap"), ("mcap", "sqlite3")):
+        out = tmp_path / f"earlier_{first}"
+        hb.convert(small_bag, out, ScriptedTracker([[0]]), image_topic=IMG_TOPIC, storage=first, progress=False)
+        _bag_cli(small_bag, "--out", out, "--image-topic", IMG_TOPIC, "--overwrite", "--storage", second)
+        assert sorted(p.name for p in out.iterdir()) == sorted(
+            ["metadata.yaml", f"{out.name}.{'db3' if second == 'sqlite3' else 'mcap'}"])
+
+
+def test_an_output_that_appears_during_the_run_is_not_replaced(small_bag, tmp_path):
+    """The output is checked again when the new bag is renamed into place: a folder made there
+    meanwhile, or a user's file put into the earlier output, stays."""
+    new, earlier = tmp_path / "new", tmp_path / "earlier"
+    hb.convert(small_bag, earlier, ScriptedTracker([[0]]), image_topic=IMG_TOPIC, progress=False)
+
+    class AddsAFile(ScriptedTracker):
+        def __init__(self, folder):
+            super().__init__([[0]])
+            self.folder = folder
+
+        def update(self, *args, **kwargs):
+            self.folder.mkdir(exist_ok=True)
+            (self.folder / "keep.txt").write_text("mine")
+            return super().update(*args, **kwargs)
+
+    with pytest.raises(hb.BagError, match="exists; pass --overwrite"):
+        hb.convert(small_bag, new, AddsAFile(new), image_topic=IMG_TOPIC, progress=False)
+    with pytest.raises(hb.BagError, match="not part of the bag: keep.txt"):
+        hb.convert(small_bag, earlier, AddsAFile(earlier), image_topic=IMG_TOPIC, overwrite=True, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "new"]
+    assert (new / "keep.txt").read_text() == "mine" and (earlier / "keep.txt").read_text() == "mine"
+    assert (earlier / "metadata.yaml").is_file()
 
 
 def test_compressed_images_from_a_single_mcap_file(tmp_path, capsys):
