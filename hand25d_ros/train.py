@@ -18,6 +18,7 @@ import csv
 import functools
 import math
 import os
+import re
 import shlex
 import sys
 import time
@@ -103,12 +104,88 @@ def _allowed_keys() -> dict[tuple, set]:
             ("data", "extra", "*"): {"type", "root", "weight"}}
 
 
+# Value rules beyond the default's type, for the entries whose bad values would only fail (or
+# silently do nothing) after the renders: (what is expected, test). 0 stays allowed where the
+# trainer reads it as "off", "no limit" or "all" (val_every, snapshot_every, time_budget_min,
+# threads, val_synthetic.num_samples, val_real.limit); step counts that it divides by or counts
+# up to must be >= 1 (max_steps 0 trained one step and wrote its weights).
+_AT_LEAST_1 = (">= 1", lambda v: v >= 1)
+_POSITIVE = ("> 0", lambda v: v > 0)
+_NON_NEGATIVE = (">= 0", lambda v: v >= 0)
+VALUE_RULES: dict[str, tuple] = {
+    **dict.fromkeys(["train.batch_size", "train.max_steps", "train.checkpoint_every", "train.log_every",
+                     "data.synthetic.num_samples", "data.synthetic.shard_size", "data.synthetic.render_workers",
+                     "data.negative_backgrounds"], _AT_LEAST_1),
+    "train.lr": _POSITIVE,
+    # seeds: numpy's generators take no negative ones
+    **dict.fromkeys(["train.weight_decay", "train.warmup_steps", "train.lambda_z", "train.lambda_side",
+                     "train.lambda_hand", "train.num_workers", "train.seed", "train.val_every",
+                     "train.snapshot_every", "train.threads", "train.time_budget_min", "data.synthetic.seed",
+                     "data.synthetic_weight", "data.val_synthetic.num_samples", "data.val_synthetic.seed",
+                     "val_real.limit"], _NON_NEGATIVE),
+    "data.p_negative": ("in [0, 1]", lambda v: 0 <= v <= 1),
+}
+# where the default's type is too narrow: a time budget in fractional minutes is meaningful
+NUMBER_KEYS = {"train.time_budget_min"}
+# null switches these off as their empty default does
+NULLABLE_KEYS = {"train.init_weights", "val_real.path"}
+
+
+def config_value_error(key: str, value, default) -> str | None:
+    """What is wrong with ``value`` for the dotted config ``key`` whose DEFAULT_CONFIG entry is
+    ``default`` (a scalar or list), or None where nothing is: its type must be the default's
+    (an int also does for a float; true/false is not a number), numbers finite and within
+    ``VALUE_RULES``."""
+    if key == "train.cpu_bf16":   # a bool that also takes "always"
+        return None if isinstance(value, bool) or value == "always" else \
+            f"must be true, false or always, got {value!r}"
+    if value is None and key in NULLABLE_KEYS:
+        return None
+    if isinstance(default, bool):
+        ok, what = isinstance(value, bool), "true or false"
+    elif isinstance(default, (int, float)):
+        integral = isinstance(default, int) and key not in NUMBER_KEYS
+        ok = isinstance(value, int if integral else (int, float)) and not isinstance(value, bool)
+        what = "an integer" if integral else "a number"
+        if ok and not math.isfinite(value):
+            ok, what = False, "a finite number"
+        rule = VALUE_RULES.get(key)
+        if ok and rule and not rule[1](value):
+            ok = False
+        if rule:
+            what += f" {rule[0]}"
+    elif isinstance(default, str):
+        ok, what = isinstance(value, str), "a string"
+    elif isinstance(default, list):
+        ok, what = isinstance(value, list), "a list"
+    else:
+        return None
+    if ok:
+        return None
+    got = f"{value!r} ({type(value).__name__})" if not isinstance(value, (int, float)) else repr(value)
+    hint = ""
+    if _exponent_text(value) and (isinstance(default, float) or key in NUMBER_KEYS):
+        hint = f" (YAML reads {value} as text: write it with a decimal point, e.g. 1.0e-3)"
+    return f"must be {what}, got {got}{hint}"
+
+
+def _exponent_text(value) -> bool:
+    # YAML 1.1 takes 1e-3 for a string, a surprise worth naming in the error
+    try:
+        return isinstance(value, str) and "e" in value.lower() and math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
 def check_config(cfg: dict, source: str = "the config") -> None:
     """Reject keys the trainer would silently ignore (a misspelt ``time_budget_min`` would
-    otherwise surface hours later as a run that never stopped) and bad augmentation values.
+    otherwise surface hours later as a run that never stopped), values of another type than
+    the default's or out of range (``VALUE_RULES``: ``max_steps=abc`` would otherwise fail after
+    the renders, ``max_steps=0`` write untrained weights) and bad augmentation values.
 
     Raises:
-        SystemExit: naming the dotted key, where it came from, and the closest valid key.
+        SystemExit: naming the dotted key, where it came from, and the closest valid key or
+        the value and what was expected.
     """
     import difflib
     allowed = _allowed_keys()
@@ -126,6 +203,9 @@ def check_config(cfg: dict, source: str = "the config") -> None:
         if not isinstance(node, dict):
             if node is not None and (path in allowed or isinstance(default, dict)):
                 raise SystemExit(f"{source}: {dotted(path)} must be a mapping, got {node!r}")
+            problem = None if isinstance(default, dict) else config_value_error(dotted(path), node, default)
+            if problem:
+                raise SystemExit(f"{source}: {dotted(path)} {problem}")
             return
         keys = allowed.get(path)
         if keys is None:
@@ -157,8 +237,17 @@ def apply_overrides(cfg: dict, sets: list[str]) -> dict:
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise SystemExit(f"--set {item!r}: the value is not YAML: {str(exc).splitlines()[0]}") from None
+        if isinstance(parsed, str) and _EXPONENT_NUMBER.fullmatch(parsed.strip()):
+            parsed = float(parsed)   # YAML 1.1 reads 1e-3 as text; typed on a command line it is the number
+        node[parts[-1]] = parsed
     return cfg
+
+
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 # ------------------------------------------------------------------------- data
@@ -780,7 +869,12 @@ def main(argv=None) -> int:
             user = yaml.safe_load(args.config.read_text()) or {}
         except yaml.YAMLError as exc:
             raise SystemExit(f"cannot parse config {args.config}: {exc}") from None
+        if not isinstance(user, dict):
+            raise SystemExit(f"config {args.config} must be a mapping of sections (arch:, data:, train:, ...), "
+                             f"got a {type(user).__name__}")
         cfg = deep_update(cfg, user)
+    if args.out.exists() and not args.out.is_dir():
+        raise SystemExit(f"--out {args.out} exists and is not a run folder")
     cfg = apply_overrides(copy.deepcopy(cfg), args.set)
     check_config(cfg, f"{args.config} with --set" if args.config and args.set else
                  str(args.config) if args.config else "--set")

@@ -289,3 +289,91 @@ def test_channels_last_gradients_match_contiguous_on_this_cpu():
     rel = {n: float((cl[n] - ref[n]).norm() / ref[n].norm().clamp_min(1e-30)) for n in ref}
     worst = max(rel, key=rel.get)
     assert rel[worst] < 0.1, f"{worst}: channels-last gradient off by {rel[worst]:.3f} of its norm"
+
+
+BAD_VALUES = {
+    # --set item: what the error must say (the key, what is expected, the value)
+    "train.max_steps=abc": "train.max_steps must be an integer >= 1, got 'abc' (str)",
+    "train.max_steps=-5": "train.max_steps must be an integer >= 1, got -5",
+    "train.max_steps=0": "train.max_steps must be an integer >= 1, got 0",
+    "train.max_steps=2.5": "train.max_steps must be an integer >= 1, got 2.5",
+    "train.max_steps=true": "train.max_steps must be an integer >= 1, got True",
+    "train.lr=nan": "train.lr must be a number > 0, got 'nan' (str)",
+    "train.lr=.nan": "train.lr must be a finite number > 0, got nan",
+    "train.lr=.inf": "train.lr must be a finite number > 0, got inf",
+    "train.lr=0": "train.lr must be a number > 0, got 0",
+    "train.lr=-0.001": "train.lr must be a number > 0, got -0.001",
+    "train.time_budget_min=-10": "train.time_budget_min must be a number >= 0, got -10",
+    "train.checkpoint_every=0": "train.checkpoint_every must be an integer >= 1, got 0",
+    "train.log_every=0": "train.log_every must be an integer >= 1, got 0",
+    "train.batch_size=0": "train.batch_size must be an integer >= 1, got 0",
+    "train.warmup_steps=-1": "train.warmup_steps must be an integer >= 0, got -1",
+    "train.weight_decay=-0.1": "train.weight_decay must be a number >= 0, got -0.1",
+    "train.amp=1": "train.amp must be true or false, got 1",
+    "train.cpu_bf16=1": "train.cpu_bf16 must be true, false or always, got 1",
+    "train.seed=x": "train.seed must be an integer >= 0, got 'x' (str)",
+    "data.synthetic.num_samples=0": "data.synthetic.num_samples must be an integer >= 1, got 0",
+    "data.p_negative=1.5": "data.p_negative must be a number in [0, 1], got 1.5",
+    "data.extra=rhd": "data.extra must be a list, got 'rhd' (str)",
+    "arch.name=7": "arch.name must be a string, got 7",
+    "val_real.path=3": "val_real.path must be a string, got 3",
+}
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """main() with train() replaced: a value the check let through reaches the stub at once
+    instead of rendering for minutes; the configs it got are kept."""
+    import hand25d_ros.train as train_mod
+    got = []
+    monkeypatch.setattr(train_mod, "train", lambda cfg, out, command="": got.append(cfg))
+    return got
+
+
+@pytest.mark.parametrize("item", sorted(BAD_VALUES))
+def test_bad_values_are_a_clear_error_before_anything_runs(tmp_path, no_training, item):
+    import re
+    import time
+    t0 = time.perf_counter()
+    with pytest.raises(SystemExit, match="^--set: " + re.escape(BAD_VALUES[item])):
+        main(["--out", str(tmp_path / "r"), "--set", item])
+    assert time.perf_counter() - t0 < 2.0
+    assert not no_training and not (tmp_path / "r").exists()
+
+
+def test_bad_values_in_a_config_file_get_the_same_check(tmp_path, no_training):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("train:\n  lr: .nan\n")
+    with pytest.raises(SystemExit, match=r"bad.yaml: train.lr must be a finite number > 0, got nan"):
+        main(["--config", str(cfg), "--out", str(tmp_path / "r")])
+    cfg.write_text("train:\n  lr: 1e-3\n")   # YAML 1.1 reads this as text
+    with pytest.raises(SystemExit, match=r"bad.yaml: train.lr must be a number > 0, got '1e-3' \(str\) "
+                                         r"\(YAML reads 1e-3 as text"):
+        main(["--config", str(cfg), "--out", str(tmp_path / "r")])
+    assert not no_training and not (tmp_path / "r").exists()
+
+
+def test_good_values_pass_the_check(tmp_path, no_training):
+    """The type is the default's, an int does for a float, and 0 or null keeps its meaning
+    (off, no limit, all) where the trainer gives it one."""
+    sets = ["train.lr=1", "train.lr=1e-3", "train.lr=1.0e-3", "train.weight_decay=0", "train.time_budget_min=0",
+            "train.time_budget_min=0.5", "train.max_steps=1", "train.warmup_steps=0", "train.val_every=0",
+            "train.snapshot_every=0", "train.threads=0", "train.amp=false", "train.cpu_bf16=always",
+            "train.init_weights=null", "val_real.path=null", "val_real.limit=0", "data.p_negative=1",
+            "data.val_synthetic.num_samples=0", "data.synthetic_weight=2", "data.extra=[]"]
+    assert main(["--out", str(tmp_path / "r"), *[a for s in sets for a in ("--set", s)]]) == 0
+    (cfg,) = no_training
+    assert cfg["train"]["lr"] == 0.001 and cfg["train"]["time_budget_min"] == 0.5 and cfg["val_real"]["path"] is None
+
+
+def test_config_file_and_out_problems_are_one_line(tmp_path, no_training):
+    cfg = tmp_path / "list.yaml"
+    cfg.write_text("- lr\n- 0.1\n")
+    with pytest.raises(SystemExit, match="list.yaml must be a mapping of sections"):
+        main(["--config", str(cfg), "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit, match="--set 'train.lr=\\[1,': the value is not YAML"):
+        main(["--out", str(tmp_path / "r"), "--set", "train.lr=[1,"])
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(SystemExit, match="exists and is not a run folder"):
+        main(["--out", str(tmp_path / "f")])
+    assert not no_training
