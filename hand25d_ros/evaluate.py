@@ -8,6 +8,15 @@ joints_2d_px) in our keypoint order. Each image goes through the public
 crop, or ``--roi-from-gt`` for a box around the true keypoints), with the true
 hand size as the prior so that the absolute depth error measures the method and
 not the prior. Prints a table, writes ``report.json`` and ``pck.png``.
+
+A sample may be 2D-only (no ``joints_3d_mm``): it counts for the 2D figures, and the
+3D ones are over the samples with a true 3D pose (``num_with_3d``; ``num_valid_with_3d``
+for those that need a valid estimate). Having no true size, it is estimated with the
+default hand size, which can only move its depth, a figure it has no truth for
+(``num_default_hand_size`` says how many). A sample with 3D and no 2D gets the 3D
+pose's projection as its 2D truth (the dataset loader's rule). A figure over no
+sample is NaN in :func:`evaluate_folder`'s summary, null in ``report.json`` and
+"n/a (0 frames)" in the table.
 """
 from __future__ import annotations
 
@@ -32,26 +41,42 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
     Args:
         est: a HandPoseEstimator.
         root: folder with annotations.json.
-        limit: evaluate the first N samples only.
+        limit: evaluate the first N samples only; None or 0: all of them.
         roi_from_gt: crop around the true 2D keypoints (side x1.4) instead of the whole image
             (the same as ``crop="gt"``).
         crop: 'image' (the whole image is the hand crop), 'gt' (around the true keypoints) or
             'detect' (the estimator finds the hand; a frame where it finds none is not valid).
-        hand_size: 'true' (each sample's true wrist->index-MCP length) or 'default'.
+        hand_size: 'true' (each sample's true wrist->index-MCP length; the default one for a
+            2D-only sample, which has none) or 'default'.
         hand_side: None (default): the estimator's own ``hand_side``; 'true': each sample's
-            true hand, as a user who knows it would set it; or 'auto', 'left', 'right' for all.
+            true hand, as a user who knows it would set it (a :class:`DatasetError` if a sample
+            has neither ``is_left`` nor 3D to tell it); or 'auto', 'left', 'right' for all.
         sequence: the samples are the frames of one video, in order: estimate them through
             ``HandPoseEstimator.track`` (30 frames/s, the crop given as the tracker's box,
             without smoothing, so a frame's 3D is its own), where a followed hand's settled
             left/right vote picks its views (``tracking``). Else each sample on its own.
 
     Returns:
-        {"summary": {...}, "per_sample": [...], "pck": {...}}.
+        {"summary": {...}, "per_sample": [...], "data": {...}}; the summary's figures are
+        :func:`metrics.summarize`'s and this module's, NaN where they cover no sample.
     """
-    from .data.public_datasets import AnnotatedFolderDataset
+    from .data.public_datasets import AnnotatedFolderDataset, DatasetError
     if hand_side not in (None, "true", *HAND_SIDES):
         raise ValueError(f"hand_side must be None, 'true' or one of {', '.join(HAND_SIDES)}; got {hand_side!r}")
+    if hand_size not in ("true", "default"):
+        raise ValueError(f"hand_size must be 'true' or 'default', got {hand_size!r}")
+    if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 0):
+        raise ValueError(f"limit must be a whole number of samples >= 0 (0 or None: all), got {limit!r}")
     ds = AnnotatedFolderDataset(root)
+    if hand_side == "true":
+        # refused up front: a run that stops at the first such sample wastes the ones before it
+        n = len(ds) if not limit else min(int(limit), len(ds))
+        unknown = [i for i in range(n) if true_hand(ds.annotation(i))[0] is None]
+        if unknown:
+            raise DatasetError(f"{Path(root) / 'annotations.json'}: hand_side 'true' needs each sample's "
+                               f"true hand, but sample(s) {unknown[:5]}{' ...' if len(unknown) > 5 else ''} "
+                               "have neither 'is_left' nor 'joints_3d_mm'; add 'is_left' or let the "
+                               "estimator read the hand (hand_side 'auto')")
     own_side = est.hand_side
     if sequence:
         est.reset_tracking()      # the video starts here
@@ -74,18 +99,20 @@ def _estimate_frame(est, i: int, s: dict, size_m, roi):
 
 
 def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand_side, sequence) -> dict:
-    n = len(ds) if not limit else min(limit, len(ds))
+    n = len(ds) if not limit else min(int(limit), len(ds))
     it = range(n)
     if progress:
         from tqdm import tqdm
         it = tqdm(it, desc=f"eval {Path(root).name}", unit="img")
     pred2d, gt2d, pred3d, gt3d, valid, conf, left, pred_left = [], [], [], [], [], [], [], []
-    head_left = []
+    head_left, has_3d = [], []
     for i in it:
         s = ds[i]
-        P = np.asarray(s["joints_3d_mm"], dtype=np.float64)
+        has_3d.append(s["joints_3d_mm"] is not None)
+        # NaN marks "no truth" for metrics.summarize, which reads only the rows with has_3d
+        P = np.asarray(s["joints_3d_mm"], dtype=np.float64) if has_3d[-1] else np.full((kp.NUM_KEYPOINTS, 3), np.nan)
         is_left, true_size_m = true_hand(s)
-        size_m = true_size_m if hand_size == "true" else None
+        size_m = true_size_m if hand_size == "true" else None     # None: the estimator's default
         if hand_side is not None:
             est.hand_side = ("left" if is_left else "right") if hand_side == "true" else hand_side
         if crop not in ("image", "gt", "detect"):
@@ -111,34 +138,43 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
         pred_left.append(pose.is_left)
         head_left.append(None if pose.left_prob is None else pose.left_prob >= 0.5)
     pred2d, gt2d = np.asarray(pred2d), np.asarray(gt2d)
-    pred3d, gt3d, valid = np.asarray(pred3d), np.asarray(gt3d), np.asarray(valid)
-    summary = metrics.summarize(pred2d, gt2d, pred3d, gt3d, valid)
+    pred3d, gt3d, valid = np.asarray(pred3d), np.asarray(gt3d), np.asarray(valid, dtype=bool)
+    has_3d = np.asarray(has_3d, dtype=bool)
+    summary = metrics.summarize(pred2d, gt2d, pred3d, gt3d, valid, has_3d)
     summary["num_samples"] = int(n)
+    summary["num_default_hand_size"] = int(n if hand_size == "default" else (~has_3d).sum())
     summary["mean_confidence"] = float(np.mean(conf)) if conf else 0.0
     err = np.linalg.norm(pred2d - gt2d, axis=-1).mean(-1) if n else np.zeros(0)
     summary.update(handedness_summary(err, left, pred_left))
     head = handedness_summary(err, left, head_left)
     if head:
         summary["handedness_accuracy_crop_head"] = head["handedness_accuracy"]
-    palm_cos = kp.palm_toward_camera(gt3d) if n else np.zeros(0)
+    palm_cos = np.full(n, np.nan)       # the side the camera sees is unknown without true 3D
+    if has_3d.any():
+        palm_cos[has_3d] = kp.palm_toward_camera(gt3d[has_3d])
     summary.update(view_summary(err, left, pred_left, palm_cos))
     pred_cos = kp.palm_toward_camera(pred3d) if n else np.zeros(0)
     pred_chiral = kp.is_left_hand(pred3d) if n else np.zeros(0, bool)
     summary.update(mirror_summary(err, left, pred_chiral, palm_cos, pred_cos))
-    per = [{"index": i, "error_2d_px": float(err[i]), "valid": bool(valid[i]), "is_left": left[i],
-            "pred_is_left": pred_left[i], "crop_head_is_left": head_left[i], "palm_toward_camera": float(palm_cos[i]),
+    per = [{"index": i, "error_2d_px": float(err[i]), "valid": bool(valid[i]), "has_3d": bool(has_3d[i]),
+            "is_left": left[i], "pred_is_left": pred_left[i], "crop_head_is_left": head_left[i],
+            "palm_toward_camera": float(palm_cos[i]) if has_3d[i] else None,
             "pred_skeleton_is_left": bool(pred_chiral[i]), "pred_palm_toward_camera": float(pred_cos[i])}
            for i in range(n)]
     return {"summary": summary, "per_sample": per,
-            "data": {"pred_3d_mm": pred3d, "gt_3d_mm": gt3d, "valid": valid}}
+            "data": {"pred_3d_mm": pred3d, "gt_3d_mm": gt3d, "valid": valid, "has_3d": has_3d}}
 
 
-def true_hand(sample: dict) -> tuple[bool, float]:
+def true_hand(sample: dict) -> tuple[bool | None, float | None]:
     """The truth an annotated sample gives about its hand: whether it is a left one (the
     annotation's ``is_left``, else the chirality of ``joints_3d_mm``) and its size (the scale
-    bone's length in metres, the prior that evaluation passes as ``hand_size_m``)."""
+    bone's length in metres, the prior that evaluation passes as ``hand_size_m``). A 2D-only
+    sample (``joints_3d_mm`` None) has no size, and no hand unless ``is_left`` gives it: None."""
+    given = sample.get("is_left")
+    if sample.get("joints_3d_mm") is None:
+        return (None if given is None else bool(given)), None
     P = np.asarray(sample["joints_3d_mm"], dtype=np.float64)
-    left = sample["is_left"] if sample.get("is_left") is not None else kp.is_left_hand(P)
+    left = given if given is not None else kp.is_left_hand(P)
     return bool(left), float(np.linalg.norm(P[kp.SCALE_BONE[0]] - P[kp.SCALE_BONE[1]]) / 1000.0)
 
 
@@ -150,19 +186,20 @@ def handedness_summary(error_2d_px, is_left, pred_is_left) -> dict:
 
     Args:
         error_2d_px: (N,) per-sample mean 2D error.
-        is_left: (N,) the true hand.
+        is_left: (N,) the true hand, None where it is unknown (a 2D-only sample without
+            ``is_left``).
         pred_is_left: (N,) the estimator's answer (or the crop head's), None where it gave
             none (no hand found, or weights without a crop head).
 
     Returns:
-        ``handedness_accuracy`` over the samples with an answer, and
+        ``handedness_accuracy`` over the samples with an answer and a known hand, and
         ``mean_error_2d_px_hand_right`` / ``_wrong`` (NaN where there is no such sample);
-        empty when no sample has an answer.
+        empty when no sample has both.
     """
-    have = np.array([p is not None for p in pred_is_left], dtype=bool)
+    have = np.array([p is not None and t is not None for p, t in zip(pred_is_left, is_left)], dtype=bool)
     if not have.any():
         return {}
-    right = np.array([p is not None and bool(p) == bool(t) for p, t in zip(pred_is_left, is_left)])
+    right = np.array([h and bool(p) == bool(t) for h, p, t in zip(have, pred_is_left, is_left)], dtype=bool)
     err = np.asarray(error_2d_px, dtype=np.float64)
     wrong = have & ~right
     return {"handedness_accuracy": float(right[have].mean()),
@@ -177,19 +214,23 @@ def view_summary(error_2d_px, is_left, pred_is_left, palm_toward_camera) -> dict
         error_2d_px: (N,) per-sample mean 2D error.
         is_left, pred_is_left: as in :func:`handedness_summary`.
         palm_toward_camera: (N,) ``keypoints.palm_toward_camera`` of the true skeletons;
-            above 0 counts as a palm view.
+            above 0 counts as a palm view; NaN where there is no true skeleton (such a
+            sample is left out: its view is unknown, not a back view).
 
     Returns:
-        ``palm_view_fraction``; for each of ``palm_view`` and ``back_view`` with samples,
-        ``mean_error_2d_px_<view>`` and, where the estimator named the hand,
-        ``handedness_accuracy_<view>``. Empty for no samples.
+        ``palm_view_fraction`` (of the samples with a known view); for each of
+        ``palm_view`` and ``back_view`` with samples, ``mean_error_2d_px_<view>`` and,
+        where the estimator named the hand, ``handedness_accuracy_<view>``. Empty for no
+        samples with a known view.
     """
     err = np.asarray(error_2d_px, dtype=np.float64)
-    palm = np.asarray(palm_toward_camera, dtype=np.float64) > 0
-    if not len(err):
+    cos = np.asarray(palm_toward_camera, dtype=np.float64)
+    known = ~np.isnan(cos)
+    if not known.any():
         return {}
-    out = {"palm_view_fraction": float(palm.mean())}
-    for view, m in (("palm_view", palm), ("back_view", ~palm)):
+    palm = cos > 0
+    out = {"palm_view_fraction": float(palm[known].mean())}
+    for view, m in (("palm_view", palm), ("back_view", known & ~palm)):
         if not m.any():
             continue
         out[f"mean_error_2d_px_{view}"] = float(err[m].mean())
@@ -210,29 +251,39 @@ def mirror_summary(error_2d_px, is_left, pred_skeleton_is_left, palm_toward_came
 
     Args:
         error_2d_px: (N,) per-sample mean 2D error.
-        is_left: (N,) the true hand.
+        is_left: (N,) the true hand, None where it is unknown (such a sample is left out).
         pred_skeleton_is_left: (N,) ``keypoints.is_left_hand`` of the estimated skeletons.
         palm_toward_camera, pred_palm_toward_camera: (N,) ``keypoints.palm_toward_camera``
-            of the true and the estimated skeletons.
+            of the true and the estimated skeletons; the true one NaN where there is no
+            true skeleton.
 
     Returns:
-        ``mirrored_skeleton_fraction`` (of all samples) and, where there are mirrored ones,
-        ``mirrored_same_side_fraction`` (of those, the fraction with the true side toward the
-        camera) and ``mean_error_2d_px_mirrored``. Empty for no samples.
+        ``mirrored_skeleton_fraction`` (of the samples with a known hand) and, where there
+        are mirrored ones, ``mean_error_2d_px_mirrored`` and, where some of those have a
+        true skeleton, ``mirrored_same_side_fraction`` (of those, the fraction with the true
+        side toward the camera). Empty for no samples with a known hand.
     """
     err = np.asarray(error_2d_px, dtype=np.float64)
-    if not len(err):
+    known = np.array([t is not None for t in is_left], dtype=bool)
+    if not known.any():
         return {}
-    mirrored = np.asarray(pred_skeleton_is_left, dtype=bool) != np.asarray(is_left, dtype=bool)
-    out = {"mirrored_skeleton_fraction": float(mirrored.mean())}
+    truth = np.array([bool(t) for t in is_left], dtype=bool)        # read only where known
+    mirrored = known & (np.asarray(pred_skeleton_is_left, dtype=bool) != truth)
+    out = {"mirrored_skeleton_fraction": float(mirrored[known].mean())}
     if mirrored.any():
-        same = (np.asarray(palm_toward_camera) > 0) == (np.asarray(pred_palm_toward_camera) > 0)
-        out["mirrored_same_side_fraction"] = float(same[mirrored].mean())
         out["mean_error_2d_px_mirrored"] = float(err[mirrored].mean())
+        cos = np.asarray(palm_toward_camera, dtype=np.float64)
+        seen = mirrored & ~np.isnan(cos)
+        if seen.any():
+            same = (cos > 0) == (np.asarray(pred_palm_toward_camera) > 0)
+            out["mirrored_same_side_fraction"] = float(same[seen].mean())
     return out
 
 
 TABLE_ROWS = [
+    ("num_with_3d", "frames with a true 3D pose (the others count for 2D only)", ""),
+    ("num_valid_with_3d", "of those, valid poses (the 3D figures' frames)", ""),
+    ("num_default_hand_size", "frames estimated with the default hand size", ""),
     ("mean_error_2d_px", "2D mean keypoint error", "px"),
     ("pa_mpjpe_mm", "PA-MPJPE (similarity aligned)", "mm"),
     ("mpjpe_mm", "root-relative MPJPE", "mm"),
@@ -245,7 +296,7 @@ TABLE_ROWS = [
     ("handedness_accuracy_crop_head", "left/right by the crop head alone", ""),
     ("mean_error_2d_px_hand_right", "2D mean error, hand named right", "px"),
     ("mean_error_2d_px_hand_wrong", "2D mean error, hand named wrong", "px"),
-    ("palm_view_fraction", "palm toward the camera (of all frames)", ""),
+    ("palm_view_fraction", "palm toward the camera (of the frames with true 3D)", ""),
     ("mean_error_2d_px_palm_view", "2D mean error, palm toward the camera", "px"),
     ("handedness_accuracy_palm_view", "left/right named right, palm toward the camera", ""),
     ("mean_error_2d_px_back_view", "2D mean error, back toward the camera", "px"),
@@ -256,14 +307,46 @@ TABLE_ROWS = [
 ]
 
 
+NO_FIGURE = "n/a (0 frames)"    # the table's entry for a figure over no sample (NaN or None)
+
+
 def format_table(summary: dict) -> str:
     lines = ["| figure | value |", "|---|---|"]
     for key, label, unit in TABLE_ROWS:
         if key in summary:
             v = summary[key]
-            lines.append(f"| {label} | {v:.3f}{' ' + unit if unit else ''} |" if isinstance(v, float)
-                         else f"| {label} | {v} |")
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                lines.append(f"| {label} | {NO_FIGURE} |")
+            else:
+                lines.append(f"| {label} | {v:.3f}{' ' + unit if unit else ''} |" if isinstance(v, float)
+                             else f"| {label} | {v} |")
     return "\n".join(lines)
+
+
+def report_json(report: dict) -> str:
+    """``report`` as strict JSON: a figure over no sample (NaN) becomes null, which any JSON
+    reader takes; anything else non-finite is a bug and raises ValueError rather than
+    writing a file that JavaScript's JSON.parse and other strict readers reject."""
+    def clean(x):
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        if isinstance(x, float) and np.isnan(x):
+            return None
+        return x
+    return json.dumps(clean(report), indent=1, allow_nan=False)
+
+
+def _sample_limit(text: str) -> int:
+    """--limit: a whole number >= 0, 0 meaning all (as ``evaluate_folder``'s ``limit``)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of samples (0: all), got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of samples >= 0 (0: all), got {v}")
+    return v
 
 
 def main(argv=None) -> int:
@@ -274,12 +357,15 @@ def main(argv=None) -> int:
     ap.add_argument("--tta", choices=TTA_MODES, default=DEFAULT_TTA,
                     help="test-time augmentation of the estimator (default flip, as HandPoseEstimator())")
     ap.add_argument("--out", type=Path, default=None, help="write report.json and pck.png here")
-    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--limit", type=_sample_limit, default=0, metavar="N",
+                    help="evaluate the first N samples only (default 0: all of them)")
     ap.add_argument("--crop", choices=["image", "gt", "detect"], default="image",
                     help="the hand crop: the whole image (default), around the true keypoints, "
                          "or found by the detector")
     ap.add_argument("--roi-from-gt", action="store_true", help="the same as --crop gt")
-    ap.add_argument("--hand-size", choices=["true", "default"], default="true")
+    ap.add_argument("--hand-size", choices=["true", "default"], default="true",
+                    help="the hand-size prior: true (default): each sample's true size, the default "
+                         "size for a 2D-only sample (counted in the report); default: the default for all")
     ap.add_argument("--hand-side", choices=["true", *HAND_SIDES], default="auto",
                     help="auto (default): the estimator reads each hand from the image; true: it is "
                          "told each sample's true hand, as a user with one known hand would set it")
@@ -288,6 +374,8 @@ def main(argv=None) -> int:
                     help="the samples are one video's frames in order: estimate them through the tracker, "
                          "whose followed hand's settled left/right picks the views (no smoothing)")
     args = ap.parse_args(argv)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        ap.error(f"--out {args.out} exists and is not a folder")   # before the run, not after it
     from .data.public_datasets import DatasetError
     from .estimator import HandPoseEstimator
     from .weights import WeightsError
@@ -305,17 +393,24 @@ def main(argv=None) -> int:
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         d = rep["data"]
-        ok = d["valid"]
+        ok = d["valid"] & d["has_3d"]
         err = metrics.root_relative_errors_mm(d["pred_3d_mm"][ok], d["gt_3d_mm"][ok]) \
             if ok.any() else np.zeros((0,))
         th = np.linspace(0, 50, 51)
-        metrics.plot_pck({"hand25d_ros": (th, metrics.pck_curve(err, th))}, args.out / "pck.png")
+        pck = args.out / "pck.png"
+        if d["has_3d"].any():
+            metrics.plot_pck({"hand25d_ros": (th, metrics.pck_curve(err, th))}, pck)
+        else:
+            # a curve of zeros would read as "every keypoint missed", not "nothing to measure"
+            pck.unlink(missing_ok=True)
+            pck = None
         report = {"folder": str(args.folder), "weights": est.weights_path, "crop": args.crop, "tta": est.tta,
                   "hand_size": args.hand_size, "hand_side": args.hand_side, "sequence": args.sequence,
                   "root_depth": est.root_depth, "summary": rep["summary"],
                   "per_sample": rep["per_sample"]}
-        (args.out / "report.json").write_text(json.dumps(report, indent=1))
-        print(f"wrote {args.out / 'report.json'} and {args.out / 'pck.png'}")
+        (args.out / "report.json").write_text(report_json(report))
+        print(f"wrote {args.out / 'report.json'}"
+              + (f" and {pck}" if pck else " (no pck.png: no sample has a true 3D pose)"))
     return 0
 
 

@@ -286,52 +286,59 @@ FIGURES_3D = ("pa_mpjpe_mm", "mpjpe_mm", "absolute_error_mm", "root_depth_error_
               "auc_20_50", "auc_0_50")
 
 
-def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid) -> dict:
+def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid, has_3d=None) -> dict:
     """All figures of one evaluation, as plain floats.
 
     How invalid predictions count (``valid`` False: no trustworthy 3D was made):
 
     - 2D figures use every sample, since a 2D keypoint is always produced;
     - 3D figures (``pa_mpjpe_mm``, ``mpjpe_mm``, ``absolute_error_mm``,
-      ``root_depth_error_mm``, ``auc_20_50``, ``auc_0_50``) use the valid samples only
-      and are NaN when there are none; ``valid_fraction`` says how many that is;
-    - ``auc_20_50_all`` / ``auc_0_50_all`` count every invalid sample's keypoints as
-      misses at all thresholds, so a method cannot gain by declaring hard frames invalid.
+      ``root_depth_error_mm``, ``auc_20_50``, ``auc_0_50``) use the valid samples with a
+      true 3D pose only (``num_valid_with_3d`` of them) and are NaN when there are none;
+    - ``valid_fraction`` is of all samples: validity is the estimator's own verdict and
+      needs no truth;
+    - ``auc_20_50_all`` / ``auc_0_50_all`` use every sample with a true 3D pose
+      (``num_with_3d``), counting an invalid one's keypoints as misses at all thresholds,
+      so a method cannot gain by declaring hard frames invalid; NaN when there are none.
 
     AUCs are over root-relative 3D errors (:func:`root_relative_errors_mm`).
 
     Args:
         pred_2d, gt_2d: (N, 21, 2) px, finite.
         pred_3d_mm: (N, 21, 3) mm; must be finite where ``valid``, anything elsewhere.
-        gt_3d_mm: (N, 21, 3) mm, finite.
+        gt_3d_mm: (N, 21, 3) mm; finite where ``has_3d``, anything elsewhere.
         valid: (N,) bool.
+        has_3d: (N,) bool, the samples with a true 3D pose (a 2D-only annotation has
+            none); None: all of them.
 
     Returns:
-        dict with ``num_samples``, ``num_valid``, ``valid_fraction``,
-        ``mean_error_2d_px``, ``median_error_2d_px``, the 3D figures above (mm) and AUCs.
+        dict with ``num_samples``, ``num_valid``, ``valid_fraction``, ``num_with_3d``,
+        ``num_valid_with_3d``, ``mean_error_2d_px``, ``median_error_2d_px``, the 3D
+        figures above (mm) and AUCs.
     """
     p2, g2 = _pair(pred_2d, gt_2d, 2, names=("pred_2d", "gt_2d"))
     p3, g3 = _pair(pred_3d_mm, gt_3d_mm, 3, finite=False, names=("pred_3d_mm", "gt_3d_mm"))
-    v = check_array(valid, "valid", (None,))
-    if v.dtype != bool and not np.isin(v, (0, 1)).all():
-        raise ValueError("valid must be boolean (or 0/1)")
-    v = v.astype(bool)
+    v = _flags(valid, "valid")
     n = len(p2)
-    if not (len(p3) == len(v) == n):
-        raise ValueError(f"pred_2d, pred_3d_mm and valid must cover the same N samples, "
-                         f"got {n}, {len(p3)} and {len(v)}")
-    if not np.isfinite(g3).all():
-        raise ValueError("gt_3d_mm contains non-finite values (NaN or inf)")
+    h = np.ones(n, bool) if has_3d is None else _flags(has_3d, "has_3d")
+    if not (len(p3) == len(v) == len(h) == n):
+        raise ValueError(f"pred_2d, pred_3d_mm, valid and has_3d must cover the same N samples, "
+                         f"got {n}, {len(p3)}, {len(v)} and {len(h)}")
+    if not np.isfinite(g3[h]).all():
+        raise ValueError("gt_3d_mm contains non-finite values (NaN or inf) in samples marked as having 3D")
     if not np.isfinite(p3[v]).all():
         raise ValueError("pred_3d_mm contains non-finite values in samples marked valid")
 
     e2d = errors_2d_px(p2, g2)
+    use = v & h
     out = {"num_samples": int(n), "num_valid": int(v.sum()),
            "valid_fraction": float(v.mean()) if n else 0.0,
+           "num_with_3d": int(h.sum()), "num_valid_with_3d": int(use.sum()),
            "mean_error_2d_px": float(e2d.mean()) if n else float("nan"),
            "median_error_2d_px": float(np.median(e2d)) if n else float("nan")}
-    if v.any():
-        pv, gv = p3[v], g3[v]
+    rr_all = np.full((int(h.sum()), K), np.inf)
+    if use.any():
+        pv, gv = p3[use], g3[use]
         rr = root_relative_errors_mm(pv, gv)
         out.update({
             "pa_mpjpe_mm": pa_mpjpe_mm(pv, gv).mean,
@@ -341,14 +348,20 @@ def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid) -> dict:
             "auc_20_50": auc(rr, 20, 50),
             "auc_0_50": auc(rr, 0, 50),
         })
-        rr_all = np.full((n, K), np.inf)
-        rr_all[v] = rr
+        rr_all[v[h]] = rr
     else:
         out.update({k: float("nan") for k in FIGURES_3D})
-        rr_all = np.full((n, K), np.inf)
-    out["auc_20_50_all"] = auc(rr_all, 20, 50) if n else float("nan")
-    out["auc_0_50_all"] = auc(rr_all, 0, 50) if n else float("nan")
+    out["auc_20_50_all"] = auc(rr_all, 20, 50) if len(rr_all) else float("nan")
+    out["auc_0_50_all"] = auc(rr_all, 0, 50) if len(rr_all) else float("nan")
     return out
+
+
+def _flags(x, name: str) -> np.ndarray:
+    """(N,) bool from bools or 0/1."""
+    a = check_array(x, name, (None,))
+    if a.dtype != bool and not np.isin(a, (0, 1)).all():
+        raise ValueError(f"{name} must be boolean (or 0/1)")
+    return a.astype(bool)
 
 
 # ----------------------------------------------------------------------------- plot

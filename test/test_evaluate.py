@@ -192,3 +192,164 @@ def test_mirror_summary_tells_a_thumb_side_mirror_from_a_depth_flip():
     assert s["mean_error_2d_px_mirrored"] == pytest.approx(100 / 3)
     assert mirror_summary([5.0], [left], [left], [cos], [cos]) == {"mirrored_skeleton_fraction": 0.0}
     assert mirror_summary([], [], [], [], []) == {}
+
+
+def strict_json(path):
+    """report.json as a strict reader (JavaScript's JSON.parse) takes it: no NaN or Infinity."""
+    def refuse(name):
+        raise AssertionError(f"{path} holds {name}, which is not JSON")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def drop(root, key, indices):
+    """Remove ``key`` from the given samples of root/annotations.json."""
+    ann = json.loads((root / "annotations.json").read_text())
+    for i in indices:
+        del ann["samples"][i][key]
+    (root / "annotations.json").write_text(json.dumps(ann))
+
+
+def test_a_2d_only_sample_counts_for_the_2d_figures_and_not_the_3d_ones(tmp_path, capsys):
+    """A sample without joints_3d_mm (the loader takes it) is in the 2D figures; the 3D ones
+    are those of the samples with 3D alone; --hand-size true gives it the default size and
+    the report says how many samples each kind of figure covers."""
+    full = write_folder(tmp_path / "full", 3)
+    only3d = write_folder(tmp_path / "only3d", 3)
+    drop(full, "joints_3d_mm", [1])
+    ann = json.loads((only3d / "annotations.json").read_text())
+    ann["samples"] = [ann["samples"][0], ann["samples"][2]]
+    (only3d / "annotations.json").write_text(json.dumps(ann))
+    for hand_size in ("true", "default"):
+        out, ref = tmp_path / f"out_{hand_size}", tmp_path / f"ref_{hand_size}"
+        assert main([str(full), "--out", str(out), "--tta", "none", "--hand-size", hand_size]) == 0
+        assert main([str(only3d), "--out", str(ref), "--tta", "none", "--hand-size", hand_size]) == 0
+        rep, r3 = strict_json(out / "report.json"), strict_json(ref / "report.json")
+        s = rep["summary"]
+        assert s["num_samples"] == 3 and s["num_with_3d"] == 2
+        assert s["num_valid_with_3d"] == r3["summary"]["num_valid_with_3d"]
+        assert s["num_default_hand_size"] == (1 if hand_size == "true" else 3)
+        errs = [p["error_2d_px"] for p in rep["per_sample"]]
+        assert s["mean_error_2d_px"] == pytest.approx(np.mean(errs))
+        for k in ("pa_mpjpe_mm", "mpjpe_mm", "absolute_error_mm", "root_depth_error_mm", "auc_0_50_all"):
+            assert s[k] == pytest.approx(r3["summary"][k]), k
+        assert [p["has_3d"] for p in rep["per_sample"]] == [True, False, True]
+        assert rep["per_sample"][1]["palm_toward_camera"] is None
+        assert rep["per_sample"][1]["is_left"] is None          # neither is_left nor 3D to tell it
+    assert "frames estimated with the default hand size | 1 |" in capsys.readouterr().out
+
+
+def test_a_folder_without_3d_gives_the_2d_figures_and_null_3d_ones(tmp_path, capsys):
+    root = write_folder(tmp_path / "data", 2)
+    drop(root, "joints_3d_mm", [0, 1])
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "pck.png").write_bytes(b"an earlier run's plot")
+    assert main([str(root), "--out", str(out), "--tta", "none"]) == 0
+    s = strict_json(out / "report.json")["summary"]
+    assert s["num_samples"] == 2 and s["num_with_3d"] == 0 and s["mean_error_2d_px"] > 0
+    for k in ("pa_mpjpe_mm", "mpjpe_mm", "absolute_error_mm", "root_depth_error_mm", "auc_20_50",
+              "auc_0_50", "auc_20_50_all", "auc_0_50_all"):
+        assert s[k] is None, k
+    assert "palm_view_fraction" not in s and "handedness_accuracy" not in s   # no true hand, no view
+    assert not (out / "pck.png").exists()        # nothing to plot; the stale one would mislead
+    table = capsys.readouterr().out
+    assert "| PA-MPJPE (similarity aligned) | n/a (0 frames) |" in table and "nan" not in table
+
+
+def test_a_3d_only_sample_is_measured_against_its_projection(tmp_path):
+    """No joints_2d_px: the loader's 2D truth is the 3D pose's projection, the same figures
+    as when the projection is written out."""
+    with_2d = write_folder(tmp_path / "a", 2)
+    without = write_folder(tmp_path / "b", 2)
+    drop(without, "joints_2d_px", [0, 1])
+    reps = []
+    for root in (with_2d, without):
+        out = tmp_path / f"out_{root.name}"
+        assert main([str(root), "--out", str(out), "--tta", "none", "--crop", "gt"]) == 0
+        reps.append(strict_json(out / "report.json"))
+    np.testing.assert_allclose([p["error_2d_px"] for p in reps[1]["per_sample"]],
+                               [p["error_2d_px"] for p in reps[0]["per_sample"]], rtol=1e-6)
+    assert reps[1]["summary"]["num_with_3d"] == 2
+
+
+def test_the_true_hand_side_needs_a_hand_for_every_sample(tmp_path, capsys):
+    """--hand-side true cannot tell the estimator a hand nothing gives: refused up front,
+    naming the file and the sample; an is_left flag is enough."""
+    from hand25d_ros.evaluate import true_hand
+    root = write_folder(tmp_path / "data", 2)
+    drop(root, "joints_3d_mm", [1])
+    ds = AnnotatedFolderDataset(root)
+    assert true_hand(ds.annotation(1)) == (None, None)
+    with pytest.raises(SystemExit, match=r"annotations.json: hand_side 'true' needs .* sample\(s\) \[1\]"):
+        main([str(root), "--tta", "none", "--hand-side", "true"])
+    ann = json.loads((root / "annotations.json").read_text())
+    ann["samples"][1]["is_left"] = True
+    (root / "annotations.json").write_text(json.dumps(ann))
+    assert true_hand(AnnotatedFolderDataset(root).annotation(1)) == (True, None)
+    out = tmp_path / "out"
+    assert main([str(root), "--out", str(out), "--tta", "none", "--hand-side", "true"]) == 0
+    assert strict_json(out / "report.json")["per_sample"][1]["is_left"] is True
+
+
+def test_report_json_writes_null_for_a_figure_over_no_sample():
+    """NaN (a figure over no sample) is not JSON: null instead; inf would be a bug, refused."""
+    from hand25d_ros.evaluate import report_json
+    text = report_json({"summary": {"mean_error_2d_px_hand_wrong": float("nan"), "n": 1},
+                        "per_sample": [{"x": [1.5, float("nan")]}]})
+    assert json.loads(text, parse_constant=pytest.fail) == {
+        "summary": {"mean_error_2d_px_hand_wrong": None, "n": 1}, "per_sample": [{"x": [1.5, None]}]}
+    with pytest.raises(ValueError, match="JSON"):
+        report_json({"a": float("inf")})
+
+
+def test_the_table_prints_no_nan():
+    from hand25d_ros.evaluate import format_table
+    table = format_table({"mean_error_2d_px_hand_right": 3.0, "mean_error_2d_px_hand_wrong": float("nan"),
+                          "pa_mpjpe_mm": None})
+    assert "| 2D mean error, hand named wrong | n/a (0 frames) |" in table
+    assert "| PA-MPJPE (similarity aligned) | n/a (0 frames) |" in table
+    assert "| 2D mean error, hand named right | 3.000 px |" in table and "nan" not in table
+
+
+def test_limit_must_be_a_count_and_0_means_all(tmp_path, capsys):
+    from hand25d_ros.estimator import HandPoseEstimator
+    from hand25d_ros.evaluate import evaluate_folder
+    root = write_folder(tmp_path / "data", 2)
+    for bad in ("-1", "two"):
+        with pytest.raises(SystemExit) as exc:
+            main([str(root), "--limit", bad])
+        assert exc.value.code == 2
+        assert "argument --limit: expected a" in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert main([str(root), "--out", str(out), "--tta", "none", "--limit", "0"]) == 0
+    assert strict_json(out / "report.json")["summary"]["num_samples"] == 2
+    est = HandPoseEstimator(device="cpu", tta="none")
+    with pytest.raises(ValueError, match="limit must be a whole number of samples >= 0"):
+        evaluate_folder(est, root, limit=-1, progress=False)
+    assert evaluate_folder(est, root, limit=1, progress=False)["summary"]["num_samples"] == 1
+
+
+def test_summaries_leave_out_samples_without_a_true_hand_or_view():
+    """A 2D-only sample: its hand (None) is neither right nor wrong, its view (NaN) is not a
+    back view, and it is no mirror image."""
+    from hand25d_ros.evaluate import handedness_summary, mirror_summary, view_summary
+    s = handedness_summary([10.0, 30.0], [True, None], [True, False])
+    assert s["handedness_accuracy"] == 1.0 and np.isnan(s["mean_error_2d_px_hand_wrong"])
+    assert handedness_summary([10.0], [None], [True]) == {}
+    v = view_summary([10.0, 30.0], [True, None], [True, False], [0.5, np.nan])
+    assert v == {"palm_view_fraction": 1.0, "mean_error_2d_px_palm_view": 10.0,
+                 "handedness_accuracy_palm_view": 1.0}
+    assert view_summary([10.0], [None], [True], [np.nan]) == {}
+    m = mirror_summary([10.0, 30.0, 50.0], [True, None, False], [True, False, True], [0.5, np.nan, np.nan],
+                       [0.5, 0.5, 0.5])
+    assert m == {"mirrored_skeleton_fraction": 0.5, "mean_error_2d_px_mirrored": 50.0}
+    assert mirror_summary([10.0], [None], [True], [np.nan], [0.5]) == {}
+
+
+def test_an_out_that_is_a_file_is_refused_before_the_run(tmp_path, capsys):
+    from hand25d_ros.evaluate import main
+    (tmp_path / "report").write_text("keep")
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "no_such_folder"), "--out", str(tmp_path / "report")])
+    assert exc.value.code == 2 and "exists and is not a folder" in capsys.readouterr().err
+    assert (tmp_path / "report").read_text() == "keep"

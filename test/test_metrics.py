@@ -141,6 +141,35 @@ def test_summarize_invalid_samples():
         m.summarize(g[..., :2], g[..., :2], p, g, [0, 2, 0, 1])
 
 
+
+def test_summarize_counts_3d_figures_over_the_samples_with_true_3d_only():
+    """A 2D-only annotation (no true 3D: anything in its gt_3d_mm row) counts for the 2D
+    figures and for validity, not for the 3D ones; none with 3D leaves those NaN."""
+    g = poses(4, 8)
+    p = g.copy()
+    p[1] += 1000.0                               # far off, but its truth is unknown
+    g[1] = np.nan
+    p2 = g[..., :2].copy()
+    p2[1] = 0.0
+    gt2 = p2.copy()
+    gt2[1] = 3.0
+    s = m.summarize(p2, gt2, p, g, [True, True, False, True], has_3d=[True, False, True, True])
+    assert s["num_samples"] == 4 and s["num_with_3d"] == 3 and s["num_valid_with_3d"] == 2
+    assert s["valid_fraction"] == 0.75
+    assert s["mean_error_2d_px"] == pytest.approx(np.hypot(3, 3) / 4)
+    assert s["absolute_error_mm"] == 0.0 and s["auc_0_50"] == 1.0
+    assert s["auc_0_50_all"] == pytest.approx(2 / 3)   # the invalid sample with 3D is a miss
+    none = m.summarize(p2, gt2, p, np.full_like(g, np.nan), [True] * 4, has_3d=[False] * 4)
+    assert none["num_with_3d"] == 0 and none["mean_error_2d_px"] > 0
+    assert all(np.isnan(none[k]) for k in (*m.FIGURES_3D, "auc_20_50_all", "auc_0_50_all"))
+    with pytest.raises(ValueError, match="gt_3d_mm contains non-finite values .* having 3D"):
+        m.summarize(p2, gt2, p, g, [True] * 4)
+    with pytest.raises(ValueError, match="same N"):
+        m.summarize(p2, gt2, p, g, [True] * 4, has_3d=[True] * 3)
+    with pytest.raises(ValueError, match="has_3d must be boolean"):
+        m.summarize(p2, gt2, p, g, [True] * 4, has_3d=[1, 2, 1, 1])
+
+
 # ----------------------------------------------------------------------------- properties
 
 finite = st.floats(-300, 300)
