@@ -100,8 +100,9 @@ MIN_FOV_DEG, MAX_FOV_DEG = 0.5, 170.0
 def check_camera_intrinsics(K, width: int, height: int, name: str = "K") -> np.ndarray:
     """A camera matrix for whole ``width`` x ``height`` camera images: :func:`check_intrinsics`,
     and plausible for such a camera: fields of view between ``MIN_FOV_DEG`` and
-    ``MAX_FOV_DEG`` each way, the principal point within the image widened by half its size
-    each side. A hand crop's K can fail this; only a camera's own K has to pass.
+    ``MAX_FOV_DEG`` each way, the principal point within the image widened by twice its size
+    each side (a cropped camera image, the bundled sample frames among them, has it well
+    off-centre). A hand crop's K can fail this; only a camera's own K has to pass.
 
     Returns:
         (3, 3) float64.
@@ -113,7 +114,7 @@ def check_camera_intrinsics(K, width: int, height: int, name: str = "K") -> np.n
             raise ValueError(f"{name} has f{axis}={f:g} px: for {width} x {height} images that is a field of view "
                              f"outside {MIN_FOV_DEG:g}-{MAX_FOV_DEG:g} degrees (expected {lo:.0f}-{hi:.0f} px; "
                              "are the intrinsics normalised, in metres, or of another image size?)")
-        if not -size / 2.0 <= c <= 1.5 * size:
+        if not -2.0 * size <= c <= 3.0 * size:
             raise ValueError(f"{name} has its principal point c{axis}={c:g} px, outside {width} x {height} images "
                              "and their surroundings (are the intrinsics of another image size?)")
     if abs(K[0, 1]) > K[0, 0]:
