@@ -35,15 +35,24 @@ def test_smoke_train_resume_and_load(tmp_path):
     assert np.all(np.isfinite(pose.keypoints_3d))
 
 
-def test_bad_config_is_a_clear_error(tmp_path):
+def test_bad_config_is_a_clear_error(tmp_path, no_training):
     with pytest.raises(SystemExit, match="config file not found"):
         main(["--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "r")])
     bad = tmp_path / "bad.yaml"
     bad.write_text("arch: [unclosed\n")
     with pytest.raises(SystemExit, match="cannot parse config"):
         main(["--config", str(bad), "--out", str(tmp_path / "r")])
+    bad.write_text("- lr\n- 0.1\n")
+    with pytest.raises(SystemExit, match="bad.yaml must be a mapping of sections"):
+        main(["--config", str(bad), "--out", str(tmp_path / "r")])
     with pytest.raises(SystemExit, match="key=value"):
         main(["--out", str(tmp_path / "r"), "--set", "oops"])
+    with pytest.raises(SystemExit, match="--set 'train.lr=\\[1,': the value is not YAML"):
+        main(["--out", str(tmp_path / "r"), "--set", "train.lr=[1,"])
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(SystemExit, match="exists and is not a run folder"):
+        main(["--out", str(tmp_path / "f")])
+    assert not no_training
 
 
 def test_mixing_and_crop_source_keep_labels_exact():
@@ -365,15 +374,3 @@ def test_good_values_pass_the_check(tmp_path, no_training):
     (cfg,) = no_training
     assert cfg["train"]["lr"] == 0.001 and cfg["train"]["time_budget_min"] == 0.5 and cfg["val_real"]["path"] is None
 
-
-def test_config_file_and_out_problems_are_one_line(tmp_path, no_training):
-    cfg = tmp_path / "list.yaml"
-    cfg.write_text("- lr\n- 0.1\n")
-    with pytest.raises(SystemExit, match="list.yaml must be a mapping of sections"):
-        main(["--config", str(cfg), "--out", str(tmp_path / "r")])
-    with pytest.raises(SystemExit, match="--set 'train.lr=\\[1,': the value is not YAML"):
-        main(["--out", str(tmp_path / "r"), "--set", "train.lr=[1,"])
-    (tmp_path / "f").write_text("x")
-    with pytest.raises(SystemExit, match="exists and is not a run folder"):
-        main(["--out", str(tmp_path / "f")])
-    assert not no_training
