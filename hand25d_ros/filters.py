@@ -45,8 +45,11 @@ class OneEuroFilter:
             return x.copy()
         dt = t_s - self._t
         if dt <= 0:
-            # repeated or out-of-order stamp: nothing new to learn about speed
-            return self._x.copy()
+            # a repeated (or older) stamp gives no time step to smooth over; holding the old
+            # state would freeze the output for as long as the stamps repeat (a driver that
+            # stamps 0), so the sample passes through and the state follows it
+            self._x = x.copy()
+            return x.copy()
         dx = (x - self._x) / dt
         a_d = _alpha(self.d_cutoff_hz, dt)
         self._dx = a_d * dx + (1 - a_d) * self._dx

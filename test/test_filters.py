@@ -24,10 +24,15 @@ def test_follows_fast_motion_with_little_lag():
 def test_bad_stamps_and_values():
     f = OneEuroFilter()
     f(np.zeros(3), 1.0)
-    np.testing.assert_array_equal(f(np.ones(3), 1.0), np.zeros(3))  # same stamp
-    np.testing.assert_array_equal(f(np.ones(3), 0.5), np.zeros(3))  # going back
-    np.testing.assert_array_equal(f(np.full(3, np.nan), 2.0), np.zeros(3))  # NaN skipped
+    # no time step to smooth over: the sample passes through, so that a source whose stamps
+    # repeat (a driver that stamps 0) does not freeze the output at its first sample
+    np.testing.assert_array_equal(f(np.ones(3), 1.0), np.ones(3))  # same stamp
+    np.testing.assert_array_equal(f(np.full(3, 2.0), 0.5), np.full(3, 2.0))  # going back
+    np.testing.assert_array_equal(f(np.full(3, np.nan), 2.0), np.full(3, 2.0))  # NaN skipped
     assert np.all(np.isfinite(f(np.ones(3), 2.1)))
+    frozen = OneEuroFilter()
+    out = [frozen(np.array([v]), 0.0)[0] for v in np.linspace(0.0, 0.3, 10)]
+    np.testing.assert_allclose(out, np.linspace(0.0, 0.3, 10))
     with pytest.raises(ValueError, match="non-finite"):
         OneEuroFilter()(np.full(2, np.inf), 0.0)
     with pytest.raises(ValueError):
