@@ -34,7 +34,8 @@ def check_array(x, name: str, shape: tuple, dtype_kind: str | None = None,
 
 
 def check_intrinsics(K, name: str = "K") -> np.ndarray:
-    """A 3x3 camera matrix: finite, last row (0, 0, 1), invertible. Returns float64."""
+    """A 3x3 camera matrix: finite, last row (0, 0, 1), invertible, positive focal lengths
+    (a negative one mirrors the lifted hand into the other one). Returns float64."""
     K = check_array(K, name, (3, 3)).astype(np.float64)
     if not np.allclose(K[2], [0.0, 0.0, 1.0]):
         raise ValueError(f"{name} must have last row (0, 0, 1), got {K[2].tolist()}")
@@ -42,6 +43,9 @@ def check_intrinsics(K, name: str = "K") -> np.ndarray:
     if not abs(det) > 1e-9:
         raise ValueError(f"{name} is singular (focal lengths {K[0, 0]}, {K[1, 1]}): "
                          "a camera matrix needs non-zero focal lengths")
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        raise ValueError(f"{name} has focal lengths fx={K[0, 0]:g}, fy={K[1, 1]:g}; both must be > 0 "
+                         "(a negative one mirrors the image)")
     return K
 
 
@@ -66,11 +70,32 @@ def check_box(box) -> tuple[float, float, float, float]:
     return tuple(float(v) for v in b)
 
 
+def check_box_in_image(box, width: int, height: int, name: str = "roi") -> tuple[float, float, float, float]:
+    """:func:`check_box`, and overlapping the ``width`` x ``height`` image: a box wholly
+    outside crops nothing but the border, which the network reads as some hand."""
+    x, y, w, h = check_box(box)
+    if x + w <= 0 or y + h <= 0 or x >= width or y >= height:
+        raise ValueError(f"{name} {[x, y, w, h]} lies wholly outside the {width} x {height} image")
+    return x, y, w, h
+
+
 def check_positive(value, name: str) -> float:
+    """A positive finite number (not a bool, which float() would take for 1 or 0)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     v = float(value)
     if not np.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a positive finite number, got {value}")
     return v
+
+
+def check_count(value, name: str, low: int = 1) -> int:
+    """A whole number >= ``low`` (not a bool)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a whole number, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
 
 
 # OpenCV's point undistortion takes these numbers of coefficients; CameraInfo's plumb_bob
@@ -85,7 +110,11 @@ def check_distortion(D, distortion_model: str, name: str = "D") -> np.ndarray:
     if distortion_model not in DISTORTION_SIZES:
         raise ValueError(f"unsupported distortion model {distortion_model!r} for {name}; use "
                          f"{', '.join(DISTORTION_SIZES)} (or the rectified image)")
-    D = check_array(np.asarray(D, dtype=np.float64).ravel(), name, (None,))
+    try:
+        D = np.asarray(D, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be distortion coefficients (numbers), got {D!r}") from None
+    D = check_array(D, name, (None,))
     if D.size not in DISTORTION_SIZES[distortion_model]:
         sizes = "/".join(str(n) for n in DISTORTION_SIZES[distortion_model] if n)
         raise ValueError(f"{distortion_model} distortion needs {sizes} coefficients, {name} has {D.size}")

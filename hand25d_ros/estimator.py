@@ -9,7 +9,8 @@ import torch
 
 from . import geometry as geo
 from . import keypoints as kp
-from ._checks import check_image_rgb, check_intrinsics, check_positive
+from ._checks import (check_box_in_image, check_count, check_distortion, check_image_rgb, check_intrinsics,
+                      check_positive)
 from .crop import (DEFAULT_TTA, FALLBACK_VIEWS_DEG, HAND_SIDES, ROTATE_VIEWS_DEG, TTA_MODES, box_iou, box_to_crop_affine,
                    crop_affine, invert_affine, keypoint_box, scale_box, transform_points, warp_crop,
                    whole_image_box)
@@ -314,6 +315,7 @@ class HandPoseEstimator:
         self.hand_threshold = float(self.meta.get("hand_threshold", 0.5))
         self._detector = None
         self._tracker = None          # track()'s, made on its first call
+        self._tracker_options: dict = {}
 
     @property
     def hand_side(self) -> str:
@@ -362,8 +364,18 @@ class HandPoseEstimator:
             some of those views are the known hand, they alone make its answer. The crop-head
             probabilities are the plain crop's, the ones ``hand_threshold`` was calibrated on.
         """
-        if hand_is_left is not None and len(hand_is_left) != len(crops_rgb):
-            raise ValueError(f"got {len(crops_rgb)} crops but {len(hand_is_left)} hand_is_left values")
+        crops_rgb = np.asarray(crops_rgb)
+        if crops_rgb.dtype != np.uint8:
+            # float crops in [0, 1] would read as near-black, silently
+            raise TypeError(f"crops_rgb must be uint8 RGB, got dtype {crops_rgb.dtype}")
+        if crops_rgb.ndim != 4 or crops_rgb.shape[3] != 3 or crops_rgb.shape[1] != crops_rgb.shape[2] \
+                or not len(crops_rgb):
+            raise ValueError(f"crops_rgb must be a non-empty batch (B, S, S, 3) of square crops, got {crops_rgb.shape}")
+        if hand_is_left is not None:
+            if len(hand_is_left) != len(crops_rgb):
+                raise ValueError(f"got {len(crops_rgb)} crops but {len(hand_is_left)} hand_is_left values")
+            if any(h is not None and not isinstance(h, (bool, np.bool_)) for h in hand_is_left):
+                raise TypeError(f"hand_is_left values must be True (left), False (right) or None, got {list(hand_is_left)}")
         angles = ROTATE_VIEWS_DEG if self.tta == "flip_rotate" else (0.0,)
         views = self.predict_views(crops_rgb, angles, mirror=self.tta in ("flip", "flip_rotate"))
         logits = views[3]
@@ -438,6 +450,9 @@ class HandPoseEstimator:
         """
         if hand_size_m is not None:
             check_positive(hand_size_m, "hand_size_m")
+        if roi is not None and not isinstance(roi, str):
+            image_rgb = check_image_rgb(image_rgb)
+            roi = check_box_in_image(roi, image_rgb.shape[1], image_rgb.shape[0])
         if roi is None:
             # a few proposals, so that one the crop head rejects does not hide the hand
             hands = self.estimate_hands(image_rgb, K, hand_size_m, max_hands=3, D=D,
@@ -460,6 +475,11 @@ class HandPoseEstimator:
         if self._tracker is None:
             from .tracking import HandTracker
             self._tracker = HandTracker(self, **tracker_options)
+            self._tracker_options = dict(tracker_options)
+        elif tracker_options and tracker_options != self._tracker_options:
+            # silently keeping the first call's options would look like the new ones do nothing
+            raise ValueError(f"tracker options {tracker_options} differ from the running tracker's "
+                             f"{self._tracker_options}; call reset_tracking() first to change them")
         return self._tracker.update(image_rgb, K, t_s, hand_size_m, D, rois, distortion_model)
 
     def reset_tracking(self) -> None:
@@ -490,6 +510,9 @@ class HandPoseEstimator:
         ``detection_score`` and ``hand_prob`` set (for calibration and inspection)."""
         image_rgb = check_image_rgb(image_rgb)
         K = check_intrinsics(K)
+        max_hands = check_count(max_hands, "max_hands")
+        if D is not None:   # checked here too, not first when a hand is lifted
+            D = check_distortion(D, distortion_model, "D")
         return self.estimate_detections(image_rgb, K, self.detector(image_rgb, max_hands=max_hands), hand_size_m,
                                         D, distortion_model, refine)
 

@@ -320,7 +320,7 @@ def undistort_points(uv_px, K, D, distortion_model: str = "plumb_bob") -> np.nda
     """
     uv = check_array(uv_px, "uv_px", (None, 2)).astype(np.float64).reshape(-1, 1, 2)
     K = check_intrinsics(K)
-    D = check_distortion(D, distortion_model, "distortion coefficients")
+    D = check_distortion(D, distortion_model, "D")
     if D.size == 0 or not np.any(D):
         return uv.reshape(-1, 2).copy()
     if distortion_model == "equidistant":

@@ -20,10 +20,12 @@ per track.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._checks import check_box_in_image, check_distortion, check_image_rgb, check_intrinsics, check_positive
 from .crop import box_iou
 from .estimator import HandPose, HandPoseEstimator, keypoint_box
 from .filters import OneEuroFilter
@@ -92,6 +94,33 @@ class TrackedHand:
             self.left_fraction + (x - self.left_fraction) / min(self._votes, 30)
 
 
+def _snapshots(tracks) -> list[TrackedHand]:
+    """Copies of the tracks as they are now: the tracker updates its own in place, and a
+    caller's list of earlier frames' hands must keep what those frames said."""
+    return [copy.copy(t) for t in tracks]
+
+
+def _checked_frame(image_rgb, K, t_s, hand_size_m, D, rois, distortion_model):
+    """:meth:`HandTracker.update`'s inputs, checked up front as ``estimate`` checks them: a
+    frame without a hand would otherwise let a bad K or D through until the first hand."""
+    image_rgb, K = check_image_rgb(image_rgb), check_intrinsics(K)
+    if isinstance(t_s, (bool, np.bool_)) or not isinstance(t_s, (int, float, np.integer, np.floating)):
+        raise TypeError(f"t_s must be a number of seconds, got {type(t_s).__name__} {t_s!r}")
+    if not np.isfinite(t_s):
+        raise ValueError(f"t_s must be finite, got {t_s}")
+    if hand_size_m is not None:
+        hand_size_m = check_positive(hand_size_m, "hand_size_m")
+    if D is not None:
+        D = check_distortion(D, distortion_model, "D")
+    if rois is not None:
+        rois = list(rois)
+        if rois and all(isinstance(v, (int, float, np.integer, np.floating)) for v in rois):
+            raise ValueError(f"rois must be a list of (x, y, w, h) boxes; for one box pass [box], got {rois}")
+        h, w = image_rgb.shape[:2]
+        rois = [check_box_in_image(r, w, h) for r in rois]
+    return image_rgb, K, float(t_s), hand_size_m, D, rois
+
+
 class HandTracker:
     """Stateful multi-hand estimation on a video stream.
 
@@ -154,6 +183,7 @@ class HandTracker:
                 the id of the track it overlaps.
             D, distortion_model: CameraInfo distortion of a raw image (see ``estimate``).
         """
+        image_rgb, K, t_s, hand_size_m, D, rois = _checked_frame(image_rgb, K, t_s, hand_size_m, D, rois, distortion_model)
         dm = distortion_model
         self._frame += 1
         if self._last_t is not None and not 0.0 <= t_s - self._last_t <= self.max_gap_s:
@@ -173,7 +203,7 @@ class HandTracker:
                         or self._frame % self.detect_every == 0)
         if not run_detector:
             self.tracks = [self._advance(t, p, b, t_s) for t, p, b in tracked]
-            return list(self.tracks)
+            return _snapshots(self.tracks)
         dets = self.est.detector(image_rgb, max_hands=self.max_hands + 2)
         kept, used = [], set()
         for t, p, b in tracked:
@@ -199,7 +229,7 @@ class HandTracker:
             b = p.roi
             if p.valid and self.est.is_hand(p) and all(box_iou(b, t.box) < 0.5 for t in self.tracks):
                 self.tracks.append(self._new_track(p, b, t_s))
-        return list(self.tracks)
+        return _snapshots(self.tracks)
 
     def _update_from_rois(self, image_rgb, K, t_s, hand_size_m, D, rois, dm) -> list[TrackedHand]:
         boxes = [tuple(float(v) for v in r) for r in rois]
@@ -220,7 +250,7 @@ class HandTracker:
                 continue
             out.append(self._new_track(p, b, t_s) if t is None else self._advance(t, p, b, t_s))
         self.tracks = out
-        return list(out)
+        return _snapshots(out)
 
     def _hands(self, tracks) -> list:
         """Each track's settled hand (None for no track, or when not following hands)."""

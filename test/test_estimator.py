@@ -115,10 +115,33 @@ IMG = np.zeros((64, 64, 3), np.uint8)
     (IMG, K, {"roi": (0, 0, 10)}, ValueError, r"shape \(4,\)"),
     (IMG, K, {"roi": (0, np.inf, 10, 10)}, ValueError, "non-finite"),
     (IMG, K, {"roi": "whole"}, ValueError, "'image'"),
+    (IMG, np.diag([-100.0, 100.0, 1.0]), {}, ValueError, "both must be > 0"),    # mirrored the hand
+    (IMG, K, {"roi": (70, 10, 20, 20)}, ValueError, "wholly outside the 64 x 64 image"),
+    (IMG, K, {"hand_size_m": True}, TypeError, "hand_size_m must be a number"),
+    (IMG, K, {"hand_size_m": [0.08]}, TypeError, "hand_size_m must be a number"),
+    (IMG, K, {"roi": "image", "D": "abc"}, TypeError, "D must be distortion coefficients"),
 ])
 def test_bad_input_raises_clear_errors(est, image, K_, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         est.estimate(image, K_, **kwargs)
+
+
+def test_bad_batch_arguments_raise_clear_errors(est):
+    with pytest.raises(ValueError, match="max_hands must be >= 1"):
+        est.estimate_hands(IMG, K, max_hands=0)
+    with pytest.raises(TypeError, match="max_hands must be a whole number"):
+        est.estimate_hands(IMG, K, max_hands=1.5)
+    with pytest.raises(ValueError, match="plumb_bob distortion needs"):
+        est.estimate_hands(IMG, K, D=[0.1, 0.2, 0.3])     # checked also where no hand is found
+    crops = np.zeros((2, 128, 128, 3), np.uint8)
+    with pytest.raises(TypeError, match="uint8"):
+        est.predict_crops(crops.astype(np.float32) / 255)
+    with pytest.raises(ValueError, match=r"\(B, S, S, 3\)"):
+        est.predict_crops(crops[0])
+    with pytest.raises(ValueError, match=r"\(B, S, S, 3\)"):
+        est.predict_crops(crops[:0])
+    with pytest.raises(TypeError, match="hand_is_left values"):
+        est.predict_crops(crops, hand_is_left=["right", None])
 
 
 def test_missing_weights_fail_clearly(tmp_path):

@@ -30,6 +30,45 @@ def test_tracker_arguments_are_checked(untrained_weights):
         HandTracker(est, detect_every=0)
 
 
+FRAME = np.zeros((96, 128, 3), np.uint8)
+KF = np.array([[100.0, 0, 64], [0, 100.0, 48], [0, 0, 1]])
+
+
+@pytest.mark.parametrize("args, kwargs, exc, match", [
+    ((FRAME.astype(np.float32) / 255, KF, 0.0), {}, TypeError, "uint8"),
+    ((np.zeros((0, 128, 3), np.uint8), KF, 0.0), {}, ValueError, "empty"),
+    ((np.zeros((96, 128, 4), np.uint8), KF, 0.0), {}, ValueError, r"shape \(H, W, 3\)"),
+    ((FRAME, None, 0.0), {}, ValueError, "shape"),
+    ((FRAME, np.full((3, 3), np.nan), 0.0), {}, ValueError, "non-finite"),
+    ((FRAME, KF, float("nan")), {}, ValueError, "t_s must be finite"),
+    ((FRAME, KF, None), {}, TypeError, "t_s must be a number"),
+    ((FRAME, KF, 0.0), {"hand_size_m": float("nan")}, ValueError, "hand_size_m"),
+    ((FRAME, KF, 0.0), {"D": [0.1, 0.2, 0.3]}, ValueError, "plumb_bob distortion needs"),
+    ((FRAME, KF, 0.0), {"rois": (10, 10, 40, 40)}, ValueError, "a list of .* boxes"),
+    ((FRAME, KF, 0.0), {"rois": [(200, 10, 40, 40)]}, ValueError, "wholly outside"),
+])
+def test_track_checks_its_inputs_on_a_frame_without_a_hand(untrained_weights, args, kwargs, exc, match):
+    """As estimate() does: a frame with no hand in it must not let a bad input through."""
+    est = HandPoseEstimator(weights=untrained_weights, device="cpu")
+    with pytest.raises(exc, match=match):
+        est.track(*args, **kwargs)
+
+
+def test_track_options_cannot_change_silently_and_results_are_snapshots(untrained_weights):
+    est = HandPoseEstimator(weights=untrained_weights, device="cpu")
+    box = [(16.0, 8.0, 80.0, 80.0)]
+    first = est.track(FRAME, KF, 0.0, rois=box, max_hands=1)
+    est.track(FRAME, KF, 0.1, rois=box, max_hands=1)          # the same options: fine
+    with pytest.raises(ValueError, match="reset_tracking"):
+        est.track(FRAME, KF, 0.2, rois=box, max_hands=5)
+    if first:
+        before = (first[0].age, first[0].pose)
+        est.track(FRAME + 40, KF, 0.3, rois=box, max_hands=1)
+        assert (first[0].age, first[0].pose) == before    # an earlier frame's hand keeps its answer
+    est.reset_tracking()
+    est.track(FRAME, KF, 0.0, rois=box, max_hands=5)
+
+
 @bundled
 def test_external_rois_keep_their_ids(est):
     """Two boxes from an external detector: two tracks whose ids follow the boxes as the hands
@@ -276,6 +315,7 @@ def test_a_track_settled_on_the_wrong_hand_turns_back():
     for t in range(6):
         (hand,) = tracker.update(img[:, ::-1].copy(), K, t / 30, rois=[box])
     assert hand.settled_is_left is (not left[0])
-    labels = [tracker.update(img, K, (6 + t) / 30, rois=[box])[0].is_left for t in range(12)]
+    hands = [tracker.update(img, K, (6 + t) / 30, rois=[box])[0] for t in range(12)]
+    labels = [h.is_left for h in hands]
     assert labels[-1] is bool(left[0]), labels
-    assert hand.settled_is_left in (None, bool(left[0]))      # no longer the wrong hand
+    assert hands[-1].settled_is_left in (None, bool(left[0]))      # no longer the wrong hand
