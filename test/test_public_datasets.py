@@ -111,6 +111,10 @@ def test_freihand_bad_input(tmp_path):
     expect("2 poses but .*training_K.json has 1 intrinsics")
     K.write_text(json.dumps([[[0, 0, 0], [0, 0, 0], [0, 0, 1]]] * 2))
     expect("sample 0: K is not a camera matrix")
+    mirrored = K_FREI.copy()
+    mirrored[0, 0] *= -1
+    K.write_text(json.dumps([K_FREI.tolist(), mirrored.tolist()]))
+    expect("sample 1: K is not a camera matrix .*positive focal lengths")
     K.write_text(good_K)
     xyz.write_text(json.dumps(np.zeros((2, 21, 2)).tolist()))
     expect(r"keypoints must have shape \(N, 21, 3\), got \(2, 21, 2\)")

@@ -153,14 +153,15 @@ def _array(value, shape: tuple, path: Path, what: str) -> np.ndarray:
 
 
 def _check_intrinsics(Ks: np.ndarray, path: Path, labels) -> None:
-    """(N, 3, 3) camera matrices: last row (0, 0, 1) and non-zero focal lengths."""
+    """(N, 3, 3) camera matrices: last row (0, 0, 1) and positive focal lengths (a negative
+    one mirrors the labels into the other hand's)."""
     bad_row = ~np.all(np.isclose(Ks[:, 2], [0.0, 0.0, 1.0]), axis=1)
-    bad_f = ~(np.abs(np.linalg.det(Ks[:, :2, :2])) > 1e-9)
+    bad_f = ~((Ks[:, 0, 0] > 0) & (Ks[:, 1, 1] > 0) & (np.abs(np.linalg.det(Ks[:, :2, :2])) > 1e-9))
     bad = np.flatnonzero(bad_row | bad_f)
     if bad.size:
         i = bad[0]
         raise DatasetError(f"{path}: {labels(i)}: K is not a camera matrix "
-                           f"(needs last row (0, 0, 1) and non-zero focal lengths): {Ks[i].tolist()}")
+                           f"(needs last row (0, 0, 1) and positive focal lengths): {Ks[i].tolist()}")
 
 
 def _check_in_front(P_mm: np.ndarray, path: Path, labels) -> None:
