@@ -449,3 +449,18 @@ def test_clean_rois_clips_rejects_and_keeps_the_best():
     assert cv.clean_rois(boxes, 640, 480, 2).boxes == [(0, 0, 10, 10), (60, 0, 20, 20)]
     res = cv.clean_rois([(b, nan) for b, _ in boxes], 640, 480, 2)
     assert res.boxes == [(20, 0, 30, 30), (60, 0, 20, 20)] and res.extra == 1
+
+
+def test_the_demo_finds_a_pip_installs_share_files_without_a_ros_environment(tmp_path, monkeypatch):
+    """pip puts config/ under <prefix>/share/hand25d_ros; with no ament index sourced the demo
+    ran its node without the params and DDS profile files and lost half its frames."""
+    import sys
+    from hand25d_ros.ros import demo
+    share = tmp_path / "share" / "hand25d_ros" / "config"
+    share.mkdir(parents=True)
+    (share / "only_installed.yaml").write_text("x: 1\n")
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert demo._find_share_file("config", "only_installed.yaml") == share / "only_installed.yaml"
+    assert demo._find_share_file("config", "hand25d.yaml").is_file()          # the source tree's first
+    assert demo._find_share_file("config", "nowhere.yaml") is None

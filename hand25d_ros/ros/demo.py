@@ -41,7 +41,8 @@ NODE_NAMESPACE = "/hand25d_demo"
 
 
 def _find_share_file(*parts: str) -> Path | None:
-    """A file of the package's share/ (colcon install) or of the source tree."""
+    """A file of the package's share/: the source tree's, a colcon install's (the ament index),
+    or a pip install's (``<prefix>/share/hand25d_ros``, found with no ROS environment sourced)."""
     here = Path(__file__).resolve().parents[2].joinpath(*parts)
     if here.is_file():
         return here
@@ -49,9 +50,12 @@ def _find_share_file(*parts: str) -> Path | None:
         from ament_index_python.packages import get_package_share_directory
 
         p = Path(get_package_share_directory("hand25d_ros")).joinpath(*parts)
-        return p if p.is_file() else None
-    except Exception:
-        return None
+        if p.is_file():
+            return p
+    except Exception:  # noqa: BLE001 - no ament index here: the pip layout below
+        pass
+    p = Path(sys.prefix, "share", "hand25d_ros", *parts)
+    return p if p.is_file() else None
 
 
 def bundled_samples_dir() -> Path:
