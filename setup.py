@@ -22,6 +22,8 @@ extras_require = {
     "train": ["moderngl>=5.8", "pygltflib>=1.16", "scikit-image>=0.22"],
     # offline runs on rosbags (no ROS install needed)
     "bags": ["rosbags>=0.10"],
+    # hand25d-export --onnx
+    "export": ["onnx>=1.16"],
     "test": ["pytest>=8", "hypothesis>=6.100", "onnx>=1.16", "onnxruntime>=1.18"],
     # ROS 2 Kilted from PyPI wheels (a sourced ROS install works as well); tf2_msgs
     # builds from its IDL: scripts/install_ros.sh
@@ -47,7 +49,6 @@ setup(
     install_requires=install_requires,
     extras_require=extras_require,
     zip_safe=False,
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "hand25d_node = hand25d_ros.ros.node:main",

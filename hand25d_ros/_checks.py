@@ -149,3 +149,13 @@ def check_camera_intrinsics(K, width: int, height: int, name: str = "K") -> np.n
     if abs(K[0, 1]) > K[0, 0]:
         raise ValueError(f"{name} has a skew of {K[0, 1]:g}, more than fx={K[0, 0]:g}: not a camera matrix")
     return K
+
+
+def require_extra(extra: str, *modules: str) -> None:
+    """Raise ModuleNotFoundError naming the pip extra that installs ``modules`` when one is
+    missing, before a command starts work that would fail deep inside on its import."""
+    import importlib.util
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModuleNotFoundError(f"this needs {', '.join(missing)}, not installed: "
+                                  f"pip install 'hand25d_ros[{extra}]'")

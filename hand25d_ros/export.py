@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ._checks import require_extra
 from .weights import WeightsError, load_weights
 
 
@@ -50,7 +51,11 @@ def main(argv=None) -> int:
         if path is not None and path.is_dir():
             ap.error(f"{option} {path} is a folder; give the file to write")
     try:
+        if args.onnx:
+            require_extra("export", "onnx")
         loaded = load_weights(args.weights)
+    except ModuleNotFoundError as exc:
+        raise SystemExit(f"hand25d-export: --onnx: {exc}") from None
     except WeightsError as exc:
         raise SystemExit(f"hand25d-export: {exc}") from None
     for path in (args.torchscript, args.onnx):

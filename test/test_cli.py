@@ -223,3 +223,10 @@ def test_export_and_render_sheet_refuse_bad_paths_in_one_line(tmp_path, untraine
         assert exc.value.code == 2 and "give an image file" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="hand25d-render-sheet: .*missing"):
         sheet_main(["--out", str(tmp_path / "s.png"), "--cache", str(tmp_path / "missing")])
+
+
+def test_a_missing_extra_is_named_with_its_pip_command():
+    from hand25d_ros._checks import require_extra
+    require_extra("train", "numpy")
+    with pytest.raises(ModuleNotFoundError, match=r"no_such_module_x, not installed: pip install 'hand25d_ros\[export\]'"):
+        require_extra("export", "numpy", "no_such_module_x")

@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .._checks import require_extra
+
 
 def contact_sheet(samples, tile_px: int = 256, cols: int = 6) -> np.ndarray:
     """RGB grid of samples (dicts with image, joints_2d_px, visible)."""
@@ -55,6 +57,10 @@ def main(argv=None) -> int:
             raise SystemExit(f"hand25d-render-sheet: {exc}") from None
         samples = [ds[i] for i in range(args.start, min(len(ds), args.start + args.n))]
     else:
+        try:
+            require_extra("train", "moderngl", "pygltflib")
+        except ModuleNotFoundError as exc:
+            raise SystemExit(f"hand25d-render-sheet: rendering {exc}") from None
         from ..data.synthetic import SyntheticConfig, SyntheticHandGenerator
         gen = SyntheticHandGenerator(SyntheticConfig(crop_size_px=args.size), args.seed)
         samples = [gen.sample(i) for i in range(args.start, args.start + args.n)]
