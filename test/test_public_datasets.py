@@ -128,6 +128,7 @@ def test_freihand_bad_input(tmp_path):
     expect("not a numeric array|must have shape")
     xyz.write_text(good_xyz)
     expect("versions must be distinct", versions=(0, 0))
+    expect("versions must be whole numbers", versions=("a",))
     (root / "training" / "rgb" / "00000007.jpg").unlink()
     expect(r"version 3 .* 00000007.jpg is missing.*versions=\(0,\)")
     ds = FreiHANDDataset(root, versions=(0, 1, 2))
@@ -368,6 +369,11 @@ def test_stb_bad_input(tmp_path):
     expect("frame 0: joints at or behind the camera")
     mat.write_bytes(good)
     expect("STB labels of B9Counting not found", sequences=["B9Counting"])
+    expect(r"no STB sequences given", sequences=[])
+    expect("palm_to_wrist must be a positive finite factor", palm_to_wrist=float("nan"))
+    scipy.io.savemat(str(mat), {"handPara": np.concatenate([scipy.io.loadmat(str(mat))["handPara"]] * 2, 2)})
+    expect(r"4 label frames in B1Counting_SK.mat but no SK_color_2.png \(2 of the images missing\)")
+    mat.write_bytes(good)
     ds = STBDataset(tmp_path)
     (tmp_path / "B1Counting" / "SK_color_1.png").unlink()
     with pytest.raises(DatasetError, match="cannot read image .*SK_color_1.png: file not found"):
@@ -445,10 +451,17 @@ def test_annotated_folder_bad_input(tmp_path):
     bad = json.loads(json.dumps(good))
     bad["samples"][2]["is_left"] = "left"
     expect(bad, "'is_left' must be true, false or null")
+    bad = json.loads(json.dumps(good))
+    bad["samples"][2]["visible"] = [0.5] * 21
+    expect(bad, r"'visible' must be 21 booleans \(or 0/1\), got float64 values")
     ann.unlink()
     with pytest.raises(DatasetError, match="annotations.json .* not found"):
         AnnotatedFolderDataset(root)
     ann.write_text(json.dumps(good))
+    jpg = (root / "images" / "0001.jpg").read_bytes()
+    (root / "images" / "0001.jpg").write_bytes(jpg[: len(jpg) * 6 // 10])    # a partial download
+    with pytest.raises(DatasetError, match="0001.jpg: truncated JPEG"):
+        AnnotatedFolderDataset(root)[1]
     (root / "images" / "0000.jpg").unlink()
     with pytest.raises(DatasetError, match="cannot read image .*0000.jpg: file not found"):
         AnnotatedFolderDataset(root)[0]

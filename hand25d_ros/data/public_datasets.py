@@ -10,8 +10,9 @@ of numpy values:
 ``K``               (3, 3) float64 intrinsics of that image, pixels
 ``joints_3d_mm``    (21, 3) float64 in the camera optical frame (x right, y down, z forward),
                     mm, our keypoint order (:mod:`hand25d_ros.keypoints`); None if 2D-only
-``joints_2d_px``    (21, 2) float64; the projection of ``joints_3d_mm`` with ``K`` when 3D is
-                    known (``u = fx X / Z + cx``), so the two always agree
+``joints_2d_px``    (21, 2) float64; for the public datasets the projection of ``joints_3d_mm``
+                    with ``K`` (``u = fx X / Z + cx``), so the two agree; an annotated folder's
+                    own ``joints_2d_px`` as given (its projection where it has none)
 ``visible``         (21,) bool, the dataset's visibility flag (all True where it has none)
 ``is_left``         bool, or None when unknown
 ``image_path``      str
@@ -178,8 +179,13 @@ def read_image_rgb(path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"cannot read image {path}: file not found")
+    data = np.fromfile(path, dtype=np.uint8)
+    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:].tobytes():
+        # libjpeg decodes a cut-off file (a partial download) grey below the cut and only
+        # says so on stderr: no end-of-image marker is the sure sign
+        raise DatasetError(f"cannot read image {path}: truncated JPEG (no end-of-image marker)")
     try:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error as exc:
         raise DatasetError(f"cannot read image {path}: {exc}") from None
     if bgr is None or bgr.size == 0:
@@ -286,7 +292,10 @@ class FreiHANDDataset(HandDataset):
 
         if versions is None:
             versions = tuple(range(self.NUM_VERSIONS)) if split == "training" else (0,)
-        versions = tuple(int(v) for v in versions)
+        try:
+            versions = tuple(int(v) for v in versions)
+        except (TypeError, ValueError):
+            raise DatasetError(f"FreiHAND versions must be whole numbers, got {versions!r}") from None
         allowed = range(self.NUM_VERSIONS) if split == "training" else range(1)
         if not versions or len(set(versions)) != len(versions) or any(v not in allowed for v in versions):
             raise DatasetError(f"FreiHAND {split} versions must be distinct values in "
@@ -500,6 +509,10 @@ class STBDataset(HandDataset):
         if isinstance(sequences, str):
             sequences = (sequences,)
         self.sequences = tuple(sequences)
+        if not self.sequences:
+            raise DatasetError("no STB sequences given (sequences=[]); None takes every *_SK.mat")
+        if not (np.isfinite(palm_to_wrist) and palm_to_wrist > 0):
+            raise DatasetError(f"STB palm_to_wrist must be a positive finite factor, got {palm_to_wrist}")
         R = Rotation.from_rotvec(STB_SK_ROTVEC).as_matrix()
 
         joints, self.image_dirs, entries = [], [], []
@@ -522,6 +535,10 @@ class STBDataset(HandDataset):
             if img_dir is None:
                 raise DatasetError(f"STB images of {seq} not found: looked for {candidates[0]} "
                                    f"and {candidates[1]}")
+            missing = [f for f in range(len(P)) if not (img_dir / f"SK_color_{f}.png").is_file()]
+            if missing:   # found now, not at item N of an epoch
+                raise DatasetError(f"{img_dir}: {len(P)} label frames in {path.name} but no SK_color_{missing[0]}.png "
+                                   f"({len(missing)} of the images missing)")
             joints.append(P)
             self.image_dirs.append(img_dir)
             entries += [(s, f) for f in range(len(P))]
@@ -588,7 +605,8 @@ class AnnotatedFolderDataset(HandDataset):
             else:
                 vis = np.asarray(vis)
                 if vis.shape != (NK,) or vis.dtype.kind not in "bi":
-                    raise DatasetError(f"{where}: 'visible' must be 21 booleans, got {vis.shape}")
+                    raise DatasetError(f"{where}: 'visible' must be 21 booleans (or 0/1), got "
+                                       f"{vis.dtype.name} values of shape {vis.shape}")
             is_left = s.get("is_left")
             if is_left is not None and not isinstance(is_left, bool):
                 raise DatasetError(f"{where}: 'is_left' must be true, false or null, got {is_left!r}")
