@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -105,9 +106,11 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
         from tqdm import tqdm
         it = tqdm(it, desc=f"eval {Path(root).name}", unit="img")
     pred2d, gt2d, pred3d, gt3d, valid, conf, left, pred_left = [], [], [], [], [], [], [], []
-    head_left, has_3d = [], []
+    head_left, has_3d, extent = [], [], []
     for i in it:
         s = ds[i]
+        uv_true = np.asarray(s["joints_2d_px"], dtype=np.float64)
+        extent.append(float((uv_true.max(0) - uv_true.min(0)).max()) / min(s["image"].shape[:2]))
         has_3d.append(s["joints_3d_mm"] is not None)
         # NaN marks "no truth" for metrics.summarize, which reads only the rows with has_3d
         P = np.asarray(s["joints_3d_mm"], dtype=np.float64) if has_3d[-1] else np.full((kp.NUM_KEYPOINTS, 3), np.nan)
@@ -142,6 +145,8 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
     has_3d = np.asarray(has_3d, dtype=bool)
     summary = metrics.summarize(pred2d, gt2d, pred3d, gt3d, valid, has_3d)
     summary["num_samples"] = int(n)
+    # the true hand's extent over the image's shorter side: a training crop's is 0.59-0.83
+    summary["hand_extent_fraction_median"] = float(np.median(extent)) if extent else float("nan")
     summary["num_default_hand_size"] = int(n if hand_size == "default" else (~has_3d).sum())
     summary["mean_confidence"] = float(np.mean(conf)) if conf else 0.0
     err = np.linalg.norm(pred2d - gt2d, axis=-1).mean(-1) if n else np.zeros(0)
@@ -307,6 +312,8 @@ TABLE_ROWS = [
 ]
 
 
+# below this median hand extent, images are not hand crops (see the warning in main)
+HAND_CROP_MIN_EXTENT = 0.5
 NO_FIGURE = "n/a (0 frames)"    # the table's entry for a figure over no sample (NaN or None)
 
 
@@ -390,6 +397,11 @@ def main(argv=None) -> int:
     print(f"\n{args.folder} ({rep['summary']['num_samples']} images, weights {est.weights_path}, "
           f"crop {args.crop}, tta {est.tta}, hand side {args.hand_side}{', as a sequence' if args.sequence else ''})")
     print(format_table(rep["summary"]))
+    extent = rep["summary"]["hand_extent_fraction_median"]
+    if args.crop == "image" and not args.roi_from_gt and extent < HAND_CROP_MIN_EXTENT:
+        print(f"hand25d-eval: WARNING: the hands span a median {extent:.0%} of these images, whose whole "
+              "image --crop image takes for the hand crop (training crops: 59-83%); for full camera frames "
+              "use --crop detect (the hands found) or --crop gt", file=sys.stderr)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         d = rep["data"]

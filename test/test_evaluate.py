@@ -353,3 +353,13 @@ def test_an_out_that_is_a_file_is_refused_before_the_run(tmp_path, capsys):
         main([str(tmp_path / "no_such_folder"), "--out", str(tmp_path / "report")])
     assert exc.value.code == 2 and "exists and is not a folder" in capsys.readouterr().err
     assert (tmp_path / "report").read_text() == "keep"
+
+
+def test_full_frames_read_as_hand_crops_are_warned_about(capsys):
+    """--crop image on full camera frames (the bundled samples) measured 50 px with no word."""
+    from hand25d_ros.evaluate import main
+    from hand25d_ros.ros.demo import bundled_samples_dir
+    for crop, warned in (("image", True), ("gt", False)):
+        assert main([str(bundled_samples_dir()), "--limit", "2", "--crop", crop]) == 0
+        err = capsys.readouterr().err
+        assert ("hands span a median 3" in err) is warned, err
