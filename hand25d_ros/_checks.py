@@ -79,9 +79,14 @@ def check_box_in_image(box, width: int, height: int, name: str = "roi") -> tuple
     return x, y, w, h
 
 
+def is_real_number(value) -> bool:
+    """A Python or numpy int or float, and not a bool (which float() would take for 1 or 0)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_positive(value, name: str) -> float:
-    """A positive finite number (not a bool, which float() would take for 1 or 0)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    """A positive finite number."""
+    if not is_real_number(value):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     v = float(value)
     if not np.isfinite(v) or v <= 0:

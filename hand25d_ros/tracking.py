@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import check_box_in_image, check_distortion, check_image_rgb, check_intrinsics, check_positive
+from ._checks import (check_box_in_image, check_distortion, check_image_rgb, check_intrinsics, check_positive,
+                      is_real_number)
 from .crop import box_iou
 from .estimator import HandPose, HandPoseEstimator, keypoint_box
 from .filters import OneEuroFilter
@@ -104,7 +105,7 @@ def _checked_frame(image_rgb, K, t_s, hand_size_m, D, rois, distortion_model):
     """:meth:`HandTracker.update`'s inputs, checked up front as ``estimate`` checks them: a
     frame without a hand would otherwise let a bad K or D through until the first hand."""
     image_rgb, K = check_image_rgb(image_rgb), check_intrinsics(K)
-    if isinstance(t_s, (bool, np.bool_)) or not isinstance(t_s, (int, float, np.integer, np.floating)):
+    if not is_real_number(t_s):
         raise TypeError(f"t_s must be a number of seconds, got {type(t_s).__name__} {t_s!r}")
     if not np.isfinite(t_s):
         raise ValueError(f"t_s must be finite, got {t_s}")
@@ -114,7 +115,7 @@ def _checked_frame(image_rgb, K, t_s, hand_size_m, D, rois, distortion_model):
         D = check_distortion(D, distortion_model, "D")
     if rois is not None:
         rois = list(rois)
-        if rois and all(isinstance(v, (int, float, np.integer, np.floating)) for v in rois):
+        if rois and all(is_real_number(v) for v in rois):
             raise ValueError(f"rois must be a list of (x, y, w, h) boxes; for one box pass [box], got {rois}")
         h, w = image_rgb.shape[:2]
         rois = [check_box_in_image(r, w, h) for r in rois]
