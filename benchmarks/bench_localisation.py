@@ -137,6 +137,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--tta", choices=TTA_MODES, default=DEFAULT_TTA, help="the estimator's test-time augmentation")
     ap.add_argument("--skip", nargs="*", default=[], choices=["real", "scenes", "speed"])
+    ap.add_argument("--bank", type=Path, default=Path("cache/det_bank_val.npz"),
+                    help="held-out cutout bank of the synthetic scenes (rendered when missing; "
+                         "calibrate_localisation's default)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     est = HandPoseEstimator(weights=args.weights, device="cpu", detector=args.detector, tta=args.tta)
@@ -157,7 +160,7 @@ def main(argv=None) -> int:
     elif "real" not in args.skip:
         print(f"\n1. skipped: no {args.real}/annotations.json")
     if "scenes" not in args.skip:
-        bank = render_cutouts(Path("cache/det_bank_val.npz"), 400, seed=7001, workers=2)
+        bank = render_cutouts(args.bank, 400, seed=7001, workers=2)
         K = np.array([[530.0, 0, (W - 1) / 2], [0, 530.0, (H - 1) / 2], [0, 0, 1]])
 
         def pipeline(image, max_hands):

@@ -142,8 +142,9 @@ def soak(probe, node, seconds, w=640, h=480, key="keypoints"):
     samples.append((round(time.monotonic() - t0, 1), round(rss_mb(pid), 1)))
     ts, rss = np.array(samples).T
     half = len(rss) // 2
-    slope = float(np.polyfit(ts[half:], rss[half:], 1)[0]) * 60 if len(rss) >= 4 else float("nan")
-    return {"seconds": seconds, "rss_mb": samples, "rss_growth_mb_per_min_second_half": round(slope, 3),
+    # too short a soak for a slope (under 4 samples, 10 s apart): null, not NaN, in the JSON
+    slope = round(float(np.polyfit(ts[half:], rss[half:], 1)[0]) * 60, 3) if len(rss) >= 4 else None
+    return {"seconds": seconds, "rss_mb": samples, "rss_growth_mb_per_min_second_half": slope,
             "processed_rate_hz": probe.diagnostics_value("processing_rate_hz")}
 
 
