@@ -215,8 +215,10 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def main(world):
+    # marker_lifetime_s 1, a whole number for a float parameter, as a launch argument or YAML gives it
     params = {"weights": world["weights"], "diagnostics_period_s": 0.1, "max_image_pixels": 640 * 480,
-              "frame_prefix": "right/", "publish_debug_image": True, "localization": "whole_image"}
+              "frame_prefix": "right/", "publish_debug_image": True, "localization": "whole_image",
+              "marker_lifetime_s": 1}
     node = h.NodeProcess(world["env"], "/main", params, world["tmp"] / "main_node.log")
     probe = h.Probe(world["domain"], "/main")
     try:
@@ -341,7 +343,8 @@ def test_invalid_parameter_changes_are_rejected_with_a_reason(main):
     node, probe, frames = main
     for values, words in (({"hand_size_m": 0.5}, "hand_size_m"), ({"frame_prefix": "bad prefix"}, "frame_prefix"),
                           ({"intrinsics_source": "fisheye"}, "intrinsics_source"), ({"device": "cpu"}, "read-only"),
-                          ({"hand_size_m": "large"}, ""), ({"localization": "track"}, "read-only"),
+                          ({"hand_size_m": "large"}, "hand_size_m must be a float, got str 'large'"),
+                          ({"localization": "track"}, "read-only"),
                           ({"max_hands": 3}, "read-only"), ({"smoothing": False}, "read-only"),
                           ({"hand_side": "both"}, "hand_side")):
         (res,) = set_params(probe, **values)
@@ -350,6 +353,9 @@ def test_invalid_parameter_changes_are_rejected_with_a_reason(main):
     _, out = frames.good_frame()  # still running, with the old values
     assert any(t.child_frame_id.startswith("right/") and t.child_frame_id.endswith("_palm")
                for t in out["tf"].transforms)
+    for value in (1, 0.5):   # a whole number for a float parameter is that float
+        (res,) = set_params(probe, marker_lifetime_s=value)
+        assert res.successful, res.reason
 
 
 def _img(enc="rgb8", w=W, h=H, step=None, nbytes=None, frame=FRAME):

@@ -121,7 +121,10 @@ class ParamSpec:
     pattern: str | None = None   # regular expression a string must match
 
     def descriptor(self) -> ParameterDescriptor:
-        d = ParameterDescriptor(name=self.name, description=self.description, read_only=self.read_only)
+        # rclpy's own type check says "expected '3' got '2'" and refuses 1 for a float; with
+        # dynamic typing every value reaches validate_parameter, which says what it wanted
+        d = ParameterDescriptor(name=self.name, description=self.description, read_only=self.read_only,
+                                dynamic_typing=True)
         if self.choices:
             d.additional_constraints = "one of: " + ", ".join(map(str, self.choices))
         elif self.pattern:
@@ -215,6 +218,14 @@ def validate_parameter(name: str, value) -> str | None:
         if not spec.low <= value <= spec.high:
             return f"{name} must be in [{spec.low}, {spec.high}], got {value}"
     return None
+
+
+def _as_declared(name: str, value):
+    """A valid value in its parameter's own type: 1 for a float parameter is 1.0."""
+    spec = PARAMETER_SPECS.get(name)
+    if spec is not None and isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 # ---------------------------------------------------------------------------- plain helpers
@@ -410,6 +421,7 @@ class HandPoseNode(Node):
             reason = validate_parameter(name, value)
             if reason:
                 raise StartupError(f"invalid parameter: {reason}")
+            self.cfg[name] = _as_declared(name, value)
         unknown = sorted(set(getattr(self, "_parameter_overrides", {})) - set(PARAMETER_SPECS) - {"use_sim_time"})
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameters (typos?): {', '.join(unknown)}")
@@ -464,7 +476,7 @@ class HandPoseNode(Node):
                 return SetParametersResult(successful=False, reason=reason)
         for prm in params:
             if prm.name in self.cfg:
-                self.cfg[prm.name] = prm.value
+                self.cfg[prm.name] = _as_declared(prm.name, prm.value)
                 if prm.name == "sync_tolerance_s":
                     self.sync.tolerance_ns = int(prm.value * 1e9)
                 elif prm.name == "warning_period_s":
