@@ -54,9 +54,6 @@ def load_camera_yaml(path) -> Calibration:
     except (TypeError, ValueError):
         raise ValueError(f"{path}: image_width and image_height must be whole numbers") from None
     model = data.get("distortion_model") or "plumb_bob"
-    if not (K[0, 0] > 0 and K[1, 1] > 0):
-        # CameraInfo's rule too: a negative focal length mirrors the 3D output
-        raise ValueError(f"camera_matrix in {path} has focal lengths fx={K[0, 0]:g}, fy={K[1, 1]:g}; both must be > 0")
     if width > 0 and height > 0:
         check_camera_intrinsics(K, width, height, f"camera_matrix in {path}")
     else:
