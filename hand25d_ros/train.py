@@ -550,8 +550,70 @@ def lr_at(step, cfg, wall_s: float = 0.0):
     return t["lr"] * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, frac)))))
 
 
-def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
-    """Run (or resume) training; returns the path of the final weights file."""
+# what may change when a run is resumed: how long it runs, how it uses the machine, how often
+# it logs and checks; anything else would train the rest of the run on another recipe than the
+# one its weights file records
+RESUMABLE_KEYS = ("train.time_budget_min", "train.max_steps", "train.threads", "train.num_workers",
+                  "train.val_every", "train.log_every", "train.checkpoint_every", "train.snapshot_every",
+                  "data.synthetic.render_workers", "val_real.")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_state(out_dir: Path, cfg: dict) -> dict | None:
+    """The training state in ``out_dir/last.pt``, read and checked before any rendering: None
+    for a new run; SystemExit naming the file when it cannot be read, or the settings that
+    differ from the ones the run was started with (outside ``RESUMABLE_KEYS``)."""
+    path = Path(out_dir) / "last.pt"
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        missing = [k for k in ("model", "opt", "scaler", "step", "samples_seen", "wall_s", "torch_rng")
+                   if k not in state]
+    except Exception as exc:  # noqa: BLE001 - torch's many ways to fail on a broken file
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise SystemExit(f"cannot resume from {path}: unreadable or corrupt ({type(exc).__name__}: {first}); "
+                         "delete it to start the run over, or use another --out") from None
+    if missing:
+        raise SystemExit(f"cannot resume from {path}: not a training checkpoint (no {', '.join(missing)}); "
+                         "delete it to start the run over, or use another --out")
+    before, now = _flat(state.get("config") or {}), _flat(cfg)
+    changed = [k for k in sorted(set(before) & set(now))
+               if before[k] != now[k] and not any(k == r or (r.endswith(".") and k.startswith(r))
+                                                  for r in RESUMABLE_KEYS)]
+    if changed:
+        diff = "; ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in changed[:6])
+        raise SystemExit(f"{out_dir} holds a run started with other settings ({diff}{' ...' if len(changed) > 6 else ''}); "
+                         "resume it with the same ones (only the time budget, max_steps, threads and how often "
+                         "it logs, checks and validates may change), or use another --out")
+    return state
+
+
+def _cut_log(path: Path, step: int) -> None:
+    """Drop the rows of ``log.csv`` after ``step``: a resumed run logs them again."""
+    if not path.is_file():
+        return
+    rows = list(csv.reader(path.open(newline="")))
+    kept = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+    if len(kept) != len(rows):
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", newline="") as f:
+            csv.writer(f).writerows(kept)
+        os.replace(tmp, path)
+
+
+def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None) -> Path:
+    """Run (or resume) training; returns the path of the final weights file. ``state`` is
+    :func:`resume_state`'s, read before the renders (None: read here)."""
     world, rank, local = _rank_info()
     distributed = world > 1
     if distributed:
@@ -607,12 +669,13 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, samples_seen, wall = 0, 0, 0.0
     ckpt_path = out_dir / "last.pt"
-    if t.get("init_weights") and not ckpt_path.exists():
+    if state is None:
+        state = resume_state(out_dir, cfg)
+    if t.get("init_weights") and state is None:
         init_from(model, cfg["arch"], t["init_weights"])
         if is_main:
             print(f"initialised from {t['init_weights']}", flush=True)
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         scaler.load_state_dict(state["scaler"])
@@ -626,6 +689,8 @@ def train(cfg: dict, out_dir: Path, command: str = "") -> Path:
     if is_main:
         with open(out_dir / "config.yaml", "w") as f:
             yaml.safe_dump(cfg, f, sort_keys=False)
+    if is_main:
+        _cut_log(out_dir / "log.csv", step)
     log_f = open(out_dir / "log.csv", "a", newline="") if is_main else None
     log = csv.writer(log_f) if log_f else None
     if log_f and log_f.tell() == 0:
@@ -884,11 +949,23 @@ def main(argv=None) -> int:
     except ModuleNotFoundError as exc:
         raise SystemExit(f"hand25d-train: {exc}") from None
     command = "hand25d-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    from .data.public_datasets import DatasetError
     from .weights import WeightsError
     try:
-        train(cfg, args.out, command)
-    except WeightsError as exc:
+        # all read before the renders, which can take hours: a broken checkpoint, other
+        # settings than the run's, an unreadable extra dataset
+        state = resume_state(args.out, cfg)
+        for spec in cfg["data"].get("extra", []):
+            build_extra_source(spec)
+        train(cfg, args.out, command, state=state)
+    except (WeightsError, DatasetError) as exc:
         raise SystemExit(f"hand25d-train: {exc}") from None
+    except OSError as exc:      # a read-only or full disk, a file where a folder goes
+        raise SystemExit(f"hand25d-train: {exc.strerror or exc}: {exc.filename or args.out}") from None
+    except KeyboardInterrupt:
+        print(f"hand25d-train: interrupted; the same command resumes from {args.out / 'last.pt'} "
+              "(its last checkpoint)", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -34,6 +34,19 @@ def test_smoke_train_resume_and_load(tmp_path):
     pose = est.estimate(np.zeros((64, 64, 3), np.uint8), np.array([[80.0, 0, 32], [0, 80, 32], [0, 0, 1]]), roi="image")
     assert np.all(np.isfinite(pose.keypoints_3d))
 
+    # a run killed after its checkpoint at step 5 had logged steps 6 and 7: the resume logs them once
+    with open(out / "log.csv", "a", newline="") as f:
+        csv.writer(f).writerows([[6, 24, 1.0, 0.001, 1, 1, 1, "", "", ""], [7, 28, 1.0, 0.001, 1, 1, 1, "", "", ""]])
+    assert main(common + ["--set", "train.max_steps=7"]) == 0
+    steps = [int(r["step"]) for r in csv.DictReader(open(out / "log.csv")) if r["loss"]]
+    assert steps == [1, 2, 3, 4, 5, 6, 7]
+    # other settings than the run's would train its rest on another recipe: refused, before any render
+    with pytest.raises(SystemExit, match=r"started with other settings \(train.lr: 0.002 -> 0.5\)"):
+        main(common + ["--set", "train.max_steps=9", "--set", "train.lr=0.5"])
+    (out / "last.pt").write_bytes((out / "last.pt").read_bytes()[:1000])
+    with pytest.raises(SystemExit, match=r"cannot resume from .*last.pt: unreadable or corrupt"):
+        main(common + ["--set", "train.max_steps=9"])
+
 
 def test_bad_config_is_a_clear_error(tmp_path, no_training):
     with pytest.raises(SystemExit, match="config file not found"):
@@ -227,6 +240,7 @@ def test_cpu_bfloat16_training_keeps_float32_weights(tmp_path):
     assert np.all(np.isfinite(pose.keypoints_3d))
 
 
+
 def test_cpu_bfloat16_falls_back_to_float32_without_native_bfloat16(tmp_path, monkeypatch, capsys):
     """cpu_bf16: true on a CPU with neither AMX nor AVX512-BF16, where bfloat16 is emulated
     (about 10x slower), trains in float32 with a warning, and the recipe says float32."""
@@ -335,7 +349,7 @@ def no_training(monkeypatch):
     instead of rendering for minutes; the configs it got are kept."""
     import hand25d_ros.train as train_mod
     got = []
-    monkeypatch.setattr(train_mod, "train", lambda cfg, out, command="": got.append(cfg))
+    monkeypatch.setattr(train_mod, "train", lambda cfg, out, command="", state=None: got.append(cfg))
     return got
 
 
