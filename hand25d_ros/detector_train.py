@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data.composites import background_pool, composite_scene, render_cutouts
 from .detector import HandDetector, HandDetectorNet, detector_loss, load_detector, make_targets, save_detector
+from .train import cut_log
 
 ASPECTS = ((4, 3), (16, 9), (1, 1), (3, 4))
 
@@ -121,6 +122,42 @@ def calibrate_threshold(detector: HandDetector, bank: dict, n_empty: int = 300, 
     return max(floor, min(0.9, q + 1e-3))
 
 
+# the settings a resumed run must keep (the time budget, workers, threads and checkpoint
+# interval may change): others would train its rest on another recipe than detector.pt records
+RUN_SETTINGS = ("input_size", "batch_size", "lr", "seed", "cutouts", "bank_seed", "backgrounds", "init")
+
+
+def run_settings(args) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in ((k, getattr(args, k)) for k in RUN_SETTINGS)}
+
+
+def resume_state(ckpt: Path, args) -> dict | None:
+    """``ckpt``'s training state, None when there is none; SystemExit naming the file when it
+    cannot be read, or the settings that differ from the run's."""
+    if not ckpt.exists():
+        return None
+    try:
+        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+        missing = [k for k in ("model", "opt", "step", "wall_s", "epoch") if k not in st]
+    except Exception as exc:  # noqa: BLE001 - torch's many ways to fail on a broken file
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise SystemExit(f"cannot resume from {ckpt}: unreadable or corrupt ({type(exc).__name__}: {first}); "
+                         "delete it to start over, or use another --out") from None
+    if missing:
+        raise SystemExit(f"cannot resume from {ckpt}: not a detector checkpoint (no {', '.join(missing)})")
+    before, now = st.get("settings") or {}, run_settings(args)
+    if "input_size" not in before and "input_size" in st:
+        before = {**before, "input_size": st["input_size"]}
+    changed = [k for k in RUN_SETTINGS if k in before and before[k] != now[k]
+               and not (k == "init" and now[k] is None)]     # --init is ignored on resume anyway
+    if changed:
+        diff = "; ".join(f"--{k.replace('_', '-')}: {before[k]!r} -> {now[k]!r}" for k in changed)
+        raise SystemExit(f"{ckpt.parent} holds a run started with other settings ({diff}); resume it with the "
+                         "same ones (only --minutes, workers, threads and --checkpoint-every may change), "
+                         "or use another --out")
+    return st
+
+
 def train(args, command: str) -> Path:
     torch.manual_seed(args.seed)
     if args.threads:
@@ -128,7 +165,7 @@ def train(args, command: str) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "last.pt"
-    st = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt.exists() else None
+    st = resume_state(ckpt, args)
     if st is not None:
         # the checkpoint carries its input size, so a resume needs neither --init nor its file
         args.input_size = st.get("input_size", args.input_size)
@@ -157,6 +194,7 @@ def train(args, command: str) -> Path:
     budget_s = 60.0 * args.minutes
     pool = background_pool(args.backgrounds, 192, args.seed) if args.backgrounds else None
     data = SceneDataset(bank, args.input_size, args.seed, pool)
+    cut_log(out / "log.csv", step)     # rows after the checkpoint are logged again
     log_f = open(out / "log.csv", "a", newline="")
     log = csv.writer(log_f)
     if log_f.tell() == 0:
@@ -165,7 +203,8 @@ def train(args, command: str) -> Path:
     def save():
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "wall_s": wall, "epoch": epoch, "input_size": args.input_size}, tmp)
+                    "wall_s": wall, "epoch": epoch, "input_size": args.input_size,
+                    "settings": run_settings(args)}, tmp)
         os.replace(tmp, ckpt)
 
     try:
@@ -216,8 +255,10 @@ def train(args, command: str) -> Path:
     model.eval()
     path = out / "detector.pt"
     arch = {"input_size": args.input_size}
-    save_detector(model, path, arch, {"score_threshold": 0.3})
-    det = HandDetector(path)
+    # calibrated from a side file: detector.pt appears only whole, threshold and recipe in it
+    uncalibrated = out / "detector.uncalibrated.pt"
+    save_detector(model, uncalibrated, arch, {"score_threshold": 0.3})
+    det = HandDetector(uncalibrated)
     thr = calibrate_threshold(det, bank, n_empty=args.calibration_scenes)
     det.score_threshold = thr
     val_bank = render_cutouts(args.val_bank, args.val_cutouts, seed=args.bank_seed + 1, workers=args.render_workers)
@@ -228,6 +269,7 @@ def train(args, command: str) -> Path:
                        "batch_size": args.batch_size, "lr": args.lr, "torch": str(torch.__version__),
                        "init": str(args.init) if args.init else None}}
     save_detector(model, path, arch, meta)
+    uncalibrated.unlink(missing_ok=True)
     print(f"wrote {path}: score threshold {thr:.3f}", flush=True)
     for k, v in scenes.items():
         print(f"  {k} hands: {v}", flush=True)
@@ -269,6 +311,12 @@ def main(argv=None) -> int:
         train(args, command)
     except WeightsError as exc:
         raise SystemExit(f"hand25d-train-detector: {exc}") from None
+    except OSError as exc:      # a read-only or full disk, a file where a folder goes
+        raise SystemExit(f"hand25d-train-detector: {exc.strerror or exc}: {exc.filename or args.out}") from None
+    except KeyboardInterrupt:
+        print(f"hand25d-train-detector: interrupted; the same command resumes from {args.out / 'last.pt'}",
+              file=sys.stderr)
+        return 130
     return 0
 
 

@@ -598,7 +598,7 @@ def resume_state(out_dir: Path, cfg: dict) -> dict | None:
     return state
 
 
-def _cut_log(path: Path, step: int) -> None:
+def cut_log(path: Path, step: int) -> None:
     """Drop the rows of ``log.csv`` after ``step``: a resumed run logs them again."""
     if not path.is_file():
         return
@@ -690,7 +690,7 @@ def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None
         with open(out_dir / "config.yaml", "w") as f:
             yaml.safe_dump(cfg, f, sort_keys=False)
     if is_main:
-        _cut_log(out_dir / "log.csv", step)
+        cut_log(out_dir / "log.csv", step)
     log_f = open(out_dir / "log.csv", "a", newline="") if is_main else None
     log = csv.writer(log_f) if log_f else None
     if log_f and log_f.tell() == 0:

@@ -1,4 +1,6 @@
 """The full-frame hand detector: target/decode geometry, letterboxing, composites, weights files."""
+import csv
+
 import numpy as np
 import pytest
 import torch
@@ -190,6 +192,20 @@ def test_detector_training_fine_tunes_the_bundled_detector_and_resumes(tmp_path)
     first_steps = recipe["steps"]
     assert main(args[:3] + ["0.06"] + args[4:]) == 0
     assert HandDetector(out / "detector.pt").meta["recipe"]["steps"] > first_steps
+    assert not (out / "detector.uncalibrated.pt").exists()      # calibrated aside, written whole
+    steps = [int(r[0]) for r in csv.reader(open(out / "log.csv")) if r[0].isdigit()]
+    assert steps == sorted(set(steps))                            # a resume logs no step twice
+    # other settings than the run's would train its rest on another recipe: refused
+    with pytest.raises(SystemExit, match=r"other settings \(--lr: 0.002 -> 0.5\)"):
+        main(args[:3] + ["0.09"] + args[4:] + ["--lr", "0.5"])
+    (out / "last.pt").write_bytes((out / "last.pt").read_bytes()[:500])
+    with pytest.raises(SystemExit, match=r"cannot resume from .*last.pt: unreadable or corrupt"):
+        main(args[:3] + ["0.09"] + args[4:])
+    # a damaged cutout bank is rendered again, not a zipfile traceback
+    bank = tmp_path / "bank.npz"
+    bank.write_bytes(bank.read_bytes()[:300])
+    from hand25d_ros.data.composites import render_cutouts
+    assert len(render_cutouts(bank, 6, seed=7000, workers=1)["images"]) == 6
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
     with pytest.raises(SystemExit, match="junk.pt"):
         main(["--out", str(tmp_path / "run2"), "--init", str(tmp_path / "junk.pt"), "--cutouts", "6",

@@ -11,6 +11,7 @@ around them and the left/right flag.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -46,9 +47,13 @@ def render_cutouts(path, n: int, seed: int = 7000, size_px: int = 128, workers: 
     """
     path = Path(path)
     if path.is_file():
-        with np.load(path) as z:
-            if len(z["images"]) == n and z["images"].shape[1] == size_px:
-                return {k: z[k] for k in BANK_ARRAYS}
+        try:
+            with np.load(path) as z:
+                if len(z["images"]) == n and z["images"].shape[1] == size_px:
+                    return {k: z[k] for k in BANK_ARRAYS}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            # the bank is written whole (a temporary file renamed), so this is outside damage
+            print(f"re-rendering {path}: unreadable ({type(exc).__name__}: {exc})", flush=True)
     # no occluders (they would be cut out with the hand) and a crop close around the hand
     cfg = dict(crop_size_px=size_px, p_occluder=0.0, crop_scale=(1.15, 1.4))
     chunk = 500
