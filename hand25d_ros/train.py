@@ -950,6 +950,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"hand25d-train: {exc}") from None
     command = "hand25d-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     from .data.public_datasets import DatasetError
+    from .data.synthetic import CacheError
     from .weights import WeightsError
     try:
         # all read before the renders, which can take hours: a broken checkpoint, other
@@ -958,7 +959,7 @@ def main(argv=None) -> int:
         for spec in cfg["data"].get("extra", []):
             build_extra_source(spec)
         train(cfg, args.out, command, state=state)
-    except (WeightsError, DatasetError) as exc:
+    except (WeightsError, DatasetError, CacheError) as exc:
         raise SystemExit(f"hand25d-train: {exc}") from None
     except OSError as exc:      # a read-only or full disk, a file where a folder goes
         raise SystemExit(f"hand25d-train: {exc.strerror or exc}: {exc.filename or args.out}") from None

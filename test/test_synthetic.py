@@ -130,6 +130,13 @@ def test_shards_roundtrip_resume_and_mismatch(tmp_path):
     with pytest.raises(ValueError, match="other settings"):
         write_shards(root, 5, cfg, seed=2, shard_size=2, progress=False)
     assert json.loads((root / "cache.json").read_text())["seed"] == 1
+    good_meta = (root / "cache.json").read_text()
+    (root / "cache.json").write_text(good_meta[: len(good_meta) // 2])    # damaged: named, not a JSON traceback
+    from hand25d_ros.data.synthetic import CacheError
+    for read in (lambda: ShardDataset(root), lambda: write_shards(root, 5, cfg, seed=1, shard_size=2, progress=False)):
+        with pytest.raises(CacheError, match=r"cache.json is damaged \(JSONDecodeError"):
+            read()
+    (root / "cache.json").write_text(good_meta)
     # an unchanged cache.json is not rewritten: a second run starting on the same cache
     # must never read it half-written
     stat = (root / "cache.json").stat()

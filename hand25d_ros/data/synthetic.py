@@ -792,6 +792,21 @@ def _shard_complete(path: Path, count: int) -> bool:
         return False
 
 
+class CacheError(ValueError):
+    """A shard cache that cannot be used: another generator's, or its cache.json damaged."""
+
+
+def _read_cache_meta(path: Path, text: str | None = None) -> dict:
+    try:
+        meta = json.loads(path.read_text() if text is None else text)
+    except (OSError, ValueError) as exc:
+        raise CacheError(f"{path} is damaged ({type(exc).__name__}: {exc}); delete the cache folder "
+                         f"{path.parent} to render it again") from None
+    if not isinstance(meta, dict):
+        raise CacheError(f"{path} is not a shard cache's cache.json; delete {path.parent} to render it again")
+    return meta
+
+
 def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, seed: int = 0,
                  shard_size: int = 2048, workers: int = 1, progress: bool = True) -> Path:
     """Render samples ``0 .. num_samples-1`` of ``(cfg, seed)`` into ``.npz`` shards.
@@ -816,10 +831,10 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
     meta_path = out_dir / "cache.json"
     old_text = meta_path.read_text() if meta_path.exists() else None
     if old_text is not None:
-        old = json.loads(old_text)
+        old = _read_cache_meta(meta_path, old_text)
         old["config"] = {**LEGACY_CONFIG, **old.get("config", {})}
         if {k: old.get(k) for k in meta} != meta:
-            raise ValueError(f"{out_dir} holds synthetic shards made with other settings ({meta_path}: "
+            raise CacheError(f"{out_dir} holds synthetic shards made with other settings ({meta_path}: "
                              f"seed {old.get('seed')}, shard_size {old.get('shard_size')}); "
                              "use another folder or delete it")
         num_total = max(int(num_samples), int(old.get("num_samples", 0)))
@@ -898,7 +913,7 @@ class ShardDataset:
             raise FileNotFoundError(f"no synthetic shards at {root} ({meta} missing); render them with "
                                     "hand25d_ros.data.synthetic.write_shards")
         self.root = root
-        self.meta = json.loads(meta.read_text())
+        self.meta = _read_cache_meta(meta)
         shard_size = int(self.meta["shard_size"])
         shards = sorted(root.glob("shard_*.npz"))
         self.shards, self.counts = [], []
