@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from .data.composites import background_pool, composite_scene, render_cutouts
 from .detector import HandDetector, HandDetectorNet, detector_loss, load_detector, make_targets, save_detector
-from .train import cut_log
+from .train import changed_settings, cut_log
+from .weights import read_checkpoint
 
 ASPECTS = ((4, 3), (16, 9), (1, 1), (3, 4))
 
@@ -132,26 +133,17 @@ def run_settings(args) -> dict:
 
 
 def resume_state(ckpt: Path, args) -> dict | None:
-    """``ckpt``'s training state, None when there is none; SystemExit naming the file when it
-    cannot be read, or the settings that differ from the run's."""
+    """``ckpt``'s training state, None when there is none; WeightsError naming the file when it
+    cannot be read, SystemExit naming the settings that differ from the run's."""
     if not ckpt.exists():
         return None
-    try:
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
-        missing = [k for k in ("model", "opt", "step", "wall_s", "epoch") if k not in st]
-    except Exception as exc:  # noqa: BLE001 - torch's many ways to fail on a broken file
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise SystemExit(f"cannot resume from {ckpt}: unreadable or corrupt ({type(exc).__name__}: {first}); "
-                         "delete it to start over, or use another --out") from None
-    if missing:
-        raise SystemExit(f"cannot resume from {ckpt}: not a detector checkpoint (no {', '.join(missing)})")
-    before, now = st.get("settings") or {}, run_settings(args)
-    if "input_size" not in before and "input_size" in st:
-        before = {**before, "input_size": st["input_size"]}
-    changed = [k for k in RUN_SETTINGS if k in before and before[k] != now[k]
-               and not (k == "init" and now[k] is None)]     # --init is ignored on resume anyway
-    if changed:
-        diff = "; ".join(f"--{k.replace('_', '-')}: {before[k]!r} -> {now[k]!r}" for k in changed)
+    st = read_checkpoint(ckpt, ("model", "opt", "step", "wall_s", "epoch"), "detector")
+    # checkpoints from before the settings were stored still carry their input size
+    before = {"input_size": st["input_size"], **(st.get("settings") or {})} if "input_size" in st \
+        else st.get("settings") or {}
+    now = {k: v for k, v in run_settings(args).items() if not (k == "init" and v is None)}   # ignored on resume
+    diff = changed_settings(before, now, name=lambda k: "--" + k.replace("_", "-"))
+    if diff:
         raise SystemExit(f"{ckpt.parent} holds a run started with other settings ({diff}); resume it with the "
                          "same ones (only --minutes, workers, threads and --checkpoint-every may change), "
                          "or use another --out")

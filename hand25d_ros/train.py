@@ -568,31 +568,30 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def changed_settings(before: dict, now: dict, may_change=(), name=str) -> str | None:
+    """The settings a resumed run would change (both dicts flat; ``may_change``: names, or
+    prefixes ending in '.'), as ``name: old -> new`` text; None when there are none."""
+    changed = [k for k in sorted(set(before) & set(now))
+               if before[k] != now[k] and not any(k == r or (r.endswith(".") and k.startswith(r))
+                                                  for r in may_change)]
+    if not changed:
+        return None
+    return "; ".join(f"{name(k)}: {before[k]!r} -> {now[k]!r}" for k in changed[:6]) + (" ..." if len(changed) > 6 else "")
+
+
 def resume_state(out_dir: Path, cfg: dict) -> dict | None:
     """The training state in ``out_dir/last.pt``, read and checked before any rendering: None
-    for a new run; SystemExit naming the file when it cannot be read, or the settings that
-    differ from the ones the run was started with (outside ``RESUMABLE_KEYS``)."""
+    for a new run; WeightsError naming the file when it cannot be read, SystemExit naming the
+    settings that differ from the ones the run was started with (outside ``RESUMABLE_KEYS``)."""
+    from .weights import read_checkpoint
     path = Path(out_dir) / "last.pt"
     if not path.exists():
         return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        missing = [k for k in ("model", "opt", "scaler", "step", "samples_seen", "wall_s", "torch_rng")
-                   if k not in state]
-    except Exception as exc:  # noqa: BLE001 - torch's many ways to fail on a broken file
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise SystemExit(f"cannot resume from {path}: unreadable or corrupt ({type(exc).__name__}: {first}); "
-                         "delete it to start the run over, or use another --out") from None
-    if missing:
-        raise SystemExit(f"cannot resume from {path}: not a training checkpoint (no {', '.join(missing)}); "
-                         "delete it to start the run over, or use another --out")
-    before, now = _flat(state.get("config") or {}), _flat(cfg)
-    changed = [k for k in sorted(set(before) & set(now))
-               if before[k] != now[k] and not any(k == r or (r.endswith(".") and k.startswith(r))
-                                                  for r in RESUMABLE_KEYS)]
-    if changed:
-        diff = "; ".join(f"{k}: {before[k]!r} -> {now[k]!r}" for k in changed[:6])
-        raise SystemExit(f"{out_dir} holds a run started with other settings ({diff}{' ...' if len(changed) > 6 else ''}); "
+    state = read_checkpoint(path, ("model", "opt", "scaler", "step", "samples_seen", "wall_s", "torch_rng"),
+                            "training")
+    diff = changed_settings(_flat(state.get("config") or {}), _flat(cfg), RESUMABLE_KEYS)
+    if diff:
+        raise SystemExit(f"{out_dir} holds a run started with other settings ({diff}); "
                          "resume it with the same ones (only the time budget, max_steps, threads and how often "
                          "it logs, checks and validates may change), or use another --out")
     return state
@@ -689,7 +688,6 @@ def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None
     if is_main:
         with open(out_dir / "config.yaml", "w") as f:
             yaml.safe_dump(cfg, f, sort_keys=False)
-    if is_main:
         cut_log(out_dir / "log.csv", step)
     log_f = open(out_dir / "log.csv", "a", newline="") if is_main else None
     log = csv.writer(log_f) if log_f else None

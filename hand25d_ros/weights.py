@@ -75,6 +75,21 @@ def _load_failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {first[:200]}{'...' if len(first) > 200 else ''}"
 
 
+def read_checkpoint(path: Path, keys: tuple, kind: str) -> dict:
+    """A trainer's ``last.pt`` (a pickled dict with optimiser state, not a weights file, so not
+    loaded weights-only) holding ``keys``; WeightsError names the file and the problem."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch's many ways to fail on a broken file
+        raise WeightsError(f"cannot resume from {path}: unreadable or corrupt ({_load_failure(exc)}); "
+                           "delete it to start the run over, or use another --out") from None
+    missing = [k for k in keys if k not in state] if isinstance(state, dict) else list(keys)
+    if missing:
+        raise WeightsError(f"cannot resume from {path}: not a {kind} checkpoint (no {', '.join(missing)}); "
+                           "delete it to start the run over, or use another --out")
+    return state
+
+
 def read_blob(path: Path, fmt: str, version: int, map_location="cpu") -> dict:
     """Read a weights dict written by :func:`write_blob`; WeightsError names the file and the problem."""
     if path.is_dir():
