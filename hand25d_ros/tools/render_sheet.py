@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .._checks import require_extra
+from ..cli import IMAGE_EXTS
 
 
 def contact_sheet(samples, tile_px: int = 256, cols: int = 6) -> np.ndarray:
@@ -33,9 +34,6 @@ def contact_sheet(samples, tile_px: int = 256, cols: int = 6) -> np.ndarray:
     return np.concatenate(rows, 0)
 
 
-SHEET_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="hand25d-render-sheet", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output PNG")
@@ -47,8 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cols", type=int, default=6)
     ap.add_argument("--cache", type=Path, help="draw from a shard folder (write_shards) instead of rendering")
     args = ap.parse_args(argv)
-    if args.out.is_dir() or args.out.suffix.lower() not in SHEET_EXTS:
-        ap.error(f"--out {args.out}: give an image file to write ({', '.join(sorted(SHEET_EXTS))})")
+    if args.out.is_dir() or args.out.suffix.lower() not in IMAGE_EXTS:
+        ap.error(f"--out {args.out}: give an image file to write ({', '.join(sorted(IMAGE_EXTS))})")
     if args.cache:
         from ..data.synthetic import ShardDataset
         try:
