@@ -476,24 +476,24 @@ class HandPoseNode(Node):
                 return SetParametersResult(successful=False, reason=reason)
         for prm in params:
             if prm.name in self.cfg:
-                self.cfg[prm.name] = _as_declared(prm.name, prm.value)
+                value = self.cfg[prm.name] = _as_declared(prm.name, prm.value)
                 if prm.name == "sync_tolerance_s":
-                    self.sync.tolerance_ns = int(prm.value * 1e9)
+                    self.sync.tolerance_ns = int(value * 1e9)
                 elif prm.name == "warning_period_s":
-                    self.throttle.period_s = prm.value
+                    self.throttle.period_s = value
                 elif prm.name == "hand_side":
-                    self.estimator.hand_side = prm.value
+                    self.estimator.hand_side = value
                 elif prm.name == "follow_hand":
-                    self.tracker.follow_hand = prm.value
+                    self.tracker.follow_hand = value
                 elif prm.name == "confidence_threshold":
-                    self.tracker.min_confidence = prm.value
+                    self.tracker.min_confidence = value
                 elif prm.name == "hand_size_m":
                     # the depth of every hand jumps: that is no motion for the smoothing to follow
                     for track in getattr(self.tracker, "tracks", []):
                         filt = getattr(track, "filt", None)
                         if filt is not None:
                             filt.reset()
-                elif prm.name == "publish_markers" and not prm.value and self.marker_ids:
+                elif prm.name == "publish_markers" and not value and self.marker_ids:
                     self.marker_ids = None
         return SetParametersResult(successful=True)
 
@@ -618,7 +618,7 @@ class HandPoseNode(Node):
                                       "name tf2 takes; set camera_frame_id")
             return
         header = Header(stamp=msg.header.stamp, frame_id=frame)
-        self.last_stamp_ns = conv.stamp_to_ns(msg.header.stamp)   # used: later images must be newer
+        stamp_ns = self.last_stamp_ns = conv.stamp_to_ns(msg.header.stamp)   # used: later images must be newer
         height, width = rgb.shape[:2]
         kwargs = {}
         if p["localization"] == "whole_image":
@@ -629,7 +629,7 @@ class HandPoseNode(Node):
             kwargs["distortion_model"] = model
         t1 = time.perf_counter()
         try:
-            tracked = self.tracker.update(rgb, K, conv.stamp_to_ns(msg.header.stamp) / 1e9, p["hand_size_m"],
+            tracked = self.tracker.update(rgb, K, stamp_ns / 1e9, p["hand_size_m"],
                                           D=D, **kwargs)
         except (ValueError, TypeError) as exc:
             self.warn("estimate_failed", f"dropped an image: {exc}")
@@ -660,7 +660,7 @@ class HandPoseNode(Node):
         self.stats_done.add(now)
         if hands:
             self.stats_found.add(now)
-        stamp_age = self.get_clock().now().nanoseconds - conv.stamp_to_ns(msg.header.stamp)
+        stamp_age = self.get_clock().now().nanoseconds - stamp_ns
         self.stats_latency.add(now, stamp_age / 1e6)
         self.stats_processing.add(now, (t3 - t0) * 1e3)
         self.stats_overhead.add(now, ((t3 - t0) - (t2 - t1)) * 1e3)
