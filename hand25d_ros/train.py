@@ -345,11 +345,12 @@ class Concat(Dataset):
 
 
 def ensure_synthetic(cache_dir, num_samples, seed, crop_size, shard_size=2048, workers=1, config=None):
-    """Render the synthetic shards if they are not all there (resumable), and open them."""
+    """Render the synthetic shards if they are not all there (resumable), and open the first
+    ``num_samples`` (a cache extended for a larger run keeps more)."""
     from .data.synthetic import ShardDataset, SyntheticConfig, write_shards
     cfg = SyntheticConfig(crop_size_px=crop_size, **(config or {}))
     write_shards(cache_dir, num_samples, cfg, seed, shard_size=shard_size, workers=workers)
-    return ShardDataset(cache_dir)
+    return ShardDataset(cache_dir, num_samples)
 
 
 def training_renders(cfg: dict, crop: int, workers: int | None = None):

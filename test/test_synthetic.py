@@ -144,6 +144,19 @@ def test_shards_roundtrip_resume_and_mismatch(tmp_path):
     assert (root / "cache.json").stat().st_mtime_ns == stat.st_mtime_ns
     write_shards(root, 6, cfg, seed=1, shard_size=2, progress=False)
     assert json.loads((root / "cache.json").read_text())["num_samples"] == 6
+    # a smaller run on the extended cache trains on what it asked for, not the whole folder
+    for n, shards in ((3, 2), (4, 2), (5, 3)):
+        part = ShardDataset(root, num_samples=n)
+        assert len(part) == n and len(part.shards) == shards
+        np.testing.assert_array_equal(part[n - 1]["image"], ShardDataset(root)[n - 1]["image"])
+        with pytest.raises(IndexError):
+            part[n]
+    assert len(ShardDataset(root, num_samples=100)) == 6
+    from hand25d_ros.train import ensure_synthetic
+    assert len(ensure_synthetic(root, 3, seed=1, crop_size=32, shard_size=2,
+                                config={"supersample": 1})) == 3
+    with pytest.raises(ValueError, match="num_samples"):
+        ShardDataset(root, num_samples=0)
     assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []
     with pytest.raises(FileNotFoundError, match="cache.json"):
         ShardDataset(tmp_path / "nothing")

@@ -904,9 +904,14 @@ class ShardDataset:
 
     Items are dicts as :meth:`SyntheticHandGenerator.sample` returns (numpy arrays; K and
     joints as float64). Safe to pickle into DataLoader workers (maps reopen lazily).
+    ``num_samples`` keeps the first N (samples ``0 .. N-1`` of the folder's seed): a folder
+    extended for a larger run still serves a smaller one exactly what it asked for.
     """
 
-    def __init__(self, root):
+    def __init__(self, root, num_samples: int | None = None):
+        if num_samples is not None and (isinstance(num_samples, bool) or int(num_samples) != num_samples
+                                        or num_samples < 1):
+            raise ValueError(f"num_samples must be a whole number >= 1 or None, got {num_samples!r}")
         root = Path(root)
         meta = root / "cache.json"
         if not meta.is_file():
@@ -928,6 +933,11 @@ class ShardDataset:
                 break
         if not self.shards:
             raise FileNotFoundError(f"synthetic folder {root} has no complete shard")
+        if num_samples is not None:
+            kept = np.cumsum(self.counts) - np.asarray(self.counts) < num_samples
+            self.shards = [p for p, k in zip(self.shards, kept) if k]
+            self.counts = [int(n) for n, k in zip(self.counts, kept) if k]
+            self.counts[-1] -= max(0, sum(self.counts) - int(num_samples))
         self.offsets = np.cumsum([0] + self.counts)
         self._maps: dict[int, dict] = {}
 
