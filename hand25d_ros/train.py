@@ -650,6 +650,8 @@ def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None
                         num_workers=t["num_workers"], drop_last=True,
                         persistent_workers=False, pin_memory=device.type == "cuda")
     val_synth = validation_data(cfg, crop) if is_main else None
+    if is_main:
+        print(real_validation_notice(cfg), flush=True)
     # the real-data check imports its modules lazily; importing them now keeps an edit of
     # the package during an hours-long run from pairing new evaluate code with the old
     # keypoints module (a run here lost every real validation to that)
@@ -891,6 +893,20 @@ def synth_bone_ratios(synth) -> np.ndarray:
     idx = np.linspace(0, len(synth) - 1, n).astype(int)
     P = np.stack([np.asarray(synth[i]["joints_3d_mm"], dtype=np.float64) for i in idx])
     return geo.bone_ratios_from_poses(P)
+
+
+def real_validation_notice(cfg: dict) -> str:
+    """One line on where real validation reads from, or why there is none: ``val_real.path`` is
+    relative to the working directory, and a run started elsewhere would otherwise go hours
+    without the figure its user expects."""
+    path = cfg.get("val_real", {}).get("path")
+    if not path:
+        return "real validation: off (val_real.path is null)"
+    where = Path(path).resolve()
+    if not (where / "annotations.json").is_file():
+        return (f"real validation: off, no {where / 'annotations.json'} (val_real.path {path!r} is "
+                f"relative to the working directory {Path.cwd()})")
+    return f"real validation: {where}"
 
 
 def validate(model, val_synth, cfg, bone_ratios, device) -> dict:

@@ -388,3 +388,14 @@ def test_good_values_pass_the_check(tmp_path, no_training):
     (cfg,) = no_training
     assert cfg["train"]["lr"] == 0.001 and cfg["train"]["time_budget_min"] == 0.5 and cfg["val_real"]["path"] is None
 
+
+
+def test_real_validation_notice_says_where_or_why_not(tmp_path, monkeypatch):
+    from hand25d_ros.train import real_validation_notice
+    monkeypatch.chdir(tmp_path)
+    assert real_validation_notice({"val_real": {"path": None}}) == "real validation: off (val_real.path is null)"
+    off = real_validation_notice({"val_real": {"path": "../shared/data/real_val_snap"}})
+    assert off.startswith("real validation: off, no ") and str(tmp_path) in off and "working directory" in off
+    (tmp_path / "snap").mkdir()
+    (tmp_path / "snap" / "annotations.json").write_text("[]")
+    assert real_validation_notice({"val_real": {"path": "snap"}}) == f"real validation: {tmp_path / 'snap'}"
