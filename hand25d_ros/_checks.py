@@ -2,6 +2,8 @@
 raising an error that says what was expected and what came."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -142,18 +144,40 @@ def check_camera_intrinsics(K, width: int, height: int, name: str = "K") -> np.n
         (3, 3) float64.
     """
     K = check_intrinsics(K, name)
-    for axis, f, c, size in (("x", K[0, 0], K[0, 2], width), ("y", K[1, 1], K[1, 2], height)):
-        lo, hi = (size / 2.0 / np.tan(np.deg2rad(fov) / 2.0) for fov in (MAX_FOV_DEG, MIN_FOV_DEG))
-        if not lo <= f <= hi:
-            raise ValueError(f"{name} has f{axis}={f:g} px: for {width} x {height} images that is a field of view "
-                             f"outside {MIN_FOV_DEG:g}-{MAX_FOV_DEG:g} degrees (expected {lo:.0f}-{hi:.0f} px; "
-                             "are the intrinsics normalised, in metres, or of another image size?)")
+    problem = _field_of_view_problem(K, width, height, name)
+    if problem:
+        raise ValueError(problem)
+    for axis, c, size in (("x", K[0, 2], width), ("y", K[1, 2], height)):
         if not -2.0 * size <= c <= 3.0 * size:
             raise ValueError(f"{name} has its principal point c{axis}={c:g} px, outside {width} x {height} images "
                              "and their surroundings (are the intrinsics of another image size?)")
     if abs(K[0, 1]) > K[0, 0]:
         raise ValueError(f"{name} has a skew of {K[0, 1]:g}, more than fx={K[0, 0]:g}: not a camera matrix")
     return K
+
+
+def _field_of_view_problem(K: np.ndarray, width: int, height: int, name: str) -> str | None:
+    """Why ``K``'s focal lengths give ``width`` x ``height`` images a field of view outside
+    ``MIN_FOV_DEG``-``MAX_FOV_DEG``, or None."""
+    for axis, f, size in (("x", K[0, 0], width), ("y", K[1, 1], height)):
+        lo, hi = (size / 2.0 / np.tan(np.deg2rad(fov) / 2.0) for fov in (MAX_FOV_DEG, MIN_FOV_DEG))
+        if not lo <= f <= hi:
+            return (f"{name} has f{axis}={f:g} px: for {width} x {height} images that is a field of view "
+                    f"outside {MIN_FOV_DEG:g}-{MAX_FOV_DEG:g} degrees (expected {lo:.0f}-{hi:.0f} px; "
+                    "are the intrinsics normalised, in metres, or of another image size?)")
+    return None
+
+
+def warn_implausible_focal_length(K: np.ndarray, width: int, height: int, name: str = "K") -> None:
+    """Warn when ``K`` (checked) gives ``width`` x ``height`` images a field of view no camera
+    or crop of one has: normalised or metric intrinsics, or an identity passed by a caller who
+    wants 2D only, give 2D keypoints as usual but 3D that is wrong or not valid, and the warning
+    (once per message, the warnings module's default) says why where ``valid`` alone would not.
+    The principal point is not judged: a hand crop's lies far outside it, legitimately."""
+    problem = _field_of_view_problem(K, width, height, name)
+    if problem:
+        warnings.warn(f"{problem}; 3D poses lifted with it will be wrong or not valid (2D keypoints are unaffected)",
+                      RuntimeWarning, stacklevel=3)
 
 
 def require_extra(extra: str, *modules: str) -> None:

@@ -10,7 +10,7 @@ import torch
 from . import geometry as geo
 from . import keypoints as kp
 from ._checks import (check_box_in_image, check_count, check_distortion, check_image_rgb, check_intrinsics,
-                      check_positive)
+                      check_positive, warn_implausible_focal_length)
 from .crop import (DEFAULT_TTA, FALLBACK_VIEWS_DEG, HAND_SIDES, ROTATE_VIEWS_DEG, TTA_MODES, box_iou, box_to_crop_affine,
                    crop_affine, invert_affine, keypoint_box, scale_box, transform_points, warp_crop,
                    whole_image_box)
@@ -547,6 +547,7 @@ class HandPoseEstimator:
         for image, K, roi in zip(images_rgb, Ks, rois):
             image = check_image_rgb(image)
             K = check_intrinsics(K)
+            warn_implausible_focal_length(K, image.shape[1], image.shape[0])
             if roi is None or (isinstance(roi, str) and roi == "image"):
                 box = whole_image_box(*image.shape[:2])
             elif isinstance(roi, str):

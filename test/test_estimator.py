@@ -422,3 +422,23 @@ def test_skeleton_is_left_is_the_3d_chirality_and_flips_with_a_mirror():
     assert bool(skeleton_is_left(mirrored, z)) != bool(kp.is_left_hand(xyz))
     assert skeleton_is_left(np.stack([uv, mirrored]), np.stack([z, z])).tolist() == [
         bool(kp.is_left_hand(xyz)), not kp.is_left_hand(xyz)]
+
+
+def test_a_camera_matrix_no_camera_has_warns_and_keeps_the_2d(est):
+    """Normalised or metric intrinsics (or an identity from a caller who wants 2D) lift no
+    sound 3D; the warning says why, the 2D is the same as with a real K."""
+    import warnings
+    img = np.random.default_rng(3).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    good = est.estimate(img, K, roi="image")
+    for bad in (np.eye(3), np.array([[0.0025, 0, 0.0008], [0, 0.0025, 0.0006], [0, 0, 1]]),
+                np.array([[1e7, 0, 160], [0, 1e7, 120], [0, 0, 1]])):
+        with pytest.warns(RuntimeWarning, match=r"field of view outside .*\(2D keypoints are unaffected\)"):
+            pose = est.estimate(img, bad, roi="image")
+        np.testing.assert_allclose(pose.keypoints_2d, good.keypoints_2d, atol=1e-6)
+        assert np.all(np.isfinite(pose.keypoints_3d))
+    # a hand crop's K, its principal point far outside the crop, is a real camera's: no warning
+    crop_K = np.array([[450.0, 0, -600], [0, 450, 900], [0, 0, 1]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.estimate(img, crop_K, roi="image")
+        est.estimate(img, K, roi="image")
