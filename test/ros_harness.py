@@ -11,7 +11,8 @@ benchmarks/bench_node.py).
   pass (``HandPoseEstimator.predict_crops``) by a fixed, geometrically exact 2.5D hand, so
   the rest of the pipeline (crop, lifting with the CameraInfo intrinsics and the hand-size
   prior, frames, messages) runs for real and gives valid poses without trained weights.
-  Crops darker than 20/255 on average get confidence 0.01 (no hand).
+  Crops darker than 20/255 on average get confidence 0.01 (no hand). ``HAND25D_FAKE_CNN_DELAY_S``
+  in the node's environment makes each pass take that long (a node busy when a signal comes).
 """
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ _Z = _np.array({z!r})
 
 
 def _fake_predict_crops(self, crops_rgb, hand_is_left=None):
+    import os, time
+    time.sleep(float(os.environ.get("HAND25D_FAKE_CNN_DELAY_S", "0")))   # a slow network, where a test asks
     crops = _np.asarray(crops_rgb)
     B, S = crops.shape[0], crops.shape[1]
     uv = _np.repeat((_UV * S / {size}.0)[None], B, 0)

@@ -12,6 +12,7 @@ fixed hand). One test runs the real untrained network, and one the shipped weigh
 import math
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -41,7 +42,8 @@ if h.node_command() is None:
     pytest.skip("console script hand25d_node is not installed (pip install -e . / scripts/setup.sh)",
                 allow_module_level=True)
 
-from hand25d_ros.ros.node import CameraInfoSync, RateWindow, WarningThrottle, validate_parameter  # noqa: E402
+from hand25d_ros.ros.node import (CameraInfoSync, RateWindow, SkippedFrames, WarningThrottle,  # noqa: E402
+                                  validate_parameter)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:lark.*")
 
@@ -81,6 +83,21 @@ def test_warning_throttle_and_rates():
         r.add(i * 0.1, value=i)
     assert r.rate_hz(0.9) == 5.0 and r.mean(0.9) == 4.5
     assert r.rate_hz(10.0) == 0 and math.isnan(r.mean(10.0))
+
+
+def test_skipped_frames_are_counted_per_publisher_from_sequence_numbers():
+    gid_a, gid_b = {"data": b"a" * 16}, {"data": b"b" * 16}
+
+    def info(seq, gid=gid_a):
+        return {"publication_sequence_number": seq, "publisher_gid": gid}
+    s = SkippedFrames()
+    assert s.count(info(1)) == 0 and s.count(info(2)) == 0     # first frame, then the next
+    assert s.count(info(5)) == 2                                 # 3 and 4 never taken
+    assert s.count(info(7, gid_b)) == 0                          # another publisher has its own count
+    assert s.count(info(9, gid_b)) == 1 and s.count(info(6)) == 0
+    assert s.count(info(1)) == 0 and s.count(info(3)) == 1       # a restarted publisher starts over
+    for unknown in (None, {}, info(None), info(0)):              # a middleware without sequence numbers
+        assert s.count(unknown) == 0
 
 
 @pytest.mark.parametrize("name, value, ok", [
@@ -500,6 +517,33 @@ def test_no_hand_publishes_nothing_and_deletes_the_markers(main):
     frames.good_frame()
 
 
+def test_switching_markers_off_takes_the_shown_hand_down(main):
+    node, probe, frames = main
+    frames.good_frame()
+    n = len(probe.messages("markers"))
+    (res,) = set_params(probe, publish_markers=False)
+    assert res.successful, res.reason
+    try:
+        # else RViz keeps the last skeleton until its lifetime ends (never, with lifetime 0)
+        assert probe.wait_for(lambda: len(probe.messages("markers")) > n, 5)
+        (clear,) = probe.messages("markers")[n:]
+        assert [m.action for m in clear.markers] == [Marker.DELETEALL]
+        for _ in range(3):      # a frame processed while markers are off: none for it
+            s = frames.stamp()
+            frames.good.add(s)
+            frames.send(frames.image(s), frames.info(s))
+            if probe.wait_for(lambda: by_stamp(probe.messages("keypoints"), s), 3):
+                break
+        assert by_stamp(probe.messages("keypoints"), s)
+        time.sleep(0.2)
+        assert not by_stamp(probe.messages("markers"), s)
+    finally:
+        (res,) = set_params(probe, publish_markers=True)
+        assert res.successful
+    _, out = frames.good_frame()     # back on: the hand is shown again
+    assert any(m.action == Marker.ADD for m in out["markers"].markers)
+
+
 def test_warnings_are_rate_limited(main):
     node, probe, frames = main
     # one warning per kind of bad input (here bad_image) and warning_period_s (5 s), counted all the same
@@ -688,6 +732,70 @@ def test_start_up_failures_exit_with_a_clear_message(world):
         finally:
             for p in procs.values():
                 p.stop()
+
+
+# ---------------------------------------------------------------------------- a node slower than its camera
+SLOW_CNN_S = 0.2
+
+
+@pytest.fixture(scope="module")
+def slow(world):
+    """A node whose network pass takes SLOW_CNN_S (the fake one, delayed)."""
+    env = dict(world["env"], HAND25D_FAKE_CNN_DELAY_S=str(SLOW_CNN_S))
+    node = h.NodeProcess(env, "/slow", {"weights": world["weights"], "diagnostics_period_s": 0.1,
+                                        "localization": "whole_image"}, world["tmp"] / "slow_node.log")
+    probe = h.Probe(world["domain"], "/slow")
+    try:
+        assert probe.wait_connected(30), node.output()
+        frames = Frames(probe, start_s=500)
+        frames.good_frame(timeout=8.0, tries=4)
+        yield node, probe, frames
+    finally:
+        probe.close()
+        node.stop()
+
+
+def test_frames_the_node_had_no_time_for_are_counted_as_skipped(slow):
+    """A camera at 100 Hz, a node at 5: the frames it never took count as skipped, none is
+    blamed on a missing CameraInfo, and the input rate is the camera's."""
+    node, probe, frames = slow
+    time.sleep(0.3)
+    before, no_info_before = probe.dropped("skipped"), probe.dropped("no_camera_info")
+    stamps = []
+    for _ in range(60):
+        s = frames.stamp(step_ms=10)
+        stamps.append(s)
+        frames.send(frames.image(s), frames.info(s))
+        time.sleep(0.01)
+    time.sleep(0.15)     # a diagnostics message (every 0.1 s) of the stream's 2 s window
+    rates = {k: float(probe.diagnostics_value(k)) for k in ("input_rate_hz", "processing_rate_hz")}
+
+    def accounted():
+        done = sum(bool(by_stamp(probe.messages("keypoints"), s)) for s in stamps)
+        return done, probe.dropped("skipped") - before
+    # each frame published is either processed or counted as skipped (none lost unseen)
+    assert probe.wait_for(lambda: sum(accounted()) == len(stamps), 10), accounted()
+    done, skipped = accounted()
+    assert done >= 1 and skipped >= 40, (done, skipped)
+    assert probe.dropped("no_camera_info") == no_info_before
+    assert rates["input_rate_hz"] > 2 * rates["processing_rate_hz"], rates
+    assert "no CameraInfo" not in node.output()
+    # the camera stops: "no images", and no hand is reported as visible any more
+    assert probe.diagnostics_value("hands") == "1"
+    assert probe.wait_for(lambda: probe.diagnostics_value("hands") == "0", 5)
+    assert probe.diagnostics_value("hand_ids") == ""
+
+
+def test_sigterm_while_the_network_runs_exits_cleanly(slow):
+    """docker stop and systemd send SIGTERM; rclpy shuts the context down under the running
+    callback, whose next publish fails: that is the shutdown asked for, not a crash."""
+    node, probe, frames = slow
+    s = frames.stamp()
+    frames.send(frames.image(s), frames.info(s))
+    time.sleep(SLOW_CNN_S / 2)      # inside the network pass
+    node.proc.send_signal(signal.SIGTERM)
+    assert node.wait(20) == 0, node.output()[-3000:]
+    assert "Traceback" not in node.output(), node.output()[-3000:]
 
 
 # ---------------------------------------------------------------------------- several hands, external boxes

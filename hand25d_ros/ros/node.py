@@ -74,6 +74,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import RCLError   # re-exported there: the exception of rclpy's C layer
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
@@ -93,10 +94,17 @@ OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=Re
 # /tf: the profile of tf2_ros' TransformBroadcaster (DynamicBroadcasterQoS).
 TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
-# Hand boxes: best effort like the images, but a few deep so that a burst is not lost.
+# Hand boxes and CameraInfo: best effort like the images, but a few deep so that a burst is
+# not lost. With a queue of one, the next frame's CameraInfo replaced an image's own while the
+# node was busy (0.7-1 image a second dropped as "no CameraInfo" at 30 Hz).
 ROI_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
                      durability=DurabilityPolicy.VOLATILE)
+INFO_QOS = ROI_QOS
 LOCALIZATIONS = ("track", "whole_image", "external")
+# How long (wall time) a superseded image's CameraInfo may take to come before the image
+# counts as dropped for the lack of it rather than skipped: a queued one comes within
+# milliseconds once the node is free.
+INFO_DUE_WAIT_S = 0.5
 
 # an image stamp this far behind the newest one means a restarted source (a looping bag),
 # not a reordered frame: start over instead of dropping everything from now on
@@ -320,6 +328,26 @@ class RoiBuffer:
         self._sets.clear()
 
 
+class SkippedFrames:
+    """Frames a subscription never took, from each publisher's sequence numbers: the image
+    queue keeps only the newest while the node works (and best effort may lose some on the
+    way), so without this a 30 Hz camera feeding a 15 Hz node looks like a 15 Hz camera."""
+
+    def __init__(self):
+        self._last: dict[bytes, int] = {}    # publisher gid -> its last sequence number taken
+
+    def count(self, msg_info) -> int:
+        """Frames skipped before this one from its publisher (0 where the middleware gives no
+        sequence numbers, for a publisher's first frame, or after it restarted)."""
+        seq = (msg_info or {}).get("publication_sequence_number")
+        gid = (msg_info or {}).get("publisher_gid") or {}
+        if not seq:
+            return 0
+        key = bytes(gid.get("data", b""))
+        last, self._last[key] = self._last.get(key), int(seq)
+        return int(seq) - last - 1 if last is not None and seq > last else 0
+
+
 class RateWindow:
     """Event times and values in a sliding window: rate (Hz) and mean value."""
 
@@ -379,9 +407,13 @@ class HandPoseNode(Node):
         self.stats_in, self.stats_done, self.stats_found = RateWindow(), RateWindow(), RateWindow()
         self.stats_latency, self.stats_overhead, self.stats_processing = RateWindow(), RateWindow(), RateWindow()
         self.dropped: dict[str, int] = {}
+        self.skipped = SkippedFrames()
+        self.info_due: list[tuple[int, float]] = []   # (stamp, monotonic s): images superseded before
+                                                      # their CameraInfo came
         self.last_stamp_ns: int | None = None
         self.hand_ids: list[int] = []             # the hands of the last processed frame
         self.marker_ids: set[int] | None = None   # hands with markers up; None: nothing published yet
+        self.marker_header = Header()             # the header of the markers up
 
         self.pub_cloud = self.create_publisher(PointCloud2, "~/keypoints", OUTPUT_QOS)
         self.pub_poses = self.create_publisher(PoseArray, "~/poses", OUTPUT_QOS)
@@ -398,7 +430,7 @@ class HandPoseNode(Node):
         else:
             topic = "image"
             self.sub_image = self.create_subscription(Image, topic, self.on_image, SENSOR_QOS)
-        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, SENSOR_QOS)
+        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, INFO_QOS)
         inputs = f"{self.resolve_topic_name(topic)} + {self.resolve_topic_name('camera_info')}"
         self.sub_rois = None
         if self.external:
@@ -494,6 +526,10 @@ class HandPoseNode(Node):
                         if filt is not None:
                             filt.reset()
                 elif prm.name == "publish_markers" and not value and self.marker_ids:
+                    # switched off with hands shown: take them down now, or RViz keeps the last
+                    # skeleton until its lifetime ends (never, with marker_lifetime_s 0)
+                    # (stamped as they were: the image's time base, which may be a bag's or sim time)
+                    self.pub_markers.publish(conv.delete_all_markers(self.marker_header))
                     self.marker_ids = None
         return SetParametersResult(successful=True)
 
@@ -508,6 +544,7 @@ class HandPoseNode(Node):
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         self.sync.store_info(conv.stamp_to_ns(msg.header.stamp), msg)
+        self.settle_info_due()
         self.try_pending()
 
     def on_rois(self, msg) -> None:
@@ -527,9 +564,13 @@ class HandPoseNode(Node):
                                             f"{self.sub_rois.topic_name}: no image of that stamp to pair with "
                                             f"(newest image {newest})", len(stamps))
 
-    def on_image(self, msg) -> None:
+    def on_image(self, msg, msg_info) -> None:
         now = time.monotonic()
-        self.stats_in.add(now)
+        skipped = self.skipped.count(msg_info)
+        if skipped:
+            self.dropped["skipped"] = self.dropped.get("skipped", 0) + skipped
+        for _ in range(skipped + 1):    # the input rate is the camera's, taken or not
+            self.stats_in.add(now)
         stamp = conv.stamp_to_ns(msg.header.stamp)
         if self.sync.pending is not None and stamp == self.sync.pending[0]:
             self.warn("out_of_order", f"dropped an image: its stamp {stamp / 1e9:.6f} repeats the waiting image's")
@@ -541,6 +582,7 @@ class HandPoseNode(Node):
                 self.get_logger().warning(f"image stamps jumped back by {(self.last_stamp_ns - stamp) / 1e9:.3f} s: "
                                           "assuming a restarted source, starting over")
                 self.sync.clear()
+                self.info_due.clear()
                 self.rois.clear()
                 self.tracker.reset()
                 self.last_stamp_ns = None
@@ -557,17 +599,41 @@ class HandPoseNode(Node):
         self.try_pending()
 
     def warn_unpaired(self, stamp: int) -> None:
-        """An image that waited in vain: count it by what it lacked."""
-        if self.sync.match(stamp) is None:
-            newest = self.sync.newest_stamp_ns()
-            seen = "none received yet" if newest is None else f"newest at {newest / 1e9:.6f}"
-            self.warn("no_camera_info", f"dropped an image at {stamp / 1e9:.6f}: no CameraInfo within "
-                                        f"{self.cfg['sync_tolerance_s']} s of its stamp ({seen}) on "
-                                        f"{self.sub_info.topic_name}")
-        else:
+        """An image that waited and a newer one replaced: count it by what it lacked."""
+        if self.sync.match(stamp) is not None:
             self.warn("no_rois", f"dropped an image at {stamp / 1e9:.6f}: no hand boxes of its stamp on "
                                  f"{self.sub_rois.topic_name} ({self.roi_type_name}) before the next image "
                                  "(localization: external; publish an empty message for an image without hands)")
+            return
+        newest = self.sync.newest_stamp_ns()
+        if newest is None or newest > stamp + self.sync.tolerance_ns:
+            self.warn_no_camera_info(stamp)
+        else:
+            # its CameraInfo may be still on its way (a node behind its camera takes the newest
+            # image before the queued CameraInfo): the next CameraInfo messages or INFO_DUE_WAIT_S decide
+            self.info_due.append((stamp, time.monotonic()))
+
+    def settle_info_due(self) -> None:
+        """Superseded images whose CameraInfo has come now count as skipped (the node had no
+        time for them); those passed by later CameraInfo messages, or waiting longer than
+        ``INFO_DUE_WAIT_S``, never had one."""
+        newest, now = self.sync.newest_stamp_ns(), time.monotonic()
+        for due in list(self.info_due):
+            stamp, since = due
+            if self.sync.match(stamp) is not None:
+                self.dropped["skipped"] = self.dropped.get("skipped", 0) + 1
+            elif (newest is not None and newest > stamp + self.sync.tolerance_ns) or now - since > INFO_DUE_WAIT_S:
+                self.warn_no_camera_info(stamp)
+            else:
+                continue
+            self.info_due.remove(due)
+
+    def warn_no_camera_info(self, stamp: int) -> None:
+        newest = self.sync.newest_stamp_ns()
+        seen = "none received yet" if newest is None else f"newest at {newest / 1e9:.6f}"
+        self.warn("no_camera_info", f"dropped an image at {stamp / 1e9:.6f}: no CameraInfo within "
+                                    f"{self.cfg['sync_tolerance_s']} s of its stamp ({seen}) on "
+                                    f"{self.sub_info.topic_name}")
 
     def try_pending(self) -> None:
         """Process the waiting image when its CameraInfo (and, external, its boxes) are there."""
@@ -706,6 +772,7 @@ class HandPoseNode(Node):
                 bone_width_m=p["marker_bone_width_m"], palm_arrow_length_m=p["marker_palm_arrow_length_m"],
                 lifetime_s=p["marker_lifetime_s"]))
             self.marker_ids = ids
+            self.marker_header = header
 
     def publish_debug(self, header: Header, rgb: np.ndarray, hands: list) -> None:
         import cv2
@@ -722,10 +789,13 @@ class HandPoseNode(Node):
         self.pub_debug.publish(conv.numpy_to_image(image, "rgb8", header))
 
     def publish_diagnostics(self) -> None:
+        self.settle_info_due()     # so that a stream that stopped gets its last counts too
         now = time.monotonic()
         rate_in, rate_done = self.stats_in.rate_hz(now), self.stats_done.rate_hz(now)
         status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: hand pose", hardware_id=str(self.estimator.device))
-        n = len(self.hand_ids)
+        # the last processed frame's hands, while frames are processed: not a stopped camera's
+        hand_ids = self.hand_ids if rate_done > 0 else []
+        n = len(hand_ids)
         if rate_in == 0:
             status.level, status.message = DiagnosticStatus.WARN, "no images"
         elif rate_done == 0:
@@ -741,7 +811,7 @@ class HandPoseNode(Node):
                   "latency_ms": fmt(self.stats_latency.mean(now)),
                   "processing_ms": fmt(self.stats_processing.mean(now)),
                   "node_overhead_ms": fmt(self.stats_overhead.mean(now)),
-                  "hands": str(n), "hand_ids": ",".join(map(str, self.hand_ids)),
+                  "hands": str(n), "hand_ids": ",".join(map(str, hand_ids)),
                   "localization": self.cfg["localization"],
                   "hand_size_m": str(self.cfg["hand_size_m"]), "hand_side": self.estimator.hand_side,
                   "follow_hand": str(self.tracker.follow_hand).lower(),
@@ -767,6 +837,11 @@ def main(args=None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # SIGTERM (docker stop, systemd) shuts the context down under a running callback,
+        # whose next publish then fails: that is the shutdown asked for, not an error
+        if rclpy.ok():
+            raise
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
