@@ -43,7 +43,7 @@ if h.node_command() is None:
                 allow_module_level=True)
 
 from hand25d_ros.ros.node import (CameraInfoSync, RateWindow, SkippedFrames, WarningThrottle,  # noqa: E402
-                                  validate_parameter)
+                                  command_line_overrides, dropped_overrides, validate_parameter)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:lark.*")
 
@@ -98,6 +98,23 @@ def test_skipped_frames_are_counted_per_publisher_from_sequence_numbers():
     assert s.count(info(1)) == 0 and s.count(info(3)) == 1       # a restarted publisher starts over
     for unknown in (None, {}, info(None), info(0)):              # a middleware without sequence numbers
         assert s.count(unknown) == 0
+
+
+def test_command_line_values_that_ros_dropped_are_named():
+    argv = ["hand25d_node", "--ros-args", "--params-file", "f.yaml", "-p", "max_hands:=1.5", "--param",
+            "hand25d:hand_size_m:=abc", "-p", "other_node:tta:=none", "-p", "publish_tf:=false", "--",
+            "-p", "device:=cuda"]
+    found = command_line_overrides(argv, "hand25d")
+    assert found == {"max_hands": ("1.5", 1.5), "hand_size_m": ("abc", "abc"), "publish_tf": ("false", False)}
+    cfg = {"max_hands": 2, "hand_size_m": 0.087, "publish_tf": False, "tta": "flip", "device": "auto"}
+    problems = dropped_overrides(argv, "hand25d", cfg)
+    assert len(problems) == 2
+    assert problems[0].startswith("-p max_hands:=1.5 was not applied (ROS kept 2") and "must be an int" in problems[0]
+    assert "-p hand_size_m:=abc" in problems[1] and "must be a float, got str 'abc'" in problems[1]
+    # applied values, a whole number for a float parameter among them, are no problem
+    applied = ["x", "--ros-args", "-p", "max_hands:=3", "-p", "marker_lifetime_s:=1", "-p", "publish_tf:=true"]
+    assert dropped_overrides(applied, "hand25d", {"max_hands": 3, "marker_lifetime_s": 1.0, "publish_tf": True}) == []
+    assert dropped_overrides(["x", "--ros-args", "-p", "publish_tf:=1"], "hand25d", {"publish_tf": True})
 
 
 @pytest.mark.parametrize("name, value, ok", [
@@ -709,6 +726,9 @@ def test_start_up_failures_exit_with_a_clear_message(world):
         "bad_localization": ({"weights": world["weights"], "localization": "detector"}, "localization"),
         "max_hands_out_of_range": ({"weights": world["weights"], "max_hands": 0}, "max_hands"),
         "bad_hand_side": ({"weights": world["weights"], "hand_side": "both"}, "hand_side"),
+        # beside --params-file, rcl keeps the file's 2 for a -p value of another type
+        "max_hands_not_a_whole_number": ({"weights": world["weights"], "max_hands": 1.5},
+                                         "-p max_hands:=1.5 was not applied"),
     }
     if not torch.cuda.is_available():
         cases["cuda_without_fallback"] = ({"weights": world["weights"], "device": "cuda",

@@ -67,6 +67,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
+import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -215,7 +216,8 @@ def validate_parameter(name: str, value) -> str | None:
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-        return f"{name} must be a {want.__name__}, got {type(value).__name__} {value!r}"
+        article = "an" if want.__name__[0] in "aeiou" else "a"
+        return f"{name} must be {article} {want.__name__}, got {type(value).__name__} {value!r}"
     if spec.choices and value not in spec.choices:
         return f"{name} must be one of {', '.join(spec.choices)}; got {value!r}"
     if spec.pattern and not re.fullmatch(spec.pattern, value):
@@ -234,6 +236,45 @@ def _as_declared(name: str, value):
     if spec is not None and isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
+
+
+def command_line_overrides(argv, node_name: str) -> dict:
+    """The ``-p name:=value`` (``--param``) values of ``argv``'s ``--ros-args`` sections for a
+    node called ``node_name``, parsed as YAML as rcl does: {name: (text, value)}, the last
+    one given for a name."""
+    found, in_ros = {}, False
+    args = list(argv or [])
+    for i, arg in enumerate(args):
+        if arg == "--ros-args":
+            in_ros = True
+        elif arg == "--":
+            in_ros = False
+        elif in_ros and arg in ("-p", "--param") and i + 1 < len(args) and ":=" in args[i + 1]:
+            name, text = args[i + 1].split(":=", 1)
+            if ":" in name:      # node_name:parameter applies to that node only
+                node, name = name.rsplit(":", 1)
+                if node not in (node_name, "*", "**"):
+                    continue
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError:
+                value = text
+            found[name] = (text, value)
+    return found
+
+
+def dropped_overrides(argv, node_name: str, cfg: dict) -> list[str]:
+    """Why each of ``argv``'s ``-p`` values for a known parameter is not the value the node
+    got: rcl silently keeps a params file's value when a ``-p`` value has another type
+    (``-p max_hands:=1.5`` beside ``--params-file`` started the node with 2)."""
+    problems = []
+    for name, (text, value) in command_line_overrides(argv, node_name).items():
+        if name not in cfg or (value == cfg[name] and isinstance(value, bool) == isinstance(cfg[name], bool)):
+            continue
+        reason = validate_parameter(name, value)
+        problems.append(f"-p {name}:={text} was not applied (ROS kept {cfg[name]!r}: it drops a command-line "
+                        f"value whose type differs from the params file's)" + (f": {reason}" if reason else ""))
+    return problems
 
 
 # ---------------------------------------------------------------------------- plain helpers
@@ -394,9 +435,9 @@ class WarningThrottle:
 class HandPoseNode(Node):
     """The hand25d node (see the module docstring)."""
 
-    def __init__(self, node_name: str = "hand25d", **kwargs):
+    def __init__(self, node_name: str = "hand25d", argv=None, **kwargs):
         super().__init__(node_name, **kwargs)
-        self._declare_parameters()
+        self._declare_parameters(sys.argv if argv is None else argv)
         self.estimator = self._make_estimator()
         self.tracker = self._make_tracker()
 
@@ -446,7 +487,7 @@ class HandPoseNode(Node):
             f"hand side {self.cfg['hand_side']}")
 
     # -------------------------------------------------------------- set-up
-    def _declare_parameters(self) -> None:
+    def _declare_parameters(self, argv) -> None:
         self.declare_parameters("", [(s.name, s.default, s.descriptor()) for s in PARAMETERS])
         self.cfg = {s.name: self.get_parameter(s.name).value for s in PARAMETERS}
         for name, value in self.cfg.items():
@@ -454,6 +495,9 @@ class HandPoseNode(Node):
             if reason:
                 raise StartupError(f"invalid parameter: {reason}")
             self.cfg[name] = _as_declared(name, value)
+        dropped = dropped_overrides(argv, self.get_name(), self.cfg)
+        if dropped:
+            raise StartupError("; ".join(dropped))
         unknown = sorted(set(getattr(self, "_parameter_overrides", {})) - set(PARAMETER_SPECS) - {"use_sim_time"})
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameters (typos?): {', '.join(unknown)}")
