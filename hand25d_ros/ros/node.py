@@ -578,9 +578,13 @@ class HandPoseNode(Node):
         return SetParametersResult(successful=True)
 
     # -------------------------------------------------------------- callbacks
+    def count_dropped(self, key: str, count: int = 1) -> None:
+        """Count ``count`` inputs not processed, under ``key`` (``/diagnostics``: dropped_<key>)."""
+        self.dropped[key] = self.dropped.get(key, 0) + count
+
     def warn(self, key: str, text: str, count: int = 1) -> None:
         """Count ``count`` dropped inputs under ``key`` and warn, at most once per warning period."""
-        self.dropped[key] = self.dropped.get(key, 0) + count
+        self.count_dropped(key, count)
         held = self.throttle(key, time.monotonic())
         if held is not None:
             more = f" ({held} more since the last warning)" if held else ""
@@ -612,7 +616,7 @@ class HandPoseNode(Node):
         now = time.monotonic()
         skipped = self.skipped.count(msg_info)
         if skipped:
-            self.dropped["skipped"] = self.dropped.get("skipped", 0) + skipped
+            self.count_dropped("skipped", skipped)
         for _ in range(skipped + 1):    # the input rate is the camera's, taken or not
             self.stats_in.add(now)
         stamp = conv.stamp_to_ns(msg.header.stamp)
@@ -665,7 +669,7 @@ class HandPoseNode(Node):
         for due in list(self.info_due):
             stamp, since = due
             if self.sync.match(stamp) is not None:
-                self.dropped["skipped"] = self.dropped.get("skipped", 0) + 1
+                self.count_dropped("skipped")
             elif (newest is not None and newest > stamp + self.sync.tolerance_ns) or now - since > INFO_DUE_WAIT_S:
                 self.warn_no_camera_info(stamp)
             else:
