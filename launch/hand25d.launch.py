@@ -6,14 +6,19 @@
 Arguments: image, camera_info, rois (topics), params_file (default: the package's
 config/hand25d.yaml), namespace, device (auto | cpu | cuda), localization (track |
 whole_image | external), max_hands (1-10), rviz (true | false), rviz_config (default:
-config/hand25d.rviz). device, localization and max_hands override the params file. With
+config/hand25d.rviz), rviz_fixed_frame (default: the config's, camera_optical_frame; set it
+to the image's header.frame_id). device, localization and max_hands override the params file.
+RViz shows the topics of the node in its namespace. With
 use_compressed in the params file the node reads <image>/compressed; rois is read only with
 localization:=external, e.g. a detector's vision_msgs/Detection2DArray:
 
     ros2 launch hand25d_ros hand25d.launch.py localization:=external rois:=/hand_detector/detections
 """
+import tempfile
+from pathlib import Path
+
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -32,7 +37,23 @@ ARGUMENTS = (
     ("max_hands", "2", "most hands published per image (1-10)"),
     ("rviz", "false", "start RViz with config/hand25d.rviz"),
     ("rviz_config", None, "RViz configuration (default: config/hand25d.rviz)"),
+    ("rviz_fixed_frame", "", "RViz fixed frame, e.g. the image's header.frame_id (default: the config's)"),
 )
+
+
+def _rviz(context):
+    """RViz on the node's topics: the config names /hand25d/..., which the namespace moves."""
+    from hand25d_ros.ros.rviz import rviz_view
+
+    config = LaunchConfiguration("rviz_config").perform(context)
+    namespace = LaunchConfiguration("namespace").perform(context)
+    fixed_frame = LaunchConfiguration("rviz_fixed_frame").perform(context)
+    if namespace.strip("/") or fixed_frame:
+        view = rviz_view(Path(config).read_text(), namespace, fixed_frame)
+        with tempfile.NamedTemporaryFile("w", prefix="hand25d_", suffix=".rviz", delete=False) as f:
+            f.write(view)
+        config = f.name
+    return [Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", config], output="screen")]
 
 
 def generate_launch_description():
@@ -52,12 +73,5 @@ def generate_launch_description():
         output="screen",
         emulate_tty=True,
     )
-    rviz = Node(
-        package="rviz2",
-        executable="rviz2",
-        name="rviz2",
-        arguments=["-d", LaunchConfiguration("rviz_config")],
-        condition=IfCondition(LaunchConfiguration("rviz")),
-        output="screen",
-    )
+    rviz = OpaqueFunction(function=_rviz, condition=IfCondition(LaunchConfiguration("rviz")))
     return LaunchDescription(args + [node, rviz])

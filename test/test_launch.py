@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "hand25d.launch.py"
 RVIZ_FILE = REPO / "config" / "hand25d.rviz"
 ARGUMENTS = {"image", "camera_info", "rois", "params_file", "namespace", "device", "localization", "max_hands",
-             "rviz", "rviz_config"}
+             "rviz", "rviz_config", "rviz_fixed_frame"}
 
 
 def _literal_arguments():
@@ -50,6 +50,37 @@ def test_rviz_config_shows_the_node_topics():
     assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"]
 
 
+def test_rviz_view_follows_the_namespace_and_fixed_frame():
+    """A node launched in a namespace publishes /<ns>/hand25d/...: the view RViz gets must name
+    those topics, or it shows nothing but TF."""
+    from hand25d_ros.ros.rviz import rviz_view
+
+    text = RVIZ_FILE.read_text()
+    assert rviz_view(text) == text and rviz_view(text, "/") == text
+    for ns in ("robot1", "/robot1", "/robot1/arm/"):
+        cfg = yaml.safe_load(rviz_view(text, ns, "camera_color_optical_frame"))
+        displays = cfg["Visualization Manager"]["Displays"]
+        topics = {d["Topic"]["Value"] for d in displays if "Topic" in d}
+        prefix = "/" + ns.strip("/") + "/hand25d/"
+        assert len(topics) == 5 and all(t.startswith(prefix) for t in topics), topics
+        assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] == "camera_color_optical_frame"
+        # everything else as it was
+        assert cfg["Panels"] == yaml.safe_load(text)["Panels"]
+    for bad in ("robot 1", "1robot", "a//b", "~/x"):
+        with pytest.raises(ValueError, match="not a ROS namespace"):
+            rviz_view(text, bad)
+    with pytest.raises(ValueError, match="not a TF frame id"):
+        rviz_view(text, "", "cam frame")
+    with pytest.raises(ValueError, match="names no /hand25d/"):
+        rviz_view("Visualization Manager: {}\n", "robot1")
+
+
+def test_launch_file_gives_rviz_the_namespaced_view():
+    text = LAUNCH_FILE.read_text()
+    assert "OpaqueFunction(function=_rviz" in text and "rviz_view(" in text
+    assert 'LaunchConfiguration("namespace").perform(context)' in text
+
+
 try:
     import launch  # noqa: F401
     import launch_ros  # noqa: F401
@@ -75,9 +106,11 @@ def test_launch_description_builds_with_node_and_optional_rviz():
     ld = _load()
     declared = {a.name for a in ld.entities if isinstance(a, DeclareLaunchArgument)}
     assert declared == ARGUMENTS
+    from launch.actions import OpaqueFunction
     nodes = [a for a in ld.entities if isinstance(a, Node)]
-    assert len(nodes) == 2
-    assert nodes[1].condition is not None and nodes[0].condition is None
+    assert len(nodes) == 1 and nodes[0].condition is None
+    (rviz,) = [a for a in ld.entities if isinstance(a, OpaqueFunction)]
+    assert rviz.condition is not None
 
 
 @needs_launch
