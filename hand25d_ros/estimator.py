@@ -1,6 +1,7 @@
 """HandPoseEstimator: image + intrinsics -> metric 3D hand pose (the public API)."""
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -315,6 +316,8 @@ class HandPoseEstimator:
         self.hand_threshold = float(self.meta.get("hand_threshold", 0.5))
         self._detector = None
         self._tracker = None          # track()'s, made on its first call
+        self._track_lock = threading.Lock()
+        self._next_track_id = 0
         self._tracker_options: dict = {}
 
     @property
@@ -472,19 +475,23 @@ class HandPoseEstimator:
         Returns:
             list of ``tracking.TrackedHand`` (``track_id``, ``pose``, ``is_left``).
         """
-        if self._tracker is None:
-            from .tracking import HandTracker
-            self._tracker = HandTracker(self, **tracker_options)
-            self._tracker_options = dict(tracker_options)
-        elif tracker_options and tracker_options != self._tracker_options:
-            # silently keeping the first call's options would look like the new ones do nothing
-            raise ValueError(f"tracker options {tracker_options} differ from the running tracker's "
-                             f"{self._tracker_options}; call reset_tracking() first to change them")
-        return self._tracker.update(image_rgb, K, t_s, hand_size_m, D, rois, distortion_model)
+        with self._track_lock:     # two threads on one tracker would pair poses with the wrong tracks
+            if self._tracker is None:
+                from .tracking import HandTracker
+                self._tracker = HandTracker(self, **{"first_id": self._next_track_id, **tracker_options})
+                self._tracker_options = dict(tracker_options)
+            elif tracker_options and tracker_options != self._tracker_options:
+                # silently keeping the first call's options would look like the new ones do nothing
+                raise ValueError(f"tracker options {tracker_options} differ from the running tracker's "
+                                 f"{self._tracker_options}; call reset_tracking() first to change them")
+            return self._tracker.update(image_rgb, K, t_s, hand_size_m, D, rois, distortion_model)
 
     def reset_tracking(self) -> None:
-        """Forget the hands :meth:`track` follows (a new video)."""
-        self._tracker = None
+        """Forget the hands :meth:`track` follows (a new video); ids keep counting up."""
+        with self._track_lock:
+            if self._tracker is not None:
+                self._next_track_id = self._tracker._next_id
+            self._tracker = None
 
     def estimate_hands(self, image_rgb: np.ndarray, K, hand_size_m: float | None = None, max_hands: int = 2,
                        D=None, distortion_model: str = "plumb_bob", refine: bool = False) -> list[HandPose]:

@@ -21,13 +21,14 @@ per track.
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._checks import (check_box_in_image, check_distortion, check_image_rgb, check_intrinsics, check_positive,
                       is_real_number)
-from .crop import box_iou
+from .crop import box_iou, scale_box
 from .estimator import HandPose, HandPoseEstimator, keypoint_box
 from .filters import OneEuroFilter
 
@@ -38,6 +39,28 @@ __all__ = ["HandTracker", "TrackedHand", "box_iou", "keypoint_box"]
 # (stage 8, flip) reads as the other hand, and the first five settle on it only if four do.
 SETTLED_VOTES = 5
 SETTLED_MARGIN = 0.3
+# Two crops of which the smaller lies this much inside the larger are one hand: a track whose
+# crop shrank onto part of a real hand (0.44 m -> 0.99 m deep in four frames) lay wholly inside
+# the detection of the whole hand, at an IoU of 0.19.
+SAME_HAND_OVERLAP = 0.7
+# Frames in a row each later than max_gap_s after the one before, after which the tracker says
+# that every frame is found afresh (t_s in milliseconds, nanoseconds or frame numbers does that).
+GAP_WARNING_FRAMES = 3
+# A detection that confirms a track with a crop this many times the side of the track's has
+# found more of the hand than the track sees: the track's crop is shrinking onto a part of it
+# (crops come from the last keypoints, so a partial reading narrows the next crop).
+GROWN_CROP_RATIO = 1.5
+
+
+def _overlap_of_smaller(a, b) -> float:
+    """Intersection of two (x, y, w, h) boxes over the smaller one's area (1: one inside the other)."""
+    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return iw * ih / max(1e-9, min(a[2] * a[3], b[2] * b[3]))
+
+
+def _same_hand(a, b) -> bool:
+    return box_iou(a, b) >= 0.5 or _overlap_of_smaller(a, b) >= SAME_HAND_OVERLAP
 
 
 def _centre(box) -> np.ndarray:
@@ -136,15 +159,20 @@ class HandTracker:
         max_gap_s: after a pause in the stream longer than this (dropped frames, a paused bag,
             unrelated stills) the tracks are dropped and the hands found afresh: an old crop is
             no prior, and one that half covers a hand still looks like a hand. 0: every frame
-            is found afresh.
+            is found afresh (repeated ``t_s`` too). Gaps over it on several frames in a row warn
+            once: ``t_s`` is in seconds.
         follow_hand: estimate a track's crops as its settled hand (see the module); False
             reads every frame's hand afresh.
+        first_id: the first track id (``HandPoseEstimator.reset_tracking`` continues the count).
+
+    A tracker follows one video: calls are serialised by the estimator's ``track``, and a
+    second camera needs its own estimator (or tracker).
     """
 
     def __init__(self, estimator: HandPoseEstimator, max_hands: int = 2, min_confidence: float = 0.05,
                  smoothing: bool = True, min_cutoff_hz: float = 1.5, beta: float = 0.5,
                  detect_every: int = 3, max_misses: int = 1, max_gap_s: float = 0.5,
-                 follow_hand: bool = True):
+                 follow_hand: bool = True, first_id: int = 0):
         if max_hands < 1:
             raise ValueError(f"max_hands must be >= 1, got {max_hands}")
         if detect_every < 1:
@@ -157,8 +185,10 @@ class HandTracker:
         self._filter_args = (min_cutoff_hz, beta)
         self.follow_hand = bool(follow_hand)
         self.tracks: list[TrackedHand] = []
-        self._next_id = 0
+        self._next_id = int(first_id)
         self._frame = 0
+        self._gaps_in_row, self._warned_gaps = 0, False
+        self._lift = None        # (hand_size_m, K) of the last frame: a change is no motion to smooth
 
     @property
     def crop_scale(self) -> float:
@@ -166,7 +196,7 @@ class HandTracker:
 
     def reset(self) -> None:
         """Forget all tracks (ids keep counting up, so an id is never reused)."""
-        self.tracks, self._frame, self._last_t = [], 0, None
+        self.tracks, self._frame, self._last_t, self._lift = [], 0, None, None
 
     def detect(self, image_rgb, K, hand_size_m=None, D=None, max_hands=None) -> list[HandPose]:
         """Find up to ``max_hands`` hands in a frame from scratch (detector proposals, confirmed by the crop head)."""
@@ -187,9 +217,8 @@ class HandTracker:
         image_rgb, K, t_s, hand_size_m, D, rois = _checked_frame(image_rgb, K, t_s, hand_size_m, D, rois, distortion_model)
         dm = distortion_model
         self._frame += 1
-        if self._last_t is not None and not 0.0 <= t_s - self._last_t <= self.max_gap_s:
-            self.tracks = []          # a pause (or time running backwards): find the hands afresh
-        self._last_t = t_s
+        self._check_gap(t_s)
+        self._check_lift(hand_size_m, K)
         if rois is not None:
             return self._update_from_rois(image_rgb, K, t_s, hand_size_m, D, list(rois)[: self.max_hands], dm)
         tracked = []
@@ -206,7 +235,7 @@ class HandTracker:
             self.tracks = [self._advance(t, p, b, t_s) for t, p, b in tracked]
             return _snapshots(self.tracks)
         dets = self.est.detector(image_rgb, max_hands=self.max_hands + 2)
-        kept, used = [], set()
+        kept, used, grown = [], set(), []
         for t, p, b in tracked:
             j = next((j for j, d in enumerate(dets) if j not in used and _overlaps(d.box, b)), None)
             if j is None:
@@ -216,21 +245,75 @@ class HandTracker:
             else:
                 used.add(j)
                 t.misses = 0
+                if scale_box(dets[j].box, self.crop_scale)[2] >= GROWN_CROP_RATIO * b[2]:
+                    grown.append((t, dets[j]))
             kept.append(self._advance(t, p, b, t_s))
+        if grown:
+            poses = self.est.estimate_detections(image_rgb, K, [d for _, d in grown], hand_size_m, D, dm)
+            for (t, _), p in zip(grown, poses):
+                if p.valid and self.est.is_hand(p):
+                    self._take_detection(t, p, t_s)
         # two tracks on one hand (they converge when hands cross): keep the older
         kept.sort(key=lambda t: -t.age)
         self.tracks = []
         for t in kept:
-            if all(box_iou(t.box, u.box) < 0.5 for u in self.tracks):
+            if not any(_same_hand(t.box, u.box) for u in self.tracks):
                 self.tracks.append(t)
         new = [d for j, d in enumerate(dets) if j not in used
                and all(not _overlaps(d.box, t.box) for t in self.tracks)]
-        new = new[: max(0, self.max_hands - len(self.tracks))]
+        # one even when the tracks are full: it may be the whole of a hand a track shrank on
+        new = new[: max(1, self.max_hands - len(self.tracks))]
         for p in self.est.estimate_detections(image_rgb, K, new, hand_size_m, D, dm):
             b = p.roi
-            if p.valid and self.est.is_hand(p) and all(box_iou(b, t.box) < 0.5 for t in self.tracks):
+            if not (p.valid and self.est.is_hand(p)):
+                continue
+            same = next((t for t in self.tracks if _same_hand(b, t.box)), None)
+            if same is not None:
+                # a confirmed detection the track did not match (far larger, its centre off the
+                # track's crop) yet one lies inside the other: the same hand, seen whole
+                self._take_detection(same, p, t_s)
+            elif len(self.tracks) < self.max_hands:
                 self.tracks.append(self._new_track(p, b, t_s))
         return _snapshots(self.tracks)
+
+    def _check_gap(self, t_s: float) -> None:
+        """Drop the tracks after a pause, time running backwards, or always with max_gap_s 0."""
+        if self._last_t is None:
+            self._last_t = t_s
+            return
+        dt, self._last_t = t_s - self._last_t, t_s
+        if self.max_gap_s > 0 and 0.0 <= dt <= self.max_gap_s:
+            self._gaps_in_row = 0
+            return
+        if self.tracks and self.max_gap_s > 0:
+            self._gaps_in_row += 1
+            if self._gaps_in_row >= GAP_WARNING_FRAMES and not self._warned_gaps:
+                self._warned_gaps = True
+                warnings.warn(f"t_s moved by {dt:g} on each of the last {self._gaps_in_row} frames, more than max_gap_s "
+                              f"{self.max_gap_s:g} s: every frame's hands are found afresh, with new ids and no "
+                              "smoothing. Is t_s in seconds (not milliseconds, nanoseconds or frame numbers)?",
+                              RuntimeWarning, stacklevel=4)
+        self.tracks = []          # a pause (or time running backwards): find the hands afresh
+
+    def _check_lift(self, hand_size_m, K) -> None:
+        """A new hand-size prior or K moves every hand's 3D at once: restart the smoothing
+        rather than glide there over several frames."""
+        lift = (hand_size_m, K)
+        last, self._lift = self._lift, lift
+        if last is not None and (last[0] != hand_size_m or not np.array_equal(last[1], K)):
+            for t in self.tracks:
+                if t.filt is not None:
+                    t.filt.reset()
+
+    def _take_detection(self, tr, pose, t_s) -> None:
+        """The track's crop had shrunk onto part of its hand: the detection's pose and crop of the
+        whole hand replace this frame's, under the same id; its 3D jump is a correction, not
+        motion, so the smoothing starts over."""
+        if tr.filt is not None:
+            tr.filt.reset()
+            pose.keypoints_3d = tr.filt(pose.keypoints_3d, t_s)
+        tr.pose, tr.box = pose, pose.roi
+        self._label(tr)
 
     def _update_from_rois(self, image_rgb, K, t_s, hand_size_m, D, rois, dm) -> list[TrackedHand]:
         boxes = [tuple(float(v) for v in r) for r in rois]

@@ -193,7 +193,7 @@ def test_estimator_track_keeps_ids_until_reset(untrained_weights):
     est.reset_tracking()
     frame, K, _ = paste_sample(5, (200, 120), 220, frame=bg)
     again = sorted(h.track_id for h in est.track(frame, K, 1.0))
-    assert again and again[0] == 0                # a fresh tracker numbers from 0 again
+    assert again and again[0] > max(ids)          # ids keep counting: an id is never reused
 
 
 @bundled
@@ -319,3 +319,75 @@ def test_a_track_settled_on_the_wrong_hand_turns_back():
     labels = [h.is_left for h in hands]
     assert labels[-1] is bool(left[0]), labels
     assert hands[-1].settled_is_left in (None, bool(left[0]))      # no longer the wrong hand
+
+
+def test_crops_one_inside_the_other_are_one_hand():
+    from hand25d_ros.tracking import _overlap_of_smaller, _same_hand
+    whole, part = (11.0, 48.0, 198.0, 198.0), (81.0, 153.0, 86.0, 86.0)   # a track shrunk onto a hand
+    assert box_iou(whole, part) < 0.2 and _overlap_of_smaller(whole, part) == 1.0 and _same_hand(whole, part)
+    assert not _same_hand((0, 0, 100, 100), (90, 0, 100, 100))          # two hands side by side
+    assert _same_hand((0, 0, 100, 100), (10, 0, 100, 100))
+
+
+@bundled
+def test_a_track_shrunk_onto_part_of_the_hand_takes_the_detection_of_the_whole(est):
+    """Crops follow the last keypoints, so a reading of part of the hand narrows the next crop
+    (on real video: 142 -> 86 px and 0.44 -> 0.99 m deep in four frames, then a second id for
+    the whole hand). A detection of the whole hand puts the track back on it, same id."""
+    import cv2
+    bg = cv2.GaussianBlur(np.random.default_rng(8).integers(0, 255, (480, 640, 3), dtype=np.uint8), (0, 0), 6)
+    frame, K, _ = paste_sample(0, (250, 150), 220, frame=bg)
+    tr = HandTracker(est, detect_every=1)
+    (first,) = tr.update(frame, K, 0.0)
+    shrunk = tr.tracks[0].pose
+    tips = shrunk.keypoints_2d[[8, 12]].mean(0)
+    shrunk.keypoints_2d = tips + 0.6 * (shrunk.keypoints_2d - shrunk.keypoints_2d.mean(0))
+    small = keypoint_box(shrunk.keypoints_2d, tr.crop_scale)
+    hands = tr.update(frame, K, 1 / 30)
+    assert [h.track_id for h in hands] == [first.track_id]
+    assert hands[0].box[2] > 1.5 * small[2]
+    np.testing.assert_allclose(hands[0].pose.keypoints_3d, first.pose.keypoints_3d, atol=0.02)
+
+
+def _hand_frame():
+    """A pasted hand and the box around it: the shipped weights give it a valid pose."""
+    frame, K, _ = paste_sample(0, (250, 150), 220)
+    return frame, K, [(250.0, 150.0, 220.0, 220.0)]
+
+
+@bundled
+def test_time_not_in_seconds_warns_once():
+    """t_s in milliseconds (or ns, or frame numbers) puts every frame past max_gap_s: each is
+    found afresh with a new id and no smoothing. That is said once, not silently done."""
+    import warnings
+    frame, K, roi = _hand_frame()
+    est = HandPoseEstimator(device="cpu", tta="none")
+    with pytest.warns(RuntimeWarning, match=r"Is t_s in seconds") as record:
+        ids = [h.track_id for t_ms in range(0, 200, 33) for h in est.track(frame, K, float(t_ms), rois=roi)]
+    assert len([w for w in record if "Is t_s" in str(w.message)]) == 1 and len(set(ids)) == len(ids) == 7
+    est.reset_tracking()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ids = [h.track_id for f in range(7) for h in est.track(frame, K, f / 30, rois=roi)]
+    assert len(set(ids)) == 1
+    # stills on purpose (max_gap_s 0): found afresh each time, even at one stamp, without a warning
+    tracker = HandTracker(est, max_gap_s=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ids = [h.track_id for _ in range(4) for h in tracker.update(frame, K, 0.0, rois=roi)]
+    assert len(set(ids)) == 4
+
+
+@bundled
+def test_a_new_hand_size_or_K_restarts_the_smoothing():
+    """A changed prior or camera moves every hand's 3D at once: no motion for the One Euro
+    filter to glide over (it took six frames); the next output is the new lifting itself."""
+    frame, K, roi = _hand_frame()
+    est = HandPoseEstimator(device="cpu", tta="none")
+    tracker = HandTracker(est, smoothing=True)
+    for f in range(5):
+        tracker.update(frame, K, f / 30, hand_size_m=0.087, rois=roi)
+    for f, size, K_now in ((5, 0.174, K), (6, 0.174, K * [[1.5], [1.5], [1]])):
+        (hand,) = tracker.update(frame, K_now, f / 30, hand_size_m=size, rois=roi)
+        raw = est.estimate(frame, K_now, hand_size_m=size, roi=roi[0])
+        np.testing.assert_allclose(hand.pose.keypoints_3d, raw.keypoints_3d, atol=1e-9)

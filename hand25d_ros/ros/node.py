@@ -563,12 +563,6 @@ class HandPoseNode(Node):
                     self.tracker.follow_hand = value
                 elif prm.name == "confidence_threshold":
                     self.tracker.min_confidence = value
-                elif prm.name == "hand_size_m":
-                    # the depth of every hand jumps: that is no motion for the smoothing to follow
-                    for track in getattr(self.tracker, "tracks", []):
-                        filt = getattr(track, "filt", None)
-                        if filt is not None:
-                            filt.reset()
                 elif prm.name == "publish_markers" and not value and self.marker_ids:
                     # switched off with hands shown: take them down now, or RViz keeps the last
                     # skeleton until its lifetime ends (never, with marker_lifetime_s 0)
