@@ -80,14 +80,16 @@ def test_eval_as_a_sequence_goes_through_the_tracker(tmp_path):
     rep = evaluate_folder(est, root, progress=False, sequence=True)
     assert est._tracker is None
     ds = AnnotatedFolderDataset(root)
-    errs = []
+    errs, ids = [], set()
     for i in range(len(ds)):
         s = ds[i]
         _, size_m = true_hand(s)
         (hand,) = est.track(s["image"], s["K"], i / 30, hand_size_m=size_m, smoothing=False,
                             rois=[whole_image_box(*s["image"].shape[:2])])
         errs.append(np.linalg.norm(hand.pose.keypoints_2d - np.asarray(s["joints_2d_px"]), axis=-1).mean())
-        assert [t.track_id for t in est._tracker.tracks] == [0]       # one hand, followed throughout
+        assert [t.track_id for t in est._tracker.tracks] == [hand.track_id]
+        ids.add(hand.track_id)
+    assert len(ids) == 1                                          # one hand, followed throughout
     np.testing.assert_allclose([p["error_2d_px"] for p in rep["per_sample"]], errs, rtol=1e-6)
     out = tmp_path / "out"
     assert main([str(root), "--out", str(out), "--sequence", "--limit", "2"]) == 0
