@@ -583,7 +583,10 @@ class HandPoseEstimator:
         return poses
 
     def _lift(self, uv_img, z, conf, K, hand_size_m, box, D, distortion_model) -> HandPose:
-        uv_ideal = uv_img if D is None else geo.undistort_points(uv_img, K, D, distortion_model)
+        # a non-finite network output is an invalid pose (reconstruct_metric says so), with or
+        # without distortion: undistort_points would refuse it as bad input instead
+        uv_ideal = uv_img if D is None or not np.all(np.isfinite(uv_img)) else \
+            geo.undistort_points(uv_img, K, D, distortion_model)
         P, status = geo.reconstruct_metric(uv_ideal, z, K, hand_size_m, method=self.root_depth,
                                            bone_ratios=self.bone_ratios)
         status = int(status)

@@ -198,10 +198,11 @@ class HandTracker:
         """Forget all tracks (ids keep counting up, so an id is never reused)."""
         self.tracks, self._frame, self._last_t, self._lift = [], 0, None, None
 
-    def detect(self, image_rgb, K, hand_size_m=None, D=None, max_hands=None) -> list[HandPose]:
+    def detect(self, image_rgb, K, hand_size_m=None, D=None, max_hands=None,
+               distortion_model: str = "plumb_bob") -> list[HandPose]:
         """Find up to ``max_hands`` hands in a frame from scratch (detector proposals, confirmed by the crop head)."""
-        return [p for p in self.est.estimate_hands(image_rgb, K, hand_size_m, max_hands or self.max_hands, D)
-                if p.valid]
+        return [p for p in self.est.estimate_hands(image_rgb, K, hand_size_m, max_hands or self.max_hands, D,
+                                                   distortion_model) if p.valid]
 
     def update(self, image_rgb, K, t_s: float, hand_size_m=None, D=None, rois=None,
                distortion_model: str = "plumb_bob") -> list[TrackedHand]:
