@@ -48,7 +48,9 @@ Output: a new bag folder (storage of the input unless ``storage`` says otherwise
 Frames that cannot be used are skipped, not fatal: unsupported encoding (the warning names
 it and the supported ones), data that does not match its header, no CameraInfo within the
 tolerance, an unusable CameraInfo (zeros, NaN), an image size the CameraInfo does not
-describe, an empty frame id, a stamp older than the previous image's. The image is still
+describe, an empty frame id or one with whitespace (a leading '/' is dropped, with a warning,
+as tf2 refuses it), a stamp of 0 (an unstamped driver), a stamp not after the previous used
+image's (a skipped image sets none, so a glitch stamped ahead holds nothing back). The image is still
 copied through; the first of each kind is warned about on stderr, and the summary counts
 them. A run in which no frame could be processed fails and writes nothing. Bad input that
 concerns the whole run (no such bag, not a bag, missing topic, output exists, a calibration
@@ -61,6 +63,7 @@ on any error or KeyboardInterrupt the temporary folder is removed.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import tempfile
@@ -73,6 +76,8 @@ import numpy as np
 
 from . import keypoints as kp
 from . import messages
+from .messages import (FRAME_ID_PATTERN, FRAME_PREFIX_PATTERN, NAMESPACE_PATTERN, MessageError, NoFrameId,
+                       output_frame_id)
 from .intrinsics import Calibration, K_from_fov
 from .pose_frames import HandFrames, hand_frames, rotation_to_quaternion
 
@@ -595,6 +600,12 @@ def convert(input_bag, output_bag, tracker, *, image_topic: str, camera_info_top
         raise BagError("give either a CameraInfo topic or a calibration file, not both")
     if not (0 < hfov_deg < 180):
         raise BagError(f"horizontal field of view must be in (0, 180) degrees, got {hfov_deg}")
+    for what, value, pattern in (("namespace", namespace, NAMESPACE_PATTERN),
+                                 ("frame prefix", frame_prefix, FRAME_PREFIX_PATTERN),
+                                 ("camera frame id", camera_frame_id.lstrip("/"), FRAME_ID_PATTERN)):
+        if not re.fullmatch(pattern, value):
+            raise BagError(f"{what} {value!r} is not a valid ROS name (letters, digits and '_', in parts "
+                           "separated by '/')")
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     inp, out = Path(input_bag), Path(output_bag)
     ts = typestore()
@@ -702,6 +713,9 @@ def _run(reader, writer, ts, tracker, image_conns, info_conns, intrinsics, summa
                 except Exception as exc:
                     raise FrameSkip("bad_image", f"cannot deserialize the {conn.msgtype}: {exc}") from None
                 stamp = stamp_ns(msg.header.stamp)
+                if stamp == 0:
+                    raise FrameSkip("unstamped", "image header stamp 0: its driver does not stamp images, and "
+                                                 "without a stamp no CameraInfo pairs and no order holds")
                 if last_stamp is not None and stamp <= last_stamp:
                     if last_stamp - stamp > STAMP_RESET_NS:
                         _warn(f"image stamps jumped back by {(last_stamp - stamp) / 1e9:.3f} s: assuming a restarted "
@@ -710,12 +724,22 @@ def _run(reader, writer, ts, tracker, image_conns, info_conns, intrinsics, summa
                     else:
                         raise FrameSkip("out_of_order", f"image stamp {stamp / 1e9:.6f} is not after the previous "
                                                         f"image's {last_stamp / 1e9:.6f}")
-                last_stamp = stamp
                 rgb = image_to_rgb(msg, conn.msgtype)
                 K, D, extra = intrinsics(stamp, rgb.shape[1], rgb.shape[0])
-                frame = camera_frame_id or msg.header.frame_id
-                if not frame:
-                    raise FrameSkip("no_frame_id", "image with an empty header.frame_id; pass --camera-frame-id")
+                try:
+                    frame, slash_dropped = output_frame_id(msg.header.frame_id, camera_frame_id)
+                except NoFrameId:
+                    raise FrameSkip("no_frame_id", "image with an empty header.frame_id; pass --camera-frame-id") \
+                        from None
+                except MessageError as exc:
+                    raise FrameSkip("bad_frame_id", f"{exc}; pass --camera-frame-id") from None
+                if slash_dropped and "frame_id_slash" not in shown:
+                    shown.add("frame_id_slash")
+                    _warn(f"image frame_id {msg.header.frame_id!r} starts with '/', which tf2 rejects: writing "
+                          f"{frame!r} (or pass --camera-frame-id)")
+                # as the node: only an image used sets the stamp later ones must beat, so one
+                # stamped ahead and then skipped does not hold back the rest
+                last_stamp = stamp
                 try:
                     tracked = tracker.update(rgb, K, stamp / 1e9, hand_size_m=hand_size_m, D=D, **extra)
                 except (ValueError, TypeError) as exc:

@@ -189,3 +189,33 @@ def expected_image_size(msg) -> tuple[int, int] | None:
         w, h = int(msg.roi.width), int(msg.roi.height)
     bx, by = max(1, int(msg.binning_x)), max(1, int(msg.binning_y))
     return w // bx, h // by
+
+
+# Names the outputs may carry: TF frame ids (tf2 refuses a leading '/'), frame-name prefixes
+# and topic namespaces. The node's parameters and ``hand25d bag``'s options are checked with these.
+FRAME_ID_PATTERN = r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*$|^$"
+FRAME_PREFIX_PATTERN = r"^([A-Za-z0-9_][A-Za-z0-9_/]*)?$"
+NAMESPACE_PATTERN = r"^/?([A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*)?/?$"
+
+
+class NoFrameId(MessageError):
+    """An image without a frame id (and none given to use instead)."""
+
+
+def output_frame_id(header_frame_id: str, override: str = "") -> tuple[str, bool]:
+    """The frame an image's outputs are published in: ``override`` or else the image's
+    ``header.frame_id``, without a leading '/' (a ROS 1 habit that tf2 refuses).
+
+    Returns:
+        (frame id, whether a leading '/' was dropped).
+
+    Raises:
+        NoFrameId when both are empty; MessageError for a frame id with whitespace.
+    """
+    frame = override or header_frame_id
+    if not frame:
+        raise NoFrameId("the image has an empty header.frame_id")
+    stripped = frame.lstrip("/")
+    if not stripped or any(c.isspace() for c in stripped):
+        raise MessageError(f"header.frame_id {frame!r} is not a frame name tf2 takes")
+    return stripped, stripped != frame

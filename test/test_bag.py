@@ -588,3 +588,47 @@ print(s.with_hands, sorted(read_bag(Path({str(tmp_path)!r}) / "out")))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split(" ", 1)[0] == "2" and "/tf" in proc.stdout
+
+
+def test_frame_ids_and_names_are_checked_as_the_node_does(tmp_path, capsys):
+    """A ROS 1 bag's '/camera' frame goes into TF without the '/' (tf2 refuses it), with a
+    warning; names no ROS tool takes are refused before any work."""
+    src = write_bag(tmp_path / "slash", [(i, ("rgb8", 0, True)) for i in range(2)], frame="/" + FRAME)
+    assert _bag_cli(src, "--out", tmp_path / "o", "--image-topic", IMG_TOPIC) == 0
+    assert "starts with '/', which tf2 rejects" in capsys.readouterr().err
+    out = read_bag(tmp_path / "o")
+    assert {m.transforms[0].header.frame_id for _, m in out["/tf"]} == {FRAME}
+    assert {m.header.frame_id for _, m in out[f"{NS}/keypoints"]} == {FRAME}
+    for option, value in (("--namespace", "my ns!"), ("--frame-prefix", "/h h"), ("--camera-frame-id", "my cam")):
+        with pytest.raises(SystemExit, match=r"is not a valid ROS name"):
+            _bag_cli(src, "--out", tmp_path / "bad", "--image-topic", IMG_TOPIC, option, value)
+    assert not (tmp_path / "bad").exists()
+
+
+def _bag_with_stamps(path: Path, stamps_ns, encodings):
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        ci = w.add_connection(IMG_TOPIC, "sensor_msgs/msg/Image", typestore=TS)
+        cc = w.add_connection(INFO_TOPIC, "sensor_msgs/msg/CameraInfo", typestore=TS)
+        for i, (ns, enc) in enumerate(zip(stamps_ns, encodings)):
+            msg = image_msg(i, enc)
+            msg.header.stamp = T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9)
+            w.write(ci, stamp(i) + 10**6, TS.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+            w.write(cc, stamp(i) + 2 * 10**6, TS.serialize_cdr(info_msg(ns, frame_rgb(i)[1]), "sensor_msgs/msg/CameraInfo"))
+    return path
+
+
+def test_an_unusable_frame_stamped_ahead_does_not_hold_back_the_rest(tmp_path):
+    """Only a frame used sets the stamp later ones must beat (as the node): a glitch stamped
+    0.8 s ahead in an encoding that cannot be read skipped every frame after it."""
+    stamps_ns = [stamp(i) for i in range(5)]
+    stamps_ns[1] += 800_000_000
+    src = _bag_with_stamps(tmp_path / "glitch", stamps_ns, ["rgb8", "yuv422", "rgb8", "rgb8", "rgb8"])
+    assert _bag_cli(src, "--out", tmp_path / "o", "--image-topic", IMG_TOPIC) == 0
+    out = read_bag(tmp_path / "o")
+    assert sorted(ns_of(m) for _, m in out[f"{NS}/keypoints"]) == [stamps_ns[i] for i in (0, 2, 3, 4)]
+
+
+def test_unstamped_images_are_named_not_dropped_as_out_of_order(tmp_path):
+    src = _bag_with_stamps(tmp_path / "zero", [0, 0, 0], ["rgb8"] * 3)
+    with pytest.raises(SystemExit, match=r"3 x unstamped: image header stamp 0: its driver does not stamp"):
+        _bag_cli(src, "--out", tmp_path / "o", "--image-topic", IMG_TOPIC)

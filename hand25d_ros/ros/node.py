@@ -83,6 +83,7 @@ from visualization_msgs.msg import MarkerArray
 
 from .. import keypoints as kp
 from ..crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES, whole_image_box
+from ..messages import FRAME_ID_PATTERN, FRAME_PREFIX_PATTERN, MessageError, NoFrameId, output_frame_id
 from ..pose_frames import hand_frames
 from . import conversions as conv
 
@@ -189,10 +190,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("use_compressed", False, "subscribe to <image>/compressed (CompressedImage) instead of image",
               read_only=True),
     ParamSpec("camera_frame_id", "", "frame of the outputs; empty: the image's header.frame_id",
-              pattern=r"^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*$|^$"),
+              pattern=FRAME_ID_PATTERN),
     ParamSpec("frame_prefix", "hand_", "prefix of the TF frames: <prefix><hand id>_palm, "
               "<prefix><hand id>_<keypoint name>",
-              pattern=r"^([A-Za-z0-9_][A-Za-z0-9_/]*)?$"),
+              pattern=FRAME_PREFIX_PATTERN),
     ParamSpec("publish_tf", True, "broadcast the palm and keypoint frames on /tf"),
     ParamSpec("publish_markers", True, "publish ~/markers for RViz"),
     ParamSpec("marker_lifetime_s", 0.5, "marker lifetime in seconds (0: until deleted)", low=0.0, high=3600.0),
@@ -711,20 +712,17 @@ class HandPoseNode(Node):
             self.warn("size_mismatch", f"dropped an image of {rgb.shape[1]} x {rgb.shape[0]}: its CameraInfo "
                                        f"describes {size[0]} x {size[1]} images")
             return
-        frame = p["camera_frame_id"] or msg.header.frame_id
-        if not frame:
+        try:
+            frame, slash_dropped = output_frame_id(msg.header.frame_id, p["camera_frame_id"])
+        except NoFrameId:
             self.warn("no_frame_id", "dropped an image with an empty header.frame_id; set camera_frame_id")
             return
-        if frame.startswith("/"):
-            # a ROS 1 habit; tf2 refuses such frames, so the outputs would be unusable as named
-            if self.throttle("frame_id_slash", time.monotonic()) is not None:
-                self.get_logger().warning(f"image frame_id {frame!r} starts with '/', which tf2 rejects: "
-                                          f"publishing in {frame.lstrip('/')!r} (or set camera_frame_id)")
-            frame = frame.lstrip("/")
-        if not frame or any(c.isspace() for c in frame):
-            self.warn("bad_frame_id", f"dropped an image with header.frame_id {msg.header.frame_id!r}, not a frame "
-                                      "name tf2 takes; set camera_frame_id")
+        except MessageError as exc:
+            self.warn("bad_frame_id", f"dropped an image: its {exc}; set camera_frame_id")
             return
+        if slash_dropped and self.throttle("frame_id_slash", time.monotonic()) is not None:
+            self.get_logger().warning(f"image frame_id {msg.header.frame_id!r} starts with '/', which tf2 rejects: "
+                                      f"publishing in {frame!r} (or set camera_frame_id)")
         header = Header(stamp=msg.header.stamp, frame_id=frame)
         stamp_ns = self.last_stamp_ns = conv.stamp_to_ns(msg.header.stamp)   # used: later images must be newer
         height, width = rgb.shape[:2]
