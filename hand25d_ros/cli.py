@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import signal
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -160,6 +163,63 @@ def _check_preview() -> None:
         raise SystemExit(f"hand25d: --preview cannot open a window (no display?): {exc.err}") from None
 
 
+# fps a video header may plausibly state; outside it (0, 1e6) the frames are timed at 30
+VIDEO_FPS_RANGE = (1.0, 1000.0)
+# unreadable frames in a row after which a video counts as ended (a truncated file)
+MAX_UNREADABLE_FRAMES = 30
+
+
+class VideoFrames:
+    """The frames of a video file or webcam, each with its time (s): the container's timestamps
+    where it has them (a recording with dropped frames has gaps a frame count does not show),
+    else the frame count over the header's fps; a webcam's frames by the clock. A frame that
+    cannot be decoded is skipped and counted (OpenCV stopped at the first one)."""
+
+    def __init__(self, cap, live: bool):
+        self.cap, self.live = cap, live
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps_ok = bool(math.isfinite(fps) and VIDEO_FPS_RANGE[0] <= fps <= VIDEO_FPS_RANGE[1])
+        self.header_fps = fps
+        self.fps = fps if self.fps_ok else 30.0
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.total = int(count) if not live and math.isfinite(count) and count > 0 else None
+        self.read, self.skipped, self._first_t, self._last_t, self._t0 = 0, 0, None, None, time.monotonic()
+
+    def next(self):
+        """(BGR frame, t_s), or None at the end."""
+        misses = 0
+        while True:
+            ok, bgr = self.cap.read()
+            if ok:
+                break
+            misses += 1
+            # only a file can have more frames after one that does not decode
+            if self.live or self.total is None or self.read + self.skipped + misses >= self.total \
+                    or misses >= MAX_UNREADABLE_FRAMES:
+                return None
+        self.skipped += misses
+        self.read += 1
+        if self.live:
+            t = time.monotonic() - self._t0
+        else:
+            t = round(self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0, 6)   # ms in the container
+            step = 1.0 / self.fps
+            if not (math.isfinite(t) and t >= 0 and (self._last_t is None or t > self._last_t)):
+                t = 0.0 if self._last_t is None else self._last_t + step
+        self._last_t = t
+        if self._first_t is None:
+            self._first_t = t
+        return bgr, t
+
+    def shortfall(self) -> int:
+        """Frames the header announced that never decoded (the end of a truncated file); frames
+        the recording dropped (a gap in its timestamps, which the header counts) are not lost."""
+        if self.total is None or self._last_t is None:
+            return 0
+        spanned = round((self._last_t - self._first_t) * self.fps) + 1 if self.fps_ok else 0
+        return max(0, self.total - max(self.read + self.skipped, spanned))
+
+
 def cmd_video(args, est) -> int:
     if not args.out and not args.preview:
         raise SystemExit("hand25d video: nothing to do: give --out FOLDER (overlay video and JSON lines) "
@@ -170,15 +230,18 @@ def cmd_video(args, est) -> int:
     if not isinstance(src, int) and not Path(src).is_file():
         raise SystemExit(f"hand25d: no such video file: {src}")
     cap = cv2.VideoCapture(src)
-    ok, bgr = cap.read()
-    if not ok:
+    video = VideoFrames(cap, live=isinstance(src, int))
+    first = video.next()
+    if first is None:
         raise SystemExit(f"hand25d: cannot read video {src} (broken file or unsupported codec)")
+    bgr, t_s = first
     h, w = bgr.shape[:2]
     cal = _calibration(args, w, h)
     if not args.calib:
         _warn(f"no --calib given: guessing intrinsics from a {args.hfov_deg} degree field of view")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    if not video.fps_ok and not isinstance(src, int):
+        _warn(f"the video's header states {video.header_fps:g} frames/s: the overlay is written at 30, and "
+              "frames without a container timestamp are timed at 30 frames/s")
     from .tracking import HandTracker
     try:
         tracker = HandTracker(est, max_hands=args.max_hands, smoothing=not args.no_smoothing)
@@ -191,26 +254,26 @@ def cmd_video(args, est) -> int:
         stem = "webcam" if isinstance(src, int) else Path(src).stem
         tmp_video = args.out / f".{stem}_overlay.partial.mp4"
         tmp_jsonl = args.out / f".{stem}.partial.jsonl"
-        writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), video.fps, (w, h))
         if not writer.isOpened():
             raise SystemExit(f"hand25d: cannot open a video writer for {tmp_video}")
         jsonl = open(tmp_jsonl, "w")
     from tqdm import tqdm
-    bar = tqdm(total=total, unit="frame", disable=args.quiet)
+    bar = tqdm(total=video.total, unit="frame", disable=args.quiet)
     i = 0
     try:
-        while ok:
+        while True:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             if args.whole_image:
                 hands = [(0, p) for p in _hands_in(est, rgb, cal, args)]
             else:
-                hands = [(t.track_id, t.pose) for t in tracker.update(rgb, cal.K, i / fps, args.hand_size_m, D,
+                hands = [(t.track_id, t.pose) for t in tracker.update(rgb, cal.K, t_s, args.hand_size_m, D,
                                                                        distortion_model=cal.distortion_model)]
             overlay = cv2.cvtColor(draw_hands(rgb, [p for _, p in hands], args.min_confidence,
                                               [f"#{k}" for k, _ in hands]), cv2.COLOR_RGB2BGR)
             if writer:
                 writer.write(overlay)
-                jsonl.write(json.dumps({"frame": i, "t_s": i / fps, "source": str(src),
+                jsonl.write(json.dumps({"frame": i, "t_s": t_s, "source": str(src),
                                         "hands": [pose_to_json(p, track_id=k) for k, p in hands]}) + "\n")
             if args.preview:
                 cv2.imshow("hand25d", overlay)
@@ -218,7 +281,10 @@ def cmd_video(args, est) -> int:
                     break
             i += 1
             bar.update(1)
-            ok, bgr = cap.read()
+            frame = video.next()
+            if frame is None:
+                break
+            bgr, t_s = frame
     except BaseException:
         # nothing half-written is left behind
         if writer:
@@ -236,6 +302,13 @@ def cmd_video(args, est) -> int:
         tmp_video.rename(args.out / f"{stem}_overlay.mp4")
         tmp_jsonl.rename(args.out / f"{stem}.jsonl")
         print(f"wrote {i} frames to {args.out}")
+    # a header's count can be one off (estimated from the duration): more is frames lost
+    lost = video.skipped + (video.shortfall() if video.shortfall() > 1 else 0)
+    if lost:
+        _warn(f"{lost} of the {video.total} frames the video's header announces could not be decoded "
+              f"({video.skipped} skipped in the stream, {video.shortfall()} missing at its end): a damaged or "
+              "truncated file")
+        return 1
     return 0
 
 
@@ -365,10 +438,24 @@ def main(argv=None) -> int:
         est = HandPoseEstimator(weights=args.weights, device=args.device, tta=args.tta, hand_side=args.hand_side)
     except (WeightsError, RuntimeError, ValueError) as exc:
         raise SystemExit(f"hand25d: {exc}") from None
+    _interrupt_on_termination()
     try:
         return {"image": cmd_image, "video": cmd_video, "bag": cmd_bag}[args.cmd](args, est)
     except WeightsError as exc:       # the detector's weights load on first use
         raise SystemExit(f"hand25d: {exc}") from None
+    except KeyboardInterrupt:         # what was being written is removed on the way out
+        print(f"hand25d: interrupted{'; nothing written' if args.cmd == 'video' else ''}", file=sys.stderr)
+        return 130
+
+
+def _interrupt_on_termination() -> None:
+    """SIGTERM and SIGHUP (``timeout``, ``kill``, a closed terminal, a cancelled job) end a run
+    as Ctrl-C does, so that its temporary outputs are removed, not left half-written."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, interrupt)
 
 
 if __name__ == "__main__":

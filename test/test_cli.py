@@ -1,5 +1,6 @@
 """The offline CLI on images and videos, with a small untrained weights file."""
 import json
+import re
 
 import cv2
 import numpy as np
@@ -230,3 +231,76 @@ def test_a_missing_extra_is_named_with_its_pip_command():
     require_extra("train", "numpy")
     with pytest.raises(ModuleNotFoundError, match=r"no_such_module_x, not installed: pip install 'hand25d_ros\[export\]'"):
         require_extra("export", "numpy", "no_such_module_x")
+
+
+def _mjpeg_avi(path, frames, fps=10):
+    """A minimal MJPEG AVI (RIFF) by hand: OpenCV's writer makes neither dropped-frame gaps
+    (``None``: an empty chunk, the container's way of saying a frame was dropped) nor damaged
+    frames (``bytes``: written as the frame's data)."""
+    import struct
+
+    def chunk(fourcc, data):
+        return fourcc.encode() + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
+    h, w = next(f for f in frames if isinstance(f, np.ndarray)).shape[:2]
+    avih = struct.pack("<14I", int(1e6 / fps), 0, 0, 0x10, len(frames), 0, 1, 0, w, h, 0, 0, 0, 0)
+    strh = b"vidsMJPG" + struct.pack("<IHHIIIIIIII4h", 0, 0, 0, 0, 1, fps, 0, len(frames), 0, 0xFFFFFFFF, 0,
+                                     0, 0, w, h)
+    strf = struct.pack("<IiiHH4sIiiII", 40, w, h, 1, 24, b"MJPG", w * h * 3, 0, 0, 0, 0)
+    hdrl = chunk("LIST", b"hdrl" + chunk("avih", avih) + chunk("LIST", b"strl" + chunk("strh", strh)
+                                                                + chunk("strf", strf)))
+    movi, idx = b"", b""
+    for f in frames:
+        data = b"" if f is None else f if isinstance(f, bytes) else cv2.imencode(".jpg", f)[1].tobytes()
+        idx += b"00dc" + struct.pack("<III", 0x10 if data else 0, 4 + len(movi), len(data))
+        movi += chunk("00dc", data)
+    body = b"AVI " + hdrl + chunk("LIST", b"movi" + movi) + chunk("idx1", idx)
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def test_video_times_come_from_the_container_and_damaged_frames_are_skipped(tmp_path, untrained_weights, capsys):
+    """A recording with dropped frames has gaps that frame numbers hide (the tracker then
+    smooths and follows across a pause it should have noticed); a frame that does not decode
+    ended the run silently, exit 0, with the rest of the file unread."""
+    rng = np.random.default_rng(0)
+    frame = [rng.integers(0, 255, (64, 96, 3), np.uint8) for _ in range(8)]
+    common = ["--weights", str(untrained_weights), "--quiet", "--max-hands", "1"]
+    gaps = _mjpeg_avi(tmp_path / "gaps.avi", frame[:3] + [None] * 10 + frame[3:])    # 1 s dropped
+    assert main(["video", str(gaps), "--out", str(tmp_path / "o1")] + common) == 0
+    t_s = [json.loads(x)["t_s"] for x in (tmp_path / "o1" / "gaps.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(t_s, [0.0, 0.1, 0.2, 1.3, 1.4, 1.5, 1.6, 1.7], atol=1e-6)
+    damaged = _mjpeg_avi(tmp_path / "damaged.avi", frame[:4] + [b"\xff\xd8garbage" * 50] + frame[4:])
+    capsys.readouterr()
+    assert main(["video", str(damaged), "--out", str(tmp_path / "o2")] + common) == 1
+    assert len((tmp_path / "o2" / "damaged.jsonl").read_text().splitlines()) == 8
+    assert "1 of the 9 frames the video's header announces could not be decoded" in capsys.readouterr().err
+    whole = _mjpeg_avi(tmp_path / "whole.avi", frame * 3).read_bytes()
+    (tmp_path / "cut.avi").write_bytes(whole[: len(whole) // 3])                  # a partial download
+    assert main(["video", str(tmp_path / "cut.avi"), "--out", str(tmp_path / "o4")] + common) == 1
+    assert re.search(r"1[5-7] missing at its end", capsys.readouterr().err)
+    odd_fps = _mjpeg_avi(tmp_path / "fast.avi", frame[:3], fps=1_000_000)
+    assert main(["video", str(odd_fps), "--out", str(tmp_path / "o3")] + common) == 0
+    assert "states 1e+06 frames/s" in capsys.readouterr().err
+    assert (tmp_path / "o3" / "fast_overlay.mp4").stat().st_size > 0
+
+
+def test_sigterm_mid_video_leaves_nothing_half_written(tmp_path, untrained_weights):
+    """timeout, kill, a cancelled job: as Ctrl-C, the partial overlay and JSON lines go."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    frames = [np.random.default_rng(i).integers(0, 255, (64, 96, 3), np.uint8) for i in range(4)]
+    vid = _mjpeg_avi(tmp_path / "long.avi", frames * 150)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "hand25d_ros.cli", "video", str(vid), "--out", str(out),
+                             "--weights", str(untrained_weights), "--quiet", "--tta", "flip_rotate"],
+                            stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 60
+    while not list(out.glob(".*.partial.jsonl")) and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the video ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted; nothing written" in err, err
+    assert list(out.iterdir()) == []
