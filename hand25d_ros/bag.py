@@ -461,7 +461,10 @@ def _connections(reader, topic: str, types, what: str, path) -> list:
     if not conns:
         raise BagError(f"no topic {topic!r} in {path}; {what} topics in the bag: {_topic_list(reader, types)}")
     got = sorted({c.msgtype for c in conns})
-    if len(got) > 1 or got[0] not in types:
+    if len(got) > 1:
+        raise BagError(f"topic {topic!r} in {path} carries several message types ({', '.join(got)}): publishers "
+                       "of different types were recorded on it; this needs one type per topic")
+    if got[0] not in types:
         raise BagError(f"topic {topic!r} in {path} is {', '.join(got)}, not {' or '.join(types)}; "
                        f"{what} topics in the bag: {_topic_list(reader, types)}")
     return conns

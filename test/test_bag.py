@@ -632,3 +632,14 @@ def test_unstamped_images_are_named_not_dropped_as_out_of_order(tmp_path):
     src = _bag_with_stamps(tmp_path / "zero", [0, 0, 0], ["rgb8"] * 3)
     with pytest.raises(SystemExit, match=r"3 x unstamped: image header stamp 0: its driver does not stamp"):
         _bag_cli(src, "--out", tmp_path / "o", "--image-topic", IMG_TOPIC)
+
+
+def test_a_topic_with_two_message_types_is_named_as_such(tmp_path):
+    path = tmp_path / "mixed"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        ci = w.add_connection(IMG_TOPIC, "sensor_msgs/msg/Image", typestore=TS)
+        cs = w.add_connection(IMG_TOPIC, "std_msgs/msg/String", typestore=TS)
+        w.write(ci, stamp(0), TS.serialize_cdr(image_msg(0, "rgb8"), "sensor_msgs/msg/Image"))
+        w.write(cs, stamp(0), TS.serialize_cdr(T["std_msgs/msg/String"](data="x"), "std_msgs/msg/String"))
+    with pytest.raises(SystemExit, match=r"carries several message types \(sensor_msgs/msg/Image, std_msgs/msg/String\)"):
+        _bag_cli(path, "--out", tmp_path / "o", "--image-topic", IMG_TOPIC)
