@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from .._checks import check_count
 from ..crop import crop_affine, crop_intrinsics, invert_affine
 from . import backgrounds
 from .hand_mesh import (MIRROR_X, TIP_JOINTS, WEBXR_PARENTS, HandMesh, forward_kinematics,
@@ -909,9 +910,8 @@ class ShardDataset:
     """
 
     def __init__(self, root, num_samples: int | None = None):
-        if num_samples is not None and (isinstance(num_samples, bool) or int(num_samples) != num_samples
-                                        or num_samples < 1):
-            raise ValueError(f"num_samples must be a whole number >= 1 or None, got {num_samples!r}")
+        if num_samples is not None:
+            num_samples = check_count(num_samples, "num_samples")
         root = Path(root)
         meta = root / "cache.json"
         if not meta.is_file():

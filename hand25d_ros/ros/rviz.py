@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import re
 
+from ..messages import FRAME_ID_PATTERN, NAMESPACE_PATTERN
+
 NODE_TOPIC_PREFIX = "/hand25d/"
-# a ROS namespace: slash-separated names of letters, digits and underscores, none starting with a digit
-_NAMESPACE = re.compile(r"(/?[A-Za-z_][A-Za-z0-9_]*)*/?")
-_FRAME_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_/]*")
 
 
 def rviz_view(text: str, namespace: str = "", fixed_frame: str = "") -> str:
@@ -27,10 +26,10 @@ def rviz_view(text: str, namespace: str = "", fixed_frame: str = "") -> str:
         the config with each ``Value: /hand25d/...`` topic under ``/<namespace>`` and, where
         given, the fixed frame replaced; the rest of the text unchanged.
     """
-    if not _NAMESPACE.fullmatch(namespace or ""):
+    if not re.fullmatch(NAMESPACE_PATTERN, namespace or ""):
         raise ValueError(f"namespace {namespace!r} is not a ROS namespace (names of letters, digits and "
                          "underscores separated by '/')")
-    if fixed_frame and not _FRAME_ID.fullmatch(fixed_frame.lstrip("/")):
+    if fixed_frame and not re.fullmatch(FRAME_ID_PATTERN, fixed_frame.lstrip("/")):
         raise ValueError(f"fixed frame {fixed_frame!r} is not a TF frame id")
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     text, n = re.subn(r"^(\s*Value:\s*)" + re.escape(NODE_TOPIC_PREFIX), lambda m: m.group(1) + ns + NODE_TOPIC_PREFIX,
