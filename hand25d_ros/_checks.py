@@ -76,7 +76,8 @@ def check_box_in_image(box, width: int, height: int, name: str = "roi") -> tuple
     """:func:`check_box`, and overlapping the ``width`` x ``height`` image: a box wholly
     outside crops nothing but the border, which the network reads as some hand."""
     x, y, w, h = check_box(box)
-    if x + w <= 0 or y + h <= 0 or x >= width or y >= height:
+    # the image spans [-0.5, width - 0.5] (pixel centres at whole numbers, crop.py's convention)
+    if x + w <= -0.5 or y + h <= -0.5 or x >= width - 0.5 or y >= height - 0.5:
         raise ValueError(f"{name} {[x, y, w, h]} lies wholly outside the {width} x {height} image")
     return x, y, w, h
 

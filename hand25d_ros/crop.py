@@ -93,6 +93,26 @@ def invert_affine(A: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(A, dtype=np.float64))
 
 
+def _crop_neighbourhood(image: np.ndarray, A: np.ndarray, out_size_px: int, scale: float):
+    """The part of ``image`` a pyramid-shrunk crop ``A`` reads, and ``A`` for it: shrinking the
+    whole of a 4K frame for each crop cost 8 ms (1 ms for the neighbourhood). The part starts
+    on the pyramid's grid and keeps a margin wider than its kernels reach, so the crop's
+    pixels are the same as from the whole frame."""
+    step = 2 ** int(np.ceil(np.log2(0.5 / scale)))         # the pyramid's total downscale
+    margin = 8 * step
+    corners = np.array([[-0.5, -0.5], [out_size_px - 0.5, -0.5], [-0.5, out_size_px - 0.5],
+                        [out_size_px - 0.5, out_size_px - 0.5]])
+    src = transform_points(invert_affine(A), corners)
+    H, W = image.shape[:2]
+    x0 = max(0, int(np.floor((src[:, 0].min() - margin) / step)) * step)
+    y0 = max(0, int(np.floor((src[:, 1].min() - margin) / step)) * step)
+    x1 = min(W, int(np.ceil(src[:, 0].max() + margin)))
+    y1 = min(H, int(np.ceil(src[:, 1].max() + margin)))
+    if x1 - x0 < 2 or y1 - y0 < 2 or (x0, y0, x1, y1) == (0, 0, W, H):
+        return image, A          # wholly outside (the crop is border) or all of it is needed
+    return image[y0:y1, x0:x1], A @ np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
+
+
 def warp_crop(image: np.ndarray, A: np.ndarray, out_size_px: int,
               border_value=(0, 0, 0)) -> np.ndarray:
     """Cut the crop ``A`` out of ``image`` (bilinear; constant border outside).
@@ -104,6 +124,8 @@ def warp_crop(image: np.ndarray, A: np.ndarray, out_size_px: int,
     check_image_rgb(image)
     A = np.asarray(A, dtype=np.float64)
     scale = float(np.sqrt(abs(np.linalg.det(A[:, :2]))))
+    if scale < 0.5:
+        image, A = _crop_neighbourhood(image, A, out_size_px, scale)
     while scale < 0.5 and min(image.shape[:2]) >= 2:
         # pyrDown: destination pixel x sits on source pixel 2x, so crop = A [2 x_small]
         image = cv2.pyrDown(image)

@@ -70,10 +70,11 @@ class HandDetectorNet(nn.Module):
 
 # ---------------------------------------------------------------------------- geometry
 
-def letterbox(image_rgb: np.ndarray, input_size: int) -> tuple[np.ndarray, float]:
-    """(H, W, 3) uint8 -> (S, S, 3) uint8 with the frame resized into the top-left, and the scale.
+def letterbox(image_rgb: np.ndarray, input_size: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """(H, W, 3) uint8 -> (S, S, 3) uint8 with the frame resized into the top-left, and the
+    scales (sx, sy) of what was drawn.
 
-    Pixel-centre convention: input u_in = (u + 0.5) * scale - 0.5.
+    Pixel-centre convention: input u_in = (u + 0.5) * sx - 0.5, v_in = (v + 0.5) * sy - 0.5.
     """
     H, W = image_rgb.shape[:2]
     scale = input_size / max(H, W)
@@ -81,8 +82,9 @@ def letterbox(image_rgb: np.ndarray, input_size: int) -> tuple[np.ndarray, float
     small = cv2.resize(image_rgb, (w, h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
     out = np.zeros((input_size, input_size, 3), np.uint8)
     out[:h, :w] = small
-    # the resize rounds the size: use the exact per-axis scale of what was drawn
-    return out, (w / W + h / H) / 2.0
+    # the resize rounds the size, so the axes' scales differ (2560 x 1080 is drawn 160 x 68 for
+    # 67.5): one mean scale put a box at the right edge 9 px off
+    return out, (w / W, h / H)
 
 
 @dataclass
@@ -116,8 +118,10 @@ class Detection:
                    pose.is_left, pose.left_prob)
 
 
-def decode(out: torch.Tensor, scale: float, score_threshold: float, max_hands: int) -> list[Detection]:
-    """(5, h, w) network output of one letterboxed frame -> detections in frame pixels, best first."""
+def decode(out: torch.Tensor, scale, score_threshold: float, max_hands: int) -> list[Detection]:
+    """(5, h, w) network output of one letterboxed frame -> detections in frame pixels, best
+    first; ``scale`` is :func:`letterbox`'s (sx, sy) (or one number for both axes)."""
+    sx, sy = (float(scale), float(scale)) if np.isscalar(scale) else map(float, scale)
     heat = torch.sigmoid(out[0])
     peaks = (heat == F.max_pool2d(heat[None, None], 3, 1, 1)[0, 0]) & (heat >= score_threshold)
     ys, xs = torch.nonzero(peaks, as_tuple=True)
@@ -130,7 +134,7 @@ def decode(out: torch.Tensor, scale: float, score_threshold: float, max_hands: i
         cy = (y + 0.5 + float(out[3, y, x])) * STRIDE - 0.5
         side = math.exp(float(out[1, y, x]))
         # back to frame pixels
-        u, v, s = (cx + 0.5) / scale - 0.5, (cy + 0.5) / scale - 0.5, side / scale
+        u, v, s = (cx + 0.5) / sx - 0.5, (cy + 0.5) / sy - 0.5, side * 2.0 / (sx + sy)
         p_left = float(torch.sigmoid(out[4, y, x]))
         dets.append(Detection(box=(u - s / 2, v - s / 2, s, s), score=float(scores[i]),
                               is_left=p_left >= 0.5, left_prob=p_left))

@@ -48,7 +48,24 @@ def test_letterbox_keeps_the_pixel_centre_convention():
     ys, xs = np.nonzero(out[..., 0] > 10)
     w = out[ys, xs, 0].astype(float)
     c = np.array([np.sum(xs * w), np.sum(ys * w)]) / w.sum()
-    np.testing.assert_allclose(c, ((400 + 0.5) * scale - 0.5, (300 + 0.5) * scale - 0.5), atol=0.1)
+    np.testing.assert_allclose(c, ((400 + 0.5) * scale[0] - 0.5, (300 + 0.5) * scale[1] - 0.5), atol=0.1)
+
+
+@pytest.mark.parametrize("W, H", [(2560, 1080), (1920, 200), (640, 480), (1000, 333)])
+def test_a_peak_maps_back_to_the_frame_exactly_whatever_the_aspect(W, H):
+    """The letterbox rounds the drawn size, so the two axes' scales differ: one mean scale put
+    the box at the right edge of a 2560 x 1080 frame 9 px off (34 px on 1920 x 200)."""
+    from hand25d_ros.detector import decode
+    _, (sx, sy) = letterbox(np.zeros((H, W, 3), np.uint8), 160)
+    out = torch.full((5, 20, 20), -10.0)
+    out[1:4] = 0.0
+    gx, gy = 19, int((H * sy - 1) // STRIDE)          # the drawn area's last column and row of cells
+    out[0, gy, gx] = 10.0
+    (det,) = decode(out, (sx, sy), 0.5, 1)
+    u_in, v_in = (gx + 0.5) * STRIDE - 0.5, (gy + 0.5) * STRIDE - 0.5
+    x, y, w, h = det.box
+    np.testing.assert_allclose([x + w / 2, y + h / 2], [(u_in + 0.5) / sx - 0.5, (v_in + 0.5) / sy - 0.5], atol=1e-6)
+    assert (x + w / 2 + 0.5) * 160 / max(W, H) == pytest.approx(u_in + 0.5, rel=0.01)
 
 
 def test_loss_is_finite_and_prefers_the_truth():
