@@ -158,13 +158,16 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
     if has_3d.any():
         palm_cos[has_3d] = kp.palm_toward_camera(gt3d[has_3d])
     summary.update(view_summary(err, left, pred_left, palm_cos))
-    pred_cos = kp.palm_toward_camera(pred3d) if n else np.zeros(0)
-    pred_chiral = kp.is_left_hand(pred3d) if n else np.zeros(0, bool)
+    # an invalid or missing pose's 3D is zeros, which would read as a right hand: no skeleton
+    pred_cos = np.where(valid, kp.palm_toward_camera(pred3d), np.nan) if n else np.zeros(0)
+    chiral = kp.is_left_hand(pred3d) if n else np.zeros(0, bool)
+    pred_chiral = [bool(c) if v else None for c, v in zip(chiral, valid)]
     summary.update(mirror_summary(err, left, pred_chiral, palm_cos, pred_cos))
     per = [{"index": i, "error_2d_px": float(err[i]), "valid": bool(valid[i]), "has_3d": bool(has_3d[i]),
             "is_left": left[i], "pred_is_left": pred_left[i], "crop_head_is_left": head_left[i],
             "palm_toward_camera": float(palm_cos[i]) if has_3d[i] else None,
-            "pred_skeleton_is_left": bool(pred_chiral[i]), "pred_palm_toward_camera": float(pred_cos[i])}
+            "pred_skeleton_is_left": pred_chiral[i],
+            "pred_palm_toward_camera": float(pred_cos[i]) if valid[i] else None}
            for i in range(n)]
     return {"summary": summary, "per_sample": per,
             "data": {"pred_3d_mm": pred3d, "gt_3d_mm": gt3d, "valid": valid, "has_3d": has_3d}}
@@ -257,23 +260,25 @@ def mirror_summary(error_2d_px, is_left, pred_skeleton_is_left, palm_toward_came
     Args:
         error_2d_px: (N,) per-sample mean 2D error.
         is_left: (N,) the true hand, None where it is unknown (such a sample is left out).
-        pred_skeleton_is_left: (N,) ``keypoints.is_left_hand`` of the estimated skeletons.
+        pred_skeleton_is_left: (N,) ``keypoints.is_left_hand`` of the estimated skeletons, None
+            where there is none (an invalid or missing pose: such a sample is left out).
         palm_toward_camera, pred_palm_toward_camera: (N,) ``keypoints.palm_toward_camera``
             of the true and the estimated skeletons; the true one NaN where there is no
             true skeleton.
 
     Returns:
-        ``mirrored_skeleton_fraction`` (of the samples with a known hand) and, where there
+        ``mirrored_skeleton_fraction`` (of the samples with a known hand and a skeleton) and, where there
         are mirrored ones, ``mean_error_2d_px_mirrored`` and, where some of those have a
         true skeleton, ``mirrored_same_side_fraction`` (of those, the fraction with the true
         side toward the camera). Empty for no samples with a known hand.
     """
     err = np.asarray(error_2d_px, dtype=np.float64)
-    known = np.array([t is not None for t in is_left], dtype=bool)
+    known = np.array([t is not None and p is not None for t, p in zip(is_left, pred_skeleton_is_left)], dtype=bool)
     if not known.any():
         return {}
     truth = np.array([bool(t) for t in is_left], dtype=bool)        # read only where known
-    mirrored = known & (np.asarray(pred_skeleton_is_left, dtype=bool) != truth)
+    pred = np.array([bool(p) for p in pred_skeleton_is_left], dtype=bool)
+    mirrored = known & (pred != truth)
     out = {"mirrored_skeleton_fraction": float(mirrored[known].mean())}
     if mirrored.any():
         out["mean_error_2d_px_mirrored"] = float(err[mirrored].mean())

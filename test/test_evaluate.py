@@ -365,3 +365,14 @@ def test_full_frames_read_as_hand_crops_are_warned_about(capsys):
         assert main([str(bundled_samples_dir()), "--limit", "2", "--crop", crop]) == 0
         err = capsys.readouterr().err
         assert ("hands span a median 3" in err) is warned, err
+
+
+def test_a_frame_without_a_skeleton_is_no_mirror_reading():
+    """An invalid or missing pose's 3D is zeros, which reads as a right hand: every such frame
+    of a true left hand counted as a mirror image (0.33 of real_val_snap with --crop detect,
+    against 0.06 of the frames with a pose), a right hand's never."""
+    from hand25d_ros.evaluate import mirror_summary
+    m = mirror_summary([10.0, 90.0, 90.0], [True, True, False], [True, None, None], [0.5, 0.5, 0.5],
+                       [0.5, np.nan, np.nan])
+    assert m == {"mirrored_skeleton_fraction": 0.0}
+    assert mirror_summary([90.0], [True], [None], [0.5], [np.nan]) == {}
