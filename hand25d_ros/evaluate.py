@@ -106,7 +106,7 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
         from tqdm import tqdm
         it = tqdm(it, desc=f"eval {Path(root).name}", unit="img")
     pred2d, gt2d, pred3d, gt3d, valid, conf, left, pred_left = [], [], [], [], [], [], [], []
-    head_left, has_3d, extent = [], [], []
+    head_left, has_3d, extent, found = [], [], [], []
     for i in it:
         s = ds[i]
         uv_true = np.asarray(s["joints_2d_px"], dtype=np.float64)
@@ -136,6 +136,7 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
         pred3d.append(pose.keypoints_3d * 1000.0)
         gt3d.append(P)
         valid.append(pose.valid)
+        found.append(pose.found)
         conf.append(pose.mean_confidence)
         left.append(is_left)
         pred_left.append(pose.is_left)
@@ -143,7 +144,7 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
     pred2d, gt2d = np.asarray(pred2d), np.asarray(gt2d)
     pred3d, gt3d, valid = np.asarray(pred3d), np.asarray(gt3d), np.asarray(valid, dtype=bool)
     has_3d = np.asarray(has_3d, dtype=bool)
-    summary = metrics.summarize(pred2d, gt2d, pred3d, gt3d, valid, has_3d)
+    summary = metrics.summarize(pred2d, gt2d, pred3d, gt3d, valid, has_3d, found)
     summary["num_samples"] = int(n)
     # the true hand's extent over the image's shorter side: a training crop's is 0.59-0.83
     summary["hand_extent_fraction_median"] = float(np.median(extent)) if extent else float("nan")
@@ -163,7 +164,8 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
     chiral = kp.is_left_hand(pred3d) if n else np.zeros(0, bool)
     pred_chiral = [bool(c) if v else None for c, v in zip(chiral, valid)]
     summary.update(mirror_summary(err, left, pred_chiral, palm_cos, pred_cos))
-    per = [{"index": i, "error_2d_px": float(err[i]), "valid": bool(valid[i]), "has_3d": bool(has_3d[i]),
+    per = [{"index": i, "error_2d_px": float(err[i]) if found[i] else None, "found": bool(found[i]),
+            "valid": bool(valid[i]), "has_3d": bool(has_3d[i]),
             "is_left": left[i], "pred_is_left": pred_left[i], "crop_head_is_left": head_left[i],
             "palm_toward_camera": float(palm_cos[i]) if has_3d[i] else None,
             "pred_skeleton_is_left": pred_chiral[i],
@@ -301,6 +303,7 @@ TABLE_ROWS = [
     ("absolute_error_mm", "absolute 3D error (true hand size)", "mm"),
     ("auc_20_50", "3D PCK AUC 20-50 mm (root-relative)", ""),
     ("auc_0_50", "3D PCK AUC 0-50 mm (root-relative)", ""),
+    ("found_fraction", "hand found (2D figures over these frames)", ""),
     ("valid_fraction", "valid poses", ""),
     ("handedness_accuracy", "left/right hand named right", ""),
     ("handedness_accuracy_crop_head", "left/right by the crop head alone", ""),

@@ -286,12 +286,15 @@ FIGURES_3D = ("pa_mpjpe_mm", "mpjpe_mm", "absolute_error_mm", "root_depth_error_
               "auc_20_50", "auc_0_50")
 
 
-def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid, has_3d=None) -> dict:
+def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid, has_3d=None, found=None) -> dict:
     """All figures of one evaluation, as plain floats.
 
     How invalid predictions count (``valid`` False: no trustworthy 3D was made):
 
-    - 2D figures use every sample, since a 2D keypoint is always produced;
+    - 2D figures use every sample where a hand was found (``found``; an estimate on a given
+      crop always is), since those have 2D keypoints; a frame where the hand was not found
+      has none (scoring its zeros, pixel (0, 0), made the figure depend on where the hand
+      was), and ``found_fraction`` says how many were;
     - 3D figures (``pa_mpjpe_mm``, ``mpjpe_mm``, ``absolute_error_mm``,
       ``root_depth_error_mm``, ``auc_20_50``, ``auc_0_50``) use the valid samples with a
       true 3D pose only (``num_valid_with_3d`` of them) and are NaN when there are none;
@@ -310,10 +313,11 @@ def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid, has_3d=None) -> dict:
         valid: (N,) bool.
         has_3d: (N,) bool, the samples with a true 3D pose (a 2D-only annotation has
             none); None: all of them.
+        found: (N,) bool, the samples where a hand was found; None: all of them.
 
     Returns:
         dict with ``num_samples``, ``num_valid``, ``valid_fraction``, ``num_with_3d``,
-        ``num_valid_with_3d``, ``mean_error_2d_px``, ``median_error_2d_px``, the 3D
+        ``num_valid_with_3d``, ``found_fraction``, ``mean_error_2d_px``, ``median_error_2d_px``, the 3D
         figures above (mm) and AUCs.
     """
     p2, g2 = _pair(pred_2d, gt_2d, 2, names=("pred_2d", "gt_2d"))
@@ -321,21 +325,23 @@ def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid, has_3d=None) -> dict:
     v = _flags(valid, "valid")
     n = len(p2)
     h = np.ones(n, bool) if has_3d is None else _flags(has_3d, "has_3d")
-    if not (len(p3) == len(v) == len(h) == n):
-        raise ValueError(f"pred_2d, pred_3d_mm, valid and has_3d must cover the same N samples, "
-                         f"got {n}, {len(p3)}, {len(v)} and {len(h)}")
+    f = np.ones(n, bool) if found is None else _flags(found, "found")
+    if not (len(p3) == len(v) == len(h) == len(f) == n):
+        raise ValueError(f"pred_2d, pred_3d_mm, valid, has_3d and found must cover the same N samples, "
+                         f"got {n}, {len(p3)}, {len(v)}, {len(h)} and {len(f)}")
     if not np.isfinite(g3[h]).all():
         raise ValueError("gt_3d_mm contains non-finite values (NaN or inf) in samples marked as having 3D")
     if not np.isfinite(p3[v]).all():
         raise ValueError("pred_3d_mm contains non-finite values in samples marked valid")
 
-    e2d = errors_2d_px(p2, g2)
+    e2d = errors_2d_px(p2, g2)[f]
     use = v & h
     out = {"num_samples": int(n), "num_valid": int(v.sum()),
            "valid_fraction": float(v.mean()) if n else 0.0,
            "num_with_3d": int(h.sum()), "num_valid_with_3d": int(use.sum()),
-           "mean_error_2d_px": float(e2d.mean()) if n else float("nan"),
-           "median_error_2d_px": float(np.median(e2d)) if n else float("nan")}
+           "found_fraction": float(f.mean()) if n else 0.0,
+           "mean_error_2d_px": float(e2d.mean()) if len(e2d) else float("nan"),
+           "median_error_2d_px": float(np.median(e2d)) if len(e2d) else float("nan")}
     rr_all = np.full((int(h.sum()), K), np.inf)
     if use.any():
         pv, gv = p3[use], g3[use]
