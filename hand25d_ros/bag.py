@@ -591,7 +591,9 @@ def convert(input_bag, output_bag, tracker, *, image_topic: str, camera_info_top
             camera_frame_id: str = "", marker_style: MarkerStyle | None = None,
             progress: bool = True) -> BagSummary:
     """Run ``tracker`` (a ``tracking.HandTracker``) on a bag's images and write the outputs
-    (module docstring) to a new bag. Raises BagError; writes nothing unless it succeeds."""
+    (module docstring) to a new bag: the hands whose mean confidence reaches the tracker's
+    ``min_confidence``, as the node publishes those reaching its ``confidence_threshold``.
+    Raises BagError; writes nothing unless it succeeds."""
     rosbag2, _, _ = _rosbags()
     from tqdm import tqdm
 
@@ -755,10 +757,11 @@ def _run(reader, writer, ts, tracker, image_conns, info_conns, intrinsics, summa
                     _warn(f"skipped a frame of {conn.topic} ({skip.reason}): {skip}; further ones are counted")
                 continue
             summary.processed += 1
-            # as the node: hands by id, valid and finite ones only
+            # as the node: hands by id, valid, finite and at least as confident as its
+            # confidence_threshold, which is the tracker's min_confidence in both
             hands = [HandOutput.from_tracked(h) for h in sorted(tracked, key=lambda h: h.track_id)
-                     if h.pose.valid and np.all(np.isfinite(h.pose.keypoints_3d))
-                     and np.all(np.isfinite(h.pose.keypoints_2d))]
+                     if h.pose.valid and h.pose.mean_confidence >= tracker.min_confidence
+                     and np.all(np.isfinite(h.pose.keypoints_3d)) and np.all(np.isfinite(h.pose.keypoints_2d))]
             header = builder.header(msg.header.stamp, frame)
             if hands:
                 summary.with_hands += 1

@@ -352,7 +352,8 @@ def add_bag_parser(sub, common) -> None:
                    help="CameraInfo P for a rectified image, or K and D for a raw one (as the node)")
     p.add_argument("--sync-tolerance-s", type=NON_NEGATIVE, default=0.02, help="pair images and CameraInfo within this")
     p.add_argument("--max-hands", type=HANDS, default=2, help="most hands followed (1-10)")
-    p.add_argument("--confidence-threshold", type=UNIT, default=0.05, help="mean confidence of a tracked hand")
+    p.add_argument("--confidence-threshold", type=UNIT, default=0.05,
+                   help="hands of a lower mean keypoint confidence are not written (the node's confidence_threshold)")
     p.add_argument("--no-smoothing", action="store_true", help="no One Euro filtering of the 3D keypoints")
     p.add_argument("--storage", choices=STORAGES, default=None, help="output storage (default: the input's)")
     p.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the output topics")

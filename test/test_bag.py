@@ -268,7 +268,8 @@ def test_sqlite3_bag_through_the_installed_command(tmp_path, reference):
 class ScriptedTracker:
     """HandTracker's interface; hands by frame from a script, the calls recorded."""
 
-    def __init__(self, script, interrupt_at=None):
+    def __init__(self, script, interrupt_at=None, min_confidence=0.05):
+        self.min_confidence = min_confidence
         _, _, ann = _sample()
         xyz = np.array(ann["joints_3d_mm"]) / 1000.0
         uv = np.array(ann["joints_2d_px"], float)
@@ -328,6 +329,16 @@ def test_several_hands_lost_hands_and_pairing(small_bag, tmp_path):
               if mk.ns.endswith("label") and mk.action == M.ADD]
     assert labels == ["hand 0", "hand 0", "hand 1 left", "hand 1 left"]
     assert [t for t, _ in msgs["/hands/markers"]] == [stamp(i) + 10**6 for i in (0, 0, 1, 2, 3)]
+
+
+def test_hands_under_the_confidence_threshold_are_not_written_as_the_node_does(small_bag, tmp_path):
+    """--confidence-threshold is the node's confidence_threshold: a hand under it is not
+    published live, so it must not appear in the replay either (it only made the tracker
+    look again)."""
+    tr = ScriptedTracker([[0]], min_confidence=0.6)          # the scripted hands' mean is 0.5
+    summary = hb.convert(small_bag, tmp_path / "o", tr, image_topic=IMG_TOPIC, progress=False)
+    assert (summary.processed, summary.with_hands) == (4, 0)
+    assert f"{NS}/keypoints" not in read_bag(tmp_path / "o")
 
 
 def test_intrinsics_from_calibration_or_a_loud_guess(tmp_path, capsys):

@@ -42,8 +42,8 @@ if h.node_command() is None:
     pytest.skip("console script hand25d_node is not installed (pip install -e . / scripts/setup.sh)",
                 allow_module_level=True)
 
-from hand25d_ros.ros.node import (CameraInfoSync, RateWindow, SkippedFrames, WarningThrottle,  # noqa: E402
-                                  command_line_overrides, dropped_overrides, validate_parameter)
+from hand25d_ros.ros.node import (INFO_DUE_WAIT_S, CameraInfoSync, RateWindow, SkippedFrames,  # noqa: E402
+                                  WarningThrottle, command_line_overrides, dropped_overrides, validate_parameter)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:lark.*")
 
@@ -70,8 +70,10 @@ def test_camera_info_sync_pairs_by_stamp_and_tolerance():
     s.hold(300, "a")
     assert s.hold(301, "b") == (300, "a")  # only the newest image waits
     assert s.newest_stamp_ns() == 125
-    s.clear()
-    assert s.match(100) is None and s.pending is None
+    # a restarted source at stamp 60: the old timeline's CameraInfo goes, what pairs with 60 stays
+    s.add_info(60, "info60")
+    s.restart_at(60)
+    assert s.match(100) is None and s.pending is None and s.match(60) == "info60" and s.match(50) == "info50"
 
 
 def test_warning_throttle_and_rates():
@@ -514,6 +516,27 @@ def test_a_dropped_image_stamped_ahead_does_not_hold_back_the_next(main):
         assert probe.dropped(reason) > before, node.output()[-2000:]
         newest, _ = frames.good_frame()   # older than the dropped one, and used
         assert newest < ahead
+
+
+def test_a_restarted_source_is_answered_from_its_first_frame(main):
+    """Stamps jumping back more than 1 s (a looping bag): the tracker starts over, and the first
+    frame of the new loop is processed with the CameraInfo that came just before it (clearing
+    every stored CameraInfo dropped it as 'no CameraInfo')."""
+    node, probe, frames = main
+    newest, _ = frames.good_frame()
+    time.sleep(INFO_DUE_WAIT_S + 0.3)    # earlier images still waiting to be counted are counted
+    no_info = probe.dropped("no_camera_info")
+    back = newest - 3 * SEC
+    frames.good.add(back)
+    frames.send(None, frames.info(back))         # taken before its image, as a bag replays them
+    time.sleep(0.1)
+    frames.send(frames.image(back))
+    assert wait_outputs(probe, back, 5.0) is not None, node.output()[-2000:]
+    assert "assuming a restarted source" in node.output()
+    time.sleep(INFO_DUE_WAIT_S + 0.3)
+    assert probe.dropped("no_camera_info") == no_info
+    frames.next_ns = max(frames.next_ns, newest)
+    frames.good_frame()
 
 
 def test_no_hand_publishes_nothing_and_deletes_the_markers(main):

@@ -330,9 +330,14 @@ class CameraInfoSync:
     def newest_stamp_ns(self):
         return max((s for s, _ in self._infos), default=None)
 
-    def clear(self):
-        self._infos.clear()
+    def restart_at(self, stamp_ns: int) -> None:
+        """A restarted source (stamps jumped back): forget the waiting image and the CameraInfo
+        of the old timeline, keeping those that can pair with ``stamp_ns`` and after it (a
+        looping bag's CameraInfo comes just before its image; clearing it all dropped that
+        image for want of one)."""
         self.pending = None
+        self._infos = deque(((s, i) for s, i in self._infos if s <= stamp_ns + self.tolerance_ns),
+                            maxlen=self._infos.maxlen)
 
 
 class RoiBuffer:
@@ -366,8 +371,9 @@ class RoiBuffer:
             del self._sets[s]
         return old
 
-    def clear(self):
-        self._sets.clear()
+    def restart_at(self, stamp_ns: int) -> None:
+        """A restarted source: forget the boxes of the old timeline, not those of ``stamp_ns``."""
+        self._sets = {s: m for s, m in self._sets.items() if s <= stamp_ns}
 
 
 class SkippedFrames:
@@ -624,9 +630,9 @@ class HandPoseNode(Node):
             if self.last_stamp_ns - stamp > STAMP_RESET_NS:
                 self.get_logger().warning(f"image stamps jumped back by {(self.last_stamp_ns - stamp) / 1e9:.3f} s: "
                                           "assuming a restarted source, starting over")
-                self.sync.clear()
+                self.sync.restart_at(stamp)
                 self.info_due.clear()
-                self.rois.clear()
+                self.rois.restart_at(stamp)
                 self.tracker.reset()
                 self.last_stamp_ns = None
             else:
