@@ -28,6 +28,9 @@ from .intrinsics import Calibration, K_from_fov, load_camera_yaml
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
+DRAW_CONFIDENCE_HELP = "keypoints of a lower confidence are not drawn in the overlay"
+
+
 def _warn(msg: str) -> None:
     print(f"hand25d: WARNING: {msg}", file=sys.stderr)
 
@@ -320,7 +323,9 @@ def cmd_bag(args, est) -> int:
     cal = args.calibration
     try:
         tracker = HandTracker(est, max_hands=args.max_hands, min_confidence=args.confidence_threshold,
-                              smoothing=not args.no_smoothing)
+                              smoothing=not args.no_smoothing, min_cutoff_hz=args.smoothing_min_cutoff_hz,
+                              beta=args.smoothing_beta, max_gap_s=args.track_max_gap_s,
+                              follow_hand=not args.no_follow_hand)
     except ValueError as exc:
         raise SystemExit(f"hand25d: {exc}") from None
     try:
@@ -355,6 +360,15 @@ def add_bag_parser(sub, common) -> None:
     p.add_argument("--confidence-threshold", type=UNIT, default=0.05,
                    help="hands of a lower mean keypoint confidence are not written (the node's confidence_threshold)")
     p.add_argument("--no-smoothing", action="store_true", help="no One Euro filtering of the 3D keypoints")
+    # the node's tracker parameters, so that a live run's settings can be replayed
+    p.add_argument("--smoothing-min-cutoff-hz", type=POSITIVE, default=1.5,
+                   help="One Euro cut-off at rest (the node's smoothing_min_cutoff_hz)")
+    p.add_argument("--smoothing-beta", type=NON_NEGATIVE, default=0.5,
+                   help="One Euro speed coefficient, s/m (the node's smoothing_beta)")
+    p.add_argument("--track-max-gap-s", type=NON_NEGATIVE, default=0.5,
+                   help="a longer gap between stamps finds the hands afresh (the node's track_max_gap_s)")
+    p.add_argument("--no-follow-hand", action="store_true",
+                   help="read every frame's hand afresh (the node's follow_hand false)")
     p.add_argument("--storage", choices=STORAGES, default=None, help="output storage (default: the input's)")
     p.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the output topics")
     p.add_argument("--frame-prefix", default=DEFAULT_FRAME_PREFIX, help="TF frames <prefix><id>_palm, ...")
@@ -407,17 +421,18 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--calib", type=Path, help="camera calibration YAML (camera_info_manager format)")
     common.add_argument("--hfov-deg", type=FOV_DEG, default=60.0, help="field-of-view guess when no --calib")
     common.add_argument("--hand-size-m", type=POSITIVE, default=None, help="wrist to index-MCP length, metres")
-    common.add_argument("--min-confidence", type=UNIT, default=0.2)
     common.add_argument("--quiet", action="store_true")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("image", parents=[common], help="images or folders of images")
     p.add_argument("inputs", nargs="+")
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--min-confidence", type=UNIT, default=0.2, help=DRAW_CONFIDENCE_HELP)
     _frame_options(p)
     p = sub.add_parser("video", parents=[common], help="a video file or a webcam index")
     p.add_argument("input")
     p.add_argument("--out", type=Path)
     p.add_argument("--preview", action="store_true", help="show a live window (needs a display)")
+    p.add_argument("--min-confidence", type=UNIT, default=0.2, help=DRAW_CONFIDENCE_HELP)
     p.add_argument("--no-smoothing", action="store_true", help="no One Euro filtering of the 3D keypoints")
     _frame_options(p)
     add_bag_parser(sub, common)

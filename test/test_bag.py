@@ -654,3 +654,18 @@ def test_a_topic_with_two_message_types_is_named_as_such(tmp_path):
         w.write(cs, stamp(0), TS.serialize_cdr(T["std_msgs/msg/String"](data="x"), "std_msgs/msg/String"))
     with pytest.raises(SystemExit, match=r"carries several message types \(sensor_msgs/msg/Image, std_msgs/msg/String\)"):
         _bag_cli(path, "--out", tmp_path / "o", "--image-topic", IMG_TOPIC)
+
+
+def test_the_nodes_tracker_settings_reach_the_bag_run(small_bag, tmp_path):
+    """A live run's tracker settings can be replayed: --track-max-gap-s under the 0.1 s between
+    these frames finds each frame's hand afresh (a new id each), as the node would."""
+    ids = {}
+    for name, extra in (("default", []), ("gap", ["--track-max-gap-s", "0.05", "--smoothing-beta", "0",
+                                                  "--smoothing-min-cutoff-hz", "3", "--no-follow-hand"])):
+        assert _bag_cli(small_bag, "--out", tmp_path / name, "--image-topic", IMG_TOPIC, "--tta", "none", *extra) == 0
+        ids[name] = [sorted(set(cloud_array(m)["hand_id"].tolist())) for _, m in
+                     read_bag(tmp_path / name)[f"{NS}/keypoints"]]
+    assert len({tuple(i) for i in ids["default"]}) == 1 and len(ids["default"]) == 4
+    assert [i[0] for i in ids["gap"]] == sorted({i[0] for i in ids["gap"]}) and len({i[0] for i in ids["gap"]}) == 4
+    with pytest.raises(SystemExit):
+        _bag_cli(small_bag, "--out", tmp_path / "x", "--image-topic", IMG_TOPIC, "--min-confidence", "0.5")
