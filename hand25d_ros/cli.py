@@ -11,6 +11,8 @@ Intrinsics: ``--calib camera.yaml`` (camera_info_manager format) or a guess from
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import math
 import signal
@@ -26,6 +28,10 @@ from .draw import draw_skeleton
 from .intrinsics import Calibration, K_from_fov, load_camera_yaml
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+# what a folder's images may be called; files named directly are tried whatever their name
+READ_EXTS = IMAGE_EXTS | {".jpe", ".jfif", ".gif"}
+# output names longer than this (clashing inputs are named by their whole path) are shortened
+MAX_STEM_CHARS = 120
 
 
 DRAW_CONFIDENCE_HELP = "keypoints of a lower confidence are not drawn in the overlay"
@@ -35,14 +41,75 @@ def _warn(msg: str) -> None:
     print(f"hand25d: WARNING: {msg}", file=sys.stderr)
 
 
-def _calibration(args, width: int, height: int) -> Calibration:
-    if args.calib:
-        cal = args.calibration
-        if cal.width and (cal.width, cal.height) != (width, height):
-            raise SystemExit(f"hand25d: calibration {args.calib} is for {cal.width}x{cal.height} "
-                             f"images, got {width}x{height}")
+def _calibration(args, width: int, height: int, orientation: int = 1) -> Calibration:
+    """The intrinsics of a ``width`` x ``height`` image as shown (upright); ``orientation`` is
+    its EXIF orientation, which OpenCV applied when reading it. Raises ValueError when the
+    calibration cannot describe it."""
+    if not args.calib:
+        return Calibration(K=K_from_fov(width, height, args.hfov_deg), source=f"guess: {args.hfov_deg} deg hfov")
+    cal = args.calibration
+    sensor = (height, width) if orientation in (6, 8) else (width, height)
+    if cal.width and (cal.width, cal.height) != sensor:
+        turned = f" (an EXIF-rotated {sensor[0]}x{sensor[1]} photo)" if orientation != 1 else ""
+        raise ValueError(f"calibration {args.calib} is for {cal.width}x{cal.height} images, got "
+                         f"{width}x{height}{turned}")
+    if orientation == 1:
         return cal
-    return Calibration(K=K_from_fov(width, height, args.hfov_deg), source=f"guess: {args.hfov_deg} deg hfov")
+    if cal.D.size >= 4 and cal.distortion_model != "equidistant" and np.any(cal.D[2:4]):
+        raise ValueError(f"an EXIF-rotated photo with the tangential distortion of {args.calib}: rotate the "
+                         "photo's pixels or give a calibration without it")
+    K = upright_intrinsics(cal.K, sensor[0], sensor[1], orientation)
+    return Calibration(K=K, D=cal.D, distortion_model=cal.distortion_model, width=width, height=height,
+                       source=f"{cal.source}, turned to the photo's EXIF orientation {orientation}")
+
+
+def upright_intrinsics(K, width: int, height: int, orientation: int) -> np.ndarray:
+    """The camera matrix of a ``width`` x ``height`` sensor image shown upright by its EXIF
+    ``orientation`` (1, 3: turned 180, 6: 90 clockwise, 8: 90 anticlockwise), the camera
+    turned about its optical axis with it: the 3D is then in the upright image's frame.
+    A mirrored orientation (2, 4, 5, 7) has no camera matrix: ValueError.
+
+    Returns:
+        (3, 3) float64.
+    """
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    table = {1: (fx, fy, cx, cy), 3: (fx, fy, width - 1 - cx, height - 1 - cy),
+             6: (fy, fx, height - 1 - cy, cx), 8: (fy, fx, cy, width - 1 - cx)}
+    if orientation not in table:
+        raise ValueError(f"EXIF orientation {orientation} mirrors the photo, which no camera matrix describes")
+    fx2, fy2, cx2, cy2 = table[orientation]
+    return np.array([[fx2, 0.0, cx2], [0.0, fy2, cy2], [0.0, 0.0, 1.0]])
+
+
+def read_image(path: Path):
+    """(BGR image as photo viewers show it, its EXIF orientation, None) or (None, 1, why).
+
+    Read as bytes and decoded: OpenCV's own file functions crashed the process on a name that
+    is not UTF-8 (a Latin-1 zip, an SMB mount), and its pixel limit raised a traceback."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as exc:
+        return None, 1, f"{type(exc).__name__}: {exc}"
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        return None, 1, str(exc).strip().splitlines()[-1]
+    if bgr is None:
+        return None, 1, "not an image file OpenCV can decode"
+    try:
+        from PIL import Image
+        with Image.open(io.BytesIO(data.tobytes())) as im:
+            orientation = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a format Pillow does not read has no orientation for us
+        orientation = 1
+    return bgr, orientation if orientation in range(1, 9) else 1, None
+
+
+def write_png(path: Path, bgr: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", bgr)
+    if not ok:
+        raise OSError(f"cannot encode {path}")
+    path.write_bytes(buf.tobytes())
 
 
 def pose_to_json(pose, K=None, source: str | None = None, track_id: int | None = None) -> dict:
@@ -76,19 +143,23 @@ def draw_hands(rgb, poses, min_confidence, labels=None):
     return out
 
 
-def list_images(paths, prog: str = "hand25d") -> list[Path]:
-    """Image files named directly or found (sorted) in the named folders."""
+def list_images(paths, prog: str = "hand25d", out_dir: Path | None = None) -> list[Path]:
+    """Image files named directly or found (sorted; not in subfolders) in the named folders.
+    A folder's hidden files (macOS' ``._*`` companions, unfinished ``.partial`` outputs) are
+    not images, nor, in ``out_dir``, this command's own ``*_overlay`` images."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTS)
+            mine = out_dir is not None and p.resolve() == Path(out_dir).resolve()
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in READ_EXTS and not q.name.startswith(".")
+                          and q.is_file() and not (mine and q.stem.endswith("_overlay")))
         elif p.is_file():
             out.append(p)
         else:
             raise SystemExit(f"{prog}: no such file or folder: {p}")
     if not out:
         raise SystemExit(f"{prog}: no images found")
-    return list(dict.fromkeys(out))   # a file named twice is one input
+    return list({q.resolve(): q for q in reversed(out)}.values())[::-1]   # a file named twice is one input
 
 
 def output_stems(paths: list[Path]) -> list[str]:
@@ -100,6 +171,9 @@ def output_stems(paths: list[Path]) -> list[str]:
     for s, p in zip(stems, paths):
         if s in clash:
             s = "__".join(q for q in p.parts if q not in (p.anchor, ".", "..")).replace(".", "_")
+        base, k = s, 1
+        if len(s) > MAX_STEM_CHARS:      # deep folders: the file system's 255-byte name limit
+            s = f"{s[-(MAX_STEM_CHARS - 9):]}_{hashlib.sha1(s.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
         base, k = s, 1
         while s in names:
             s, k = f"{base}_{k}", k + 1
@@ -122,23 +196,32 @@ def cmd_image(args, est) -> int:
     if not args.calib:
         _warn(f"no --calib given: guessing intrinsics from a {args.hfov_deg} degree field of view; "
               "the 3D output's depth is only as good as that guess")
-    paths = list_images(args.inputs)
+    paths = list_images(args.inputs, out_dir=args.out)
+    stems = output_stems(paths)
+    inputs = {p.resolve() for p in paths}
+    for stem in stems:
+        for out in (args.out / f"{stem}.json", args.out / f"{stem}_overlay.png"):
+            if out.resolve() in inputs:
+                raise SystemExit(f"hand25d: writing {out} would replace an input image; give another --out")
     unread = 0
-    for path, stem in tqdm(list(zip(paths, output_stems(paths))), unit="img", disable=args.quiet):
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            _warn(f"cannot read image {path}: skipped")
+    for path, stem in tqdm(list(zip(paths, stems)), unit="img", disable=args.quiet):
+        bgr, orientation, why = read_image(path)
+        try:
+            if bgr is None:
+                raise ValueError(why)
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            cal = _calibration(args, rgb.shape[1], rgb.shape[0], orientation)
+        except ValueError as exc:
+            _warn(f"cannot use image {path}: {exc}; skipped")
             unread += 1
             continue
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        cal = _calibration(args, rgb.shape[1], rgb.shape[0])
         hands = _hands_in(est, rgb, cal, args)
         rec = {"source": str(path), "K": np.asarray(cal.K).tolist(), "intrinsics": cal.source,
                "hands": [pose_to_json(p) for p in hands]}
         _write_atomic(args.out / f"{stem}.json", json.dumps(rec, indent=1))
         overlay = draw_hands(rgb, hands, args.min_confidence)
         tmp = args.out / f".{stem}_overlay.partial.png"
-        cv2.imwrite(str(tmp), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        write_png(tmp, cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
         tmp.replace(args.out / f"{stem}_overlay.png")
     if unread == len(paths):
         raise SystemExit(f"hand25d: none of the {len(paths)} images could be read; nothing written")
@@ -239,7 +322,10 @@ def cmd_video(args, est) -> int:
         raise SystemExit(f"hand25d: cannot read video {src} (broken file or unsupported codec)")
     bgr, t_s = first
     h, w = bgr.shape[:2]
-    cal = _calibration(args, w, h)
+    try:
+        cal = _calibration(args, w, h)
+    except ValueError as exc:
+        raise SystemExit(f"hand25d: {exc}") from None
     if not args.calib:
         _warn(f"no --calib given: guessing intrinsics from a {args.hfov_deg} degree field of view")
     if not video.fps_ok and not isinstance(src, int):

@@ -304,3 +304,92 @@ def test_sigterm_mid_video_leaves_nothing_half_written(tmp_path, untrained_weigh
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted; nothing written" in err, err
     assert list(out.iterdir()) == []
+
+
+def test_real_world_photo_folders(tmp_path, untrained_weights):
+    """What a folder of photos holds: a name that is not UTF-8 (OpenCV's file functions killed
+    the process on it), macOS' ._ companions, hidden files, a subfolder named like an image, a
+    file named twice through a link; and --out the input folder itself (each run took the last
+    run's overlays as inputs)."""
+    import os
+    import sys
+    d = tmp_path / "photos"
+    d.mkdir()
+    _img(d / "a.png")
+    names = ["a.json", "a_overlay.png"]
+    if sys.platform.startswith("linux"):      # bytes names; macOS' file systems take none that are not UTF-8
+        latin1 = os.fsdecode(b"Gr\xfc\xdfe.png")
+        _img(d / "b.png")
+        (d / "b.png").rename(d / latin1)
+        names += [os.fsdecode(b"Gr\xfc\xdfe.json"), os.fsdecode(b"Gr\xfc\xdfe_overlay.png")]
+    (d / "._a.png").write_bytes(b"\x00\x05\x16\x07")
+    _img(d / ".hidden.png")
+    (d / "dir.png").mkdir()
+    common = ["--weights", str(untrained_weights), "--quiet", "--whole-image", "--tta", "none"]
+    out = tmp_path / "out"
+    assert main(["image", str(d), str(d / "a.png"), "--out", str(out)] + common) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    for run in range(2):
+        assert main(["image", str(d), "--out", str(d)] + common) == 0
+    assert len(list(d.glob("*_overlay*.png"))) == len(names) // 2
+
+
+def test_exif_rotated_photos_get_the_calibration_turned_with_them(tmp_path, untrained_weights, capsys):
+    """OpenCV shows a phone photo upright (its EXIF orientation); a calibration of the sensor's
+    pixels must turn with it, or the 3D is silently wrong (0.35 m for a photo turned 180)."""
+    from PIL import Image
+
+    from hand25d_ros import geometry as geo
+    from hand25d_ros.cli import upright_intrinsics
+    K = np.array([[500.0, 0, 170.0], [0, 510.0, 110.0], [0, 0, 1]])
+    W, H = 320, 240
+    P = np.array([[0.05, -0.02, 0.6], [-0.1, 0.08, 0.9]])
+    uv = geo.project_points(P, K)
+    turned = {3: lambda u, v: (W - 1 - u, H - 1 - v), 6: lambda u, v: (H - 1 - v, u), 8: lambda u, v: (v, W - 1 - u)}
+    camera = {3: lambda p: [-p[0], -p[1], p[2]], 6: lambda p: [-p[1], p[0], p[2]], 8: lambda p: [p[1], -p[0], p[2]]}
+    for tag in (3, 6, 8):
+        K2 = upright_intrinsics(K, W, H, tag)
+        want = np.array([turned[tag](u, v) for u, v in uv])
+        np.testing.assert_allclose(geo.project_points(np.array([camera[tag](p) for p in P]), K2), want, atol=1e-9)
+    with pytest.raises(ValueError, match="mirrors"):
+        upright_intrinsics(K, W, H, 2)
+    calib = tmp_path / "cam.yaml"
+    calib.write_text(f"image_width: {W}\nimage_height: {H}\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
+                     f"  data: {K.ravel().tolist()}\ndistortion_model: plumb_bob\n"
+                     "distortion_coefficients:\n  rows: 1\n  cols: 5\n  data: [0, 0, 0, 0, 0]\n")
+    d = tmp_path / "phone"
+    d.mkdir()
+    rng = np.random.default_rng(1)
+    sensor = Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8))
+    for tag in (6, 2):
+        exif = Image.Exif()
+        exif[0x0112] = tag
+        sensor.save(d / f"tag{tag}.jpg", exif=exif)
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["image", str(d), "--out", str(out), "--calib", str(calib), "--weights", str(untrained_weights),
+                 "--quiet", "--whole-image", "--tta", "none"]) == 1          # the mirrored one is skipped
+    rec = json.loads((out / "tag6.json").read_text())
+    np.testing.assert_allclose(rec["K"], upright_intrinsics(K, W, H, 6))
+    assert "EXIF orientation 6" in rec["intrinsics"]
+    assert "EXIF orientation 2 mirrors the photo" in capsys.readouterr().err
+
+
+def test_an_image_over_the_pixel_limit_and_deep_clashing_names_are_handled(tmp_path, untrained_weights):
+    import os
+    import subprocess
+    import sys
+    deep = tmp_path.joinpath(*[f"holiday_photos_folder_{i:02d}" for i in range(8)])
+    for sub in ("a", "b"):
+        (deep / sub).mkdir(parents=True)
+        _img(deep / sub / "IMG_0001.png")
+    out = tmp_path / "out"
+    args = ["image", str(deep / "a"), str(deep / "b"), "--out", str(out), "--weights", str(untrained_weights),
+            "--quiet", "--whole-image", "--tta", "none"]
+    assert main(args) == 0
+    assert len(list(out.glob("*.json"))) == 2 and max(len(p.name) for p in out.iterdir()) < 160
+    # OpenCV refuses images over its pixel limit (a scan, a panorama): skipped with the reason
+    env = dict(os.environ, OPENCV_IO_MAX_IMAGE_PIXELS="1000")
+    run = subprocess.run([sys.executable, "-m", "hand25d_ros.cli"] + args[:3] + ["--out", str(tmp_path / "o2")]
+                         + args[5:], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "cannot use image" in run.stderr and "Traceback" not in run.stderr, run.stderr
