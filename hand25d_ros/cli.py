@@ -105,6 +105,18 @@ def read_image(path: Path):
     return bgr, orientation if orientation in range(1, 9) else 1, None
 
 
+def _opencv_path(path) -> str:
+    """``path`` for OpenCV's video functions, which crash the process on a name that is not
+    UTF-8 (they cannot be given bytes, as images can be decoded from them)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SystemExit(f"hand25d: {text.encode('utf-8', 'surrogateescape')!r} is not a UTF-8 name, which OpenCV's "
+                         "video functions cannot open; rename it") from None
+    return text
+
+
 def write_png(path: Path, bgr: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", bgr)
     if not ok:
@@ -315,7 +327,7 @@ def cmd_video(args, est) -> int:
     src = int(args.input) if args.input.isdigit() else args.input
     if not isinstance(src, int) and not Path(src).is_file():
         raise SystemExit(f"hand25d: no such video file: {src}")
-    cap = cv2.VideoCapture(src)
+    cap = cv2.VideoCapture(src if isinstance(src, int) else _opencv_path(src))
     video = VideoFrames(cap, live=isinstance(src, int))
     first = video.next()
     if first is None:
@@ -339,11 +351,12 @@ def cmd_video(args, est) -> int:
     D = cal.D if cal.D.size else None
     writer = jsonl = None
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
         stem = "webcam" if isinstance(src, int) else Path(src).stem
         tmp_video = args.out / f".{stem}_overlay.partial.mp4"
         tmp_jsonl = args.out / f".{stem}.partial.jsonl"
-        writer = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*"mp4v"), video.fps, (w, h))
+        video_path = _opencv_path(tmp_video)      # refused before anything is made
+        args.out.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(video_path, cv2.VideoWriter_fourcc(*"mp4v"), video.fps, (w, h))
         if not writer.isOpened():
             raise SystemExit(f"hand25d: cannot open a video writer for {tmp_video}")
         jsonl = open(tmp_jsonl, "w")

@@ -393,3 +393,23 @@ def test_an_image_over_the_pixel_limit_and_deep_clashing_names_are_handled(tmp_p
     run = subprocess.run([sys.executable, "-m", "hand25d_ros.cli"] + args[:3] + ["--out", str(tmp_path / "o2")]
                          + args[5:], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and "cannot use image" in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="bytes file names are Linux's")
+def test_a_video_name_that_is_not_utf8_is_refused_not_a_crash(tmp_path, untrained_weights):
+    """OpenCV's video functions segfaulted on such a name (exit 139, no message)."""
+    import os
+    vid = tmp_path / "clip.mp4"
+    wr = cv2.VideoWriter(str(vid), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    for i in range(3):
+        wr.write(np.full((64, 96, 3), 40 * i, np.uint8))
+    wr.release()
+    odd = tmp_path / os.fsdecode(b"clip\xfc.mp4")
+    vid.rename(odd)
+    with pytest.raises(SystemExit, match="is not a UTF-8 name"):
+        main(["video", str(odd), "--out", str(tmp_path / "o"), "--weights", str(untrained_weights), "--quiet"])
+    odd.rename(vid)
+    with pytest.raises(SystemExit, match="is not a UTF-8 name"):
+        main(["video", str(vid), "--out", str(tmp_path / os.fsdecode(b"o\xfc")), "--weights", str(untrained_weights),
+              "--quiet"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
