@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import math
 import signal
@@ -25,6 +24,7 @@ import numpy as np
 
 from .crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES
 from .draw import draw_skeleton
+from .image_files import read_image_file, write_image_file
 from .intrinsics import Calibration, K_from_fov, load_camera_yaml
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -82,23 +82,14 @@ def upright_intrinsics(K, width: int, height: int, orientation: int) -> np.ndarr
 
 
 def read_image(path: Path):
-    """(BGR image as photo viewers show it, its EXIF orientation, None) or (None, 1, why).
-
-    Read as bytes and decoded: OpenCV's own file functions crashed the process on a name that
-    is not UTF-8 (a Latin-1 zip, an SMB mount), and its pixel limit raised a traceback."""
+    """(BGR image as photo viewers show it, its EXIF orientation, None) or (None, 1, why)."""
     try:
-        data = np.fromfile(path, np.uint8)
-    except OSError as exc:
-        return None, 1, f"{type(exc).__name__}: {exc}"
-    try:
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        return None, 1, str(exc).strip().splitlines()[-1]
-    if bgr is None:
-        return None, 1, "not an image file OpenCV can decode"
+        bgr = read_image_file(path)
+    except ValueError as exc:
+        return None, 1, str(exc)
     try:
         from PIL import Image
-        with Image.open(io.BytesIO(data.tobytes())) as im:
+        with Image.open(path) as im:
             orientation = int(im.getexif().get(0x0112, 1))
     except Exception:  # noqa: BLE001 - a format Pillow does not read has no orientation for us
         orientation = 1
@@ -117,11 +108,7 @@ def _opencv_path(path) -> str:
     return text
 
 
-def write_png(path: Path, bgr: np.ndarray) -> None:
-    ok, buf = cv2.imencode(".png", bgr)
-    if not ok:
-        raise OSError(f"cannot encode {path}")
-    path.write_bytes(buf.tobytes())
+
 
 
 def pose_to_json(pose, K=None, source: str | None = None, track_id: int | None = None) -> dict:
@@ -233,7 +220,7 @@ def cmd_image(args, est) -> int:
         _write_atomic(args.out / f"{stem}.json", json.dumps(rec, indent=1))
         overlay = draw_hands(rgb, hands, args.min_confidence)
         tmp = args.out / f".{stem}_overlay.partial.png"
-        write_png(tmp, cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        write_image_file(tmp, cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
         tmp.replace(args.out / f"{stem}_overlay.png")
     if unread == len(paths):
         raise SystemExit(f"hand25d: none of the {len(paths)} images could be read; nothing written")

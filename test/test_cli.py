@@ -413,3 +413,18 @@ def test_a_video_name_that_is_not_utf8_is_refused_not_a_crash(tmp_path, untraine
         main(["video", str(vid), "--out", str(tmp_path / os.fsdecode(b"o\xfc")), "--weights", str(untrained_weights),
               "--quiet"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_image_files_take_any_name_and_say_why_not(tmp_path):
+    import os
+    from hand25d_ros.image_files import read_image_file, write_image_file
+    img = np.random.default_rng(0).integers(0, 255, (8, 12, 3), np.uint8)
+    name = tmp_path / (os.fsdecode(b"bild\xe4.png") if __import__("sys").platform.startswith("linux") else "bild.png")
+    write_image_file(name, img)
+    np.testing.assert_array_equal(read_image_file(name), img)
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    for bad, why in ((tmp_path / "junk.png", "not an image file"), (tmp_path / "none.png", "FileNotFoundError")):
+        with pytest.raises(ValueError, match=why):
+            read_image_file(bad)
+    with pytest.raises(OSError, match="cannot encode"):
+        write_image_file(tmp_path / "x.unknownformat", img)

@@ -44,6 +44,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .. import keypoints as kp
+from ..image_files import read_image_file
 
 NK = kp.NUM_KEYPOINTS
 
@@ -420,9 +421,10 @@ class RHDDataset(HandDataset):
         path = self.mask / f"{sid:05d}.png"
         if not path.is_file():
             raise DatasetError(f"cannot read mask {path}: file not found")
-        m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if m is None:
-            raise DatasetError(f"cannot read mask {path}: corrupt or not an image")
+        try:
+            m = read_image_file(path, cv2.IMREAD_UNCHANGED)
+        except ValueError as exc:
+            raise DatasetError(f"cannot read mask {path}: corrupt or not an image ({exc})") from None
         if m.ndim == 3:
             m = m[..., 0]
         left = np.count_nonzero((m >= 2) & (m <= 17))

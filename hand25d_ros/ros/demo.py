@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from .. import keypoints as kp
+from ..image_files import read_image_file, write_image_file
 
 NODE_NAMESPACE = "/hand25d_demo"
 
@@ -253,7 +254,10 @@ def run(args) -> int:
                 return 1
             time.sleep(0.05)
         for path in images:
-            bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            try:
+                bgr = read_image_file(path)
+            except ValueError:
+                bgr = None
             if bgr is None:
                 print(f"demo: cannot read {path}, skipped", file=sys.stderr)
                 continue
@@ -276,7 +280,7 @@ def run(args) -> int:
             answered += 1
             cloud = client.wait("keypoints", stamp, 0.5)
             palm = client.output("palm_pose", stamp)
-            cv2.imwrite(str(out / f"{path.stem}_debug.png"), cv2.cvtColor(image_to_rgb(debug), cv2.COLOR_RGB2BGR))
+            write_image_file(out / f"{path.stem}_debug.png", cv2.cvtColor(image_to_rgb(debug), cv2.COLOR_RGB2BGR))
             record = {"image": str(path), "stamp_ns": stamp, "K": np.asarray(K).tolist(), "hand": cloud is not None}
             if cloud is None:
                 print(f"\n{path.name}: no hand (confidence below the threshold or no valid 3D)")
@@ -300,7 +304,7 @@ def run(args) -> int:
                           f"{err2:.1f} px mean 2D error")
                     record["error"] = {"mean_3d_mm": err3, "mean_3d_wrist_relative_mm": rel3, "mean_2d_px": err2}
                 overlay = draw_skeleton(rgb, uv, arr["confidence"])
-                cv2.imwrite(str(out / f"{path.stem}_overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+                write_image_file(out / f"{path.stem}_overlay.png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
                 record["keypoints"] = [{"name": kp.KEYPOINT_NAMES[int(r["id"])], "uv_px": [float(r["u"]), float(r["v"])],
                                         "xyz_m": [float(r["x"]), float(r["y"]), float(r["z"])],
                                         "confidence": float(r["confidence"])} for r in arr]

@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..image_files import write_image_file
+
 
 def _in_frame(s: dict, frame_size, rng, backgrounds) -> dict:
     """Composite a rendered crop into a W x H scene at an integer offset (labels stay exact)."""
@@ -89,7 +91,7 @@ def main(argv=None) -> int:
         if frame_size is not None:
             s = _in_frame(s, frame_size, np.random.default_rng((args.seed, 55, i)), backgrounds)
         name = f"frame_{i:02d}.png"
-        cv2.imwrite(str(args.out / name), cv2.cvtColor(s["image"], cv2.COLOR_RGB2BGR))
+        write_image_file(args.out / name, cv2.cvtColor(s["image"], cv2.COLOR_RGB2BGR))
         frames.append({"image": name, "K": np.round(s["K"], 6).tolist(),
                        "joints_3d_mm": np.round(s["joints_3d_mm"], 3).tolist(),
                        "joints_2d_px": np.round(s["joints_2d_px"], 3).tolist(),

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._checks import require_extra
 from ..cli import IMAGE_EXTS
+from ..image_files import write_image_file
 
 
 def contact_sheet(samples, tile_px: int = 256, cols: int = 6) -> np.ndarray:
@@ -66,8 +67,10 @@ def main(argv=None) -> int:
         raise SystemExit("no samples to draw")
     sheet = contact_sheet(samples, tile_px=args.tile, cols=args.cols)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-        raise SystemExit(f"hand25d-render-sheet: could not write {args.out}")
+    try:
+        write_image_file(args.out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    except OSError as exc:
+        raise SystemExit(f"hand25d-render-sheet: could not write {args.out}: {exc}") from None
     print(f"wrote {args.out} ({len(samples)} samples)")
     return 0
 

@@ -1,0 +1,35 @@
+"""Image files read and written as bytes: OpenCV's own file functions crash the process on a
+name that is not UTF-8 (a Latin-1 zip, an SMB mount), so the bytes go through
+``np.fromfile`` / ``Path.write_bytes`` and OpenCV only decodes and encodes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def read_image_file(path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """``cv2.imread(path, flags)`` for any file name (BGR; EXIF orientation applied as
+    imread does). Raises ValueError saying why the file cannot be read."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as exc:
+        raise ValueError(f"{type(exc).__name__}: {exc}") from None
+    try:
+        image = cv2.imdecode(data, flags)
+    except cv2.error as exc:      # e.g. over OpenCV's pixel limit
+        raise ValueError(str(exc).strip().splitlines()[-1]) from None
+    if image is None:
+        raise ValueError("not an image file OpenCV can decode")
+    return image
+
+
+def write_image_file(path, image: np.ndarray) -> None:
+    """``cv2.imwrite(path, image)`` for any file name, in the format of its extension (PNG
+    without one). Raises OSError when it cannot be encoded or written."""
+    path = Path(path)
+    ok, buf = cv2.imencode(path.suffix or ".png", image)
+    if not ok:
+        raise OSError(f"cannot encode {path} as {path.suffix or '.png'}")
+    path.write_bytes(buf.tobytes())
