@@ -29,7 +29,10 @@ def write_image_file(path, image: np.ndarray) -> None:
     """``cv2.imwrite(path, image)`` for any file name, in the format of its extension (PNG
     without one). Raises OSError when it cannot be encoded or written."""
     path = Path(path)
-    ok, buf = cv2.imencode(path.suffix or ".png", image)
+    try:
+        ok, buf = cv2.imencode(path.suffix or ".png", image)
+    except cv2.error:            # an extension OpenCV has no encoder for
+        ok = False
     if not ok:
         raise OSError(f"cannot encode {path} as {path.suffix or '.png'}")
     path.write_bytes(buf.tobytes())
