@@ -25,7 +25,7 @@ import numpy as np
 from .crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES
 from .draw import draw_skeleton
 from .image_files import read_image_file, write_image_file
-from .intrinsics import Calibration, K_from_fov, load_camera_yaml
+from .intrinsics import Calibration, K_from_fov, load_camera_yaml, upright_intrinsics
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 # what a folder's images may be called; files named directly are tried whatever their name
@@ -61,24 +61,6 @@ def _calibration(args, width: int, height: int, orientation: int = 1) -> Calibra
     K = upright_intrinsics(cal.K, sensor[0], sensor[1], orientation)
     return Calibration(K=K, D=cal.D, distortion_model=cal.distortion_model, width=width, height=height,
                        source=f"{cal.source}, turned to the photo's EXIF orientation {orientation}")
-
-
-def upright_intrinsics(K, width: int, height: int, orientation: int) -> np.ndarray:
-    """The camera matrix of a ``width`` x ``height`` sensor image shown upright by its EXIF
-    ``orientation`` (1, 3: turned 180, 6: 90 clockwise, 8: 90 anticlockwise), the camera
-    turned about its optical axis with it: the 3D is then in the upright image's frame.
-    A mirrored orientation (2, 4, 5, 7) has no camera matrix: ValueError.
-
-    Returns:
-        (3, 3) float64.
-    """
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    table = {1: (fx, fy, cx, cy), 3: (fx, fy, width - 1 - cx, height - 1 - cy),
-             6: (fy, fx, height - 1 - cy, cx), 8: (fy, fx, cy, width - 1 - cx)}
-    if orientation not in table:
-        raise ValueError(f"EXIF orientation {orientation} mirrors the photo, which no camera matrix describes")
-    fx2, fy2, cx2, cy2 = table[orientation]
-    return np.array([[fx2, 0.0, cx2], [0.0, fy2, cy2], [0.0, 0.0, 1.0]])
 
 
 def read_image(path: Path):

@@ -21,6 +21,24 @@ class Calibration:
     source: str = ""
 
 
+def upright_intrinsics(K, width: int, height: int, orientation: int) -> np.ndarray:
+    """The camera matrix of a ``width`` x ``height`` sensor image shown upright by its EXIF
+    ``orientation`` (1, 3: turned 180, 6: 90 clockwise, 8: 90 anticlockwise), the camera
+    turned about its optical axis with it: the 3D is then in the upright image's frame.
+    A mirrored orientation (2, 4, 5, 7) has no camera matrix: ValueError.
+
+    Returns:
+        (3, 3) float64.
+    """
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    table = {1: (fx, fy, cx, cy), 3: (fx, fy, width - 1 - cx, height - 1 - cy),
+             6: (fy, fx, height - 1 - cy, cx), 8: (fy, fx, cy, width - 1 - cx)}
+    if orientation not in table:
+        raise ValueError(f"EXIF orientation {orientation} mirrors the photo, which no camera matrix describes")
+    fx2, fy2, cx2, cy2 = table[orientation]
+    return np.array([[fx2, 0.0, cx2], [0.0, fy2, cy2], [0.0, 0.0, 1.0]])
+
+
 def K_from_fov(width: int, height: int, hfov_deg: float = 60.0) -> np.ndarray:
     """Pinhole K with square pixels and the principal point at the image centre.
 

@@ -340,7 +340,7 @@ def test_exif_rotated_photos_get_the_calibration_turned_with_them(tmp_path, untr
     from PIL import Image
 
     from hand25d_ros import geometry as geo
-    from hand25d_ros.cli import upright_intrinsics
+    from hand25d_ros.intrinsics import upright_intrinsics
     K = np.array([[500.0, 0, 170.0], [0, 510.0, 110.0], [0, 0, 1]])
     W, H = 320, 240
     P = np.array([[0.05, -0.02, 0.6], [-0.1, 0.08, 0.9]])
