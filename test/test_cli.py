@@ -68,12 +68,17 @@ def test_calibration_file_is_used(tmp_path, untrained_weights):
     assert json.loads((out / "a.json").read_text())["K"][0][0] == 200
 
 
-def test_video_roundtrip_and_broken_video(tmp_path, untrained_weights):
-    vid = tmp_path / "clip.mp4"
-    wr = cv2.VideoWriter(str(vid), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
-    for i in range(5):
+def _mp4(path, frames: int):
+    """A small mp4v clip of ``frames`` grey levels, 96 x 64 at 10 frames/s."""
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    for i in range(frames):
         wr.write(np.full((64, 96, 3), 40 * i, np.uint8))
     wr.release()
+    return path
+
+
+def test_video_roundtrip_and_broken_video(tmp_path, untrained_weights):
+    vid = _mp4(tmp_path / "clip.mp4", 5)
     out = tmp_path / "out"
     main(["video", str(vid), "--out", str(out), "--weights", str(untrained_weights), "--quiet"])
     lines = (out / "clip.jsonl").read_text().splitlines()
@@ -399,11 +404,7 @@ def test_an_image_over_the_pixel_limit_and_deep_clashing_names_are_handled(tmp_p
 def test_a_video_name_that_is_not_utf8_is_refused_not_a_crash(tmp_path, untrained_weights):
     """OpenCV's video functions segfaulted on such a name (exit 139, no message)."""
     import os
-    vid = tmp_path / "clip.mp4"
-    wr = cv2.VideoWriter(str(vid), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
-    for i in range(3):
-        wr.write(np.full((64, 96, 3), 40 * i, np.uint8))
-    wr.release()
+    vid = _mp4(tmp_path / "clip.mp4", 3)
     odd = tmp_path / os.fsdecode(b"clip\xfc.mp4")
     vid.rename(odd)
     with pytest.raises(SystemExit, match="is not a UTF-8 name"):
