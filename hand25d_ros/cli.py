@@ -90,9 +90,6 @@ def _opencv_path(path) -> str:
     return text
 
 
-
-
-
 def pose_to_json(pose, K=None, source: str | None = None, track_id: int | None = None) -> dict:
     """One hand as plain JSON types (2D in px, 3D in m, the left/right label when known)."""
     rec = {} if source is None else {"source": source}
@@ -152,7 +149,6 @@ def output_stems(paths: list[Path]) -> list[str]:
     for s, p in zip(stems, paths):
         if s in clash:
             s = "__".join(q for q in p.parts if q not in (p.anchor, ".", "..")).replace(".", "_")
-        base, k = s, 1
         if len(s) > MAX_STEM_CHARS:      # deep folders: the file system's 255-byte name limit
             s = f"{s[-(MAX_STEM_CHARS - 9):]}_{hashlib.sha1(s.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
         base, k = s, 1
@@ -406,9 +402,6 @@ def cmd_bag(args, est) -> int:
                           marker_style=MarkerStyle(lifetime_s=args.marker_lifetime_s), progress=not args.quiet)
     except (BagError, WeightsError) as exc:   # the tracker may load more weights on first use
         raise SystemExit(f"hand25d: {exc}") from None
-    except KeyboardInterrupt:
-        print("hand25d: interrupted; nothing written", file=sys.stderr)
-        return 130
     print(summary.describe())
     return 0
 
@@ -528,7 +521,7 @@ def main(argv=None) -> int:
     except WeightsError as exc:       # the detector's weights load on first use
         raise SystemExit(f"hand25d: {exc}") from None
     except KeyboardInterrupt:         # what was being written is removed on the way out
-        print(f"hand25d: interrupted{'; nothing written' if args.cmd == 'video' else ''}", file=sys.stderr)
+        print(f"hand25d: interrupted{'' if args.cmd == 'image' else '; nothing written'}", file=sys.stderr)
         return 130
 
 
