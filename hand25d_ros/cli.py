@@ -24,7 +24,7 @@ import numpy as np
 
 from .crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES
 from .draw import draw_skeleton
-from .image_files import read_image_file, write_image_file
+from .image_files import read_photo, write_image_file
 from .intrinsics import Calibration, K_from_fov, load_camera_yaml, upright_intrinsics
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -61,21 +61,6 @@ def _calibration(args, width: int, height: int, orientation: int = 1) -> Calibra
     K = upright_intrinsics(cal.K, sensor[0], sensor[1], orientation)
     return Calibration(K=K, D=cal.D, distortion_model=cal.distortion_model, width=width, height=height,
                        source=f"{cal.source}, turned to the photo's EXIF orientation {orientation}")
-
-
-def read_image(path: Path):
-    """(BGR image as photo viewers show it, its EXIF orientation, None) or (None, 1, why)."""
-    try:
-        bgr = read_image_file(path)
-    except ValueError as exc:
-        return None, 1, str(exc)
-    try:
-        from PIL import Image
-        with Image.open(path) as im:
-            orientation = int(im.getexif().get(0x0112, 1))
-    except Exception:  # noqa: BLE001 - a format Pillow does not read has no orientation for us
-        orientation = 1
-    return bgr, orientation if orientation in range(1, 9) else 1, None
 
 
 def _opencv_path(path) -> str:
@@ -182,10 +167,8 @@ def cmd_image(args, est) -> int:
                 raise SystemExit(f"hand25d: writing {out} would replace an input image; give another --out")
     unread = 0
     for path, stem in tqdm(list(zip(paths, stems)), unit="img", disable=args.quiet):
-        bgr, orientation, why = read_image(path)
         try:
-            if bgr is None:
-                raise ValueError(why)
+            bgr, orientation = read_photo(path)
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             cal = _calibration(args, rgb.shape[1], rgb.shape[0], orientation)
         except ValueError as exc:
