@@ -135,14 +135,17 @@ def warp_crop(image: np.ndarray, A: np.ndarray, out_size_px: int,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=border_value)
 
 
+def box_intersection(a, b) -> float:
+    """Area shared by two (x, y, w, h) boxes."""
+    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return iw * ih
+
+
 def box_iou(a, b) -> float:
     """Intersection over union of two (x, y, w, h) boxes."""
-    ax0, ay0, aw, ah = a
-    bx0, by0, bw, bh = b
-    iw = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
-    ih = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
-    inter = iw * ih
-    return inter / max(1e-9, aw * ah + bw * bh - inter)
+    inter = box_intersection(a, b)
+    return inter / max(1e-9, a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def keypoint_box(uv_px: np.ndarray, scale: float) -> tuple[float, float, float, float]:

@@ -28,7 +28,7 @@ import numpy as np
 
 from ._checks import (check_box_in_image, check_distortion, check_image_rgb, check_intrinsics, check_positive,
                       is_real_number)
-from .crop import box_iou, scale_box
+from .crop import box_intersection, box_iou, scale_box
 from .estimator import HandPose, HandPoseEstimator, keypoint_box
 from .filters import OneEuroFilter
 
@@ -54,9 +54,7 @@ GROWN_CROP_RATIO = 1.5
 
 def _overlap_of_smaller(a, b) -> float:
     """Intersection of two (x, y, w, h) boxes over the smaller one's area (1: one inside the other)."""
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    return iw * ih / max(1e-9, min(a[2] * a[3], b[2] * b[3]))
+    return box_intersection(a, b) / max(1e-9, min(a[2] * a[3], b[2] * b[3]))
 
 
 def _same_hand(a, b) -> bool:
