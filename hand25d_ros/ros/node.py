@@ -214,8 +214,7 @@ def validate_parameter(name: str, value) -> str | None:
     if spec is None:
         return None  # rclpy's own (use_sim_time, ...)
     want = type(spec.default)
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+    value = _as_declared(name, value)
     if not isinstance(value, want) or (want is int and isinstance(value, bool)):
         article = "an" if want.__name__[0] in "aeiou" else "a"
         return f"{name} must be {article} {want.__name__}, got {type(value).__name__} {value!r}"
