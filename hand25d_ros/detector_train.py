@@ -125,6 +125,7 @@ def calibrate_threshold(detector: HandDetector, bank: dict, n_empty: int = 300, 
 
 # the settings a resumed run must keep (the time budget, workers, threads and checkpoint
 # interval may change): others would train its rest on another recipe than detector.pt records
+DEFAULT_INPUT_SIZE = 160
 RUN_SETTINGS = ("input_size", "batch_size", "lr", "seed", "cutouts", "bank_seed", "backgrounds", "init")
 
 
@@ -141,7 +142,8 @@ def resume_state(ckpt: Path, args) -> dict | None:
     # checkpoints from before the settings were stored still carry their input size
     before = {"input_size": st["input_size"], **(st.get("settings") or {})} if "input_size" in st \
         else st.get("settings") or {}
-    now = {k: v for k, v in run_settings(args).items() if not (k == "init" and v is None)}   # ignored on resume
+    # not given: --init (its file's size) and --input-size (the run's, or its init's) take the run's
+    now = {k: v for k, v in run_settings(args).items() if not (k in ("init", "input_size") and v is None)}
     diff = changed_settings(before, now, name=lambda k: "--" + k.replace("_", "-"))
     if diff:
         raise SystemExit(f"{ckpt.parent} holds a run started with other settings ({diff}); resume it with the "
@@ -160,7 +162,7 @@ def train(args, command: str) -> Path:
     st = resume_state(ckpt, args)
     if st is not None:
         # the checkpoint carries its input size, so a resume needs neither --init nor its file
-        args.input_size = st.get("input_size", args.input_size)
+        args.input_size = st.get("input_size") or args.input_size or DEFAULT_INPUT_SIZE
         model = HandDetectorNet(input_size=args.input_size)
     elif args.init is not None:
         # fine-tuning a shipped detector: its weights and input size, a fresh optimiser and
@@ -171,6 +173,7 @@ def train(args, command: str) -> Path:
         print(f"starting from {args.init} (input {args.input_size} px, "
               f"{init_meta.get('recipe', {}).get('steps', '?')} steps before)", flush=True)
     else:
+        args.input_size = args.input_size or DEFAULT_INPUT_SIZE
         model = HandDetectorNet(input_size=args.input_size)
     bank = render_cutouts(args.bank, args.cutouts, seed=args.bank_seed, workers=args.render_workers)
     # The default layout, not channels-last as hand25d-train uses on a CPU: the backward pass of the
@@ -268,7 +271,7 @@ def train(args, command: str) -> Path:
     return path
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hand25d-train-detector", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="run folder (re-run to resume)")
     ap.add_argument("--minutes", type=float, default=20.0, help="training time budget")
@@ -278,7 +281,8 @@ def main(argv=None) -> int:
     ap.add_argument("--bank-seed", type=int, default=7000)
     ap.add_argument("--backgrounds", type=int, default=2000,
                     help="pre-rendered backgrounds the training scenes crop from (0: a new one per scene)")
-    ap.add_argument("--input-size", type=int, default=160)
+    ap.add_argument("--input-size", type=int, default=None,
+                    help=f"detector input (px; default {DEFAULT_INPUT_SIZE}, or the --init detector's)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
@@ -293,6 +297,11 @@ def main(argv=None) -> int:
     ap.add_argument("--init", type=Path, default=None,
                     help="detector weights to start from (e.g. the bundled hand_detector.pt); ignored "
                          "when the run folder has a checkpoint to resume")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     if args.minutes <= 0 or min(args.cutouts, args.batch_size, args.val_cutouts, args.calibration_scenes) < 1:
         raise SystemExit("hand25d-train-detector: --minutes, --cutouts, --batch-size, --val-cutouts and "

@@ -227,3 +227,17 @@ def test_detector_training_fine_tunes_the_bundled_detector_and_resumes(tmp_path)
     with pytest.raises(SystemExit, match="junk.pt"):
         main(["--out", str(tmp_path / "run2"), "--init", str(tmp_path / "junk.pt"), "--cutouts", "6",
               "--bank", str(tmp_path / "bank.npz"), "--render-workers", "1", "--backgrounds", "4"])
+
+
+def test_a_run_started_from_another_size_of_detector_resumes(tmp_path):
+    """--init gives the run its file's input size; the same command again (no --input-size)
+    must resume it, where it compared that size with the option's default and refused."""
+    from hand25d_ros.detector_train import build_parser, resume_state, run_settings
+    args = build_parser().parse_args(["--out", str(tmp_path), "--init", "some_192px_detector.pt"])
+    started = run_settings(args) | {"input_size": 192}
+    torch.save({"model": {}, "opt": {}, "step": 5, "wall_s": 1.0, "epoch": 0, "input_size": 192,
+                "settings": started}, tmp_path / "last.pt")
+    assert resume_state(tmp_path / "last.pt", args)["step"] == 5
+    explicit = build_parser().parse_args(["--out", str(tmp_path), "--input-size", "160"])
+    with pytest.raises(SystemExit, match=r"other settings \(--input-size: 192 -> 160\)"):
+        resume_state(tmp_path / "last.pt", explicit)
