@@ -13,7 +13,7 @@ import numpy as np
 def read_image_file(path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
     """``cv2.imread(path, flags)`` for any file name (BGR; EXIF orientation applied as
     imread does). Raises ValueError saying why the file cannot be read."""
-    return _decode(_read_bytes(path), flags)
+    return decode_image(_read_bytes(path), flags)
 
 
 def read_photo(path) -> tuple[np.ndarray, int]:
@@ -21,7 +21,7 @@ def read_photo(path) -> tuple[np.ndarray, int]:
     where there is none), from one read of the file. Raises ValueError as
     :func:`read_image_file`."""
     data = _read_bytes(path)
-    bgr = _decode(data, cv2.IMREAD_COLOR)
+    bgr = decode_image(data, cv2.IMREAD_COLOR)
     try:
         from PIL import Image
         with Image.open(io.BytesIO(data.tobytes())) as im:
@@ -38,7 +38,8 @@ def _read_bytes(path) -> np.ndarray:
         raise ValueError(f"{type(exc).__name__}: {exc}") from None
 
 
-def _decode(data: np.ndarray, flags: int) -> np.ndarray:
+def decode_image(data: np.ndarray, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """An image file's bytes (uint8 array) -> the image, as :func:`read_image_file`."""
     try:
         image = cv2.imdecode(data, flags)
     except cv2.error as exc:      # e.g. over OpenCV's pixel limit

@@ -44,7 +44,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .. import keypoints as kp
-from ..image_files import read_image_file
+from ..image_files import decode_image, read_image_file
 
 NK = kp.NUM_KEYPOINTS
 
@@ -186,11 +186,9 @@ def read_image_rgb(path) -> np.ndarray:
         # says so on stderr: no end-of-image marker is the sure sign
         raise DatasetError(f"cannot read image {path}: truncated JPEG (no end-of-image marker)")
     try:
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        raise DatasetError(f"cannot read image {path}: {exc}") from None
-    if bgr is None or bgr.size == 0:
-        raise DatasetError(f"cannot read image {path}: corrupt or not an image")
+        bgr = decode_image(data)
+    except ValueError as exc:
+        raise DatasetError(f"cannot read image {path}: corrupt or not an image ({exc})") from None
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
