@@ -2,6 +2,7 @@
 raising an error that says what was expected and what came."""
 from __future__ import annotations
 
+import argparse
 import warnings
 
 import numpy as np
@@ -189,3 +190,18 @@ def require_extra(extra: str, *modules: str) -> None:
     if missing:
         raise ModuleNotFoundError(f"this needs {', '.join(missing)}, not installed: "
                                   f"pip install 'hand25d_ros[{extra}]'")
+
+
+def argparse_number(kind, lo=None, hi=None, lo_open=False, hi_open=False, what=""):
+    """An argparse type: a finite ``kind`` within [lo, hi] (an end excluded with ``*_open``)."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if (not np.isfinite(v) or (lo is not None and (v <= lo if lo_open else v < lo))
+                or (hi is not None and (v >= hi if hi_open else v > hi))):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return v
+    return parse

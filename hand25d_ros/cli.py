@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ._checks import argparse_number
 from .crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES
 from .draw import draw_skeleton
 from .image_files import read_photo, write_image_file
@@ -421,26 +422,11 @@ def add_bag_parser(sub, common) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
 
 
-def _number(kind, lo=None, hi=None, lo_open=False, hi_open=False, what=""):
-    """An argparse type: a finite ``kind`` within [lo, hi] (an end excluded with ``*_open``)."""
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        if (not np.isfinite(v) or (lo is not None and (v <= lo if lo_open else v < lo))
-                or (hi is not None and (v >= hi if hi_open else v > hi))):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
-        return v
-    return parse
-
-
-POSITIVE = _number(float, 0.0, lo_open=True, what="a positive number")
-NON_NEGATIVE = _number(float, 0.0, what="a number >= 0")
-UNIT = _number(float, 0.0, 1.0, what="a number in [0, 1]")
-FOV_DEG = _number(float, 0.0, 180.0, lo_open=True, hi_open=True, what="degrees in (0, 180)")
-HANDS = _number(int, 1, 10, what="a whole number of hands, 1-10")
+POSITIVE = argparse_number(float, 0.0, lo_open=True, what="a positive number")
+NON_NEGATIVE = argparse_number(float, 0.0, what="a number >= 0")
+UNIT = argparse_number(float, 0.0, 1.0, what="a number in [0, 1]")
+FOV_DEG = argparse_number(float, 0.0, 180.0, lo_open=True, hi_open=True, what="degrees in (0, 180)")
+HANDS = argparse_number(int, 1, 10, what="a whole number of hands, 1-10")
 
 
 def _frame_options(p) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 
 from . import keypoints as kp
 from . import metrics
+from ._checks import argparse_number
 from .crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES
 
 SEQUENCE_FPS = 30.0     # evaluate_folder(sequence=True): the frame rate its timestamps assume
@@ -353,17 +354,6 @@ def report_json(report: dict) -> str:
     return json.dumps(clean(report), indent=1, allow_nan=False)
 
 
-def _sample_limit(text: str) -> int:
-    """--limit: a whole number >= 0, 0 meaning all (as ``evaluate_folder``'s ``limit``)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of samples (0: all), got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of samples >= 0 (0: all), got {v}")
-    return v
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="hand25d-eval", description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path, help="folder with annotations.json (real_val_snap format)")
@@ -372,7 +362,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tta", choices=TTA_MODES, default=DEFAULT_TTA,
                     help="test-time augmentation of the estimator (default flip, as HandPoseEstimator())")
     ap.add_argument("--out", type=Path, default=None, help="write report.json and pck.png here")
-    ap.add_argument("--limit", type=_sample_limit, default=0, metavar="N",
+    ap.add_argument("--limit", type=argparse_number(int, 0, what="a whole number of samples >= 0 (0: all)"),
+                    default=0, metavar="N",
                     help="evaluate the first N samples only (default 0: all of them)")
     ap.add_argument("--crop", choices=["image", "gt", "detect"], default="image",
                     help="the hand crop: the whole image (default), around the true keypoints, "

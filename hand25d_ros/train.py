@@ -172,10 +172,7 @@ def config_value_error(key: str, value, default) -> str | None:
 
 def _exponent_text(value) -> bool:
     # YAML 1.1 takes 1e-3 for a string, a surprise worth naming in the error
-    try:
-        return isinstance(value, str) and "e" in value.lower() and math.isfinite(float(value))
-    except ValueError:
-        return False
+    return isinstance(value, str) and bool(_EXPONENT_NUMBER.fullmatch(value.strip()))
 
 
 def check_config(cfg: dict, source: str = "the config") -> None:
