@@ -929,15 +929,12 @@ class ShardDataset:
             n = len(_open_npz_mmap(p)["is_left"])
             self.shards.append(p)
             self.counts.append(n)
-            if n != shard_size:
-                break
+            if n != shard_size or (num_samples is not None and sum(self.counts) >= num_samples):
+                break                               # the rest is not asked for: not opened
         if not self.shards:
             raise FileNotFoundError(f"synthetic folder {root} has no complete shard")
         if num_samples is not None:
-            kept = np.cumsum(self.counts) - np.asarray(self.counts) < num_samples
-            self.shards = [p for p, k in zip(self.shards, kept) if k]
-            self.counts = [int(n) for n, k in zip(self.counts, kept) if k]
-            self.counts[-1] -= max(0, sum(self.counts) - int(num_samples))
+            self.counts[-1] -= max(0, sum(self.counts) - num_samples)
         self.offsets = np.cumsum([0] + self.counts)
         self._maps: dict[int, dict] = {}
 
