@@ -395,12 +395,15 @@ class CropSource(Dataset):
         return s
 
 
-def training_data(cfg: dict, synth, crop: int, rank: int = 0):
-    """The training samples of a config: (TrainingView, MixSampler, bone ratios of the synthetic hands)."""
+def training_data(cfg: dict, synth, crop: int, rank: int = 0, extras: list | None = None):
+    """The training samples of a config: (TrainingView, MixSampler, bone ratios of the synthetic
+    hands). ``extras``: the ``data.extra`` datasets already opened (None: opened here)."""
     d, t = cfg["data"], cfg["train"]
+    specs = d.get("extra", [])
+    extras = [build_extra_source(spec) for spec in specs] if extras is None else extras
     sources, weights = [synth], [d.get("synthetic_weight", 1.0)]
-    for spec in d.get("extra", []):
-        sources.append(CropSource(build_extra_source(spec), crop, t["seed"]))
+    for spec, source in zip(specs, extras):
+        sources.append(CropSource(source, crop, t["seed"]))
         weights.append(float(spec.get("weight", 1.0)))
     aug = AugmentConfig(**d.get("augment", {}))
     p_neg = float(d.get("p_negative", 0.0))
@@ -608,9 +611,11 @@ def cut_log(path: Path, step: int) -> None:
         os.replace(tmp, path)
 
 
-def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None) -> Path:
+def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None,
+          extras: list | None = None) -> Path:
     """Run (or resume) training; returns the path of the final weights file. ``state`` is
-    :func:`resume_state`'s, read before the renders (None: read here)."""
+    :func:`resume_state`'s, read before the renders (None: read here); ``extras`` the
+    ``data.extra`` datasets, opened before them (None: opened here)."""
     world, rank, local = _rank_info()
     distributed = world > 1
     if distributed:
@@ -642,7 +647,7 @@ def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None
         torch.distributed.barrier()
         if not is_main:
             synth = training_renders(cfg, crop, workers=1)
-    train_view, sampler, bone_ratios = training_data(cfg, synth, crop, rank)
+    train_view, sampler, bone_ratios = training_data(cfg, synth, crop, rank, extras)
     loader = DataLoader(train_view, batch_size=t["batch_size"], sampler=sampler,
                         num_workers=t["num_workers"], drop_last=True,
                         persistent_workers=False, pin_memory=device.type == "cuda")
@@ -968,9 +973,8 @@ def main(argv=None) -> int:
         # all read before the renders, which can take hours: a broken checkpoint, other
         # settings than the run's, an unreadable extra dataset
         state = resume_state(args.out, cfg)
-        for spec in cfg["data"].get("extra", []):
-            build_extra_source(spec)
-        train(cfg, args.out, command, state=state)
+        extras = [build_extra_source(spec) for spec in cfg["data"].get("extra", [])]
+        train(cfg, args.out, command, state=state, extras=extras)
     except (WeightsError, DatasetError, CacheError) as exc:
         raise SystemExit(f"hand25d-train: {exc}") from None
     except OSError as exc:      # a read-only or full disk, a file where a folder goes

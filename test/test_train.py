@@ -349,7 +349,7 @@ def no_training(monkeypatch):
     instead of rendering for minutes; the configs it got are kept."""
     import hand25d_ros.train as train_mod
     got = []
-    monkeypatch.setattr(train_mod, "train", lambda cfg, out, command="", state=None: got.append(cfg))
+    monkeypatch.setattr(train_mod, "train", lambda cfg, out, command="", state=None, extras=None: got.append(cfg))
     return got
 
 
