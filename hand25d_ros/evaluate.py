@@ -67,6 +67,8 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
         raise ValueError(f"hand_side must be None, 'true' or one of {', '.join(HAND_SIDES)}; got {hand_side!r}")
     if hand_size not in ("true", "default"):
         raise ValueError(f"hand_size must be 'true' or 'default', got {hand_size!r}")
+    if crop not in ("image", "gt", "detect"):
+        raise ValueError(f"crop must be 'image', 'gt' or 'detect', got {crop!r}")
     if limit is not None and (isinstance(limit, bool) or int(limit) != limit or limit < 0):
         raise ValueError(f"limit must be a whole number of samples >= 0 (0 or None: all), got {limit!r}")
     ds = AnnotatedFolderDataset(root)
@@ -111,7 +113,8 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
     for i in it:
         s = ds[i]
         uv_true = np.asarray(s["joints_2d_px"], dtype=np.float64)
-        extent.append(float((uv_true.max(0) - uv_true.min(0)).max()) / min(s["image"].shape[:2]))
+        lo, hi = uv_true.min(0), uv_true.max(0)
+        extent.append(float((hi - lo).max()) / min(s["image"].shape[:2]))
         has_3d.append(s["joints_3d_mm"] is not None)
         # NaN marks "no truth" for metrics.summarize, which reads only the rows with has_3d
         P = np.asarray(s["joints_3d_mm"], dtype=np.float64) if has_3d[-1] else np.full((kp.NUM_KEYPOINTS, 3), np.nan)
@@ -119,12 +122,8 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
         size_m = true_size_m if hand_size == "true" else None     # None: the estimator's default
         if hand_side is not None:
             est.hand_side = ("left" if is_left else "right") if hand_side == "true" else hand_side
-        if crop not in ("image", "gt", "detect"):
-            raise ValueError(f"crop must be 'image', 'gt' or 'detect', got {crop!r}")
         roi = {"image": "image", "gt": "image", "detect": None}[crop]
         if roi_from_gt or crop == "gt":
-            uv = np.asarray(s["joints_2d_px"])
-            lo, hi = uv.min(0), uv.max(0)
             side = float(max(hi - lo)) * 1.4
             c = (lo + hi) / 2
             roi = (c[0] - side / 2, c[1] - side / 2, side, side)
