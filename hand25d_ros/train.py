@@ -102,7 +102,7 @@ def _allowed_keys() -> dict[tuple, set]:
             ("data", "val_synthetic", "config"): render,
             ("data", "val_synthetic"): set(DEFAULT_CONFIG["data"]["val_synthetic"]) | {"config"},
             ("data", "augment"): {f.name for f in dataclasses.fields(AugmentConfig)},
-            ("data", "extra", "*"): {"type", "root", "weight"}}
+            ("data", "extra", "*"): set(_EXTRA_SOURCE_DEFAULT)}
 
 
 # Value rules beyond the default's type, for the entries whose bad values would only fail (or
@@ -125,6 +125,7 @@ VALUE_RULES: dict[str, tuple] = {
                      "data.synthetic_weight", "data.val_synthetic.num_samples", "data.val_synthetic.seed",
                      "val_real.limit"], _NON_NEGATIVE),
     "data.p_negative": ("in [0, 1]", lambda v: 0 <= v <= 1),
+    "data.extra[].weight": _NON_NEGATIVE,
 }
 # where the default's type is too narrow: a time budget in fractional minutes is meaningful
 NUMBER_KEYS = {"train.time_budget_min"}
@@ -197,6 +198,22 @@ def check_config(cfg: dict, source: str = "the config") -> None:
                 if not isinstance(item, dict):
                     raise SystemExit(f"{source}: data.extra[{i}] must be a mapping with type and root, got {item!r}")
                 walk(item, None, path + ("*",))
+                # here, not when the datasets open: a missing key was a KeyError traceback, and a
+                # bad weight failed only when training drew its first batch, after the renders
+                missing = [k for k in ("type", "root") if k not in item]
+                if missing:
+                    raise SystemExit(f"{source}: data.extra[{i}] needs {' and '.join(missing)} "
+                                     f"(type: one of {', '.join(sorted(EXTRA_SOURCE_TYPES))}; root: the "
+                                     f"dataset's folder), got {item!r}")
+                for k, v in item.items():
+                    problem = config_value_error(f"data.extra[].{k}", v, _EXTRA_SOURCE_DEFAULT[k])
+                    if problem:
+                        raise SystemExit(f"{source}: data.extra[{i}].{k} {problem}")
+                if item["type"] not in EXTRA_SOURCE_TYPES:
+                    raise SystemExit(f"{source}: data.extra[{i}].type must be one of "
+                                     f"{', '.join(sorted(EXTRA_SOURCE_TYPES))}, got {item['type']!r}")
+                if not item["root"]:
+                    raise SystemExit(f"{source}: data.extra[{i}].root must be the dataset's folder, got ''")
             return
         if not isinstance(node, dict):
             if node is not None and (path in allowed or isinstance(default, dict)):
@@ -219,6 +236,11 @@ def check_config(cfg: dict, source: str = "the config") -> None:
             walk(v, default.get(k) if isinstance(default, dict) else None, path + (k,))
 
     walk(cfg, DEFAULT_CONFIG, ())
+    data = cfg.get("data", {})
+    weights = [data.get("synthetic_weight", 1.0)] + [e.get("weight", 1.0) for e in data.get("extra", [])]
+    if sum(weights) <= 0:   # the sampler's probabilities would be 0/0 at the first batch
+        raise SystemExit(f"{source}: data.synthetic_weight and every data.extra weight are 0: "
+                         "nothing to draw training samples from")
     # values too, where a bad one would first fail inside a DataLoader worker after rendering
     try:
         AugmentConfig(**cfg.get("data", {}).get("augment", {}))
@@ -359,14 +381,19 @@ def training_renders(cfg: dict, crop: int, workers: int | None = None):
                             syn.get("render_workers", 1) if workers is None else workers, syn.get("config"))
 
 
+# data.extra's dataset types and the loader (hand25d_ros.data.public_datasets) of each
+EXTRA_SOURCE_TYPES: dict[str, str] = {"freihand": "FreiHANDDataset", "rhd": "RHDDataset",
+                                      "stb": "STBDataset", "folder": "AnnotatedFolderDataset"}
+# the type each entry's value must have (weight: how often it is drawn beside the renders)
+_EXTRA_SOURCE_DEFAULT = {"type": "", "root": "", "weight": 1.0}
+
+
 def build_extra_source(spec: dict):
     from .data import public_datasets as pd
     kind, root = spec["type"], spec["root"]
-    table = {"freihand": "FreiHANDDataset", "rhd": "RHDDataset", "stb": "STBDataset",
-             "folder": "AnnotatedFolderDataset"}
-    if kind not in table:
-        raise SystemExit(f"unknown dataset type {kind!r}; choose one of {sorted(table)}")
-    return getattr(pd, table[kind])(root)
+    if kind not in EXTRA_SOURCE_TYPES:
+        raise SystemExit(f"unknown dataset type {kind!r}; choose one of {sorted(EXTRA_SOURCE_TYPES)}")
+    return getattr(pd, EXTRA_SOURCE_TYPES[kind])(root)
 
 
 class CropSource(Dataset):

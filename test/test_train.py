@@ -338,6 +338,15 @@ BAD_VALUES = {
     "data.synthetic.num_samples=0": "data.synthetic.num_samples must be an integer >= 1, got 0",
     "data.p_negative=1.5": "data.p_negative must be a number in [0, 1], got 1.5",
     "data.extra=rhd": "data.extra must be a list, got 'rhd' (str)",
+    "data.extra=[{type: rhd}]": "data.extra[0] needs root (type: one of folder, freihand, rhd, stb; root: the "
+                                "dataset's folder), got {'type': 'rhd'}",
+    "data.extra=[{root: x}]": "data.extra[0] needs type",
+    "data.extra=[{type: rhd, root: 5}]": "data.extra[0].root must be a string, got 5",
+    "data.extra=[{type: RHD, root: x}]": "data.extra[0].type must be one of folder, freihand, rhd, stb, got 'RHD'",
+    "data.extra=[{type: rhd, root: x, weight: -1}]": "data.extra[0].weight must be a number >= 0, got -1",
+    "data.extra=[{type: stb, root: x}, {type: rhd, root: x, weight: abc}]":
+        "data.extra[1].weight must be a number >= 0, got 'abc' (str)",
+    "data.synthetic_weight=0": "data.synthetic_weight and every data.extra weight are 0",
     "arch.name=7": "arch.name must be a string, got 7",
     "val_real.path=3": "val_real.path must be a string, got 3",
 }
