@@ -44,7 +44,8 @@ DEFAULT_CONFIG: dict = {
         # synthetic shards: rendered on first use (resumable), then read from disk
         "synthetic": {"cache_dir": "cache/synth128", "num_samples": 100000, "seed": 0,
                       "shard_size": 2048, "render_workers": 2, "config": {}},
-        # extra sources: [{"type": "freihand"|"rhd"|"stb"|"folder", "root": ..., "weight": ...}]
+        # extra sources: [{"type": "freihand"|"rhd"|"stb"|"folder", "root": ..., "weight": ...,
+        # "split": ...}] (split: default the dataset's training split; README, Training)
         "extra": [],
         "synthetic_weight": 1.0,
         "val_synthetic": {"cache_dir": "cache/synth128_val", "num_samples": 1000, "seed": 999},
@@ -214,6 +215,9 @@ def check_config(cfg: dict, source: str = "the config") -> None:
                                      f"{', '.join(sorted(EXTRA_SOURCE_TYPES))}, got {item['type']!r}")
                 if not item["root"]:
                     raise SystemExit(f"{source}: data.extra[{i}].root must be the dataset's folder, got ''")
+                if "split" in item and item["type"] not in EXTRA_DEFAULT_SPLIT:
+                    raise SystemExit(f"{source}: data.extra[{i}] is a {item['type']!r} dataset, which has "
+                                     f"no split (got split {item['split']!r})")
             return
         if not isinstance(node, dict):
             if node is not None and (path in allowed or isinstance(default, dict)):
@@ -384,8 +388,13 @@ def training_renders(cfg: dict, crop: int, workers: int | None = None):
 # data.extra's dataset types and the loader (hand25d_ros.data.public_datasets) of each
 EXTRA_SOURCE_TYPES: dict[str, str] = {"freihand": "FreiHANDDataset", "rhd": "RHDDataset",
                                       "stb": "STBDataset", "folder": "AnnotatedFolderDataset"}
-# the type each entry's value must have (weight: how often it is drawn beside the renders)
-_EXTRA_SOURCE_DEFAULT = {"type": "", "root": "", "weight": 1.0}
+# the type each entry's value must have (weight: how often it is drawn beside the renders;
+# split: the loader's, where it has one)
+_EXTRA_SOURCE_DEFAULT = {"type": "", "root": "", "weight": 1.0, "split": ""}
+# Each dataset's training split unless the entry names one. The loaders' own defaults
+# already are that for FreiHAND and RHD; STB's is every sequence, which would train on
+# B1, the sequences the benchmark tests on.
+EXTRA_DEFAULT_SPLIT = {"freihand": "training", "rhd": "training", "stb": "train"}
 
 
 def build_extra_source(spec: dict):
@@ -393,7 +402,9 @@ def build_extra_source(spec: dict):
     kind, root = spec["type"], spec["root"]
     if kind not in EXTRA_SOURCE_TYPES:
         raise SystemExit(f"unknown dataset type {kind!r}; choose one of {sorted(EXTRA_SOURCE_TYPES)}")
-    return getattr(pd, EXTRA_SOURCE_TYPES[kind])(root)
+    if kind not in EXTRA_DEFAULT_SPLIT:
+        return getattr(pd, EXTRA_SOURCE_TYPES[kind])(root)
+    return getattr(pd, EXTRA_SOURCE_TYPES[kind])(root, split=spec.get("split", EXTRA_DEFAULT_SPLIT[kind]))
 
 
 class CropSource(Dataset):

@@ -14,9 +14,9 @@ from torch.utils.data import default_collate
 
 from hand25d_ros import keypoints as kp
 from hand25d_ros.data.public_datasets import (
-    RHD_TO_OURS, STB_SK_COLOR_K, STB_SK_ROTVEC, STB_SK_TRANS_MM, STB_TO_OURS,
-    AnnotatedFolderDataset, DatasetError, FreiHANDDataset, MixedDataset, RHDDataset, STBDataset,
-    project_px)
+    RHD_TO_OURS, STB_SK_COLOR_K, STB_SK_ROTVEC, STB_SK_TRANS_MM, STB_TEST_SEQUENCES, STB_TO_OURS,
+    STB_TRAIN_SEQUENCES, AnnotatedFolderDataset, DatasetError, FreiHANDDataset, MixedDataset, RHDDataset,
+    STBDataset, project_px)
 
 K_FREI = np.array([[500.0, 0, 112], [0, 500, 112], [0, 0, 1]])
 K_RHD = np.array([[300.0, 0, 160], [0, 310, 150], [0, 0, 1]])
@@ -381,6 +381,21 @@ def test_stb_bad_input(tmp_path):
     import shutil
     shutil.rmtree(tmp_path / "B1Counting")
     expect("STB images of B1Counting not found")
+
+
+def test_training_config_opens_the_training_split_unless_told(tmp_path):
+    """hand25d-train's data.extra: STB's loader defaults to every sequence, so a training
+    source left at its default trained on B1, the sequences the benchmark tests on."""
+    from hand25d_ros.train import build_extra_source
+    root = tmp_path / "stb"
+    write_stb(root, seqs=STB_TEST_SEQUENCES + STB_TRAIN_SEQUENCES, frames=1)
+    stb = build_extra_source({"type": "stb", "root": str(root), "weight": 0.5})
+    assert stb.sequences == STB_TRAIN_SEQUENCES and len(stb) == 10
+    assert build_extra_source({"type": "stb", "root": str(root), "split": "test"}).sequences == STB_TEST_SEQUENCES
+    write_rhd(tmp_path / "rhd", split="evaluation")
+    with pytest.raises(DatasetError, match="RHD training folder not found"):
+        build_extra_source({"type": "rhd", "root": str(tmp_path / "rhd")})
+    assert build_extra_source({"type": "rhd", "root": str(tmp_path / "rhd"), "split": "evaluation"}).split == "evaluation"
 
 
 # ============================================================================ own format

@@ -347,6 +347,9 @@ BAD_VALUES = {
     "data.extra=[{type: stb, root: x}, {type: rhd, root: x, weight: abc}]":
         "data.extra[1].weight must be a number >= 0, got 'abc' (str)",
     "data.synthetic_weight=0": "data.synthetic_weight and every data.extra weight are 0",
+    "data.extra=[{type: stb, root: x, split: 1}]": "data.extra[0].split must be a string, got 1",
+    "data.extra=[{type: folder, root: x, split: train}]":
+        "data.extra[0] is a 'folder' dataset, which has no split (got split 'train')",
     "arch.name=7": "arch.name must be a string, got 7",
     "val_real.path=3": "val_real.path must be a string, got 3",
 }
