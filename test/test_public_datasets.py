@@ -272,6 +272,23 @@ def test_rhd_bad_input(tmp_path):
     expect("RHD training colour images folder not found")
 
 
+def test_rhd_missing_images_found_when_opened(tmp_path):
+    """A partial extraction is found when the dataset opens (as FreiHAND's and STB's images
+    are), not by a DataLoader worker once training reaches the frame."""
+    write_rhd(tmp_path)
+    (tmp_path / "training" / "color" / "00001.png").unlink()
+    with pytest.raises(DatasetError, match=r"color: 1 of the training images that anno_training.pickle "
+                                           r"annotates are missing, the first 00001.png"):
+        RHDDataset(tmp_path)
+    # only the frames with an item need their image: frame 1's right hand has 3 visible keypoints
+    assert len(RHDDataset(tmp_path, hand="right", min_visible=4)) == 1
+    write_image(tmp_path / "training" / "color" / "00001.png", 16, 16)
+    (tmp_path / "training" / "mask" / "00000.png").unlink()
+    with pytest.raises(DatasetError, match=r"mask: 1 of the training masks .* the first 00000.png"):
+        RHDDataset(tmp_path, hand="mask", min_visible=0)
+    assert len(RHDDataset(tmp_path, min_visible=0)) == 3    # masks are read in 'mask' mode only
+
+
 # ============================================================================ STB
 
 def to_stb(ours):

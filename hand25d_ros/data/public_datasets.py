@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import operator
+import os
 import pickle
 from pathlib import Path
 
@@ -405,6 +406,13 @@ class RHDDataset(HandDataset):
             raise DatasetError(f"{path}: no frame has a qualifying hand (hand={hand!r}, "
                                f"min_visible={min_visible})")
         self.rows, self.sides = np.asarray(rows), np.asarray(sides, dtype=np.int8)
+        # one listing per folder: a partial extraction fails here, not at an item mid-epoch
+        for folder, what in [(self.color, "images")] + ([(self.mask, "masks")] if hand == "mask" else []):
+            present = {e.name for e in os.scandir(folder)}
+            missing = [int(self.ids[r]) for r in np.unique(self.rows) if f"{self.ids[r]:05d}.png" not in present]
+            if missing:
+                raise DatasetError(f"{folder}: {len(missing)} of the {split} {what} that {path.name} annotates "
+                                   f"are missing, the first {missing[0]:05d}.png")
         # joints behind the camera cannot be projected: check the hands that can be items
         for s in (0, 1):
             sel = (self.sides == s) | (self.sides == -1)
