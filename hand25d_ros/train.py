@@ -975,6 +975,17 @@ def _validate_real(model, path, cfg, bone_ratios, device) -> dict:
             "val_real_pa_mpjpe_mm": rep["summary"]["pa_mpjpe_mm"]}
 
 
+def loader_error_text(exc: BaseException) -> str:
+    """The message of ``exc``. Raised in a DataLoader worker (an extra dataset's image found
+    corrupt mid-run), torch re-raises it with the worker's whole traceback as its message:
+    that is cut back to the original message."""
+    text = str(exc)
+    qualified = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    if text.startswith(f"Caught {type(exc).__name__} in DataLoader worker") and qualified in text:
+        return text.rsplit(qualified, 1)[1].strip()
+    return text
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="hand25d-train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", type=Path, help="YAML config (default: built-in defaults)")
@@ -1014,7 +1025,7 @@ def main(argv=None) -> int:
         extras = [build_extra_source(spec) for spec in cfg["data"].get("extra", [])]
         train(cfg, args.out, command, state=state, extras=extras)
     except (WeightsError, DatasetError, CacheError) as exc:
-        raise SystemExit(f"hand25d-train: {exc}") from None
+        raise SystemExit(f"hand25d-train: {loader_error_text(exc)}") from None
     except OSError as exc:      # a read-only or full disk, a file where a folder goes
         raise SystemExit(f"hand25d-train: {exc.strerror or exc}: {exc.filename or args.out}") from None
     except KeyboardInterrupt:

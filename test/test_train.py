@@ -402,6 +402,30 @@ def test_good_values_pass_the_check(tmp_path, no_training):
 
 
 
+def test_an_unreadable_image_mid_run_is_a_one_line_error(tmp_path, monkeypatch):
+    """An extra dataset's image is read by a DataLoader worker, and torch re-raises its
+    DatasetError with the worker's traceback as the message: the run ends with the message."""
+    import torch.utils.data
+
+    import hand25d_ros.train as train_mod
+    from hand25d_ros.data.public_datasets import DatasetError
+
+    class Corrupt(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            raise DatasetError("cannot read image /data/rgb/00000007.jpg: corrupt or not an image")
+
+    def train(cfg, out, command="", state=None, extras=None):
+        next(iter(torch.utils.data.DataLoader(Corrupt(), num_workers=1)))
+
+    monkeypatch.setattr(train_mod, "train", train)
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "r")])
+    assert str(exc.value) == "hand25d-train: cannot read image /data/rgb/00000007.jpg: corrupt or not an image"
+
+
 def test_real_validation_notice_says_where_or_why_not(tmp_path, monkeypatch):
     from hand25d_ros.train import real_validation_notice
     monkeypatch.chdir(tmp_path)
