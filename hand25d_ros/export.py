@@ -7,6 +7,8 @@ left-hand and hand-present logits are not part of the export.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 from pathlib import Path
 
 import torch
@@ -15,28 +17,43 @@ from ._checks import require_extra
 from .weights import WeightsError, load_weights
 
 
+def _write_atomic(path, data: bytes) -> Path:
+    # The model is serialised in memory first and renamed into place, so that a failed or
+    # interrupted write leaves no truncated model, nor destroys an earlier export of that name.
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def export_torchscript(model: torch.nn.Module, path, input_size: int) -> Path:
-    """Trace ``model`` (eval mode) to a TorchScript file."""
+    """Trace ``model`` (eval mode) to a TorchScript file. Raises OSError when it cannot be written."""
     model = model.eval()
     example = torch.rand(1, 3, input_size, input_size)
     with torch.no_grad():
         traced = torch.jit.trace(model, example)
-    path = Path(path)
-    traced.save(str(path))
-    return path
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf)
+    return _write_atomic(path, buf.getvalue())
 
 
 def export_onnx(model: torch.nn.Module, path, input_size: int, opset: int = 17) -> Path:
-    """Export ``model`` to ONNX with a dynamic batch dimension."""
+    """Export ``model`` to ONNX with a dynamic batch dimension. Raises OSError when it cannot be written."""
     model = model.eval()
     example = torch.rand(1, 3, input_size, input_size)
-    path = Path(path)
-    torch.onnx.export(model, (example,), str(path), input_names=["image"],
+    buf = io.BytesIO()
+    torch.onnx.export(model, (example,), buf, input_names=["image"],
                       output_names=["uv_px", "z_rel_norm", "confidence"],
                       dynamic_axes={"image": {0: "batch"}, "uv_px": {0: "batch"},
                                     "z_rel_norm": {0: "batch"}, "confidence": {0: "batch"}},
                       opset_version=opset, dynamo=False)
-    return path
+    return _write_atomic(path, buf.getvalue())
 
 
 def main(argv=None) -> int:
@@ -58,14 +75,20 @@ def main(argv=None) -> int:
         raise SystemExit(f"hand25d-export: --onnx: {exc}") from None
     except WeightsError as exc:
         raise SystemExit(f"hand25d-export: {exc}") from None
-    for path in (args.torchscript, args.onnx):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
     size = int(loaded.meta.get("input_size", loaded.model.input_size))
-    if args.torchscript:
-        print("wrote", export_torchscript(loaded.model, args.torchscript, size))
-    if args.onnx:
-        print("wrote", export_onnx(loaded.model, args.onnx, size))
+    for option, path, export in (("--torchscript", args.torchscript, export_torchscript),
+                                 ("--onnx", args.onnx, export_onnx)):
+        if path is None:
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SystemExit(f"hand25d-export: cannot make the folder of {option} {path}: "
+                             f"{exc.strerror or exc}: {exc.filename}") from None
+        try:
+            print("wrote", export(loaded.model, path, size))
+        except OSError as exc:
+            raise SystemExit(f"hand25d-export: cannot write {option} {path}: {exc.strerror or exc}") from None
     return 0
 
 

@@ -231,6 +231,15 @@ def test_export_and_render_sheet_refuse_bad_paths_in_one_line(tmp_path, untraine
         sheet_main(["--out", str(tmp_path / "s.png"), "--cache", str(tmp_path / "missing")])
 
 
+def test_export_to_a_place_it_cannot_write_says_so_in_one_line(tmp_path, untrained_weights):
+    from hand25d_ros.export import main as export_main
+    (tmp_path / "notes.txt").write_text("keep me")
+    for option in ("--torchscript", "--onnx"):
+        with pytest.raises(SystemExit, match=rf"hand25d-export: cannot make the folder of {option} .*notes.txt"):
+            export_main(["--weights", str(untrained_weights), option, str(tmp_path / "notes.txt" / "sub" / "m")])
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
 def test_a_missing_extra_is_named_with_its_pip_command():
     from hand25d_ros._checks import require_extra
     require_extra("train", "numpy")
