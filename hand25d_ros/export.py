@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ._checks import require_extra
-from .weights import WeightsError, load_weights
+from .weights import WeightsError, default_weights_path, load_weights
 
 
 def _write_atomic(path, data: bytes) -> Path:
@@ -64,9 +64,19 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not (args.torchscript or args.onnx):
         ap.error("give --torchscript and/or --onnx")
-    for option, path in (("--torchscript", args.torchscript), ("--onnx", args.onnx)):
-        if path is not None and path.is_dir():
+    outputs = [(option, path) for option, path in (("--torchscript", args.torchscript), ("--onnx", args.onnx))
+               if path is not None]
+    for option, path in outputs:
+        if path.is_dir():
             ap.error(f"{option} {path} is a folder; give the file to write")
+    # the weights are read before anything is written, so either mistake would go unnoticed:
+    # the second export silently replacing the first, or the source weights overwritten
+    if len(outputs) == 2 and args.torchscript.resolve() == args.onnx.resolve():
+        ap.error(f"--torchscript and --onnx are the same file {args.onnx}; give each its own")
+    weights = Path(args.weights) if args.weights is not None else default_weights_path()
+    for option, path in outputs:
+        if path.resolve() == weights.resolve():
+            ap.error(f"{option} {path} is the weights file being exported; give another output file")
     try:
         if args.onnx:
             require_extra("export", "onnx")

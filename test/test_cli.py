@@ -240,6 +240,20 @@ def test_export_to_a_place_it_cannot_write_says_so_in_one_line(tmp_path, untrain
     assert (tmp_path / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
+def test_export_refuses_to_write_over_its_weights_or_one_output_over_the_other(tmp_path, untrained_weights, capsys):
+    from hand25d_ros.export import main as export_main
+    before = untrained_weights.read_bytes()
+    weights_again = untrained_weights.parent / ".." / untrained_weights.parent.name / untrained_weights.name
+    for argv, reason in ((["--torchscript", str(untrained_weights)], "is the weights file being exported"),
+                         (["--onnx", str(weights_again)], "is the weights file being exported"),
+                         (["--torchscript", str(tmp_path / "m"), "--onnx", str(tmp_path / "." / "m")],
+                          "are the same file")):
+        with pytest.raises(SystemExit) as exc:
+            export_main(["--weights", str(untrained_weights), *argv])
+        assert exc.value.code == 2 and reason in capsys.readouterr().err
+    assert untrained_weights.read_bytes() == before
+    assert not (tmp_path / "m").exists()
+
 def test_a_missing_extra_is_named_with_its_pip_command():
     from hand25d_ros._checks import require_extra
     require_extra("train", "numpy")
