@@ -2,18 +2,23 @@
 
 Both exported models take (B, 3, S, S) float RGB in [0, 1] and return
 (uv_px (B, 21, 2), z_rel_norm (B, 21), confidence (B, 21)); the crop head's
-left-hand and hand-present logits are not part of the export.
+left-hand and hand-present logits are not part of the export. Each file carries
+:func:`export_metadata` as JSON: the TorchScript file as its extra file
+``hand25d_meta.json``, the ONNX file as its metadata property ``hand25d_meta``.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import io
+import json
 from pathlib import Path
 
 import torch
 
+from . import keypoints as kp
 from ._checks import require_extra
+from .geometry import ROBUST_BONES
 from .weights import WeightsError, default_weights_path, load_weights
 
 
@@ -32,19 +37,46 @@ def _write_atomic(path, data: bytes) -> Path:
     return path
 
 
-def export_torchscript(model: torch.nn.Module, path, input_size: int) -> Path:
-    """Trace ``model`` (eval mode) to a TorchScript file. Raises OSError when it cannot be written."""
+META_NAME = "hand25d_meta"
+
+
+def export_metadata(meta: dict | None, input_size: int) -> dict:
+    """What a user of an exported network needs beside it, from its weights' metadata: the
+    input convention, the keypoint order, and the bone ratios that the default (robust) root
+    depth lifts with, which exist nowhere but in the weights file."""
+    meta = dict(meta or {})
+    out = {"input_size": int(input_size),
+           "input": "image (B, 3, S, S) float32 RGB in [0, 1], channels first; the mean/std "
+                    "normalisation is inside the network",
+           "outputs": {"uv_px": "(B, 21, 2) keypoints in input pixels, pixel centres at whole numbers",
+                       "z_rel_norm": "(B, 21) depth relative to the root, in units of the scale bone",
+                       "confidence": "(B, 21) heatmap mass near each keypoint, 0-1"},
+           "keypoint_names": list(meta.get("keypoint_names", kp.KEYPOINT_NAMES)),
+           "root": meta.get("root", kp.ROOT),
+           "scale_bone": list(meta.get("scale_bone", kp.SCALE_BONE))}
+    if meta.get("bone_ratios") is not None:
+        out["robust_bones"] = [list(b) for b in ROBUST_BONES]
+        out["bone_ratios"] = list(meta["bone_ratios"])
+    return out
+
+
+def export_torchscript(model: torch.nn.Module, path, input_size: int, meta: dict | None = None) -> Path:
+    """Trace ``model`` (eval mode) to a TorchScript file carrying :func:`export_metadata` of
+    ``meta`` (the weights' metadata). Raises OSError when it cannot be written."""
     model = model.eval()
     example = torch.rand(1, 3, input_size, input_size)
     with torch.no_grad():
         traced = torch.jit.trace(model, example)
     buf = io.BytesIO()
-    torch.jit.save(traced, buf)
+    torch.jit.save(traced, buf, _extra_files={f"{META_NAME}.json": json.dumps(export_metadata(meta, input_size))})
     return _write_atomic(path, buf.getvalue())
 
 
-def export_onnx(model: torch.nn.Module, path, input_size: int, opset: int = 17) -> Path:
-    """Export ``model`` to ONNX with a dynamic batch dimension. Raises OSError when it cannot be written."""
+def export_onnx(model: torch.nn.Module, path, input_size: int, opset: int = 17, meta: dict | None = None) -> Path:
+    """Export ``model`` to ONNX with a dynamic batch dimension, carrying :func:`export_metadata`
+    of ``meta`` (the weights' metadata). Raises OSError when it cannot be written."""
+    require_extra("export", "onnx")
+    import onnx
     model = model.eval()
     example = torch.rand(1, 3, input_size, input_size)
     buf = io.BytesIO()
@@ -53,7 +85,9 @@ def export_onnx(model: torch.nn.Module, path, input_size: int, opset: int = 17) 
                       dynamic_axes={"image": {0: "batch"}, "uv_px": {0: "batch"},
                                     "z_rel_norm": {0: "batch"}, "confidence": {0: "batch"}},
                       opset_version=opset, dynamo=False)
-    return _write_atomic(path, buf.getvalue())
+    proto = onnx.load_from_string(buf.getvalue())
+    onnx.helper.set_model_props(proto, {META_NAME: json.dumps(export_metadata(meta, input_size))})
+    return _write_atomic(path, proto.SerializeToString())
 
 
 def main(argv=None) -> int:
@@ -96,7 +130,7 @@ def main(argv=None) -> int:
             raise SystemExit(f"hand25d-export: cannot make the folder of {option} {path}: "
                              f"{exc.strerror or exc}: {exc.filename}") from None
         try:
-            print("wrote", export(loaded.model, path, size))
+            print("wrote", export(loaded.model, path, size, meta=loaded.meta))
         except OSError as exc:
             raise SystemExit(f"hand25d-export: cannot write {option} {path}: {exc.strerror or exc}") from None
     return 0

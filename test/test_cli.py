@@ -254,6 +254,24 @@ def test_export_refuses_to_write_over_its_weights_or_one_output_over_the_other(t
     assert untrained_weights.read_bytes() == before
     assert not (tmp_path / "m").exists()
 
+def test_exports_carry_what_lifting_their_outputs_needs(tmp_path, untrained_weights):
+    import onnx
+    import torch
+    from hand25d_ros import keypoints as kp
+    from hand25d_ros.export import main as export_main
+    from hand25d_ros.geometry import ROBUST_BONES
+    from hand25d_ros.weights import load_weights
+    assert export_main(["--weights", str(untrained_weights), "--torchscript", str(tmp_path / "m.ts"),
+                        "--onnx", str(tmp_path / "m.onnx")]) == 0
+    extra = {"hand25d_meta.json": ""}
+    torch.jit.load(str(tmp_path / "m.ts"), _extra_files=extra)
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    weights_meta = load_weights(untrained_weights).meta
+    for meta in (json.loads(extra["hand25d_meta.json"]), json.loads(props["hand25d_meta"])):
+        assert meta["keypoint_names"] == list(kp.KEYPOINT_NAMES) and meta["input_size"] == 128
+        assert meta["bone_ratios"] == weights_meta["bone_ratios"]
+        assert meta["robust_bones"] == [list(b) for b in ROBUST_BONES] and meta["scale_bone"] == list(kp.SCALE_BONE)
+
 def test_a_missing_extra_is_named_with_its_pip_command():
     from hand25d_ros._checks import require_extra
     require_extra("train", "numpy")
