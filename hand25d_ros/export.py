@@ -72,6 +72,20 @@ def export_torchscript(model: torch.nn.Module, path, input_size: int, meta: dict
     return _write_atomic(path, buf.getvalue())
 
 
+class _ImageOnly(torch.nn.Module):
+    """The network with the image as its one input. torch.onnx.export traces forward's
+    defaults as inputs too, so ``crop_logits=False`` became a traced tensor that forward
+    branches on, and every export warned that the trace "might not generalize to other
+    inputs" (it did generalise, the flag being constant, but a user cannot tell that)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor):
+        return self.net(image)
+
+
 def export_onnx(model: torch.nn.Module, path, input_size: int, opset: int = 17, meta: dict | None = None) -> Path:
     """Export ``model`` to ONNX with a dynamic batch dimension, carrying :func:`export_metadata`
     of ``meta`` (the weights' metadata). Raises OSError when it cannot be written."""
@@ -80,7 +94,7 @@ def export_onnx(model: torch.nn.Module, path, input_size: int, opset: int = 17, 
     model = model.eval()
     example = torch.rand(1, 3, input_size, input_size)
     buf = io.BytesIO()
-    torch.onnx.export(model, (example,), buf, input_names=["image"],
+    torch.onnx.export(_ImageOnly(model), (example,), buf, input_names=["image"],
                       output_names=["uv_px", "z_rel_norm", "confidence"],
                       dynamic_axes={"image": {0: "batch"}, "uv_px": {0: "batch"},
                                     "z_rel_norm": {0: "batch"}, "confidence": {0: "batch"}},
