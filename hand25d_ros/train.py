@@ -1029,8 +1029,12 @@ def main(argv=None) -> int:
     except OSError as exc:      # a read-only or full disk, a file where a folder goes
         raise SystemExit(f"hand25d-train: {exc.strerror or exc}: {exc.filename or args.out}") from None
     except KeyboardInterrupt:
-        print(f"hand25d-train: interrupted; the same command resumes from {args.out / 'last.pt'} "
-              "(its last checkpoint)", file=sys.stderr)
+        if (args.out / "last.pt").is_file():
+            print(f"hand25d-train: interrupted; the same command resumes from {args.out / 'last.pt'} "
+                  "(its last checkpoint)", file=sys.stderr)
+        else:   # in the renders (hours on a CPU) or the first steps: finished shards stay cached
+            print("hand25d-train: interrupted before its first checkpoint; the same command starts "
+                  "the run over, keeping the renders already cached", file=sys.stderr)
         return 130
     return 0
 

@@ -435,3 +435,33 @@ def test_real_validation_notice_says_where_or_why_not(tmp_path, monkeypatch):
     (tmp_path / "snap").mkdir()
     (tmp_path / "snap" / "annotations.json").write_text("[]")
     assert real_validation_notice({"val_real": {"path": "snap"}}) == f"real validation: {tmp_path / 'snap'}"
+
+
+def test_ctrl_c_while_rendering_the_cache_says_how_to_go_on_without_worker_tracebacks(tmp_path):
+    """Ctrl-C reaches the whole process group, render workers included; the run has no
+    checkpoint yet, so the message must not point at one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hand25d_ros.train", "--out", str(out),
+         "--set", "arch.name=tiny", "--set", "arch.input_size=64",
+         "--set", f"data.synthetic.cache_dir={cache}",
+         "--set", "data.synthetic.num_samples=4000", "--set", "data.synthetic.shard_size=4",
+         "--set", "data.synthetic.render_workers=2",
+         "--set", f"data.val_synthetic.cache_dir={tmp_path / 'cache_val'}",
+         "--set", "data.val_synthetic.num_samples=4", "--set", "val_real.path=null"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
+    end = time.monotonic() + 120
+    while not (cache / "shard_00001.npz").exists() and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the renders ended before they could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert not (out / "last.pt").exists() and "last.pt" not in err, err
+    assert "interrupted before its first checkpoint" in err, err

@@ -25,9 +25,12 @@ Shards: ``write_shards`` renders ``shard_00000.npz ...`` (uncompressed ``np.save
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -857,8 +860,7 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
         bar = tqdm(total=sum(j[3] for j in todo), unit="sample", desc=f"rendering {out_dir.name}",
                    disable=not progress)
         if workers > 1:
-            import multiprocessing as mp
-            with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+            with render_pool(workers) as pool:
                 for k in pool.imap_unordered(_render_shard, todo):
                     bar.update(jobs[k][3])
         else:
@@ -872,6 +874,25 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
 def _worker_init():
     # one GL context per worker process; llvmpipe's own threads would oversubscribe the cores
     os.environ.setdefault("LP_NUM_THREADS", "1")
+
+
+@contextlib.contextmanager
+def render_pool(workers: int):
+    """A spawn ``multiprocessing.Pool`` of render workers that ignore SIGINT. Ctrl-C reaches
+    the whole process group: the parent's KeyboardInterrupt ends the pool, and each worker
+    would print its own traceback on top of the run's message (or a fatal error, caught while
+    starting). Ignored from the parent at their start, which they inherit, not from an
+    initializer, which runs after Python's own start-up."""
+    import multiprocessing as mp
+    main_thread = threading.current_thread() is threading.main_thread()   # signal.signal's rule
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    try:
+        pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+    with pool:
+        yield pool
 
 
 def _open_npz_mmap(path: Path) -> dict[str, np.ndarray]:
