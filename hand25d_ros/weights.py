@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -90,12 +91,25 @@ def read_checkpoint(path: Path, keys: tuple, kind: str) -> dict:
     return state
 
 
+def _is_torchscript_archive(path: Path) -> bool:
+    # torch.load refuses these weights-only with a paragraph about unsafe loading and a warning
+    # to call torch.jit.load; an export passed as weights (both may end in .pt) needs neither
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n == "constants.pkl" or n.endswith("/constants.pkl") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def read_blob(path: Path, fmt: str, version: int, map_location="cpu") -> dict:
     """Read a weights dict written by :func:`write_blob`; WeightsError names the file and the problem."""
     if path.is_dir():
         raise WeightsError(f"{path} is a folder; give the weights file (.pt) in it")
     if not path.is_file():
         raise WeightsError(f"weights file not found: {path}")
+    if _is_torchscript_archive(path):
+        raise WeightsError(f"{path} is a TorchScript model (as hand25d-export writes), not a hand25d_ros "
+                           "weights file: give the weights file (.pt) it was exported from")
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:

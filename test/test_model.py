@@ -144,6 +144,15 @@ def test_torchscript_and_onnx_exports_match(tmp_path, blur_sigma_px):
         np.testing.assert_allclose(a, b, atol=1e-3)
 
 
+def test_a_torchscript_export_given_as_weights_is_named_as_such(tmp_path):
+    m = build_model("tiny")
+    save_weights(m, tmp_path / "w.pt", {"name": "tiny"})
+    ts = export_torchscript(load_weights(tmp_path / "w.pt").model, tmp_path / "exported.pt", 128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")      # not torch's advice to call torch.jit.load
+        with pytest.raises(WeightsError, match=r"exported.pt is a TorchScript model .* give the weights file"):
+            load_weights(ts)
+
 def test_weights_with_numpy_and_version_metadata_load_safely(tmp_path):
     m = build_model("tiny")
     p = tmp_path / "w.pt"
