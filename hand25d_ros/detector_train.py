@@ -315,8 +315,12 @@ def main(argv=None) -> int:
     except OSError as exc:      # a read-only or full disk, a file where a folder goes
         raise SystemExit(f"hand25d-train-detector: {exc.strerror or exc}: {exc.filename or args.out}") from None
     except KeyboardInterrupt:
-        print(f"hand25d-train-detector: interrupted; the same command resumes from {args.out / 'last.pt'}",
-              file=sys.stderr)
+        if (args.out / "last.pt").is_file():
+            print(f"hand25d-train-detector: interrupted; the same command resumes from {args.out / 'last.pt'}",
+                  file=sys.stderr)
+        else:   # in the cutout bank's render (written whole, at its end) or the first steps
+            print("hand25d-train-detector: interrupted before its first checkpoint; the same command "
+                  "starts the run over", file=sys.stderr)
         return 130
     return 0
 

@@ -241,3 +241,34 @@ def test_a_run_started_from_another_size_of_detector_resumes(tmp_path):
     explicit = build_parser().parse_args(["--out", str(tmp_path), "--input-size", "160"])
     with pytest.raises(SystemExit, match=r"other settings \(--input-size: 192 -> 160\)"):
         resume_state(tmp_path / "last.pt", explicit)
+
+
+def test_ctrl_c_while_rendering_the_cutout_bank_says_how_to_go_on_without_worker_tracebacks(tmp_path):
+    """Ctrl-C reaches the whole process group, render workers included; the run has no
+    checkpoint yet, so the message must not point at one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hand25d_ros.detector_train", "--out", str(out), "--cutouts", "20000",
+         "--render-workers", "2", "--bank", str(tmp_path / "bank.npz"), "--val-bank", str(tmp_path / "val.npz")],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
+    err = []
+    reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    end = time.monotonic() + 120
+    while "rendering cutouts" not in "".join(err) and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the bank was rendered before it could be interrupted: " + "".join(err)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=120)
+    reader.join(timeout=30)
+    text = "".join(err)
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert not (out / "last.pt").exists() and "last.pt" not in text, text
+    assert "interrupted before its first checkpoint" in text, text

@@ -65,8 +65,8 @@ def render_cutouts(path, n: int, seed: int = 7000, size_px: int = 128, workers: 
             return x
     parts = []
     if workers > 1:
-        import multiprocessing as mp
-        with mp.get_context("spawn").Pool(workers) as pool:
+        from .synthetic import render_pool
+        with render_pool(workers) as pool:
             for p in tqdm(pool.imap(_render_part, jobs), total=len(jobs), desc="rendering cutouts"):
                 parts.append(p)
     else:
