@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import io
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -134,19 +135,26 @@ def main(argv=None) -> int:
     except WeightsError as exc:
         raise SystemExit(f"hand25d-export: {exc}") from None
     size = int(loaded.meta.get("input_size", loaded.model.input_size))
-    for option, path, export in (("--torchscript", args.torchscript, export_torchscript),
-                                 ("--onnx", args.onnx, export_onnx)):
-        if path is None:
-            continue
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SystemExit(f"hand25d-export: cannot make the folder of {option} {path}: "
-                             f"{exc.strerror or exc}: {exc.filename}") from None
-        try:
-            print("wrote", export(loaded.model, path, size, meta=loaded.meta))
-        except OSError as exc:
-            raise SystemExit(f"hand25d-export: cannot write {option} {path}: {exc.strerror or exc}") from None
+    written = []
+    try:
+        for option, path, export in (("--torchscript", args.torchscript, export_torchscript),
+                                     ("--onnx", args.onnx, export_onnx)):
+            if path is None:
+                continue
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SystemExit(f"hand25d-export: cannot make the folder of {option} {path}: "
+                                 f"{exc.strerror or exc}: {exc.filename}") from None
+            try:
+                written.append(export(loaded.model, path, size, meta=loaded.meta))
+            except OSError as exc:
+                raise SystemExit(f"hand25d-export: cannot write {option} {path}: {exc.strerror or exc}") from None
+            print("wrote", written[-1], flush=True)
+    except KeyboardInterrupt:   # the file being exported is not written (written whole or not at all)
+        done = f"only {written[0]} was written" if written else "nothing written"
+        print(f"hand25d-export: interrupted; {done}", file=sys.stderr)
+        return 130
     return 0
 
 

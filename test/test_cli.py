@@ -272,6 +272,21 @@ def test_exports_carry_what_lifting_their_outputs_needs(tmp_path, untrained_weig
         assert meta["bone_ratios"] == weights_meta["bone_ratios"]
         assert meta["robust_bones"] == [list(b) for b in ROBUST_BONES] and meta["scale_bone"] == list(kp.SCALE_BONE)
 
+def test_ctrl_c_during_an_export_leaves_no_part_of_it(tmp_path, untrained_weights):
+    import signal
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "hand25d_ros.export", "--weights", str(untrained_weights),
+                             "--torchscript", str(tmp_path / "m.ts"), "--onnx", str(tmp_path / "m.onnx")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()          # the TorchScript is written: the ONNX export is under way
+    assert first.startswith("wrote") and first.strip().endswith("m.ts"), first
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and f"interrupted; only {tmp_path / 'm.ts'} was written" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ts"]
+
 def test_a_missing_extra_is_named_with_its_pip_command():
     from hand25d_ros._checks import require_extra
     require_extra("train", "numpy")
