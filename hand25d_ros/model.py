@@ -56,8 +56,10 @@ class Latent25DHead(nn.Module):
         h2d = latent[:, :K].reshape(B, K, h * w)
         hz = latent[:, K:].reshape(B, K, h * w)
         prob = torch.softmax(h2d * self.beta[None, :, None], dim=-1)
-        ys = (torch.arange(h, dtype=latent.dtype, device=latent.device) + 0.5) * self.stride - 0.5
-        xs = (torch.arange(w, dtype=latent.dtype, device=latent.device) + 0.5) * self.stride - 0.5
+        # cumsum of ones for arange + 1: torch.jit.trace records arange's device as a constant, so
+        # a TorchScript export traced on the CPU built this grid on the CPU under CUDA inputs
+        ys = (latent.new_ones(h).cumsum(0) - 0.5) * self.stride - 0.5
+        xs = (latent.new_ones(w).cumsum(0) - 0.5) * self.stride - 0.5
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
         grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)          # (h w, 2)
         uv = prob @ grid                                                   # (B, K, 2)

@@ -144,6 +144,22 @@ def test_torchscript_and_onnx_exports_match(tmp_path, blur_sigma_px):
         np.testing.assert_allclose(a, b, atol=1e-3)
 
 
+def test_the_torchscript_export_holds_no_device_of_its_own(tmp_path):
+    """Traced on the CPU, it must run on the device it is loaded to: a device constant in its
+    graph makes that tensor on the CPU whatever the input's device."""
+    torch.manual_seed(0)
+    m = build_model("tiny").eval()
+    ts = torch.jit.load(str(export_torchscript(m, tmp_path / "m.ts", 128)))
+    devices = [str(n).strip() for n in ts.inlined_graph.nodes()
+               if n.kind() == "prim::Constant" and n.output().type().kind() == "DeviceObjType"]
+    assert devices == []
+    if torch.cuda.is_available():
+        x = torch.rand(2, 3, 128, 128)
+        with torch.no_grad():
+            ref, out = m(x), ts.cuda()(x.cuda())
+        for a, b in zip(ref, out):
+            np.testing.assert_allclose(a.numpy(), b.cpu().numpy(), atol=1e-3)
+
 def test_a_torchscript_export_given_as_weights_is_named_as_such(tmp_path):
     m = build_model("tiny")
     save_weights(m, tmp_path / "w.pt", {"name": "tiny"})
