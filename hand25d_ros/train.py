@@ -650,10 +650,11 @@ def cut_log(path: Path, step: int) -> None:
 
 
 def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None,
-          extras: list | None = None) -> Path:
+          extras: list | None = None, init: dict | None = None) -> Path:
     """Run (or resume) training; returns the path of the final weights file. ``state`` is
     :func:`resume_state`'s, read before the renders (None: read here); ``extras`` the
-    ``data.extra`` datasets, opened before them (None: opened here)."""
+    ``data.extra`` datasets, opened before them (None: opened here); ``init`` the network state
+    of ``train.init_weights``, :func:`init_weights_state`'s (None: read here)."""
     world, rank, local = _rank_info()
     distributed = world > 1
     if distributed:
@@ -714,7 +715,7 @@ def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None
     if state is None:
         state = resume_state(out_dir, cfg)
     if t.get("init_weights") and state is None:
-        init_from(model, cfg["arch"], t["init_weights"])
+        init_from(model, cfg["arch"], t["init_weights"], init)
         if is_main:
             print(f"initialised from {t['init_weights']}", flush=True)
     if state is not None:
@@ -912,19 +913,35 @@ def crop_head_loss(logits, is_left, is_hand, t: dict):
     return loss
 
 
-def init_from(model, arch: dict, path) -> None:
-    """Copy a weights file's parameters into ``model``; the file must hold the same network,
-    except that a crop head the file lacks starts from scratch."""
+def init_from(model, arch: dict, path, init: dict | None = None) -> None:
+    """Copy a weights file's parameters into ``model`` (``init``: the file's network state,
+    already read; None: read here); the file must hold the same network, except that a crop
+    head the file lacks starts from scratch."""
     from .weights import WeightsError, load_weights
-    loaded = load_weights(path)
+    if init is None:
+        init = load_weights(path).model.state_dict()
     try:
-        missing, unexpected = model.load_state_dict(loaded.model.state_dict(), strict=False)
+        missing, unexpected = model.load_state_dict(init, strict=False)
     except RuntimeError as exc:      # shapes differ: another size of network
         raise WeightsError(f"init_weights {path} does not fit arch {arch}: {str(exc)[:300]}") from None
     bad = [k for k in missing if not k.startswith("crop_head.")] + list(unexpected)
     if bad:
         raise WeightsError(f"init_weights {path} does not fit arch {arch}: "
                            f"missing or unexpected parameters {bad[:8]}")
+
+
+def init_weights_state(cfg: dict, state: dict | None) -> dict | None:
+    """The network state of ``train.init_weights``, checked to fit the config's arch as
+    :func:`init_from` checks it, for a run to start from; None where there is none to read: no
+    ``init_weights``, or a resumed run (``state``), whose checkpoint wins. Read before the
+    renders, so that a missing or misfit file is not found hours later."""
+    from .weights import load_weights
+    path = cfg["train"].get("init_weights")
+    if not path or state is not None:
+        return None
+    init = load_weights(path).model.state_dict()
+    init_from(build_model_from_arch(cfg["arch"]), cfg["arch"], path, init)
+    return init
 
 
 def synth_bone_ratios(synth) -> np.ndarray:
@@ -1020,10 +1037,11 @@ def main(argv=None) -> int:
     from .weights import WeightsError
     try:
         # all read before the renders, which can take hours: a broken checkpoint, other
-        # settings than the run's, an unreadable extra dataset
+        # settings than the run's, a missing or misfit init_weights, an unreadable extra dataset
         state = resume_state(args.out, cfg)
+        init = init_weights_state(cfg, state)
         extras = [build_extra_source(spec) for spec in cfg["data"].get("extra", [])]
-        train(cfg, args.out, command, state=state, extras=extras)
+        train(cfg, args.out, command, state=state, extras=extras, init=init)
     except (WeightsError, DatasetError, CacheError) as exc:
         raise SystemExit(f"hand25d-train: {loader_error_text(exc)}") from None
     except OSError as exc:      # a read-only or full disk, a file where a folder goes

@@ -132,6 +132,25 @@ def test_fine_tune_from_weights_adds_a_crop_head(tmp_path):
         main(args + ["--out", str(tmp_path / "x"), "--set", f"train.init_weights={tmp_path / 'small.pt'}"])
 
 
+def test_a_missing_or_misfit_init_weights_stops_before_any_render(tmp_path):
+    """The fine-tuning recipes name a weights file made by an earlier step; without it, or with
+    one of another size, the run stops before rendering its cache (hours at full size)."""
+    from hand25d_ros.model import build_model
+    from hand25d_ros.weights import save_weights
+    cache = tmp_path / "cache"
+    args = ["--out", str(tmp_path / "ft"), "--set", "arch.name=tiny", "--set", "arch.input_size=64",
+            "--set", f"data.synthetic.cache_dir={cache}", "--set", "data.synthetic.num_samples=4",
+            "--set", "data.synthetic.render_workers=1", "--set", "data.val_synthetic.num_samples=0",
+            "--set", "train.num_workers=0", "--set", "train.max_steps=1", "--set", "val_real.path=null"]
+    with pytest.raises(SystemExit, match="weights file not found: .*soup.pt"):
+        main(args + ["--set", f"train.init_weights={tmp_path / 'soup.pt'}"])
+    assert not cache.exists()
+    save_weights(build_model("small", input_size=64), tmp_path / "other.pt", {"name": "small", "input_size": 64})
+    with pytest.raises(SystemExit, match="init_weights .*other.pt does not fit arch"):
+        main(args + ["--set", f"train.init_weights={tmp_path / 'other.pt'}"])
+    assert not cache.exists()
+
+
 def test_snapshots_average_into_a_weights_file(tmp_path):
     import torch
 
@@ -361,7 +380,8 @@ def no_training(monkeypatch):
     instead of rendering for minutes; the configs it got are kept."""
     import hand25d_ros.train as train_mod
     got = []
-    monkeypatch.setattr(train_mod, "train", lambda cfg, out, command="", state=None, extras=None: got.append(cfg))
+    monkeypatch.setattr(train_mod, "train",
+                        lambda cfg, out, command="", state=None, extras=None, init=None: got.append(cfg))
     return got
 
 
