@@ -618,6 +618,33 @@ def changed_settings(before: dict, now: dict, may_change=(), name=str) -> str | 
     return "; ".join(f"{name(k)}: {before[k]!r} -> {now[k]!r}" for k in changed[:6]) + (" ..." if len(changed) > 6 else "")
 
 
+def settings_in_effect(cfg: dict) -> dict:
+    """``cfg`` with the defaults that the trainer, the network and the renderer fill in written
+    out (``DEFAULT_CONFIG``, the arch's size and ``Hand25DNet``'s, ``AugmentConfig``'s,
+    ``SyntheticConfig``'s; the held-out renders take the training renders' config where they
+    name none), tuples as lists: a setting left out and the same one written at its default
+    then compare equal, and one that a config adds to an open section compares unequal."""
+    import dataclasses
+    import inspect
+    import json
+
+    from .data.synthetic import SyntheticConfig
+    from .model import ARCHS, Hand25DNet
+    c = deep_update(DEFAULT_CONFIG, cfg)
+    net = {p.name: p.default for p in inspect.signature(Hand25DNet.__init__).parameters.values()
+           if p.default is not inspect.Parameter.empty}
+    arch = c.get("arch") or {}
+    c["arch"] = {**net, **ARCHS.get(arch.get("name", "small"), {}), **arch}
+    d = c["data"]
+    d["augment"] = {**{f.name: f.default for f in dataclasses.fields(AugmentConfig)}, **(d.get("augment") or {})}
+    render = {f.name: f.default for f in dataclasses.fields(SyntheticConfig) if f.name != "crop_size_px"}
+    d["synthetic"]["config"] = {**render, **(d["synthetic"].get("config") or {})}
+    vs = d.get("val_synthetic")
+    if isinstance(vs, dict):
+        vs["config"] = {**render, **(vs["config"] or {})} if "config" in vs else d["synthetic"]["config"]
+    return json.loads(json.dumps(c))
+
+
 def resume_state(out_dir: Path, cfg: dict) -> dict | None:
     """The training state in ``out_dir/last.pt``, read and checked before any rendering: None
     for a new run; WeightsError naming the file when it cannot be read, SystemExit naming the
@@ -628,7 +655,10 @@ def resume_state(out_dir: Path, cfg: dict) -> dict | None:
         return None
     state = read_checkpoint(path, ("model", "opt", "scaler", "step", "samples_seen", "wall_s", "torch_rng"),
                             "training")
-    diff = changed_settings(_flat(state.get("config") or {}), _flat(cfg), RESUMABLE_KEYS)
+    # with the defaults in: a key the run's config left out (an augmentation, arch.crop_head) is
+    # otherwise not compared, and the rest of the run trains on a recipe its weights misstate
+    diff = changed_settings(_flat(settings_in_effect(state.get("config") or {})), _flat(settings_in_effect(cfg)),
+                            RESUMABLE_KEYS)
     if diff:
         raise SystemExit(f"{out_dir} holds a run started with other settings ({diff}); "
                          "resume it with the same ones (only the time budget, max_steps, threads and how often "

@@ -43,6 +43,13 @@ def test_smoke_train_resume_and_load(tmp_path):
     # other settings than the run's would train its rest on another recipe: refused, before any render
     with pytest.raises(SystemExit, match=r"started with other settings \(train.lr: 0.002 -> 0.5\)"):
         main(common + ["--set", "train.max_steps=9", "--set", "train.lr=0.5"])
+    # and so are settings the run's config left out, at their defaults then
+    with pytest.raises(SystemExit, match=r"other settings \(arch.crop_head: False -> True\)"):
+        main(common + ["--set", "train.max_steps=9", "--set", "arch.crop_head=true"])
+    with pytest.raises(SystemExit, match=r"other settings \(data.augment.p_randconv: 0.0 -> 0.5\)"):
+        main(common + ["--set", "train.max_steps=9", "--set", "data.augment.p_randconv=0.5"])
+    # written out at its default, a setting is the same one
+    assert main(common + ["--set", "train.max_steps=7", "--set", "data.augment.p_randconv=0.0"]) == 0
     (out / "last.pt").write_bytes((out / "last.pt").read_bytes()[:1000])
     with pytest.raises(SystemExit, match=r"cannot resume from .*last.pt: unreadable or corrupt"):
         main(common + ["--set", "train.max_steps=9"])
