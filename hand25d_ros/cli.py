@@ -484,7 +484,7 @@ def main(argv=None) -> int:
         est = HandPoseEstimator(weights=args.weights, device=args.device, tta=args.tta, hand_side=args.hand_side)
     except (WeightsError, RuntimeError, ValueError) as exc:
         raise SystemExit(f"hand25d: {exc}") from None
-    _interrupt_on_termination()
+    interrupt_on_termination()
     try:
         return {"image": cmd_image, "video": cmd_video, "bag": cmd_bag}[args.cmd](args, est)
     except WeightsError as exc:       # the detector's weights load on first use
@@ -494,9 +494,10 @@ def main(argv=None) -> int:
         return 130
 
 
-def _interrupt_on_termination() -> None:
+def interrupt_on_termination() -> None:
     """SIGTERM and SIGHUP (``timeout``, ``kill``, a closed terminal, a cancelled job) end a run
-    as Ctrl-C does, so that its temporary outputs are removed, not left half-written."""
+    as Ctrl-C does, so that its temporary outputs are removed, not left half-written, and the
+    worker processes it started are ended with it (the trainers' render pools)."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):

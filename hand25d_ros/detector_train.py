@@ -307,7 +307,9 @@ def main(argv=None) -> int:
         raise SystemExit("hand25d-train-detector: --minutes, --cutouts, --batch-size, --val-cutouts and "
                          "--calibration-scenes must be positive")
     command = "hand25d-train-detector " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    from .cli import interrupt_on_termination
     from .weights import WeightsError
+    interrupt_on_termination()   # as hand25d-train: its render workers end with it
     try:
         train(args, command)
     except WeightsError as exc:

@@ -1,5 +1,6 @@
 """A short real training run: render a few tiny samples, train, resume, load the result."""
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -492,3 +493,30 @@ def test_ctrl_c_while_rendering_the_cache_says_how_to_go_on_without_worker_trace
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert not (out / "last.pt").exists() and "last.pt" not in err, err
     assert "interrupted before its first checkpoint" in err, err
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the render workers from /proc")
+def test_sigterm_mid_render_ends_the_render_workers_and_says_how_to_resume(tmp_path):
+    """kill, timeout, a cancelled job: as Ctrl-C, the render pool ends with the run (killed
+    outright, its workers went on rendering as orphans) and the run says how to resume."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    cache = tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-m", "hand25d_ros.train", "--out", str(tmp_path / "run"),
+                             "--set", "arch.name=tiny", "--set", "arch.input_size=64",
+                             "--set", f"data.synthetic.cache_dir={cache}", "--set", "data.synthetic.num_samples=4000",
+                             "--set", "data.synthetic.shard_size=4", "--set", "data.synthetic.render_workers=2",
+                             "--set", "val_real.path=null"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 120
+    while not (cache / "shard_00000.npz").exists() and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted before its first checkpoint" in err, err[-2000:]
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()]
