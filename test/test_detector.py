@@ -272,3 +272,19 @@ def test_ctrl_c_while_rendering_the_cutout_bank_says_how_to_go_on_without_worker
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
     assert not (out / "last.pt").exists() and "last.pt" not in text, text
     assert "interrupted before its first checkpoint" in text, text
+
+
+@pytest.mark.parametrize("option, value", [("--checkpoint-every", "0"), ("--val-scenes", "0"), ("--input-size", "100"),
+                                           ("--workers", "-1"), ("--lr", "nan"), ("--minutes", "0")])
+def test_detector_training_options_are_checked_before_any_work(tmp_path, capsys, option, value):
+    """Each of these failed with a traceback from deep inside, after the cutout bank had
+    rendered or (--val-scenes 0) after the whole training, before detector.pt was written."""
+    from hand25d_ros.detector_train import main
+    args = ["--out", str(tmp_path / "run"), "--minutes", "0.001", "--cutouts", "2", "--backgrounds", "2",
+            "--batch-size", "2", "--workers", "0", "--render-workers", "1", "--threads", "1", "--val-scenes", "1",
+            "--val-cutouts", "2", "--calibration-scenes", "2", "--bank", str(tmp_path / "bank.npz"),
+            "--val-bank", str(tmp_path / "val_bank.npz")]
+    with pytest.raises(SystemExit) as exc:
+        main(args + [option, value])
+    assert exc.value.code == 2 and f"argument {option}: expected" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "bank.npz").exists()
