@@ -274,6 +274,18 @@ def test_ctrl_c_while_rendering_the_cutout_bank_says_how_to_go_on_without_worker
     assert "interrupted before its first checkpoint" in text, text
 
 
+def test_pipeline_calibration_bad_input_is_a_message(tmp_path, capsys):
+    """A mistyped --detector was a WeightsError traceback, --empty 0 an IndexError after
+    loading both networks."""
+    from hand25d_ros.tools.calibrate_localisation import main
+    with pytest.raises(SystemExit, match=r"^calibrate_localisation: weights file not found: .*nope.pt$"):
+        main(["--detector", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "cal.pt")])
+    with pytest.raises(SystemExit) as exc:
+        main(["--detector", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "cal.pt"), "--empty", "0"])
+    assert exc.value.code == 2 and "argument --empty: expected a whole number >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "cal.pt").exists()
+
+
 @pytest.mark.parametrize("option, value", [("--checkpoint-every", "0"), ("--val-scenes", "0"), ("--input-size", "100"),
                                            ("--workers", "-1"), ("--lr", "nan"), ("--minutes", "0")])
 def test_detector_training_options_are_checked_before_any_work(tmp_path, capsys, option, value):
