@@ -204,6 +204,16 @@ def test_snapshots_average_into_a_weights_file(tmp_path):
         avg.main([str(out), "--from-step", "3", "--out", str(dst)])
 
 
+@pytest.mark.parametrize("option, value", [("--bn-batches", "0"), ("--bn-batches", "-1"), ("--threads", "0")])
+def test_average_snapshots_options_are_checked(tmp_path, capsys, option, value):
+    """--bn-batches 0 wrote a network whose batch norms were reset (mean 0, variance 1) without
+    a word; -1 and --threads 0 were tracebacks after the states had loaded."""
+    from hand25d_ros.tools import average_snapshots as avg
+    with pytest.raises(SystemExit) as exc:
+        avg.main([str(tmp_path), "--out", str(tmp_path / "avg.pt"), option, value])
+    assert exc.value.code == 2 and f"argument {option}: expected a whole number >= 1, got {value}" in capsys.readouterr().err
+
+
 def test_every_shipped_recipe_passes_the_config_check():
     """A recipe that names a key the trainer ignores would fail only hours into a run."""
     from pathlib import Path

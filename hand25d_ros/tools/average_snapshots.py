@@ -26,6 +26,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from .. import train as tr
+from .._checks import argparse_number
 from ..model import build_model_from_arch
 from ..weights import save_weights
 
@@ -76,10 +77,14 @@ def average_states(states: list[dict]) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path, help="run folders of hand25d-train (the first one's config is used)")
-    ap.add_argument("--from-step", type=int, default=0, help="average the states at or after this step")
+    ap.add_argument("--from-step", type=argparse_number(int, 0, what="a step >= 0"), default=0,
+                    help="average the states at or after this step")
     ap.add_argument("--out", type=Path, required=True, help="weights file to write")
-    ap.add_argument("--bn-batches", type=int, default=100, help="training batches for the batch-norm statistics")
-    ap.add_argument("--threads", type=int, default=1)
+    # at least one: with none, update_bn leaves every batch norm reset (mean 0, variance 1) and
+    # the file written held a silently broken network
+    ap.add_argument("--bn-batches", type=argparse_number(int, 1, what="a whole number >= 1"), default=100,
+                    help="training batches for the batch-norm statistics")
+    ap.add_argument("--threads", type=argparse_number(int, 1, what="a whole number >= 1"), default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg_path = args.runs[0] / "config.yaml"
