@@ -27,7 +27,7 @@ from ._checks import argparse_number
 from .data.composites import background_pool, composite_scene, render_cutouts
 from .detector import STRIDE, HandDetector, HandDetectorNet, detector_loss, load_detector, make_targets, save_detector
 from .train import changed_settings, cut_log
-from .weights import read_checkpoint
+from .weights import WeightsError, read_checkpoint
 
 ASPECTS = ((4, 3), (16, 9), (1, 1), (3, 4))
 
@@ -165,6 +165,12 @@ def train(args, command: str) -> Path:
         # the checkpoint carries its input size, so a resume needs neither --init nor its file
         args.input_size = st.get("input_size") or args.input_size or DEFAULT_INPUT_SIZE
         model = HandDetectorNet(input_size=args.input_size)
+        try:   # before the bank renders: hand25d-train's last.pt has the keys a detector's has
+            model.load_state_dict(st["model"])
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            raise WeightsError(f"cannot resume from {ckpt}: it does not hold a hand detector's network "
+                               f"({' '.join(str(exc).split())[:200]}...); a hand25d-train run folder? "
+                               "use another --out") from None
     elif args.init is not None:
         # fine-tuning a shipped detector: its weights and input size, a fresh optimiser and
         # schedule; loaded before the bank renders so that a bad file fails at once
@@ -183,7 +189,6 @@ def train(args, command: str) -> Path:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, wall, epoch = 0, 0.0, 0
     if st is not None:
-        model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step, wall, epoch = st["step"], st["wall_s"], st["epoch"] + 1
         print(f"resumed from {ckpt} at step {step}", flush=True)

@@ -274,6 +274,20 @@ def test_ctrl_c_while_rendering_the_cutout_bank_says_how_to_go_on_without_worker
     assert "interrupted before its first checkpoint" in text, text
 
 
+def test_a_pose_training_run_folder_is_refused_before_the_bank_renders(tmp_path):
+    """hand25d-train's last.pt has every key a detector checkpoint has; resumed as one, its
+    network failed to load with a traceback only after the cutout bank had rendered."""
+    from hand25d_ros.detector_train import main
+    from hand25d_ros.model import build_model
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"model": build_model("tiny").state_dict(), "opt": {}, "scaler": {}, "step": 3, "samples_seen": 12,
+                "wall_s": 1.0, "epoch": 0, "torch_rng": torch.get_rng_state(), "config": {}}, out / "last.pt")
+    with pytest.raises(SystemExit, match=r"cannot resume from .*last.pt: it does not hold a hand detector's network"):
+        main(["--out", str(out), "--cutouts", "2", "--render-workers", "1", "--bank", str(tmp_path / "bank.npz")])
+    assert not (tmp_path / "bank.npz").exists()
+
+
 def test_pipeline_calibration_bad_input_is_a_message(tmp_path, capsys):
     """A mistyped --detector was a WeightsError traceback, --empty 0 an IndexError after
     loading both networks."""
