@@ -98,7 +98,9 @@ def _allowed_keys() -> dict[tuple, set]:
     from .model import Hand25DNet
     # the crop size is the network's input size, not the renderer's to choose
     render = {f.name for f in dataclasses.fields(SyntheticConfig)} - {"crop_size_px"}
-    return {("arch",): {"name"} | (set(inspect.signature(Hand25DNet.__init__).parameters) - {"self"}),
+    # the keypoint set is this package's 21 (a weights file of another is refused)
+    net = set(inspect.signature(Hand25DNet.__init__).parameters) - {"self", "num_keypoints"}
+    return {("arch",): {"name"} | net,
             ("data", "synthetic", "config"): render,
             ("data", "val_synthetic", "config"): render,
             ("data", "val_synthetic"): set(DEFAULT_CONFIG["data"]["val_synthetic"]) | {"config"},
@@ -250,6 +252,14 @@ def check_config(cfg: dict, source: str = "the config") -> None:
         AugmentConfig(**cfg.get("data", {}).get("augment", {}))
     except ValueError as exc:
         raise SystemExit(f"{source}: {exc}") from None
+    # the network too (its size's name, its arguments' types and ranges): a bad one was a
+    # traceback from the model or, for an input size under the renderer's least, from the renders
+    from .data.synthetic import SyntheticConfig
+    arch = cfg.get("arch") or {}
+    try:
+        SyntheticConfig(crop_size_px=build_model_from_arch(arch).input_size)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"{source}: arch {arch}: {exc}") from None
 
 
 def apply_overrides(cfg: dict, sets: list[str]) -> dict:

@@ -388,6 +388,10 @@ BAD_VALUES = {
     "data.extra=[{type: folder, root: x, split: train}]":
         "data.extra[0] is a 'folder' dataset, which has no split (got split 'train')",
     "arch.name=7": "arch.name must be a string, got 7",
+    "arch.name=huge": "arch {'name': 'huge'}: unknown arch 'huge'; choose one of ['base', 'small', 'tiny']",
+    "arch.input_size=0": "arch {'name': 'small', 'input_size': 0}: crop_size_px must be >= 16, got 0",
+    "arch.widths=5": "arch {'name': 'small', 'widths': 5}: 'int' object is not subscriptable",
+    "arch.num_keypoints=5": "unknown config key 'arch.num_keypoints'",
     "val_real.path=3": "val_real.path must be a string, got 3",
 }
 
