@@ -252,9 +252,18 @@ def check_config(cfg: dict, source: str = "the config") -> None:
         AugmentConfig(**cfg.get("data", {}).get("augment", {}))
     except ValueError as exc:
         raise SystemExit(f"{source}: {exc}") from None
+    # the renderer's settings too: a bad one was a traceback, for val_synthetic's only after the
+    # training renders
+    from .data.synthetic import SyntheticConfig
+    d = cfg.get("data") or {}
+    for name in ("synthetic", "val_synthetic"):
+        render = (d.get(name) or {}).get("config") or {}
+        try:
+            SyntheticConfig(**render)
+        except (TypeError, ValueError) as exc:
+            raise SystemExit(f"{source}: data.{name}.config {render}: {exc}") from None
     # the network too (its size's name, its arguments' types and ranges): a bad one was a
     # traceback from the model or, for an input size under the renderer's least, from the renders
-    from .data.synthetic import SyntheticConfig
     arch = cfg.get("arch") or {}
     try:
         SyntheticConfig(crop_size_px=build_model_from_arch(arch).input_size)

@@ -388,6 +388,7 @@ BAD_VALUES = {
     "data.extra=[{type: folder, root: x, split: train}]":
         "data.extra[0] is a 'folder' dataset, which has no split (got split 'train')",
     "arch.name=7": "arch.name must be a string, got 7",
+    "data.val_synthetic.config.p_left=2": "data.val_synthetic.config {'p_left': 2}: p_left is a probability, got 2",
     "arch.name=huge": "arch {'name': 'huge'}: unknown arch 'huge'; choose one of ['base', 'small', 'tiny']",
     "arch.input_size=0": "arch {'name': 'small', 'input_size': 0}: crop_size_px must be >= 16, got 0",
     "arch.widths=5": "arch {'name': 'small', 'widths': 5}: 'int' object is not subscriptable",
