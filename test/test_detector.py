@@ -274,6 +274,16 @@ def test_ctrl_c_while_rendering_the_cutout_bank_says_how_to_go_on_without_worker
     assert "interrupted before its first checkpoint" in text, text
 
 
+def test_a_cutout_bank_of_another_seed_is_rendered_again(tmp_path):
+    """A bank holds no more than its count and size told it apart: --bank-seed 8000 trained on
+    the default path's seed-7000 cutouts while the recipe said 8000."""
+    from hand25d_ros.data.composites import render_cutouts
+    first = render_cutouts(tmp_path / "bank.npz", 2, seed=1, workers=1)
+    other = render_cutouts(tmp_path / "bank.npz", 2, seed=2, workers=1)
+    fresh = render_cutouts(tmp_path / "fresh.npz", 2, seed=2, workers=1)
+    assert np.array_equal(other["images"], fresh["images"]) and not np.array_equal(first["images"], other["images"])
+
+
 def test_a_pose_training_run_folder_is_refused_before_the_bank_renders(tmp_path):
     """hand25d-train's last.pt has every key a detector checkpoint has; resumed as one, its
     network failed to load with a traceback only after the cutout bank had rendered."""

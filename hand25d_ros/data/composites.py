@@ -39,7 +39,7 @@ def _render_part(args):
 
 
 def render_cutouts(path, n: int, seed: int = 7000, size_px: int = 128, workers: int = 2) -> dict:
-    """Render (or load, when ``path`` exists with ``n`` cutouts) a cutout bank.
+    """Render (or load, when ``path`` holds ``n`` cutouts of ``seed``) a cutout bank.
 
     Returns:
         dict of images (n, S, S, 3) uint8, masks (n, S, S) uint8 coverage, joints_2d_px
@@ -49,7 +49,10 @@ def render_cutouts(path, n: int, seed: int = 7000, size_px: int = 128, workers: 
     if path.is_file():
         try:
             with np.load(path) as z:
-                if len(z["images"]) == n and z["images"].shape[1] == size_px:
+                # the seed is in the file since a bank of another --bank-seed was taken for this
+                # one's; banks written before it are taken as they were
+                made_with = int(z["seed"]) if "seed" in z.files else seed
+                if len(z["images"]) == n and z["images"].shape[1] == size_px and made_with == seed:
                     return {k: z[k] for k in BANK_ARRAYS}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             # the bank is written whole (a temporary file renamed), so this is outside damage
@@ -74,7 +77,7 @@ def render_cutouts(path, n: int, seed: int = 7000, size_px: int = 128, workers: 
     bank = {k: np.concatenate([p[k] for p in parts]) for k in BANK_ARRAYS}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **bank)
+    np.savez(tmp, **bank, seed=np.int64(seed))
     os.replace(tmp, path)
     return bank
 
