@@ -304,6 +304,8 @@ def test_pipeline_calibration_bad_input_is_a_message(tmp_path, capsys):
     from hand25d_ros.tools.calibrate_localisation import main
     with pytest.raises(SystemExit, match=r"^calibrate_localisation: weights file not found: .*nope.pt$"):
         main(["--detector", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "cal.pt")])
+    with pytest.raises(SystemExit, match=r"--out .* is a folder; give the detector file to write"):
+        main(["--detector", str(default_detector_path()), "--out", str(tmp_path)])
     with pytest.raises(SystemExit) as exc:
         main(["--detector", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "cal.pt"), "--empty", "0"])
     assert exc.value.code == 2 and "argument --empty: expected a whole number >= 1, got 0" in capsys.readouterr().err

@@ -195,6 +195,10 @@ def test_snapshots_average_into_a_weights_file(tmp_path):
                         roi="image")
     assert np.all(np.isfinite(pose.keypoints_3d))
 
+    # the run folder itself as --out: refused before the work, not an IsADirectoryError after it
+    with pytest.raises(SystemExit, match=r"--out .*run is a folder; give the weights file to write"):
+        avg.main([str(out), "--from-step", "3", "--out", str(out), "--bn-batches", "1"])
+    assert not (tmp_path / "run.tmp").exists()
     with pytest.raises(SystemExit, match="no saved states at or after step 99"):
         avg.main([str(out), "--from-step", "99", "--out", str(dst)])
     with pytest.raises(SystemExit, match="config.yaml not found"):

@@ -86,6 +86,8 @@ def main(argv=None) -> int:
                     help="training batches for the batch-norm statistics")
     ap.add_argument("--threads", type=argparse_number(int, 1, what="a whole number >= 1"), default=1)
     args = ap.parse_args(argv)
+    if args.out.is_dir():   # found only when the file is written, after all the work, leaving a .tmp beside it
+        raise SystemExit(f"average_snapshots: --out {args.out} is a folder; give the weights file to write")
     torch.set_num_threads(args.threads)
     cfg_path = args.runs[0] / "config.yaml"
     if not cfg_path.is_file():

@@ -56,6 +56,8 @@ def main(argv=None) -> int:
                     help="held-out cutout bank (rendered when missing; the detector's validation bank)")
     ap.add_argument("--bank-size", type=at_least_1, default=400)
     args = ap.parse_args(argv)
+    if args.out.is_dir():   # found only when the file is written, after all the work, leaving a .tmp beside it
+        raise SystemExit(f"calibrate_localisation: --out {args.out} is a folder; give the detector file to write")
     from ..estimator import HandPoseEstimator
     from ..weights import WeightsError
     try:   # the detector file loads on first use
