@@ -966,9 +966,9 @@ def init_from(model, arch: dict, path, init: dict | None = None) -> None:
     """Copy a weights file's parameters into ``model`` (``init``: the file's network state,
     already read; None: read here); the file must hold the same network, except that a crop
     head the file lacks starts from scratch."""
-    from .weights import WeightsError, load_weights
+    from .weights import WeightsError
     if init is None:
-        init = load_weights(path).model.state_dict()
+        init = init_weights_file(arch, path)
     try:
         missing, unexpected = model.load_state_dict(init, strict=False)
     except RuntimeError as exc:      # shapes differ: another size of network
@@ -984,13 +984,27 @@ def init_weights_state(cfg: dict, state: dict | None) -> dict | None:
     :func:`init_from` checks it, for a run to start from; None where there is none to read: no
     ``init_weights``, or a resumed run (``state``), whose checkpoint wins. Read before the
     renders, so that a missing or misfit file is not found hours later."""
-    from .weights import load_weights
     path = cfg["train"].get("init_weights")
     if not path or state is not None:
         return None
-    init = load_weights(path).model.state_dict()
+    init = init_weights_file(cfg["arch"], path)
     init_from(build_model_from_arch(cfg["arch"]), cfg["arch"], path, init)
     return init
+
+
+def init_weights_file(arch: dict, path) -> dict:
+    """The network state in the weights file ``path``, for a network of ``arch``. A file
+    trained behind an input blur (``input_blur_sigma_px``, no parameters, so no state to
+    mismatch) needs ``arch`` to name the blur: left out, the fine-tune silently trained and
+    shipped without the filter its starting weights expect."""
+    from .weights import WeightsError, load_weights
+    model = load_weights(path).model
+    sigma_px = float(getattr(model, "input_blur_sigma_px", 0.0))
+    if sigma_px > 0 and "input_blur_sigma_px" not in arch:
+        raise WeightsError(f"init_weights {path} was trained behind a {sigma_px:g} px input blur (its "
+                           "arch.input_blur_sigma_px), which the config's arch leaves out: set "
+                           f"arch.input_blur_sigma_px to {sigma_px:g} to keep it, or to 0 to fine-tune without it")
+    return model.state_dict()
 
 
 def synth_bone_ratios(synth) -> np.ndarray:

@@ -157,6 +157,15 @@ def test_a_missing_or_misfit_init_weights_stops_before_any_render(tmp_path):
     with pytest.raises(SystemExit, match="init_weights .*other.pt does not fit arch"):
         main(args + ["--set", f"train.init_weights={tmp_path / 'other.pt'}"])
     assert not cache.exists()
+    # the input blur has no parameters to mismatch: a file trained behind one needs the arch to say
+    save_weights(build_model("tiny", input_size=64, input_blur_sigma_px=1.5), tmp_path / "blur.pt",
+                 {"name": "tiny", "input_size": 64, "input_blur_sigma_px": 1.5})
+    with pytest.raises(SystemExit, match=r"blur.pt was trained behind a 1.5 px input blur .* set "
+                                         r"arch.input_blur_sigma_px to 1.5 to keep it, or to 0"):
+        main(args + ["--set", f"train.init_weights={tmp_path / 'blur.pt'}"])
+    assert not cache.exists()
+    assert main(args + ["--set", f"train.init_weights={tmp_path / 'blur.pt'}", "--set", "arch.input_blur_sigma_px=1.5"]) == 0
+    assert HandPoseEstimator(weights=tmp_path / "ft" / "weights.pt", device="cpu").model.input_blur_sigma_px == 1.5
 
 
 def test_snapshots_average_into_a_weights_file(tmp_path):
