@@ -175,6 +175,12 @@ def train(args, command: str) -> Path:
         # fine-tuning a shipped detector: its weights and input size, a fresh optimiser and
         # schedule; loaded before the bank renders so that a bad file fails at once
         model, init_meta = load_detector(args.init)
+        if args.input_size not in (None, model.input_size):
+            # the network is fully convolutional: its weights serve any input size. Overridden
+            # by the file's, an explicit --input-size was dropped without a word, and the same
+            # command then refused to resume (--input-size: 160 -> 192)
+            init_model, model = model, HandDetectorNet(input_size=args.input_size)
+            model.load_state_dict(init_model.state_dict())
         args.input_size = model.input_size
         model.train()
         print(f"starting from {args.init} (input {args.input_size} px, "

@@ -274,6 +274,23 @@ def test_ctrl_c_while_rendering_the_cutout_bank_says_how_to_go_on_without_worker
     assert "interrupted before its first checkpoint" in text, text
 
 
+def test_an_explicit_input_size_with_init_is_the_runs_and_resumes(tmp_path):
+    """--init gave the run its file's input size even where --input-size named another,
+    without a word, and the same command then refused to resume (--input-size: 64 -> 96)."""
+    from hand25d_ros.detector_train import main
+    init = tmp_path / "init.pt"
+    save_detector(HandDetectorNet(input_size=64), init, {"input_size": 64}, {"score_threshold": 0.3})
+    out = tmp_path / "run"
+    args = ["--out", str(out), "--init", str(init), "--input-size", "96", "--minutes", "0.005", "--cutouts", "2",
+            "--backgrounds", "2", "--batch-size", "2", "--workers", "0", "--render-workers", "1", "--threads", "1",
+            "--val-scenes", "1", "--val-cutouts", "2", "--calibration-scenes", "2",
+            "--bank", str(tmp_path / "bank.npz"), "--val-bank", str(tmp_path / "val_bank.npz")]
+    assert main(args) == 0
+    assert HandDetector(out / "detector.pt").input_size == 96
+    assert main(args[:7] + ["0.01"] + args[8:]) == 0
+    assert HandDetector(out / "detector.pt").input_size == 96
+
+
 def test_a_cutout_bank_of_another_seed_is_rendered_again(tmp_path):
     """A bank holds no more than its count and size told it apart: --bank-seed 8000 trained on
     the default path's seed-7000 cutouts while the recipe said 8000."""
