@@ -262,6 +262,11 @@ def check_config(cfg: dict, source: str = "the config") -> None:
             SyntheticConfig(**render)
         except (TypeError, ValueError) as exc:
             raise SystemExit(f"{source}: data.{name}.config {render}: {exc}") from None
+    # hand-free crops carry no keypoint weight: without the crop head's hand-present logit to
+    # train they only took that share of every batch from the keypoints
+    if d.get("p_negative") and not (cfg.get("arch") or {}).get("crop_head"):
+        raise SystemExit(f"{source}: data.p_negative {d['p_negative']} needs arch.crop_head: true "
+                         "(the hand-free crops train its hand-present logit and nothing else)")
     # the network too (its size's name, its arguments' types and ranges): a bad one was a
     # traceback from the model or, for an input size under the renderer's least, from the renders
     arch = cfg.get("arch") or {}

@@ -387,6 +387,8 @@ BAD_VALUES = {
     "train.seed=x": "train.seed must be an integer >= 0, got 'x' (str)",
     "data.synthetic.num_samples=0": "data.synthetic.num_samples must be an integer >= 1, got 0",
     "data.p_negative=1.5": "data.p_negative must be a number in [0, 1], got 1.5",
+    "data.p_negative=0.5": "data.p_negative 0.5 needs arch.crop_head: true (the hand-free crops train its "
+                           "hand-present logit and nothing else)",
     "data.extra=rhd": "data.extra must be a list, got 'rhd' (str)",
     "data.extra=[{type: rhd}]": "data.extra[0] needs root (type: one of folder, freihand, rhd, stb; root: the "
                                 "dataset's folder), got {'type': 'rhd'}",
@@ -450,7 +452,7 @@ def test_good_values_pass_the_check(tmp_path, no_training):
     sets = ["train.lr=1", "train.lr=1e-3", "train.lr=1.0e-3", "train.weight_decay=0", "train.time_budget_min=0",
             "train.time_budget_min=0.5", "train.max_steps=1", "train.warmup_steps=0", "train.val_every=0",
             "train.snapshot_every=0", "train.threads=0", "train.amp=false", "train.cpu_bf16=always",
-            "train.init_weights=null", "val_real.path=null", "val_real.limit=0", "data.p_negative=1",
+            "train.init_weights=null", "val_real.path=null", "val_real.limit=0", "data.p_negative=1", "arch.crop_head=true",
             "data.val_synthetic.num_samples=0", "data.synthetic_weight=2", "data.extra=[]"]
     assert main(["--out", str(tmp_path / "r"), *[a for s in sets for a in ("--set", s)]]) == 0
     (cfg,) = no_training
