@@ -550,3 +550,30 @@ def test_sigterm_mid_render_ends_the_render_workers_and_says_how_to_resume(tmp_p
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted before its first checkpoint" in err, err[-2000:]
     assert not [w for w in workers if Path(f"/proc/{w}").exists()]
+
+
+def test_sigterm_to_the_process_group_mid_training_is_an_interrupt(tmp_path):
+    """timeout and systemd send SIGTERM to every process of the run, the DataLoader's workers
+    too: torch's watch over them raised 'DataLoader worker ... is killed by signal' over the
+    interrupt (a traceback and exit status 1), where the run should stop as on Ctrl-C."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "hand25d_ros.train", "--out", str(out),
+                             "--set", f"data.synthetic.cache_dir={tmp_path / 'cache'}",
+                             "--set", "data.synthetic.num_samples=8", "--set", "data.synthetic.render_workers=1",
+                             "--set", "data.val_synthetic.num_samples=0", "--set", "train.batch_size=8",
+                             "--set", "train.num_workers=1", "--set", "train.checkpoint_every=2",
+                             "--set", "train.max_steps=100000", "--set", "val_real.path=null"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    end = time.monotonic() + 120
+    while not (out / "last.pt").exists() and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert f"interrupted; the same command resumes from {out / 'last.pt'}" in err
