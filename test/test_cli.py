@@ -229,6 +229,12 @@ def test_export_and_render_sheet_refuse_bad_paths_in_one_line(tmp_path, untraine
         assert exc.value.code == 2 and "give an image file" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="hand25d-render-sheet: .*missing"):
         sheet_main(["--out", str(tmp_path / "s.png"), "--cache", str(tmp_path / "missing")])
+    # numbers too: --cols 0 was a ZeroDivisionError, --size 0 a renderer traceback, --tile 0 an OpenCV assertion
+    for option, value in (("--cols", "0"), ("--size", "0"), ("--tile", "0"), ("--start", "-5")):
+        with pytest.raises(SystemExit) as exc:
+            sheet_main(["--out", str(tmp_path / "s.png"), option, value])
+        assert exc.value.code == 2 and f"argument {option}: expected" in capsys.readouterr().err
+    assert not (tmp_path / "s.png").exists()
 
 
 def test_export_to_a_place_it_cannot_write_says_so_in_one_line(tmp_path, untrained_weights):
