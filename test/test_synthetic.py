@@ -313,6 +313,17 @@ def test_fine_shelves_hold_smaller_items_and_defocus_blurs():
     assert np.mean(blurred) < 0.8 * np.mean(sharp)
 
 
+@pytest.mark.parametrize("option, value", [("--n", "-1"), ("--n", "0"), ("--seed", "-1"), ("--hand-detail", "-1")])
+def test_make_samples_checks_its_numbers(tmp_path, capsys, option, value):
+    """--n -1 'wrote -1 frames' (an empty folder), --seed -1 was a traceback, and a negative
+    --hand-detail (a strength) was rendered."""
+    from hand25d_ros.tools.make_samples import main
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "s"), option, value])
+    assert exc.value.code == 2 and f"argument {option}: expected" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 def test_make_samples_can_render_the_legacy_look(tmp_path):
     from hand25d_ros.tools.make_samples import main
     args = ["--n", "1", "--size", "48", "--test-set", "--seed", "5"]

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .._checks import argparse_number
 from ..image_files import write_image_file
 
 
@@ -44,12 +45,13 @@ def _in_frame(s: dict, frame_size, rng, backgrounds) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--n", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=2026)
+    # checked as argparse reads them: --n -1 "wrote -1 frames" (none), --seed -1 was a traceback
+    ap.add_argument("--n", type=argparse_number(int, 1, what="a whole number >= 1"), default=8)
+    ap.add_argument("--seed", type=argparse_number(int, 0, what="a whole number >= 0"), default=2026)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--test-set", action="store_true",
                     help="the training distribution (all orientations, occluders): a held-out synthetic test set")
-    ap.add_argument("--hand-detail", type=float, default=None,
+    ap.add_argument("--hand-detail", type=argparse_number(float, 0.0, what="a strength >= 0"), default=None,
                     help="skin-detail strength (SyntheticConfig.hand_detail; default its default, 0: none)")
     ap.add_argument("--hand-texture", type=float, default=None,
                     help="randomised look of the hand layer, 0-1 (SyntheticConfig.hand_texture; default its "
