@@ -134,6 +134,8 @@ VALUE_RULES: dict[str, tuple] = {
 NUMBER_KEYS = {"train.time_budget_min"}
 # null switches these off as their empty default does
 NULLABLE_KEYS = {"train.init_weights", "val_real.path"}
+# sections that null leaves meaningful: no held-out renders, the renderer's defaults
+NULLABLE_SECTIONS = {"data.val_synthetic", "data.synthetic.config", "data.val_synthetic.config"}
 
 
 def config_value_error(key: str, value, default) -> str | None:
@@ -222,6 +224,12 @@ def check_config(cfg: dict, source: str = "the config") -> None:
                                      f"no split (got split {item['split']!r})")
             return
         if not isinstance(node, dict):
+            if node is None and isinstance(default, dict) and dotted(path) not in NULLABLE_SECTIONS:
+                # a section whose entries are all commented out: a traceback where it is read
+                # (val_real's after the renders), not the defaults a reader might expect
+                hint = " (val_real.path: null switches real validation off)" if path == ("val_real",) else ""
+                raise SystemExit(f"{source}: {dotted(path)} is empty (null): give its entries, or leave it "
+                                 f"out for its defaults{hint}")
             if node is not None and (path in allowed or isinstance(default, dict)):
                 raise SystemExit(f"{source}: {dotted(path)} must be a mapping, got {node!r}")
             problem = None if isinstance(default, dict) else config_value_error(dotted(path), node, default)
@@ -283,8 +291,11 @@ def apply_overrides(cfg: dict, sets: list[str]) -> dict:
         key, value = item.split("=", 1)
         node = cfg
         parts = key.split(".")
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):   # a section the config left empty (null) or gave a value
+                raise SystemExit(f"--set {item!r}: {'.'.join(parts[:i + 1])} is {node!r} in the config, "
+                                 "not a mapping of entries")
         try:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError as exc:

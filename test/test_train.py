@@ -404,6 +404,9 @@ BAD_VALUES = {
         "data.extra[0] is a 'folder' dataset, which has no split (got split 'train')",
     "arch.name=7": "arch.name must be a string, got 7",
     "data.val_synthetic.config.p_left=2": "data.val_synthetic.config {'p_left': 2}: p_left is a probability, got 2",
+    "val_real=null": "val_real is empty (null): give its entries, or leave it out for its defaults "
+                     "(val_real.path: null switches real validation off)",
+    "data.augment=null": "data.augment is empty (null): give its entries, or leave it out for its defaults",
     "arch.name=huge": "arch {'name': 'huge'}: unknown arch 'huge'; choose one of ['base', 'small', 'tiny']",
     "arch.input_size=0": "arch {'name': 'small', 'input_size': 0}: crop_size_px must be >= 16, got 0",
     "arch.widths=5": "arch {'name': 'small', 'widths': 5}: 'int' object is not subscriptable",
@@ -444,6 +447,20 @@ def test_bad_values_in_a_config_file_get_the_same_check(tmp_path, no_training):
                                          r"\(YAML reads 1e-3 as text"):
         main(["--config", str(cfg), "--out", str(tmp_path / "r")])
     assert not no_training and not (tmp_path / "r").exists()
+
+
+def test_a_section_left_empty_in_a_config_file_is_a_clear_error(tmp_path, no_training):
+    """Every entry of a section commented out leaves it null: val_real's was an AttributeError
+    after the renders, augment's a TypeError, and a --set into it a TypeError."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("val_real:\n  # path: elsewhere\n")
+    with pytest.raises(SystemExit, match=r"c.yaml: val_real is empty \(null\)"):
+        main(["--config", str(cfg), "--out", str(tmp_path / "r")])
+    with pytest.raises(SystemExit, match=r"--set 'val_real.limit=3': val_real is None in the config"):
+        main(["--config", str(cfg), "--out", str(tmp_path / "r"), "--set", "val_real.limit=3"])
+    cfg.write_text("data:\n  val_synthetic:\n  synthetic:\n    config:\n")   # these mean off, defaults
+    assert main(["--config", str(cfg), "--out", str(tmp_path / "r")]) == 0
+    assert not (tmp_path / "r").exists() and len(no_training) == 1
 
 
 def test_good_values_pass_the_check(tmp_path, no_training):
