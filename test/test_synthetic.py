@@ -127,8 +127,12 @@ def test_shards_roundtrip_resume_and_mismatch(tmp_path):
     # the Dataset pickles into DataLoader workers
     ds2 = pickle.loads(pickle.dumps(ShardDataset(root)))
     np.testing.assert_array_equal(ds2[1]["image"], ds[1]["image"])
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other settings \(.*cache.json: seed 1, here 2\)"):
         write_shards(root, 5, cfg, seed=2, shard_size=2, progress=False)
+    # the message names what differs, not the seed and shard size that are the same
+    with pytest.raises(ValueError, match=r"cache.json: config.crop_size_px 32, here 48; config.p_left 0.5, here 0.3\)"):
+        write_shards(root, 5, SyntheticConfig(crop_size_px=48, supersample=1, p_left=0.3), seed=1, shard_size=2,
+                     progress=False)
     assert json.loads((root / "cache.json").read_text())["seed"] == 1
     good_meta = (root / "cache.json").read_text()
     (root / "cache.json").write_text(good_meta[: len(good_meta) // 2])    # damaged: named, not a JSON traceback

@@ -838,8 +838,16 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
         old = _read_cache_meta(meta_path, old_text)
         old["config"] = {**LEGACY_CONFIG, **old.get("config", {})}
         if {k: old.get(k) for k in meta} != meta:
+            # what differs: naming the seed and shard size alone, the same in a cache of another
+            # crop size or render setting, sent users looking for a difference that was not there
+            before = {**{k: old.get(k) for k in meta if k != "config"},
+                      **{f"config.{k}": v for k, v in old["config"].items()}}
+            now = {**{k: v for k, v in meta.items() if k != "config"},
+                   **{f"config.{k}": v for k, v in meta["config"].items()}}
+            diff = [f"{k} {before.get(k)!r}, here {now.get(k)!r}" for k in sorted(set(before) | set(now))
+                    if before.get(k) != now.get(k)]
             raise CacheError(f"{out_dir} holds synthetic shards made with other settings ({meta_path}: "
-                             f"seed {old.get('seed')}, shard_size {old.get('shard_size')}); "
+                             f"{'; '.join(diff[:6])}{' ...' if len(diff) > 6 else ''}); "
                              "use another folder or delete it")
         num_total = max(int(num_samples), int(old.get("num_samples", 0)))
     else:
