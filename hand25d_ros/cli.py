@@ -507,7 +507,9 @@ def interrupt_on_termination() -> None:
             signal.signal(signal.SIGCHLD, lambda *_: None)
         raise KeyboardInterrupt(signal.Signals(signum).name)
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
+        # one the process was started ignoring stays ignored: under nohup a closed terminal's
+        # SIGHUP stopped an hours-long training run
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
             signal.signal(sig, interrupt)
 
 

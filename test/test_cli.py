@@ -491,3 +491,20 @@ def test_image_files_take_any_name_and_say_why_not(tmp_path):
             read_image_file(bad)
     with pytest.raises(OSError, match="cannot encode"):
         write_image_file(tmp_path / "x.unknownformat", img)
+
+
+def test_termination_signals_started_ignored_stay_ignored():
+    """nohup starts a command with SIGHUP ignored, so that it outlives its terminal: made an
+    interrupt, a closed terminal stopped an hours-long hand25d-train under nohup."""
+    import signal
+    from hand25d_ros.cli import interrupt_on_termination
+    saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        interrupt_on_termination()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert callable(signal.getsignal(signal.SIGTERM))
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
