@@ -1071,15 +1071,17 @@ def _validate_real(model, path, cfg, bone_ratios, device) -> dict:
             "val_real_pa_mpjpe_mm": rep["summary"]["pa_mpjpe_mm"]}
 
 
-def loader_error_text(exc: BaseException) -> str:
-    """The message of ``exc``. Raised in a DataLoader worker (an extra dataset's image found
-    corrupt mid-run), torch re-raises it with the worker's whole traceback as its message:
-    that is cut back to the original message."""
+def loader_error_text(exc: BaseException) -> str | None:
+    """The original message of ``exc`` where a DataLoader worker raised it (an extra dataset's
+    image found corrupt mid-run, a shard gone), else None. torch re-raises a worker's error
+    as its type with the worker's whole traceback as the message: that is cut back to the
+    traceback's last line, the original message."""
     text = str(exc)
-    qualified = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    module = type(exc).__module__
+    qualified = f"{'' if module == 'builtins' else module + '.'}{type(exc).__qualname__}: "
     if text.startswith(f"Caught {type(exc).__name__} in DataLoader worker") and qualified in text:
         return text.rsplit(qualified, 1)[1].strip()
-    return text
+    return None
 
 
 def main(argv=None) -> int:
@@ -1126,9 +1128,11 @@ def main(argv=None) -> int:
         extras = [build_extra_source(spec) for spec in cfg["data"].get("extra", [])]
         train(cfg, args.out, command, state=state, extras=extras, init=init)
     except (WeightsError, DatasetError, CacheError) as exc:
-        raise SystemExit(f"hand25d-train: {loader_error_text(exc)}") from None
+        raise SystemExit(f"hand25d-train: {loader_error_text(exc) or exc}") from None
     except OSError as exc:      # a read-only or full disk, a file where a folder goes
-        raise SystemExit(f"hand25d-train: {exc.strerror or exc}: {exc.filename or args.out}") from None
+        # one from a loader worker has lost its strerror and filename; its original message has both
+        text = loader_error_text(exc) or f"{exc.strerror or exc}: {exc.filename or args.out}"
+        raise SystemExit(f"hand25d-train: {text}") from None
     except KeyboardInterrupt:
         if (args.out / "last.pt").is_file():
             print(f"hand25d-train: interrupted; the same command resumes from {args.out / 'last.pt'} "

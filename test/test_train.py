@@ -477,28 +477,36 @@ def test_good_values_pass_the_check(tmp_path, no_training):
 
 
 
-def test_an_unreadable_image_mid_run_is_a_one_line_error(tmp_path, monkeypatch):
-    """An extra dataset's image is read by a DataLoader worker, and torch re-raises its
-    DatasetError with the worker's traceback as the message: the run ends with the message."""
+@pytest.mark.parametrize("error, message", [
+    ("DatasetError", "cannot read image /data/rgb/00000007.jpg: corrupt or not an image"),
+    ("OSError", "[Errno 2] No such file or directory: '/cache/shard_00003.npz'")])
+def test_an_unreadable_file_mid_run_is_a_one_line_error(tmp_path, monkeypatch, error, message):
+    """An extra dataset's image or a shard is read by a DataLoader worker, and torch
+    re-raises its error with the worker's traceback as the message (an OSError loses its
+    strerror and filename on the way): the run ends with the original message."""
+    import errno
+
     import torch.utils.data
 
     import hand25d_ros.train as train_mod
     from hand25d_ros.data.public_datasets import DatasetError
 
-    class Corrupt(torch.utils.data.Dataset):
+    class Unreadable(torch.utils.data.Dataset):
         def __len__(self):
             return 1
 
         def __getitem__(self, i):
-            raise DatasetError("cannot read image /data/rgb/00000007.jpg: corrupt or not an image")
+            if error == "OSError":
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/cache/shard_00003.npz")
+            raise DatasetError(message)
 
-    def train(cfg, out, command="", state=None, extras=None):
-        next(iter(torch.utils.data.DataLoader(Corrupt(), num_workers=1)))
+    def train(cfg, out, command="", **kwargs):
+        next(iter(torch.utils.data.DataLoader(Unreadable(), num_workers=1)))
 
     monkeypatch.setattr(train_mod, "train", train)
     with pytest.raises(SystemExit) as exc:
         main(["--out", str(tmp_path / "r")])
-    assert str(exc.value) == "hand25d-train: cannot read image /data/rgb/00000007.jpg: corrupt or not an image"
+    assert str(exc.value) == f"hand25d-train: {message}"
 
 
 def test_real_validation_notice_says_where_or_why_not(tmp_path, monkeypatch):
