@@ -520,9 +520,13 @@ def test_real_validation_notice_says_where_or_why_not(tmp_path, monkeypatch):
     assert real_validation_notice({"val_real": {"path": "snap"}}) == f"real validation: {tmp_path / 'snap'}"
 
 
-def test_ctrl_c_while_rendering_the_cache_says_how_to_go_on_without_worker_tracebacks(tmp_path):
-    """Ctrl-C reaches the whole process group, render workers included; the run has no
-    checkpoint yet, so the message must not point at one."""
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the render workers from /proc")
+@pytest.mark.parametrize("signame, to_group", [("SIGINT", True), ("SIGTERM", False)])
+def test_a_run_stopped_while_rendering_ends_its_render_workers_and_says_how_to_go_on(tmp_path, signame, to_group):
+    """Ctrl-C reaches the whole process group, render workers included (each printed its own
+    traceback); kill, timeout or a cancelled job reach the run alone (it died outright, its
+    workers rendering on as orphans). The run has no checkpoint yet, so the message must not
+    point at one."""
     import os
     import signal
     import subprocess
@@ -542,38 +546,18 @@ def test_ctrl_c_while_rendering_the_cache_says_how_to_go_on_without_worker_trace
     while not (cache / "shard_00001.npz").exists() and proc.poll() is None and time.monotonic() < end:
         time.sleep(0.05)
     assert proc.poll() is None, "the renders ended before they could be interrupted"
-    os.killpg(proc.pid, signal.SIGINT)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert len(workers) == 2
+    if to_group:
+        os.killpg(proc.pid, getattr(signal, signame))
+    else:
+        proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert not (out / "last.pt").exists() and "last.pt" not in err, err
     assert "interrupted before its first checkpoint" in err, err
-
-
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the render workers from /proc")
-def test_sigterm_mid_render_ends_the_render_workers_and_says_how_to_resume(tmp_path):
-    """kill, timeout, a cancelled job: as Ctrl-C, the render pool ends with the run (killed
-    outright, its workers went on rendering as orphans) and the run says how to resume."""
-    import signal
-    import subprocess
-    import sys
-    import time
-    cache = tmp_path / "cache"
-    proc = subprocess.Popen([sys.executable, "-m", "hand25d_ros.train", "--out", str(tmp_path / "run"),
-                             "--set", "arch.name=tiny", "--set", "arch.input_size=64",
-                             "--set", f"data.synthetic.cache_dir={cache}", "--set", "data.synthetic.num_samples=4000",
-                             "--set", "data.synthetic.shard_size=4", "--set", "data.synthetic.render_workers=2",
-                             "--set", "val_real.path=null"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    end = time.monotonic() + 120
-    while not (cache / "shard_00000.npz").exists() and proc.poll() is None and time.monotonic() < end:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be interrupted"
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-    assert len(workers) == 2
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted before its first checkpoint" in err, err[-2000:]
     assert not [w for w in workers if Path(f"/proc/{w}").exists()]
 
 
