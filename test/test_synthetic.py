@@ -351,3 +351,16 @@ def test_skin_hue_is_drawn_from_the_configured_range():
     assert np.array_equal(a, b)
     with pytest.raises(ValueError, match="skin_hue_deg"):
         SyntheticConfig(skin_hue_deg=(30.0, 10.0))
+
+
+def test_a_cache_is_readable_as_the_umask_allows(tmp_path):
+    """A cache shared between users (a lab's render cache): its cache.json was written 0600
+    (mkstemp's), so another user's run could not open the shards beside it."""
+    import os
+    old = os.umask(0o022)
+    try:
+        write_shards(tmp_path / "c", 1, SyntheticConfig(crop_size_px=32, supersample=1), seed=1, progress=False)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "c").iterdir()}
+    assert modes == {"cache.json": 0o644, "shard_00000.npz": 0o644}

@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import signal
-import tempfile
 import threading
 import zipfile
 from dataclasses import asdict, dataclass, fields
@@ -854,10 +853,10 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
         num_total = int(num_samples)
     text = json.dumps(dict(meta, num_samples=num_total), indent=1)
     if text != old_text:
-        # atomic: two training runs sharing a cache read it while the other one starts
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".cache.json.")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        # atomic: two training runs sharing a cache read it while the other one starts. Named by
+        # pid as the shards are, not mkstemp's, whose 0600 kept other users from a shared cache
+        tmp = out_dir / f".cache.json.{os.getpid()}.tmp"
+        tmp.write_text(text)
         os.replace(tmp, meta_path)
     n_shards = (num_samples + shard_size - 1) // shard_size
     jobs = [(str(out_dir), k, k * shard_size, min(shard_size, num_samples - k * shard_size), cfg.to_json(), int(seed))
