@@ -115,6 +115,11 @@ def read_blob(path: Path, fmt: str, version: int, map_location="cpu") -> dict:
     except Exception as exc:
         raise WeightsError(f"cannot read weights file {path}: not a hand25d_ros weights file "
                            f"or corrupt ({_load_failure(exc)})") from None
+    if isinstance(blob, dict) and "format" not in blob and {"model", "opt", "step"} <= blob.keys():
+        # the run folder's other .pt: the likeliest wrong file, and its tag None says nothing
+        raise WeightsError(f"{path} is a training checkpoint (the trainer's last.pt, to resume from), not a "
+                           "weights file: give the one its run writes beside it when it ends (hand25d-train: weights.pt, "
+                           "hand25d-train-detector: detector.pt)")
     if not isinstance(blob, dict) or blob.get("format") != fmt:
         tag = blob.get("format") if isinstance(blob, dict) else None
         raise WeightsError(f"{path} is not a hand25d_ros weights file of kind {fmt!r} (format tag {tag!r})")

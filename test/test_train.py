@@ -30,6 +30,10 @@ def test_smoke_train_resume_and_load(tmp_path):
     assert all(np.isfinite(float(r["loss"])) for r in rows if r["loss"])
     est = HandPoseEstimator(weights=out / "weights.pt", device="cpu")
     assert est.input_size == 64 and est.meta["recipe"]["steps"] == 5
+    # the checkpoint beside it is no weights file: said so, not "format tag None"
+    from hand25d_ros.weights import WeightsError
+    with pytest.raises(WeightsError, match=r"last.pt is a training checkpoint .* weights.pt"):
+        HandPoseEstimator(weights=out / "last.pt", device="cpu")
     assert est.meta["recipe"]["precision"] == "float32"
     assert len(est.meta["bone_ratios"]) == 5
     pose = est.estimate(np.zeros((64, 64, 3), np.uint8), np.array([[80.0, 0, 32], [0, 80, 32], [0, 0, 1]]), roi="image")
