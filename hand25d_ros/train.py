@@ -250,6 +250,14 @@ def check_config(cfg: dict, source: str = "the config") -> None:
             walk(v, default.get(k) if isinstance(default, dict) else None, path + (k,))
 
     walk(cfg, DEFAULT_CONFIG, ())
+    # real_val_snap measures the network and must never be trained on (its licence, and every
+    # real figure would be a training figure): a data.extra folder entry could name it
+    held_out = {Path(p).resolve() for p in ((cfg.get("val_real") or {}).get("path"),
+                                            DEFAULT_CONFIG["val_real"]["path"]) if p}
+    for i, item in enumerate((cfg.get("data") or {}).get("extra") or []):
+        if Path(item["root"]).resolve() in held_out:
+            raise SystemExit(f"{source}: data.extra[{i}].root {item['root']!r} is the real validation set "
+                             f"({Path(item['root']).resolve()}), which is measured on, never trained on")
     data = cfg.get("data", {})
     weights = [data.get("synthetic_weight", 1.0)] + [e.get("weight", 1.0) for e in data.get("extra", [])]
     if sum(weights) <= 0:   # the sampler's probabilities would be 0/0 at the first batch

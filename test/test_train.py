@@ -441,6 +441,18 @@ def test_bad_values_are_a_clear_error_before_anything_runs(tmp_path, no_training
     assert not no_training and not (tmp_path / "r").exists()
 
 
+def test_the_real_validation_set_is_refused_as_training_data(tmp_path, no_training, monkeypatch):
+    """val_real.path's folder (or the default one) given as a data.extra folder: it is for
+    measuring only, so the run stops before anything, naming the entry."""
+    monkeypatch.chdir(tmp_path)
+    for args in (["--set", "data.extra=[{type: folder, root: snap}]", "--set", "val_real.path=snap/"],
+                 ["--set", f"data.extra=[{{type: folder, root: {tmp_path.parent / 'shared/data/real_val_snap'}}}]",
+                  "--set", "val_real.path=null"]):
+        with pytest.raises(SystemExit, match=r"data.extra\[0\].root .* is the real validation set"):
+            main(["--out", str(tmp_path / "r")] + args)
+    assert not no_training and not (tmp_path / "r").exists()
+
+
 def test_bad_values_in_a_config_file_get_the_same_check(tmp_path, no_training):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("train:\n  lr: .nan\n")
