@@ -777,8 +777,14 @@ def _render_shard(args) -> int:
         arr["visible"][r] = s["visible"]
         arr["is_left"][r] = s["is_left"]
     tmp = final.with_name(f".{final.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arr)                  # uncompressed: ShardDataset memory-maps the members
-    os.replace(tmp, final)
+    try:
+        np.savez(tmp, **arr)              # uncompressed: ShardDataset memory-maps the members
+        os.replace(tmp, final)
+    except BaseException:
+        # stopped while writing (Ctrl-C, the pool ended): a later run renders the shard again,
+        # and nothing would ever remove its 16 MB part file from the cache
+        tmp.unlink(missing_ok=True)
+        raise
     return k
 
 
@@ -881,6 +887,12 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
 def _worker_init():
     # one GL context per worker process; llvmpipe's own threads would oversubscribe the cores
     os.environ.setdefault("LP_NUM_THREADS", "1")
+    # Pool.terminate ends workers with SIGTERM: as an exception, a shard being written is removed
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 @contextlib.contextmanager
