@@ -14,7 +14,6 @@ import argparse
 import hashlib
 import json
 import math
-import signal
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import cv2
 import numpy as np
 
 from ._checks import argparse_number
+from ._signals import interrupt_on_termination
 from .crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES
 from .draw import draw_skeleton
 from .image_files import read_photo, write_image_file
@@ -492,25 +492,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:         # what was being written is removed on the way out
         print(f"hand25d: interrupted{'' if args.cmd == 'image' else '; nothing written'}", file=sys.stderr)
         return 130
-
-
-def interrupt_on_termination() -> None:
-    """SIGTERM and SIGHUP (``timeout``, ``kill``, a closed terminal, a cancelled job) end a run
-    as Ctrl-C does, so that its temporary outputs are removed, not left half-written, and the
-    worker processes it started are ended with it (the trainers' render pools)."""
-    def interrupt(signum, frame):
-        # torch's DataLoader watches its workers through SIGCHLD and raises when one dies of a
-        # signal: sent to the whole process group (timeout, systemd), SIGTERM ends them too, and
-        # that RuntimeError replaced this interrupt (hand25d-train: a traceback and exit status 1)
-        # (a Python no-op, not SIG_DFL: one already pending would then be reported as a race)
-        if hasattr(signal, "SIGCHLD"):
-            signal.signal(signal.SIGCHLD, lambda *_: None)
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        # one the process was started ignoring stays ignored: under nohup a closed terminal's
-        # SIGHUP stopped an hours-long training run
-        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, interrupt)
 
 
 if __name__ == "__main__":

@@ -333,7 +333,7 @@ def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
     command = "hand25d-train-detector " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    from .cli import interrupt_on_termination
+    from ._signals import interrupt_on_termination
     from .weights import WeightsError
     interrupt_on_termination()   # as hand25d-train: its render workers end with it
     try:

@@ -1123,7 +1123,7 @@ def main(argv=None) -> int:
     command = "hand25d-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     # killed outright by SIGTERM, the run left its render workers to finish their shards as
     # orphans (tracebacks on a broken pipe) and said nothing of how to resume
-    from .cli import interrupt_on_termination
+    from ._signals import interrupt_on_termination
     interrupt_on_termination()
     from .data.public_datasets import DatasetError
     from .data.synthetic import CacheError
