@@ -19,6 +19,7 @@ import torch
 
 from . import keypoints as kp
 from ._checks import require_extra
+from ._signals import interrupt_on_termination
 from .geometry import ROBUST_BONES
 from .weights import WeightsError, default_weights_path, load_weights
 
@@ -136,6 +137,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"hand25d-export: {exc}") from None
     size = int(loaded.meta.get("input_size", loaded.model.input_size))
     written = []
+    interrupt_on_termination()   # kill or timeout stop it as Ctrl-C does, saying what was written
     try:
         for option, path, export in (("--torchscript", args.torchscript, export_torchscript),
                                      ("--onnx", args.onnx, export_onnx)):

@@ -278,7 +278,10 @@ def test_exports_carry_what_lifting_their_outputs_needs(tmp_path, untrained_weig
         assert meta["bone_ratios"] == weights_meta["bone_ratios"]
         assert meta["robust_bones"] == [list(b) for b in ROBUST_BONES] and meta["scale_bone"] == list(kp.SCALE_BONE)
 
-def test_ctrl_c_during_an_export_leaves_no_part_of_it(tmp_path, untrained_weights):
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_stopped_export_leaves_no_part_of_it(tmp_path, untrained_weights, signame):
+    """Ctrl-C, kill or timeout while the ONNX file is being made (SIGTERM killed it outright,
+    saying nothing of the TorchScript file already written)."""
     import signal
     import subprocess
     import sys
@@ -287,11 +290,12 @@ def test_ctrl_c_during_an_export_leaves_no_part_of_it(tmp_path, untrained_weight
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = proc.stdout.readline()          # the TorchScript is written: the ONNX export is under way
     assert first.startswith("wrote") and first.strip().endswith("m.ts"), first
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and f"interrupted; only {tmp_path / 'm.ts'} was written" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ts"]
+
 
 def test_a_missing_extra_is_named_with_its_pip_command():
     from hand25d_ros._checks import require_extra
@@ -497,7 +501,7 @@ def test_termination_signals_started_ignored_stay_ignored():
     """nohup starts a command with SIGHUP ignored, so that it outlives its terminal: made an
     interrupt, a closed terminal stopped an hours-long hand25d-train under nohup."""
     import signal
-    from hand25d_ros.cli import interrupt_on_termination
+    from hand25d_ros._signals import interrupt_on_termination
     saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)}
     try:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
