@@ -680,6 +680,8 @@ def settings_in_effect(cfg: dict) -> dict:
     c["arch"] = {**net, **ARCHS.get(arch.get("name", "small"), {}), **arch}
     d = c["data"]
     d["augment"] = {**{f.name: f.default for f in dataclasses.fields(AugmentConfig)}, **(d.get("augment") or {})}
+    # an entry's weight only: a split left out meant every STB sequence before entries had one
+    d["extra"] = [{"weight": 1.0, **e} if isinstance(e, dict) else e for e in d.get("extra") or []]
     render = {f.name: f.default for f in dataclasses.fields(SyntheticConfig) if f.name != "crop_size_px"}
     d["synthetic"]["config"] = {**render, **(d["synthetic"].get("config") or {})}
     vs = d.get("val_synthetic")

@@ -602,3 +602,17 @@ def test_sigterm_to_the_process_group_mid_training_is_an_interrupt(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
     assert f"interrupted; the same command resumes from {out / 'last.pt'}" in err
+
+
+def test_a_resume_compares_extra_entries_with_their_default_weight():
+    """An entry written with weight 1.0 and one without are the same setting (the resume was
+    refused as a change); another weight is a change."""
+    from hand25d_ros.train import RESUMABLE_KEYS, _flat, changed_settings, settings_in_effect
+
+    def change(before, now):
+        return changed_settings(_flat(settings_in_effect({"data": {"extra": before}})),
+                                _flat(settings_in_effect({"data": {"extra": now}})), RESUMABLE_KEYS)
+    entry = {"type": "folder", "root": "/data/mine"}
+    assert change([entry], [{**entry, "weight": 1.0}]) is None
+    assert "data.extra" in change([entry], [{**entry, "weight": 0.5}])
+    assert "data.extra" in change([{"type": "stb", "root": "/d"}], [{"type": "stb", "root": "/d", "split": "train"}])
