@@ -103,6 +103,7 @@ def test_freihand_bad_input(tmp_path):
         with pytest.raises(DatasetError, match=match):
             FreiHANDDataset(root, **kw)
 
+    expect(r"evaluation keypoints \(their own download, FreiHAND_pub_v2_eval\) not found", split="evaluation")
     K.write_text("[[broken")
     expect("training_K.json is not valid JSON")
     K.unlink()

@@ -277,7 +277,9 @@ class FreiHANDDataset(HandDataset):
             raise DatasetError(f"FreiHAND split must be 'training' or 'evaluation', got {split!r}")
         self.split = split
         xyz_path, k_path = self.root / f"{split}_xyz.json", self.root / f"{split}_K.json"
-        xyz = _load_json(xyz_path, f"FreiHAND {split} keypoints")
+        # the evaluation annotations were published after the training set, as their own archive
+        xyz = _load_json(xyz_path, f"FreiHAND {split} keypoints"
+                         + (" (their own download, FreiHAND_pub_v2_eval)" if split == "evaluation" else ""))
         Ks = _load_json(k_path, f"FreiHAND {split} intrinsics")
         self.joints_mm = _array(xyz, (None, NK, 3), xyz_path, "keypoints") * 1000.0
         self.K = _array(Ks, (None, 3, 3), k_path, "intrinsics")
