@@ -250,28 +250,27 @@ def check_config(cfg: dict, source: str = "the config") -> None:
             walk(v, default.get(k) if isinstance(default, dict) else None, path + (k,))
 
     walk(cfg, DEFAULT_CONFIG, ())
+    d = cfg.get("data") or {}
     # real_val_snap measures the network and must never be trained on (its licence, and every
     # real figure would be a training figure): a data.extra folder entry could name it
     held_out = {Path(p).resolve() for p in ((cfg.get("val_real") or {}).get("path"),
                                             DEFAULT_CONFIG["val_real"]["path"]) if p}
-    for i, item in enumerate((cfg.get("data") or {}).get("extra") or []):
+    for i, item in enumerate(d.get("extra") or []):
         if Path(item["root"]).resolve() in held_out:
             raise SystemExit(f"{source}: data.extra[{i}].root {item['root']!r} is the real validation set "
                              f"({Path(item['root']).resolve()}), which is measured on, never trained on")
-    data = cfg.get("data", {})
-    weights = [data.get("synthetic_weight", 1.0)] + [e.get("weight", 1.0) for e in data.get("extra", [])]
+    weights = [d.get("synthetic_weight", 1.0)] + [e.get("weight", 1.0) for e in d.get("extra") or []]
     if sum(weights) <= 0:   # the sampler's probabilities would be 0/0 at the first batch
         raise SystemExit(f"{source}: data.synthetic_weight and every data.extra weight are 0: "
                          "nothing to draw training samples from")
     # values too, where a bad one would first fail inside a DataLoader worker after rendering
     try:
-        AugmentConfig(**cfg.get("data", {}).get("augment", {}))
+        AugmentConfig(**d.get("augment", {}))
     except ValueError as exc:
         raise SystemExit(f"{source}: {exc}") from None
     # the renderer's settings too: a bad one was a traceback, for val_synthetic's only after the
     # training renders
     from .data.synthetic import SyntheticConfig
-    d = cfg.get("data") or {}
     for name in ("synthetic", "val_synthetic"):
         render = (d.get(name) or {}).get("config") or {}
         try:
