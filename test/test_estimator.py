@@ -145,6 +145,10 @@ def test_bad_batch_arguments_raise_clear_errors(est):
         est.predict_crops(crops[:0])
     with pytest.raises(TypeError, match="hand_is_left values"):
         est.predict_crops(crops, hand_is_left=["right", None])
+    # a crop of another size runs (the network is fully convolutional) but reads the hand at
+    # the wrong scale: an error, not a silently worse answer
+    with pytest.raises(ValueError, match=f"must be {est.input_size} x {est.input_size}.*got 256 x 256"):
+        est.predict_crops(np.zeros((1, 256, 256, 3), np.uint8))
 
 
 def test_missing_weights_fail_clearly(tmp_path):
