@@ -28,7 +28,9 @@ MIN_DEPTH_M, MAX_DISTANCE_M = 0.05, 10.0
 DEFAULT_CROP_SCALE = 1.3
 
 
-@dataclass
+# eq=False: the generated __eq__ compares the arrays, whose truth value is an error, so
+# `pose in hands` and hands.index(pose) raised ValueError; poses compare by identity
+@dataclass(eq=False)
 class HandPose:
     """One hand's pose in one image.
 

@@ -470,3 +470,12 @@ def test_a_camera_matrix_no_camera_has_warns_and_keeps_the_2d(est):
         warnings.simplefilter("error")
         est.estimate(img, crop_K, roi="image")
         est.estimate(img, K, roi="image")
+
+
+def test_poses_can_be_looked_up_in_lists(est):
+    img = np.random.default_rng(3).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    hands = est.estimate_batch([img, img], [K, K], rois=["image", (10, 10, 100, 100)])
+    # list membership compares each earlier element with ==, which raised on the arrays
+    assert hands[1] in hands and hands.index(hands[1]) == 1
+    hands.remove(hands[1])
+    assert len(hands) == 1
