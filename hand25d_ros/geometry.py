@@ -347,12 +347,17 @@ def undistort_points(uv_px, K, D, distortion_model: str = "plumb_bob") -> np.nda
     uv = check_array(uv_px, "uv_px", (None, 2)).astype(np.float64).reshape(-1, 1, 2)
     K = check_intrinsics(K)
     D = check_distortion(D, distortion_model, "D")
-    if D.size == 0 or not np.any(D):
+    if D.size == 0 or not np.any(D) or len(uv) == 0:
         return uv.reshape(-1, 2).copy()
+    # OpenCV's undistortion reads fx, fy, cx, cy and drops K's skew, so a skewed K came out
+    # shifted (5.6 px at skew 20 with D ~ 0); undistort in normalised coordinates instead,
+    # through the whole K both ways
+    xd = normalize_points(uv.reshape(-1, 2), K).reshape(-1, 1, 2)
+    eye = np.eye(3)
     if distortion_model == "equidistant":
-        out = cv2.fisheye.undistortPoints(uv, K, D, P=K)
+        xn = cv2.fisheye.undistortPoints(xd, eye, D, P=eye)
     else:
         # OpenCV's default is 5 fixed iterations: 1.25 px off at a wide lens' corners (k1 -0.45),
         # 22 mm in 3D for a hand inside the image; iterate to convergence instead
-        out = cv2.undistortPoints(uv, K, D, None, None, K, UNDISTORT_CRITERIA)
-    return out.reshape(-1, 2)
+        xn = cv2.undistortPoints(xd, eye, D, None, None, eye, UNDISTORT_CRITERIA)
+    return xn.reshape(-1, 2) @ K[:2, :2].T + K[:2, 2]
