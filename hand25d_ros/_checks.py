@@ -115,7 +115,11 @@ DISTORTION_SIZES = {"plumb_bob": (0, 4, 5, 8, 12, 14), "rational_polynomial": (0
 
 def check_distortion(D, distortion_model: str, name: str = "D") -> np.ndarray:
     """Distortion coefficients for ``distortion_model`` (a CameraInfo string): a supported
-    model, finite values, a number of them the model has. Returns (N,) float64."""
+    model, finite values, a number of them the model has; an empty model name is
+    plumb_bob, as the node reads CameraInfo (uncalibrated drivers publish "" with an empty D).
+    Returns (N,) float64."""
+    if distortion_model == "":
+        distortion_model = "plumb_bob"
     if distortion_model not in DISTORTION_SIZES:
         raise ValueError(f"unsupported distortion model {distortion_model!r} for {name}; use "
                          f"{', '.join(DISTORTION_SIZES)} (or the rectified image)")

@@ -479,3 +479,17 @@ def test_poses_can_be_looked_up_in_lists(est):
     assert hands[1] in hands and hands.index(hands[1]) == 1
     hands.remove(hands[1])
     assert len(hands) == 1
+
+
+def test_camera_info_with_an_empty_distortion_model(est):
+    """Passed on as CameraInfo has them: an uncalibrated driver's "" and empty D, as the node
+    reads them (plumb_bob), and a D with "" the same as plumb_bob."""
+    img = np.random.default_rng(4).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    plain = est.estimate(img, K, roi="image")
+    empty = est.estimate(img, K, roi="image", D=[], distortion_model="")
+    np.testing.assert_array_equal(empty.keypoints_3d, plain.keypoints_3d)
+    D = [-0.2, 0.05, 0.001, -0.002, 0.0]
+    np.testing.assert_array_equal(est.estimate(img, K, roi="image", D=D, distortion_model="").keypoints_3d,
+                                  est.estimate(img, K, roi="image", D=D).keypoints_3d)
+    est.track(img, K, 0.0, D=[], distortion_model="", rois=[(0, 0, 100, 100)])
+    est.reset_tracking()
