@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._checks import check_array
+
 NUM_KEYPOINTS = 21
 
 KEYPOINT_NAMES: tuple[str, ...] = (
@@ -87,6 +89,8 @@ def bone_lengths(points: np.ndarray) -> np.ndarray:
     Returns:
         (*, 20) bone lengths, in the unit of ``points``, in ``BONES`` order.
     """
+    # a list raised "list indices must be integers or slices, not tuple", 20 keypoints an IndexError
+    points = check_array(points, "points", (Ellipsis, NUM_KEYPOINTS, None), finite=False)
     child = [c for c, _ in BONES]
     parent = [p for _, p in BONES]
     return np.linalg.norm(points[..., child, :] - points[..., parent, :], axis=-1)

@@ -61,3 +61,11 @@ def test_palm_toward_camera_is_a_view_not_a_hand(rendered_hands):
     assert np.isclose(kp.palm_toward_camera(P[0] / 1000.0), c[0])   # any unit
     with pytest.raises(ValueError, match="points_3d"):
         kp.palm_toward_camera(np.zeros((21, 2)))
+
+
+def test_bone_lengths_takes_lists_and_names_a_wrong_shape():
+    P = np.random.default_rng(1).normal(size=(21, 3))
+    np.testing.assert_array_equal(kp.bone_lengths(P.tolist()), kp.bone_lengths(P))
+    assert kp.bone_lengths(np.stack([P, P])).shape == (2, 20)
+    with pytest.raises(ValueError, match=r"points must have shape \(\*, 21, N\), got \(20, 3\)"):
+        kp.bone_lengths(P[:20])
