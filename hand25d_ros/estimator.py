@@ -334,7 +334,11 @@ class HandPoseEstimator:
         self._hand_side = side
 
     def is_hand(self, pose: HandPose) -> bool:
-        """Whether the crop head sees a hand in ``pose``'s crop (always, without a crop head)."""
+        """Whether the crop head sees a hand in ``pose``'s crop (always, without a crop head);
+        False for :meth:`HandPose.not_found`, which has no crop (and no ``hand_prob``, which
+        read as 'no crop head' and made it True)."""
+        if not pose.found:
+            return False
         return pose.hand_prob is None or pose.hand_prob >= self.hand_threshold
 
     @property

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from hand25d_ros import HandPoseEstimator, WeightsError
+from hand25d_ros import HandPose, HandPoseEstimator, WeightsError
 from hand25d_ros import geometry as geo
 
 K = np.array([[500.0, 0, 160], [0, 500, 120], [0, 0, 1]])
@@ -493,3 +493,8 @@ def test_camera_info_with_an_empty_distortion_model(est):
                                   est.estimate(img, K, roi="image", D=D).keypoints_3d)
     est.track(img, K, 0.0, D=[], distortion_model="", rois=[(0, 0, 100, 100)])
     est.reset_tracking()
+
+
+def test_a_frame_without_a_hand_is_no_hand(est):
+    # estimate(roi=None)'s answer for a frame where localisation found nothing
+    assert not est.is_hand(HandPose.not_found())
