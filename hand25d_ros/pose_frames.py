@@ -11,8 +11,10 @@ Palm frame (``palm_frame``), from wrist (0), index MCP (5) and pinky MCP (17):
     y       across the palm, from the index side towards the pinky side: ``pinky - index``
             with its component along x removed
     z       ``x cross y``, the palm normal. For a right hand it points out of the palm
-            (the side the palm faces); for a left hand out of the back of the hand. The
-            estimator does not know which hand it sees, so consumers that care must decide.
+            (the side the palm faces); for a left hand out of the back of the hand
+            (``keypoints.is_left_hand(points)``, the chirality of these points, says which;
+            ``HandPose.is_left`` is that of an estimate's keypoints, but while tracking the
+            track's vote, which one frame's mirror-image reading does not flip).
 
 Joint frames (``hand_frames``), one per keypoint in ``keypoints.KEYPOINT_NAMES`` order:
     x       along the keypoint's bone towards its child: CMC/MCP -> next joint, ..., DIP -> tip.
