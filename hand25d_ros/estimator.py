@@ -322,6 +322,17 @@ class HandPoseEstimator:
         self._next_track_id = 0
         self._tracker_options: dict = {}
 
+    def __getstate__(self) -> dict:
+        # a lock cannot be pickled: copy.deepcopy(est) and passing an estimator to another
+        # process raised "cannot pickle '_thread.lock' object"; a copy gets its own lock
+        state = dict(self.__dict__)
+        del state["_track_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._track_lock = threading.Lock()
+
     @property
     def hand_side(self) -> str:
         """'auto', 'left' or 'right': the hand every crop is taken to be (see the class)."""

@@ -498,3 +498,13 @@ def test_camera_info_with_an_empty_distortion_model(est):
 def test_a_frame_without_a_hand_is_no_hand(est):
     # estimate(roi=None)'s answer for a frame where localisation found nothing
     assert not est.is_hand(HandPose.not_found())
+
+
+def test_an_estimator_can_be_copied_and_pickled(est):
+    import copy
+    import pickle
+    img = np.random.default_rng(8).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    want = est.estimate(img, K, roi="image").keypoints_2d
+    for other in (copy.deepcopy(est), pickle.loads(pickle.dumps(est))):
+        np.testing.assert_array_equal(other.estimate(img, K, roi="image").keypoints_2d, want)
+        assert other._track_lock is not est._track_lock
