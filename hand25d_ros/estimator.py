@@ -463,7 +463,8 @@ class HandPoseEstimator:
         """Estimate the 3D pose of the hand in ``image_rgb``.
 
         Args:
-            image_rgb: (H, W, 3) uint8 RGB.
+            image_rgb: (H, W, 3) uint8 RGB (``cv2.imread`` gives BGR, which reads silently
+                worse: ``cv2.cvtColor(img, cv2.COLOR_BGR2RGB)``).
             K: (3, 3) intrinsics of ``image_rgb``.
             hand_size_m: wrist -> index-MCP length in metres (None: ``DEFAULT_HAND_SIZE_M``).
             roi: (x, y, w, h) box around the hand, whose longer side's square is the crop;
