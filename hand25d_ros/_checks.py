@@ -186,6 +186,22 @@ def warn_implausible_focal_length(K: np.ndarray, width: int, height: int, name: 
                       RuntimeWarning, stacklevel=3)
 
 
+# Wrist -> index-MCP lengths of real hands, a child's to a large adult's (the default is 0.087);
+# the node's hand_size_m parameter takes only these.
+MIN_HAND_SIZE_M, MAX_HAND_SIZE_M = 0.03, 0.2
+
+
+def warn_implausible_hand_size(hand_size_m: float) -> None:
+    """Warn when ``hand_size_m`` (checked positive) is no hand's: a size in millimetres or
+    centimetres lifts every hand beyond the distance a pose is trusted at, so ``valid`` is
+    False on every frame with nothing saying why, and one 10x too small puts valid hands 10x
+    too near. Once per value (the warnings module's default)."""
+    if not MIN_HAND_SIZE_M <= hand_size_m <= MAX_HAND_SIZE_M:
+        warnings.warn(f"hand_size_m={hand_size_m:g} is outside {MIN_HAND_SIZE_M:g}-{MAX_HAND_SIZE_M:g} m, the "
+                      "wrist to index-MCP length of real hands (is it in millimetres or centimetres?): the 3D "
+                      "scales with it, and too far a hand is not valid", RuntimeWarning, stacklevel=3)
+
+
 def require_extra(extra: str, *modules: str) -> None:
     """Raise ModuleNotFoundError naming the pip extra that installs ``modules`` when one is
     missing, before a command starts work that would fail deep inside on its import."""

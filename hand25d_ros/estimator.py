@@ -11,7 +11,7 @@ import torch
 from . import geometry as geo
 from . import keypoints as kp
 from ._checks import (check_box_in_image, check_count, check_distortion, check_image_rgb, check_intrinsics,
-                      check_positive, warn_implausible_focal_length)
+                      check_positive, warn_implausible_focal_length, warn_implausible_hand_size)
 from .crop import (DEFAULT_TTA, FALLBACK_VIEWS_DEG, HAND_SIDES, ROTATE_VIEWS_DEG, TTA_MODES, box_iou, box_to_crop_affine,
                    crop_affine, invert_affine, keypoint_box, scale_box, transform_points, warp_crop,
                    whole_image_box)
@@ -575,6 +575,7 @@ class HandPoseEstimator:
         if len(rois) != len(images_rgb):
             raise ValueError(f"got {len(images_rgb)} images but {len(rois)} rois")
         hand_size_m = kp.DEFAULT_HAND_SIZE_M if hand_size_m is None else check_positive(hand_size_m, "hand_size_m")
+        warn_implausible_hand_size(hand_size_m)
         crops, affines, Kmats, boxes = [], [], [], []
         for image, K, roi in zip(images_rgb, Ks, rois):
             image = check_image_rgb(image)

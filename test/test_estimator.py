@@ -508,3 +508,21 @@ def test_an_estimator_can_be_copied_and_pickled(est):
     for other in (copy.deepcopy(est), pickle.loads(pickle.dumps(est))):
         np.testing.assert_array_equal(other.estimate(img, K, roi="image").keypoints_2d, want)
         assert other._track_lock is not est._track_lock
+
+
+@pytest.mark.parametrize("hand_size_m", [87.0, 8.7, 0.0087])
+def test_a_hand_size_in_the_wrong_unit_warns(est, hand_size_m):
+    """87 (mm) or 8.7 (cm) made every pose not valid with nothing saying why; 0.0087 puts
+    valid hands 10x too near."""
+    img = np.random.default_rng(9).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    with pytest.warns(RuntimeWarning, match=f"hand_size_m={hand_size_m:g} is outside 0.03-0.2 m"):
+        est.estimate(img, K, roi="image", hand_size_m=hand_size_m)
+
+
+def test_a_real_hand_size_does_not_warn(est):
+    import warnings
+    img = np.random.default_rng(9).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for hand_size_m in (None, 0.03, 0.07, 0.2):
+            est.estimate(img, K, roi="image", hand_size_m=hand_size_m)

@@ -82,6 +82,7 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from .. import keypoints as kp
+from .._checks import MAX_HAND_SIZE_M, MIN_HAND_SIZE_M
 from ..crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES, whole_image_box
 from ..messages import FRAME_ID_PATTERN, FRAME_PREFIX_PATTERN, MessageError, NoFrameId, output_frame_id
 from ..pose_frames import hand_frames
@@ -168,7 +169,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "with other busy processes on the cores, more threads made the network 100x slower here",
               low=0, high=256, read_only=True),
     ParamSpec("hand_size_m", kp.DEFAULT_HAND_SIZE_M, "wrist to index-MCP length of the user's hand in metres; "
-              "the absolute depth scales with it", low=0.03, high=0.2),
+              "the absolute depth scales with it", low=MIN_HAND_SIZE_M, high=MAX_HAND_SIZE_M),
     ParamSpec("confidence_threshold", 0.05, "mean keypoint confidence below which the hand counts as absent "
               "(nothing is published, markers are deleted)", low=0.0, high=1.0),
     ParamSpec("localization", "track", "where the hands are: 'track' finds and follows them in the full frame; "
