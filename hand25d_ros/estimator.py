@@ -70,9 +70,11 @@ class HandPose:
     @classmethod
     def not_found(cls, hand_size_m: float = kp.DEFAULT_HAND_SIZE_M) -> "HandPose":
         """The result for a frame without a hand: not valid, zeros everywhere."""
-        z = np.zeros(kp.NUM_KEYPOINTS)
+        # an array each: one shared by confidence and z_rel_norm changed both when a caller
+        # filled one in place
         return cls(keypoints_2d=np.zeros((kp.NUM_KEYPOINTS, 2)), keypoints_3d=np.zeros((kp.NUM_KEYPOINTS, 3)),
-                   confidence=z, valid=False, z_rel_norm=z, roi=(), hand_size_m=hand_size_m, found=False)
+                   confidence=np.zeros(kp.NUM_KEYPOINTS), valid=False, z_rel_norm=np.zeros(kp.NUM_KEYPOINTS),
+                   roi=(), hand_size_m=hand_size_m, found=False)
 
     @property
     def mean_confidence(self) -> float:

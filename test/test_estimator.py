@@ -498,6 +498,10 @@ def test_camera_info_with_an_empty_distortion_model(est):
 def test_a_frame_without_a_hand_is_no_hand(est):
     # estimate(roi=None)'s answer for a frame where localisation found nothing
     assert not est.is_hand(HandPose.not_found())
+    # its arrays are its own: filling one in place left the others as they were
+    pose = HandPose.not_found()
+    pose.confidence[:] = 1.0
+    assert not pose.z_rel_norm.any() and not HandPose.not_found().confidence.any()
 
 
 def test_an_estimator_can_be_copied_and_pickled(est):
