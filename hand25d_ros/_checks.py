@@ -80,7 +80,18 @@ def check_box_in_image(box, width: int, height: int, name: str = "roi") -> tuple
     # the image spans [-0.5, width - 0.5] (pixel centres at whole numbers, crop.py's convention)
     if x + w <= -0.5 or y + h <= -0.5 or x >= width - 0.5 or y >= height - 0.5:
         raise ValueError(f"{name} {[x, y, w, h]} lies wholly outside the {width} x {height} image")
+    # the crop is the square on the longer side, resampled to the network's input: under a pixel
+    # it crops one colour and read as a found hand at the box's corner; a hundred images wide
+    # it ended in a ZeroDivisionError (1e300) or keypoints 500,000 px out (1e6)
+    side_px, most_px = max(w, h), BOX_MAX_IMAGES * max(width, height)
+    if not 1.0 <= side_px <= most_px:
+        raise ValueError(f"{name} {[x, y, w, h]}: its longer side must be 1 to {most_px:g} px "
+                         f"({BOX_MAX_IMAGES} times the {width} x {height} image's), got {side_px:g}")
     return x, y, w, h
+
+
+# how many times an image's longer side a box may span (a hand in it could not be read far sooner)
+BOX_MAX_IMAGES = 100
 
 
 def is_real_number(value) -> bool:

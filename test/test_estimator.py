@@ -120,6 +120,10 @@ IMG = np.zeros((64, 64, 3), np.uint8)
     # the image spans [-0.5, 63.5]: a box from its right edge on is as outside as one ending at its left
     (IMG, K, {"roi": (63.5, 10, 20, 20)}, ValueError, "wholly outside the 64 x 64 image"),
     (IMG, K, {"roi": (-20.5, 10, 20, 20)}, ValueError, "wholly outside the 64 x 64 image"),
+    # a sub-pixel box read as a found hand at its corner; 1e300 px ended in a ZeroDivisionError
+    (IMG, K, {"roi": (10, 10, 1e-300, 1e-300)}, ValueError, r"longer side must be 1 to 6400 px .* got 1e-300"),
+    (IMG, K, {"roi": (0, 0, 1e300, 1e300)}, ValueError, r"longer side must be 1 to 6400 px .* got 1e\+300"),
+    (IMG, K, {"roi": (0, 0, 1e6, 20)}, ValueError, "longer side must be 1 to 6400 px"),
     (IMG, K, {"hand_size_m": True}, TypeError, "hand_size_m must be a number"),
     (IMG, K, {"hand_size_m": [0.08]}, TypeError, "hand_size_m must be a number"),
     (IMG, K, {"roi": "image", "D": "abc"}, TypeError, "D must be distortion coefficients"),
