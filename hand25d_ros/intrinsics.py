@@ -25,18 +25,24 @@ def upright_intrinsics(K, width: int, height: int, orientation: int) -> np.ndarr
     """The camera matrix of a ``width`` x ``height`` sensor image shown upright by its EXIF
     ``orientation`` (1, 3: turned 180, 6: 90 clockwise, 8: 90 anticlockwise), the camera
     turned about its optical axis with it: the 3D is then in the upright image's frame.
-    A mirrored orientation (2, 4, 5, 7) has no camera matrix: ValueError.
+    A mirrored orientation (2, 4, 5, 7) has no camera matrix: ValueError; nor has a skewed K
+    turned by 90 degrees (its skew would fall below the diagonal).
 
     Returns:
         (3, 3) float64.
     """
-    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    K = check_intrinsics(K)
+    fx, fy, cx, cy, skew = K[0, 0], K[1, 1], K[0, 2], K[1, 2], K[0, 1]
     table = {1: (fx, fy, cx, cy), 3: (fx, fy, width - 1 - cx, height - 1 - cy),
              6: (fy, fx, height - 1 - cy, cx), 8: (fy, fx, cy, width - 1 - cx)}
     if orientation not in table:
         raise ValueError(f"EXIF orientation {orientation} mirrors the photo, which no camera matrix describes")
+    if skew and orientation in (6, 8):   # it was dropped, moving every point by up to skew px
+        raise ValueError(f"a camera matrix with skew ({skew:g}) turned by EXIF orientation {orientation} "
+                         "(90 degrees) has none: rotate the photo's pixels or give a calibration without skew")
     fx2, fy2, cx2, cy2 = table[orientation]
-    return np.array([[fx2, 0.0, cx2], [0.0, fy2, cy2], [0.0, 0.0, 1.0]])
+    # a half turn keeps the skew as it is (both axes reversed)
+    return np.array([[fx2, skew if orientation in (1, 3) else 0.0, cx2], [0.0, fy2, cy2], [0.0, 0.0, 1.0]])
 
 
 def K_from_fov(width: int, height: int, hfov_deg: float = 60.0) -> np.ndarray:

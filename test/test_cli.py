@@ -424,6 +424,13 @@ def test_exif_rotated_photos_get_the_calibration_turned_with_them(tmp_path, untr
         np.testing.assert_allclose(geo.project_points(np.array([camera[tag](p) for p in P]), K2), want, atol=1e-9)
     with pytest.raises(ValueError, match="mirrors"):
         upright_intrinsics(K, W, H, 2)
+    # a skewed K (and one given as a list): kept through a half turn, refused through a quarter
+    skewed = K + np.array([[0, 20.0, 0], [0, 0, 0], [0, 0, 0]])
+    K3 = upright_intrinsics(skewed.tolist(), W, H, 3)
+    np.testing.assert_allclose(geo.project_points(np.array([camera[3](p) for p in P]), K3),
+                               [turned[3](u, v) for u, v in geo.project_points(P, skewed)], atol=1e-9)
+    with pytest.raises(ValueError, match="skew"):
+        upright_intrinsics(skewed, W, H, 6)
     calib = tmp_path / "cam.yaml"
     calib.write_text(f"image_width: {W}\nimage_height: {H}\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
                      f"  data: {K.ravel().tolist()}\ndistortion_model: plumb_bob\n"
