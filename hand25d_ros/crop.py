@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ._checks import check_box, check_image_rgb, check_intrinsics
+from ._checks import check_box, check_image_rgb
 
 
 def crop_affine(center_px: np.ndarray, side_px: float, out_size_px: int,
