@@ -723,6 +723,14 @@ def cut_log(path: Path, step: int) -> None:
         os.replace(tmp, path)
 
 
+def cut_snapshots(out_dir: Path, step: int) -> None:
+    """Remove the network states in ``snapshots/`` saved after ``step`` by a run that was stopped:
+    resumed from ``step``, the run saves its own, and one it stops short of was averaged in."""
+    for path in (Path(out_dir) / "snapshots").glob("step_*.pt"):
+        if path.stem[5:].isdigit() and int(path.stem[5:]) > step:
+            path.unlink()
+
+
 def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None,
           extras: list | None = None, init: dict | None = None) -> Path:
     """Run (or resume) training; returns the path of the final weights file. ``state`` is
@@ -807,6 +815,8 @@ def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None
         with open(out_dir / "config.yaml", "w") as f:
             yaml.safe_dump(cfg, f, sort_keys=False)
         cut_log(out_dir / "log.csv", step)
+        if state is not None:
+            cut_snapshots(out_dir, step)
     log_f = open(out_dir / "log.csv", "a", newline="") if is_main else None
     log = csv.writer(log_f) if log_f else None
     if log_f and log_f.tell() == 0:
