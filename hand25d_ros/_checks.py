@@ -236,3 +236,9 @@ def argparse_number(kind, lo=None, hi=None, lo_open=False, hi_open=False, what="
             raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
         return v
     return parse
+
+
+# the argument types the commands share
+POSITIVE_NUMBER = argparse_number(float, 0.0, lo_open=True, what="a positive number")
+WHOLE_AT_LEAST_1 = argparse_number(int, 1, what="a whole number >= 1")
+WHOLE_NON_NEGATIVE = argparse_number(int, 0, what="a whole number >= 0")

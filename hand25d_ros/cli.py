@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ._checks import argparse_number
+from ._checks import POSITIVE_NUMBER, argparse_number
 from ._signals import interrupt_on_termination
 from .crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES
 from .draw import draw_skeleton
@@ -406,7 +406,7 @@ def add_bag_parser(sub, common) -> None:
                    help="hands of a lower mean keypoint confidence are not written (the node's confidence_threshold)")
     p.add_argument("--no-smoothing", action="store_true", help="no One Euro filtering of the 3D keypoints")
     # the node's tracker parameters, so that a live run's settings can be replayed
-    p.add_argument("--smoothing-min-cutoff-hz", type=POSITIVE, default=1.5,
+    p.add_argument("--smoothing-min-cutoff-hz", type=POSITIVE_NUMBER, default=1.5,
                    help="One Euro cut-off at rest (the node's smoothing_min_cutoff_hz)")
     p.add_argument("--smoothing-beta", type=NON_NEGATIVE, default=0.5,
                    help="One Euro speed coefficient, s/m (the node's smoothing_beta)")
@@ -422,7 +422,6 @@ def add_bag_parser(sub, common) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")
 
 
-POSITIVE = argparse_number(float, 0.0, lo_open=True, what="a positive number")
 NON_NEGATIVE = argparse_number(float, 0.0, what="a number >= 0")
 UNIT = argparse_number(float, 0.0, 1.0, what="a number in [0, 1]")
 FOV_DEG = argparse_number(float, 0.0, 180.0, lo_open=True, hi_open=True, what="degrees in (0, 180)")
@@ -450,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "view shows as that hand runs on 8 more views")
     common.add_argument("--calib", type=Path, help="camera calibration YAML (camera_info_manager format)")
     common.add_argument("--hfov-deg", type=FOV_DEG, default=60.0, help="field-of-view guess when no --calib")
-    common.add_argument("--hand-size-m", type=POSITIVE, default=None, help="wrist to index-MCP length, metres")
+    common.add_argument("--hand-size-m", type=POSITIVE_NUMBER, default=None, help="wrist to index-MCP length, metres")
     common.add_argument("--quiet", action="store_true")
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("image", parents=[common], help="images or folders of images")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ._checks import argparse_number
+from ._checks import POSITIVE_NUMBER, WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number
 from .data.composites import background_pool, composite_scene, render_cutouts
 from .detector import STRIDE, HandDetector, HandDetectorNet, detector_loss, load_detector, make_targets, save_detector
 from .train import changed_settings, cut_log
@@ -283,14 +283,6 @@ def train(args, command: str) -> Path:
     return path
 
 
-# Checked as argparse reads them: a bad one otherwise failed with a traceback after the cutout
-# bank had rendered (--checkpoint-every 0, --input-size 100, --workers -1, --lr nan) or, with
-# --val-scenes 0, after the whole training, before detector.pt was written.
-POSITIVE = argparse_number(float, 0.0, lo_open=True, what="a positive number")
-AT_LEAST_1 = argparse_number(int, 1, what="a whole number >= 1")
-NON_NEGATIVE = argparse_number(int, 0, what="a whole number >= 0")
-
-
 def input_size_px(text: str) -> int:
     """A detector input size: a multiple of its output stride (the targets' grid is
     ``input_size / STRIDE`` cells, and the network's output has as many only then)."""
@@ -302,26 +294,29 @@ def input_size_px(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hand25d-train-detector", description=__doc__.split("\n\n")[0])
+    # numbers checked as argparse reads them: a bad one otherwise failed with a traceback after the
+    # cutout bank had rendered (--checkpoint-every 0, --input-size 100, --workers -1, --lr nan) or,
+    # with --val-scenes 0, after the whole training, before detector.pt was written
     ap.add_argument("--out", type=Path, required=True, help="run folder (re-run to resume)")
-    ap.add_argument("--minutes", type=POSITIVE, default=20.0, help="training time budget")
+    ap.add_argument("--minutes", type=POSITIVE_NUMBER, default=20.0, help="training time budget")
     ap.add_argument("--bank", type=Path, default=Path("cache/det_bank.npz"))
     ap.add_argument("--val-bank", type=Path, default=Path("cache/det_bank_val.npz"))
-    ap.add_argument("--cutouts", type=AT_LEAST_1, default=12000)
-    ap.add_argument("--bank-seed", type=NON_NEGATIVE, default=7000)
-    ap.add_argument("--backgrounds", type=NON_NEGATIVE, default=2000,
+    ap.add_argument("--cutouts", type=WHOLE_AT_LEAST_1, default=12000)
+    ap.add_argument("--bank-seed", type=WHOLE_NON_NEGATIVE, default=7000)
+    ap.add_argument("--backgrounds", type=WHOLE_NON_NEGATIVE, default=2000,
                     help="pre-rendered backgrounds the training scenes crop from (0: a new one per scene)")
     ap.add_argument("--input-size", type=input_size_px, default=None,
                     help=f"detector input (px; default {DEFAULT_INPUT_SIZE}, or the --init detector's)")
-    ap.add_argument("--batch-size", type=AT_LEAST_1, default=32)
-    ap.add_argument("--lr", type=POSITIVE, default=2e-3)
-    ap.add_argument("--seed", type=NON_NEGATIVE, default=0)
-    ap.add_argument("--workers", type=NON_NEGATIVE, default=1, help="DataLoader workers composing scenes")
-    ap.add_argument("--render-workers", type=NON_NEGATIVE, default=2)
-    ap.add_argument("--threads", type=NON_NEGATIVE, default=0, help="torch threads (0: default)")
-    ap.add_argument("--checkpoint-every", type=AT_LEAST_1, default=200)
-    ap.add_argument("--val-scenes", type=AT_LEAST_1, default=200, help="held-out scenes per hand count")
-    ap.add_argument("--val-cutouts", type=AT_LEAST_1, default=400, help="held-out cutouts the benchmark scenes use")
-    ap.add_argument("--calibration-scenes", type=AT_LEAST_1, default=300,
+    ap.add_argument("--batch-size", type=WHOLE_AT_LEAST_1, default=32)
+    ap.add_argument("--lr", type=POSITIVE_NUMBER, default=2e-3)
+    ap.add_argument("--seed", type=WHOLE_NON_NEGATIVE, default=0)
+    ap.add_argument("--workers", type=WHOLE_NON_NEGATIVE, default=1, help="DataLoader workers composing scenes")
+    ap.add_argument("--render-workers", type=WHOLE_NON_NEGATIVE, default=2)
+    ap.add_argument("--threads", type=WHOLE_NON_NEGATIVE, default=0, help="torch threads (0: default)")
+    ap.add_argument("--checkpoint-every", type=WHOLE_AT_LEAST_1, default=200)
+    ap.add_argument("--val-scenes", type=WHOLE_AT_LEAST_1, default=200, help="held-out scenes per hand count")
+    ap.add_argument("--val-cutouts", type=WHOLE_AT_LEAST_1, default=400, help="held-out cutouts the benchmark scenes use")
+    ap.add_argument("--calibration-scenes", type=WHOLE_AT_LEAST_1, default=300,
                     help="held-out empty scenes that set the score threshold")
     ap.add_argument("--init", type=Path, default=None,
                     help="detector weights to start from (e.g. the bundled hand_detector.pt); ignored "

@@ -26,7 +26,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from .. import train as tr
-from .._checks import argparse_number
+from .._checks import WHOLE_AT_LEAST_1, argparse_number
 from ..model import build_model_from_arch
 from ..weights import save_weights
 
@@ -82,9 +82,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="weights file to write")
     # at least one: with none, update_bn leaves every batch norm reset (mean 0, variance 1) and
     # the file written held a silently broken network
-    ap.add_argument("--bn-batches", type=argparse_number(int, 1, what="a whole number >= 1"), default=100,
+    ap.add_argument("--bn-batches", type=WHOLE_AT_LEAST_1, default=100,
                     help="training batches for the batch-norm statistics")
-    ap.add_argument("--threads", type=argparse_number(int, 1, what="a whole number >= 1"), default=1)
+    ap.add_argument("--threads", type=WHOLE_AT_LEAST_1, default=1)
     args = ap.parse_args(argv)
     if args.out.is_dir():   # found only when the file is written, after all the work, leaving a .tmp beside it
         raise SystemExit(f"average_snapshots: --out {args.out} is a folder; give the weights file to write")

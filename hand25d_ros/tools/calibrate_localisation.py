@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import argparse_number
+from .._checks import WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number
 from ..data.composites import composite_scene, render_cutouts
 from ..detector import Detection, save_detector
 from ..detector_train import match
@@ -44,17 +44,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="calibrated detector file to write")
     ap.add_argument("--weights", default=None, help="pose weights (default: the bundled ones)")
     # checked as argparse reads them: --empty 0 ended in an IndexError after loading both networks
-    at_least_1 = argparse_number(int, 1, what="a whole number >= 1")
-    ap.add_argument("--empty", type=at_least_1, default=400, help="held-out empty scenes")
-    ap.add_argument("--hands", type=at_least_1, default=200, help="held-out one-hand scenes")
+    ap.add_argument("--empty", type=WHOLE_AT_LEAST_1, default=400, help="held-out empty scenes")
+    ap.add_argument("--hands", type=WHOLE_AT_LEAST_1, default=200, help="held-out one-hand scenes")
     ap.add_argument("--max-false-rate", type=argparse_number(float, 0.0, 1.0, hi_open=True, what="a rate in [0, 1)"),
                     default=0.01)
     ap.add_argument("--floor", type=argparse_number(float, 0.0, 1.0, what="a score in [0, 1]"), default=0.15,
                     help="lowest threshold allowed")
-    ap.add_argument("--seed", type=argparse_number(int, 0, what="a whole number >= 0"), default=9090)
+    ap.add_argument("--seed", type=WHOLE_NON_NEGATIVE, default=9090)
     ap.add_argument("--bank", type=Path, default=Path("cache/det_bank_val.npz"),
                     help="held-out cutout bank (rendered when missing; the detector's validation bank)")
-    ap.add_argument("--bank-size", type=at_least_1, default=400)
+    ap.add_argument("--bank-size", type=WHOLE_AT_LEAST_1, default=400)
     args = ap.parse_args(argv)
     if args.out.is_dir():   # found only when the file is written, after all the work, leaving a .tmp beside it
         raise SystemExit(f"calibrate_localisation: --out {args.out} is a folder; give the detector file to write")

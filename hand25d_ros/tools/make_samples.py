@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .._checks import argparse_number
+from .._checks import WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number
 from ..image_files import write_image_file
 
 
@@ -46,8 +46,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     # checked as argparse reads them: --n -1 "wrote -1 frames" (none), --seed -1 was a traceback
-    ap.add_argument("--n", type=argparse_number(int, 1, what="a whole number >= 1"), default=8)
-    ap.add_argument("--seed", type=argparse_number(int, 0, what="a whole number >= 0"), default=2026)
+    ap.add_argument("--n", type=WHOLE_AT_LEAST_1, default=8)
+    ap.add_argument("--seed", type=WHOLE_NON_NEGATIVE, default=2026)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--test-set", action="store_true",
                     help="the training distribution (all orientations, occluders): a held-out synthetic test set")

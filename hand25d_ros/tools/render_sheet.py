@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .._checks import argparse_number, require_extra
+from .._checks import WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number, require_extra
 from ..cli import IMAGE_EXTS
 from ..image_files import write_image_file
 
@@ -40,15 +40,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="output PNG")
     # checked as argparse reads them: --cols 0 was a ZeroDivisionError, --size 0 and --seed -1
     # tracebacks from the renderer, --tile 0 an OpenCV assertion, a negative --start drew from the end
-    at_least_1 = argparse_number(int, 1, what="a whole number >= 1")
-    non_negative = argparse_number(int, 0, what="a whole number >= 0")
-    ap.add_argument("--n", type=at_least_1, default=36)
-    ap.add_argument("--seed", type=non_negative, default=0)
-    ap.add_argument("--start", type=non_negative, default=0, help="first sample index")
+    ap.add_argument("--n", type=WHOLE_AT_LEAST_1, default=36)
+    ap.add_argument("--seed", type=WHOLE_NON_NEGATIVE, default=0)
+    ap.add_argument("--start", type=WHOLE_NON_NEGATIVE, default=0, help="first sample index")
     ap.add_argument("--size", type=argparse_number(int, 16, what="a crop size >= 16 px"), default=128,
                     help="crop size to render (px)")
-    ap.add_argument("--tile", type=at_least_1, default=192, help="tile size in the sheet (px)")
-    ap.add_argument("--cols", type=at_least_1, default=6)
+    ap.add_argument("--tile", type=WHOLE_AT_LEAST_1, default=192, help="tile size in the sheet (px)")
+    ap.add_argument("--cols", type=WHOLE_AT_LEAST_1, default=6)
     ap.add_argument("--cache", type=Path, help="draw from a shard folder (write_shards) instead of rendering")
     args = ap.parse_args(argv)
     if args.out.is_dir() or args.out.suffix.lower() not in IMAGE_EXTS:
