@@ -541,6 +541,24 @@ def test_real_validation_notice_says_where_or_why_not(tmp_path, monkeypatch):
     assert real_validation_notice({"val_real": {"path": "snap"}}) == f"real validation: {tmp_path / 'snap'}"
 
 
+def _train_until(tmp_path, settings, path):
+    """A hand25d-train process in its own process group with these --set items, once ``path``
+    exists (asserted still running then)."""
+    import subprocess
+    import sys
+    import time
+    args = [sys.executable, "-m", "hand25d_ros.train", "--out", str(tmp_path / "run")]
+    for item in settings:
+        args += ["--set", item]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    end = time.monotonic() + 120
+    while not path.exists() and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()[1]}"
+    return proc
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the render workers from /proc")
 @pytest.mark.parametrize("signame, to_group", [("SIGINT", True), ("SIGTERM", False)])
 def test_a_run_stopped_while_rendering_ends_its_render_workers_and_says_how_to_go_on(tmp_path, signame, to_group):
@@ -550,23 +568,13 @@ def test_a_run_stopped_while_rendering_ends_its_render_workers_and_says_how_to_g
     point at one."""
     import os
     import signal
-    import subprocess
-    import sys
-    import time
     out, cache = tmp_path / "run", tmp_path / "cache"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hand25d_ros.train", "--out", str(out),
-         "--set", "arch.name=tiny", "--set", "arch.input_size=64",
-         "--set", f"data.synthetic.cache_dir={cache}",
-         "--set", "data.synthetic.num_samples=4000", "--set", "data.synthetic.shard_size=4",
-         "--set", "data.synthetic.render_workers=2",
-         "--set", f"data.val_synthetic.cache_dir={tmp_path / 'cache_val'}",
-         "--set", "data.val_synthetic.num_samples=4", "--set", "val_real.path=null"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
-    end = time.monotonic() + 120
-    while not (cache / "shard_00001.npz").exists() and proc.poll() is None and time.monotonic() < end:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the renders ended before they could be interrupted"
+    proc = _train_until(tmp_path, ["arch.name=tiny", "arch.input_size=64", f"data.synthetic.cache_dir={cache}",
+                                   "data.synthetic.num_samples=4000", "data.synthetic.shard_size=4",
+                                   "data.synthetic.render_workers=2",
+                                   f"data.val_synthetic.cache_dir={tmp_path / 'cache_val'}",
+                                   "data.val_synthetic.num_samples=4", "val_real.path=null"],
+                        cache / "shard_00001.npz")
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
     workers = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
     assert len(workers) == 2
@@ -588,21 +596,12 @@ def test_sigterm_to_the_process_group_mid_training_is_an_interrupt(tmp_path):
     interrupt (a traceback and exit status 1), where the run should stop as on Ctrl-C."""
     import os
     import signal
-    import subprocess
-    import sys
-    import time
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "hand25d_ros.train", "--out", str(out),
-                             "--set", f"data.synthetic.cache_dir={tmp_path / 'cache'}",
-                             "--set", "data.synthetic.num_samples=8", "--set", "data.synthetic.render_workers=1",
-                             "--set", "data.val_synthetic.num_samples=0", "--set", "train.batch_size=8",
-                             "--set", "train.num_workers=1", "--set", "train.checkpoint_every=2",
-                             "--set", "train.max_steps=100000", "--set", "val_real.path=null"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    end = time.monotonic() + 120
-    while not (out / "last.pt").exists() and proc.poll() is None and time.monotonic() < end:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc = _train_until(tmp_path, [f"data.synthetic.cache_dir={tmp_path / 'cache'}", "data.synthetic.num_samples=8",
+                                   "data.synthetic.render_workers=1", "data.val_synthetic.num_samples=0",
+                                   "train.batch_size=8", "train.num_workers=1", "train.checkpoint_every=2",
+                                   "train.max_steps=100000", "val_real.path=null"],
+                        out / "last.pt")
     os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
