@@ -176,6 +176,25 @@ def config_value_error(key: str, value, default) -> str | None:
     return f"must be {what}, got {got}{hint}"
 
 
+def _check_extra_options(item: dict, where: str) -> None:
+    # an unknown option would be a TypeError from the loader's constructor; its values the
+    # loader checks when it opens, which is before the renders too
+    import difflib
+    options = item.get("options", {})
+    if not isinstance(options, dict):
+        raise SystemExit(f"{where}.options must be a mapping of the {item['type']} loader's arguments, "
+                         f"got {options!r}")
+    valid = extra_source_options(item["type"])
+    for key in options:
+        if key not in valid:
+            near = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            takes = f"it takes {', '.join(valid)}" if valid else "it takes none"
+            raise SystemExit(f"{where}.options: a {item['type']!r} dataset has no option {key!r}{hint}; {takes}")
+    if item["type"] == "stb" and "sequences" in options and "split" in item:
+        raise SystemExit(f"{where}: give STB's split or options.sequences, not both")
+
+
 def _exponent_text(value) -> bool:
     # YAML 1.1 takes 1e-3 for a string, a surprise worth naming in the error
     return isinstance(value, str) and bool(_EXPONENT_NUMBER.fullmatch(value.strip()))
@@ -222,6 +241,7 @@ def check_config(cfg: dict, source: str = "the config") -> None:
                 if "split" in item and item["type"] not in EXTRA_DEFAULT_SPLIT:
                     raise SystemExit(f"{source}: data.extra[{i}] is a {item['type']!r} dataset, which has "
                                      f"no split (got split {item['split']!r})")
+                _check_extra_options(item, f"{source}: data.extra[{i}]")
             return
         if not isinstance(node, dict):
             if node is None and isinstance(default, dict) and dotted(path) not in NULLABLE_SECTIONS:
@@ -431,12 +451,22 @@ def training_renders(cfg: dict, crop: int, workers: int | None = None):
 EXTRA_SOURCE_TYPES: dict[str, str] = {"freihand": "FreiHANDDataset", "rhd": "RHDDataset",
                                       "stb": "STBDataset", "folder": "AnnotatedFolderDataset"}
 # the type each entry's value must have (weight: how often it is drawn beside the renders;
-# split: the loader's, where it has one)
-_EXTRA_SOURCE_DEFAULT = {"type": "", "root": "", "weight": 1.0, "split": ""}
+# split: the loader's, where it has one; options: the loader's other arguments)
+_EXTRA_SOURCE_DEFAULT = {"type": "", "root": "", "weight": 1.0, "split": "", "options": {}}
 # Each dataset's training split unless the entry names one. The loaders' own defaults
 # already are that for FreiHAND and RHD; STB's is every sequence, which would train on
 # B1, the sequences the benchmark tests on.
 EXTRA_DEFAULT_SPLIT = {"freihand": "training", "rhd": "training", "stb": "train"}
+
+
+def extra_source_options(kind: str) -> list[str]:
+    """The loader arguments a ``data.extra`` entry of dataset type ``kind`` may set in its
+    ``options`` (root and split have their own keys)."""
+    import inspect
+
+    from .data import public_datasets as pd
+    params = inspect.signature(getattr(pd, EXTRA_SOURCE_TYPES[kind]).__init__).parameters
+    return [name for name in params if name not in ("self", "root", "split")]
 
 
 def build_extra_source(spec: dict):
@@ -444,9 +474,11 @@ def build_extra_source(spec: dict):
     kind, root = spec["type"], spec["root"]
     if kind not in EXTRA_SOURCE_TYPES:
         raise SystemExit(f"unknown dataset type {kind!r}; choose one of {sorted(EXTRA_SOURCE_TYPES)}")
-    if kind not in EXTRA_DEFAULT_SPLIT:
-        return getattr(pd, EXTRA_SOURCE_TYPES[kind])(root)
-    return getattr(pd, EXTRA_SOURCE_TYPES[kind])(root, split=spec.get("split", EXTRA_DEFAULT_SPLIT[kind]))
+    options = dict(spec.get("options") or {})
+    if kind in EXTRA_DEFAULT_SPLIT and not (kind == "stb" and "sequences" in options):
+        # STB's sequences name the split themselves
+        options["split"] = spec.get("split", EXTRA_DEFAULT_SPLIT[kind])
+    return getattr(pd, EXTRA_SOURCE_TYPES[kind])(root, **options)
 
 
 class CropSource(Dataset):
@@ -679,8 +711,9 @@ def settings_in_effect(cfg: dict) -> dict:
     c["arch"] = {**net, **ARCHS.get(arch.get("name", "small"), {}), **arch}
     d = c["data"]
     d["augment"] = {**{f.name: f.default for f in dataclasses.fields(AugmentConfig)}, **(d.get("augment") or {})}
-    # an entry's weight only: a split left out meant every STB sequence before entries had one
-    d["extra"] = [{"weight": 1.0, **e} if isinstance(e, dict) else e for e in d.get("extra") or []]
+    # an entry's weight and options only: a split left out meant every STB sequence before
+    # entries had one
+    d["extra"] = [{"weight": 1.0, "options": {}, **e} if isinstance(e, dict) else e for e in d.get("extra") or []]
     render = {f.name: f.default for f in dataclasses.fields(SyntheticConfig) if f.name != "crop_size_px"}
     d["synthetic"]["config"] = {**render, **(d["synthetic"].get("config") or {})}
     vs = d.get("val_synthetic")

@@ -416,6 +416,45 @@ def test_training_config_opens_the_training_split_unless_told(tmp_path):
     assert build_extra_source({"type": "rhd", "root": str(tmp_path / "rhd"), "split": "evaluation"}).split == "evaluation"
 
 
+def test_training_config_passes_loader_options(tmp_path):
+    """data.extra's options reach the loader: FreiHAND's image versions, RHD's hand, STB's
+    sequences (which then name the split) and its wrist factor; a bad value is the loader's
+    clear error, raised when the entry opens, before any rendering."""
+    from hand25d_ros.train import build_extra_source
+    write_freihand(tmp_path / "frei", n=2)
+    frei = {"type": "freihand", "root": str(tmp_path / "frei")}
+    assert len(build_extra_source(frei)) == 8
+    assert len(build_extra_source({**frei, "options": {"versions": [0]}})) == 2
+    write_rhd(tmp_path / "rhd")
+    rhd = {"type": "rhd", "root": str(tmp_path / "rhd")}
+    assert len(build_extra_source(rhd)) == 2 and len(build_extra_source({**rhd, "options": {"hand": "both"}})) == 3
+    assert len(build_extra_source({**rhd, "options": {"min_visible": 0}})) == 3
+    root = tmp_path / "stb"
+    write_stb(root, seqs=STB_TEST_SEQUENCES + STB_TRAIN_SEQUENCES, frames=1)
+    one = build_extra_source({"type": "stb", "root": str(root), "options": {"sequences": ["B1Counting"]}})
+    assert one.sequences == ("B1Counting",) and len(one) == 1
+    far = build_extra_source({"type": "stb", "root": str(root), "options": {"sequences": "B1Counting",
+                                                                              "palm_to_wrist": 3.0}})
+    np.testing.assert_raises(AssertionError, np.testing.assert_allclose,
+                             far[0]["joints_3d_mm"][0], one[0]["joints_3d_mm"][0])
+    for options, message in [({"versions": [4]}, r"FreiHAND training versions must be distinct values in"),
+                             ({"versions": "all"}, "FreiHAND versions must be whole numbers")]:
+        with pytest.raises(DatasetError, match=message):
+            build_extra_source({**frei, "options": options})
+    for options, message in [({"min_visible": "3"}, "RHD min_visible must be a whole number"),
+                             ({"min_visible": 22}, "RHD min_visible must be a whole number"),
+                             ({"hand": "thumb"}, "RHD hand must be one of")]:
+        with pytest.raises(DatasetError, match=message):
+            build_extra_source({**rhd, "options": options})
+    stb = {"type": "stb", "root": str(root)}
+    for options, message in [({"sequences": 5}, "STB sequences must be sequence names"),
+                             ({"sequences": ["B1Counting", 2]}, "STB sequences must be sequence names"),
+                             ({"palm_to_wrist": "2"}, "palm_to_wrist must be a positive finite factor"),
+                             ({"depth_to_color": "no"}, "STB depth_to_color must be true or false")]:
+        with pytest.raises(DatasetError, match=message):
+            build_extra_source({**stb, "options": options})
+
+
 # ============================================================================ own format
 
 def write_folder(root, n_full=2):

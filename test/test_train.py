@@ -411,6 +411,15 @@ BAD_VALUES = {
     "data.extra=[{type: stb, root: x, split: 1}]": "data.extra[0].split must be a string, got 1",
     "data.extra=[{type: folder, root: x, split: train}]":
         "data.extra[0] is a 'folder' dataset, which has no split (got split 'train')",
+    "data.extra=[{type: rhd, root: x, options: {hands: both}}]":
+        "data.extra[0].options: a 'rhd' dataset has no option 'hands' (did you mean 'hand'?); "
+        "it takes hand, min_visible",
+    "data.extra=[{type: folder, root: x, options: {versions: [0]}}]":
+        "data.extra[0].options: a 'folder' dataset has no option 'versions'; it takes none",
+    "data.extra=[{type: freihand, root: x, options: [0]}]":
+        "data.extra[0].options must be a mapping of the freihand loader's arguments, got [0]",
+    "data.extra=[{type: stb, root: x, split: test, options: {sequences: [B1Counting]}}]":
+        "data.extra[0]: give STB's split or options.sequences, not both",
     "arch.name=7": "arch.name must be a string, got 7",
     "data.val_synthetic.config.p_left=2": "data.val_synthetic.config {'p_left': 2}: p_left is a probability, got 2",
     "val_real=null": "val_real is empty (null): give its entries, or leave it out for its defaults "
@@ -620,3 +629,7 @@ def test_a_resume_compares_extra_entries_with_their_default_weight():
     assert change([entry], [{**entry, "weight": 1.0}]) is None
     assert "data.extra" in change([entry], [{**entry, "weight": 0.5}])
     assert "data.extra" in change([{"type": "stb", "root": "/d"}], [{"type": "stb", "root": "/d", "split": "train"}])
+    # no options are the loader's defaults; other options are other data
+    assert change([entry], [{**entry, "options": {}}]) is None
+    rhd = {"type": "rhd", "root": "/d"}
+    assert "data.extra" in change([rhd], [{**rhd, "options": {"hand": "both"}}])

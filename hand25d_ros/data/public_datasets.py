@@ -35,6 +35,7 @@ Source conventions converted here (``X_TO_OURS[k]`` is the source index of our k
 from __future__ import annotations
 
 import json
+import numbers
 import operator
 import os
 import pickle
@@ -358,6 +359,9 @@ class RHDDataset(HandDataset):
             raise DatasetError(f"RHD split must be 'training' or 'evaluation', got {split!r}")
         if hand not in self.HANDS:
             raise DatasetError(f"RHD hand must be one of {self.HANDS}, got {hand!r}")
+        if isinstance(min_visible, bool) or not isinstance(min_visible, numbers.Integral) \
+                or not 0 <= min_visible <= NK:
+            raise DatasetError(f"RHD min_visible must be a whole number of keypoints in 0..{NK}, got {min_visible!r}")
         self.split, self.hand = split, hand
         base = _require_dir(self.root / split, f"RHD {split}")
         path = base / f"anno_{split}.pickle"
@@ -518,10 +522,15 @@ class STBDataset(HandDataset):
                 raise DatasetError(f"no <sequence>_SK.mat label files in {labels}")
         if isinstance(sequences, str):
             sequences = (sequences,)
+        if not isinstance(sequences, (list, tuple)) or not all(isinstance(q, str) for q in sequences):
+            raise DatasetError(f"STB sequences must be sequence names such as 'B1Counting', got {sequences!r}")
+        if not isinstance(depth_to_color, bool):
+            raise DatasetError(f"STB depth_to_color must be true or false, got {depth_to_color!r}")
         self.sequences = tuple(sequences)
         if not self.sequences:
             raise DatasetError("no STB sequences given (sequences=[]); None takes every *_SK.mat")
-        if not (np.isfinite(palm_to_wrist) and palm_to_wrist > 0):
+        if isinstance(palm_to_wrist, bool) or not isinstance(palm_to_wrist, numbers.Real) \
+                or not (np.isfinite(palm_to_wrist) and palm_to_wrist > 0):
             raise DatasetError(f"STB palm_to_wrist must be a positive finite factor, got {palm_to_wrist}")
         R = Rotation.from_rotvec(STB_SK_ROTVEC).as_matrix()
 
