@@ -258,7 +258,8 @@ def test_rhd_bad_input(tmp_path):
     path.unlink()
     expect("RHD annotation file .* not found: .*anno_training.pickle")
     path.write_bytes(good)
-    expect("no frame has a qualifying hand", min_visible=22)
+    expect("no frame has a qualifying hand", hand="left", min_visible=20)   # frame 1's left: 19
+    expect(r"min_visible must be a whole number of keypoints in 0..21, got 22", min_visible=22)
     ds = RHDDataset(tmp_path, hand="mask")
     (tmp_path / "training" / "mask" / "00001.png").unlink()
     with pytest.raises(DatasetError, match="cannot read mask .*00001.png: file not found"):
