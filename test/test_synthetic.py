@@ -401,3 +401,17 @@ def test_a_shard_stopped_while_written_leaves_no_part_file(tmp_path, monkeypatch
     # the render workers turn the pool's SIGTERM into that exception
     with synthetic.render_pool(1) as pool:
         assert pool.apply(signal.getsignal, (signal.SIGTERM,)) is synthetic._exit_on_sigterm
+
+
+def test_a_smaller_run_keeps_the_longer_last_shard_of_a_larger_one(tmp_path):
+    """A run asking for fewer samples than a shared cache holds re-rendered its last shard
+    shorter: minutes of rendering lost per switch, and a run of the larger size reading the
+    cache at the time lost samples under its DataLoader workers (maps reopen lazily)."""
+    cfg = SyntheticConfig(crop_size_px=32, supersample=1)
+    root = tmp_path / "c"
+    write_shards(root, 6, cfg, seed=1, shard_size=4, progress=False)
+    before = (root / "shard_00001.npz").stat().st_mtime_ns
+    small = ShardDataset(write_shards(root, 5, cfg, seed=1, shard_size=4, progress=False), num_samples=5)
+    assert (root / "shard_00001.npz").stat().st_mtime_ns == before
+    assert len(small) == 5 and len(ShardDataset(root)) == 6
+    np.testing.assert_array_equal(small[4]["image"], SyntheticHandGenerator(cfg, 1).sample(4)["image"])

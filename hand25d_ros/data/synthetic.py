@@ -789,6 +789,9 @@ def _render_shard(args) -> int:
 
 
 def _shard_complete(path: Path, count: int) -> bool:
+    """Whether ``path`` holds at least the ``count`` samples a run needs. More is complete: a
+    cache's last shard is longer where a larger run extended it, and a smaller run rendering
+    it again shorter would take samples from the larger run's readers."""
     if not path.is_file():
         return False
     try:
@@ -796,7 +799,7 @@ def _shard_complete(path: Path, count: int) -> bool:
             names = set(z.namelist())
             if not all(f"{a}.npy" in names for a in SHARD_ARRAYS):
                 return False
-        return len(_open_npz_mmap(path)["is_left"]) == count
+        return len(_open_npz_mmap(path)["is_left"]) >= count
     except Exception:  # noqa: BLE001 - a torn or foreign file is redone
         return False
 
