@@ -415,3 +415,25 @@ def test_a_smaller_run_keeps_the_longer_last_shard_of_a_larger_one(tmp_path):
     assert (root / "shard_00001.npz").stat().st_mtime_ns == before
     assert len(small) == 5 and len(ShardDataset(root)) == 6
     np.testing.assert_array_equal(small[4]["image"], SyntheticHandGenerator(cfg, 1).sample(4)["image"])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad member"])
+def test_a_damaged_shard_is_named_not_skipped(tmp_path, damage):
+    """A shard damaged after it was written (a full disk, a copy cut short) made the Dataset
+    serve the shards before it alone: 2 of the 6 samples asked for, no word of it."""
+    from hand25d_ros.data.synthetic import CacheError
+    cfg = SyntheticConfig(crop_size_px=32, supersample=1)
+    root = tmp_path / "c"
+    write_shards(root, 6, cfg, seed=1, shard_size=2, progress=False)
+    shard = root / "shard_00001.npz"
+    data = shard.read_bytes()
+    if damage == "truncated":
+        shard.write_bytes(data[: len(data) // 2])
+    else:
+        i = data.find(b"\x93NUMPY")
+        shard.write_bytes(data[:i] + b"XXXXXX" + data[i + 6:])
+    with pytest.raises(CacheError, match=r"shard_00001.npz is damaged \(.*\); write_shards") as exc:
+        ShardDataset(root, num_samples=6)
+    assert "\n" not in str(exc.value)
+    # and write_shards renders it again
+    assert len(ShardDataset(write_shards(root, 6, cfg, seed=1, shard_size=2, progress=False), 6)) == 6

@@ -943,6 +943,21 @@ def _open_npz_mmap(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _open_shard(path: Path) -> dict[str, np.ndarray]:
+    """The memory-mapped arrays of one shard, or a CacheError naming it. Shards appear only
+    whole (renamed into place), so one that does not open was damaged afterwards; skipping
+    it served the shards before it alone, a run silently training on part of its data."""
+    try:
+        arrays = _open_npz_mmap(path)
+        missing = [a for a in SHARD_ARRAYS if a not in arrays]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}")
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise CacheError(f"{path} is damaged ({type(exc).__name__}: {exc}); write_shards (hand25d-train "
+                         "on this cache) renders it again") from None
+    return arrays
+
+
 class ShardDataset:
     """The samples of a shard folder (``torch.utils.data.Dataset`` protocol), memory-mapped.
 
@@ -967,9 +982,9 @@ class ShardDataset:
         self.shards, self.counts = [], []
         for p in shards:
             k = int(p.stem.split("_")[1])
-            if k != len(self.shards) or not zipfile.is_zipfile(p):
+            if k != len(self.shards):
                 break                               # only the complete prefix of shards is used
-            n = len(_open_npz_mmap(p)["is_left"])
+            n = len(_open_shard(p)["is_left"])
             self.shards.append(p)
             self.counts.append(n)
             if n != shard_size or (num_samples is not None and sum(self.counts) >= num_samples):
@@ -991,7 +1006,7 @@ class ShardDataset:
 
     def _shard(self, j: int) -> dict:
         if j not in self._maps:
-            self._maps[j] = _open_npz_mmap(self.shards[j])
+            self._maps[j] = _open_shard(self.shards[j])
         return self._maps[j]
 
     def __getitem__(self, i: int) -> dict:
