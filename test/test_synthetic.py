@@ -493,3 +493,19 @@ def test_a_keypoint_behind_another_finger_is_not_visible():
     assert n_in_crop > 700
     assert covered <= 0.005 * n_in_crop, (covered, n_in_crop)
     assert clear_but_hidden <= 0.005 * n_in_crop, (clear_but_hidden, n_in_crop)
+
+
+def test_make_samples_and_render_sheet_say_in_one_line_where_they_cannot_write(tmp_path):
+    """A file where the output folder goes was a FileExistsError / NotADirectoryError
+    traceback, render-sheet's only after all its renders."""
+    from hand25d_ros.tools.make_samples import main as samples_main
+    from hand25d_ros.tools.render_sheet import main as sheet_main
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep me")
+    for out in (blocker, blocker / "sub"):
+        with pytest.raises(SystemExit, match=r"^make_samples: cannot write to .*a_file") as exc:
+            samples_main(["--out", str(out), "--n", "1", "--size", "16"])
+        assert "\n" not in str(exc.value.code)
+    with pytest.raises(SystemExit, match=r"^hand25d-render-sheet: cannot write .*a_file/s.png: File exists: .*a_file$"):
+        sheet_main(["--out", str(blocker / "s.png"), "--n", "100000", "--size", "16"])
+    assert blocker.read_text() == "keep me"

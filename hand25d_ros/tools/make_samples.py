@@ -86,6 +86,17 @@ def main(argv=None) -> int:
     except ValueError as e:
         raise SystemExit(f"make_samples: {e}")
     gen = SyntheticHandGenerator(cfg, args.seed)
+    try:
+        _write(args, cfg, gen, frame_size, backgrounds)
+    except OSError as exc:      # a file where the folder goes, no permission, a full disk
+        raise SystemExit(f"make_samples: cannot write to {args.out}: {exc.strerror or exc}: "
+                         f"{exc.filename or args.out}") from None
+    print(f"wrote {args.n} frames to {args.out}")
+    return 0
+
+
+def _write(args, cfg, gen, frame_size, backgrounds) -> None:
+    """The frames and annotations.json; OSError where the folder cannot take them."""
     args.out.mkdir(parents=True, exist_ok=True)
     frames = []
     for i in range(args.n):
@@ -105,8 +116,6 @@ def main(argv=None) -> int:
                                                                      + (", legacy look" if args.legacy_look
                                                                         else ""),
                                                            "samples": frames}, indent=1))
-    print(f"wrote {args.n} frames to {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

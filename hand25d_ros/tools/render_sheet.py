@@ -51,6 +51,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.out.is_dir() or args.out.suffix.lower() not in IMAGE_EXTS:
         ap.error(f"--out {args.out}: give an image file to write ({', '.join(sorted(IMAGE_EXTS))})")
+    # before the renders: a file where a folder goes was a traceback after them
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"hand25d-render-sheet: cannot write {args.out}: {exc.strerror}: {exc.filename}") from None
     if args.cache:
         from ..data.synthetic import ShardDataset
         try:
@@ -69,7 +74,6 @@ def main(argv=None) -> int:
     if not samples:
         raise SystemExit("no samples to draw")
     sheet = contact_sheet(samples, tile_px=args.tile, cols=args.cols)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         write_image_file(args.out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
     except OSError as exc:
