@@ -509,3 +509,13 @@ def test_make_samples_and_render_sheet_say_in_one_line_where_they_cannot_write(t
     with pytest.raises(SystemExit, match=r"^hand25d-render-sheet: cannot write .*a_file/s.png: File exists: .*a_file$"):
         sheet_main(["--out", str(blocker / "s.png"), "--n", "100000", "--size", "16"])
     assert blocker.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("name, value", [("image_size_px", (-640, 480)), ("image_size_px", (0, 480)),
+                                         ("image_size_px", (640.5, 480)), ("hfov_deg", (200.0, 300.0))])
+def test_a_camera_that_cannot_see_the_hand_is_refused(name, value):
+    """image_size_px (-640, 480) rendered all-black crops with no keypoint visible (a cache
+    of them trained on nothing), (0, 480) was a LinAlgError; an hfov past 180 degrees puts
+    every hand behind the camera."""
+    with pytest.raises(ValueError, match=name):
+        SyntheticConfig(**{name: value})

@@ -135,10 +135,17 @@ class SyntheticConfig:
             raise ValueError(f"crop_size_px must be >= 16, got {self.crop_size_px}")
         if int(self.supersample) < 1:
             raise ValueError(f"supersample must be >= 1, got {self.supersample}")
-        for name in ("hfov_deg", "distance_m", "crop_scale", "image_size_px"):
+        for name in ("hfov_deg", "distance_m", "crop_scale"):
             v = getattr(self, name)
-            if len(v) != 2 or not (0 < v[0] <= v[1] or name == "image_size_px"):
+            if len(v) != 2 or not 0 < v[0] <= v[1]:
                 raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {v}")
+        # past 180 degrees the focal length turns negative: every hand lands behind the camera
+        if not self.hfov_deg[1] < 180.0:
+            raise ValueError(f"hfov_deg must be below 180 degrees, got {self.hfov_deg}")
+        # a negative width rendered all-black crops with no keypoint visible, 0 a LinAlgError
+        v = self.image_size_px
+        if len(v) != 2 or not all(float(x) == int(x) >= 1 for x in v):
+            raise ValueError(f"image_size_px must be (width, height), whole pixels >= 1, got {v}")
         if not 0.0 <= float(self.hand_texture) <= 1.0:
             raise ValueError(f"hand_texture must be in [0, 1], got {self.hand_texture}")
         h = self.skin_hue_deg
