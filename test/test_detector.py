@@ -301,6 +301,25 @@ def test_a_cutout_bank_of_another_seed_is_rendered_again(tmp_path):
     assert np.array_equal(other["images"], fresh["images"]) and not np.array_equal(first["images"], other["images"])
 
 
+def test_a_cutout_bank_stopped_while_written_leaves_no_part_file(tmp_path, monkeypatch):
+    """Ctrl-C while a bank was written left its part file (bank.npz.tmp.npz, as large as the
+    bank) beside it for good, under one name that two runs sharing the bank both wrote."""
+    from hand25d_ros.data.composites import render_cutouts
+    real_savez = np.savez
+
+    def stopped_after_writing(path, **arrays):
+        real_savez(path, **arrays)      # the part file is whole on disk, as late as a stop can come
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", stopped_after_writing)
+    with pytest.raises(KeyboardInterrupt):
+        render_cutouts(tmp_path / "bank.npz", 1, seed=1, size_px=32, workers=1)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(np, "savez", real_savez)
+    assert len(render_cutouts(tmp_path / "bank.npz", 1, seed=1, size_px=32, workers=1)["images"]) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["bank.npz"]
+
+
 def test_a_pose_training_run_folder_is_refused_before_the_bank_renders(tmp_path):
     """hand25d-train's last.pt has every key a detector checkpoint has; resumed as one, its
     network failed to load with a traceback only after the cutout bank had rendered."""

@@ -76,9 +76,15 @@ def render_cutouts(path, n: int, seed: int = 7000, size_px: int = 128, workers: 
         parts = [_render_part(j) for j in tqdm(jobs, desc="rendering cutouts")]
     bank = {k: np.concatenate([p[k] for p in parts]) for k in BANK_ARRAYS}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **bank, seed=np.int64(seed))
-    os.replace(tmp, path)
+    # by pid, as the shards: two detector runs sharing a bank wrote one part file at once
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, **bank, seed=np.int64(seed))
+        os.replace(tmp, path)
+    except BaseException:
+        # stopped while writing (Ctrl-C): nothing else would ever remove the part file
+        tmp.unlink(missing_ok=True)
+        raise
     return bank
 
 
