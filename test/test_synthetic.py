@@ -519,3 +519,13 @@ def test_a_camera_that_cannot_see_the_hand_is_refused(name, value):
     every hand behind the camera."""
     with pytest.raises(ValueError, match=name):
         SyntheticConfig(**{name: value})
+
+
+def test_render_sheet_says_when_start_is_past_the_cache(tmp_path):
+    """It said 'no samples to draw', neither which command nor why."""
+    from hand25d_ros.tools.render_sheet import main
+    root = write_shards(tmp_path / "c", 3, SyntheticConfig(crop_size_px=32, supersample=1), seed=1, progress=False)
+    with pytest.raises(SystemExit, match=r"^hand25d-render-sheet: --start 3 is past the 3 samples in .*c$"):
+        main(["--out", str(tmp_path / "s.png"), "--cache", str(root), "--start", "3"])
+    assert main(["--out", str(tmp_path / "s.png"), "--cache", str(root), "--start", "2", "--tile", "32"]) == 0
+    assert cv2.imread(str(tmp_path / "s.png")).shape == (32, 32 * 6, 3)

@@ -62,6 +62,9 @@ def main(argv=None) -> int:
             ds = ShardDataset(args.cache)
         except (FileNotFoundError, ValueError) as exc:
             raise SystemExit(f"hand25d-render-sheet: {exc}") from None
+        if args.start >= len(ds):
+            raise SystemExit(f"hand25d-render-sheet: --start {args.start} is past the {len(ds)} samples "
+                             f"in {args.cache}")
         samples = [ds[i] for i in range(args.start, min(len(ds), args.start + args.n))]
     else:
         try:
@@ -71,8 +74,6 @@ def main(argv=None) -> int:
         from ..data.synthetic import SyntheticConfig, SyntheticHandGenerator
         gen = SyntheticHandGenerator(SyntheticConfig(crop_size_px=args.size), args.seed)
         samples = [gen.sample(i) for i in range(args.start, args.start + args.n)]
-    if not samples:
-        raise SystemExit("no samples to draw")
     sheet = contact_sheet(samples, tile_px=args.tile, cols=args.cols)
     try:
         write_image_file(args.out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
