@@ -529,3 +529,14 @@ def test_render_sheet_says_when_start_is_past_the_cache(tmp_path):
         main(["--out", str(tmp_path / "s.png"), "--cache", str(root), "--start", "3"])
     assert main(["--out", str(tmp_path / "s.png"), "--cache", str(root), "--start", "2", "--tile", "32"]) == 0
     assert cv2.imread(str(tmp_path / "s.png")).shape == (32, 32 * 6, 3)
+
+
+def test_make_samples_again_with_fewer_frames_leaves_no_stale_ones(tmp_path):
+    """frame_01 and frame_02 of a first run stayed beside the second run's one annotated
+    frame; the demo takes every image of a folder."""
+    from hand25d_ros.tools.make_samples import main
+    out = tmp_path / "s"
+    assert main(["--out", str(out), "--n", "3", "--size", "16"]) == 0
+    (out / "mine.png").write_bytes((out / "frame_02.png").read_bytes())
+    assert main(["--out", str(out), "--n", "1", "--size", "16"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "frame_00.png", "mine.png"]

@@ -98,6 +98,7 @@ def main(argv=None) -> int:
 def _write(args, cfg, gen, frame_size, backgrounds) -> None:
     """The frames and annotations.json; OSError where the folder cannot take them."""
     args.out.mkdir(parents=True, exist_ok=True)
+    earlier = _frames_written_before(args.out)
     frames = []
     for i in range(args.n):
         s = gen.sample(i, with_mask=frame_size is not None)
@@ -116,6 +117,23 @@ def _write(args, cfg, gen, frame_size, backgrounds) -> None:
                                                                      + (", legacy look" if args.legacy_look
                                                                         else ""),
                                                            "samples": frames}, indent=1))
+    # a folder rendered again with fewer frames kept the rest, frames without annotations
+    # that the demo (which takes every image of the folder) ran as if they belonged
+    for name in earlier - {f["image"] for f in frames}:
+        (args.out / name).unlink(missing_ok=True)
+
+
+def _frames_written_before(folder: Path) -> set[str]:
+    """The frames an earlier make_samples listed in the folder's annotations.json (only
+    those: other files there are the user's)."""
+    try:
+        ann = json.loads((folder / "annotations.json").read_text())
+        if not str(ann.get("source", "")).startswith("hand25d_ros synthetic renderer"):
+            return set()
+        names = {str(rec["image"]) for rec in ann["samples"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return set()
+    return {n for n in names if Path(n).name == n and n.startswith("frame_") and n.endswith(".png")}
 
 
 if __name__ == "__main__":
