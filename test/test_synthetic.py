@@ -540,3 +540,28 @@ def test_make_samples_again_with_fewer_frames_leaves_no_stale_ones(tmp_path):
     (out / "mine.png").write_bytes((out / "frame_02.png").read_bytes())
     assert main(["--out", str(out), "--n", "1", "--size", "16"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["annotations.json", "frame_00.png", "mine.png"]
+
+
+def test_two_runs_starting_on_one_folder_with_other_settings_do_not_share_it(tmp_path, monkeypatch):
+    """Both found no cache.json, so both wrote theirs and rendered into the folder: its
+    shards a mix of the two settings under the last one's cache.json. Here the other run
+    writes its cache.json between this one's look and its own write."""
+    import pathlib
+
+    from hand25d_ros.data.synthetic import CacheError
+    root = tmp_path / "c"
+    other = SyntheticConfig(crop_size_px=48, supersample=1)
+    real_write_text = pathlib.Path.write_text
+
+    def other_run_first(path, text, *args, **kw):
+        if path.name.startswith(".cache.json.") and not (root / "cache.json").exists():
+            real_write_text(root / "cache.json", json.dumps(
+                {"format": "hand25d-synthetic-shards/1", "seed": 1, "shard_size": 2, "config": other.to_json(),
+                 "num_samples": 4}))
+        return real_write_text(path, text, *args, **kw)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", other_run_first)
+    with pytest.raises(CacheError, match=r"config.crop_size_px 48, here 32"):
+        write_shards(root, 4, SyntheticConfig(crop_size_px=32, supersample=1), seed=1, shard_size=2, progress=False)
+    assert json.loads((root / "cache.json").read_text())["config"]["crop_size_px"] == 48
+    assert [p.name for p in root.iterdir()] == ["cache.json"]

@@ -883,7 +883,24 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
         # pid as the shards are, not mkstemp's, whose 0600 kept other users from a shared cache
         tmp = out_dir / f".cache.json.{os.getpid()}.tmp"
         tmp.write_text(text)
-        os.replace(tmp, meta_path)
+        taken = False
+        try:
+            if old_text is None:
+                # the folder's first run: a rename would take it from another run that began
+                # on it a moment before with other settings, and both rendered into it. A
+                # link, unlike a rename, fails where the name exists
+                try:
+                    os.link(tmp, meta_path)
+                except FileExistsError:
+                    taken = True
+                except OSError:             # a file system without hard links
+                    os.replace(tmp, meta_path)
+            else:
+                os.replace(tmp, meta_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if taken:                           # checked against the other run's settings
+            return write_shards(out_dir, num_samples, cfg, seed, shard_size, workers, progress)
     n_shards = (num_samples + shard_size - 1) // shard_size
     jobs = [(str(out_dir), k, k * shard_size, min(shard_size, num_samples - k * shard_size), cfg.to_json(), int(seed))
             for k in range(n_shards)]
