@@ -565,3 +565,19 @@ def test_two_runs_starting_on_one_folder_with_other_settings_do_not_share_it(tmp
         write_shards(root, 4, SyntheticConfig(crop_size_px=32, supersample=1), seed=1, shard_size=2, progress=False)
     assert json.loads((root / "cache.json").read_text())["config"]["crop_size_px"] == 48
     assert [p.name for p in root.iterdir()] == ["cache.json"]
+
+
+def test_shards_of_another_crop_size_are_not_served(tmp_path):
+    """With cache.json deleted (not the folder), a run of another crop size kept the old
+    shards as complete and trained on their 48 px crops as 32 px ones."""
+    from hand25d_ros.data.synthetic import CacheError
+    root = tmp_path / "c"
+    write_shards(root, 2, SyntheticConfig(crop_size_px=48, supersample=1), seed=1, shard_size=2, progress=False)
+    old_meta = (root / "cache.json").read_text()
+    (root / "cache.json").unlink()
+    cfg = SyntheticConfig(crop_size_px=32, supersample=1)
+    write_shards(root, 2, cfg, seed=1, shard_size=2, progress=False)
+    np.testing.assert_array_equal(ShardDataset(root)[1]["image"], SyntheticHandGenerator(cfg, 1).sample(1)["image"])
+    (root / "cache.json").write_text(old_meta)         # and read under another cache's cache.json
+    with pytest.raises(CacheError, match=r"shard_00000.npz holds 32 px crops, .*cache.json says 48"):
+        ShardDataset(root)

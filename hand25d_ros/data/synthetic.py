@@ -778,7 +778,7 @@ def _shard_path(out_dir: Path, k: int) -> Path:
 def _render_shard(args) -> int:
     out_dir, k, start, count, cfg_json, seed = args
     final = _shard_path(Path(out_dir), k)
-    if _shard_complete(final, count):
+    if _shard_complete(final, count, cfg_json["crop_size_px"]):
         return k
     gen = SyntheticHandGenerator(SyntheticConfig(**cfg_json), seed)
     S = gen.cfg.crop_size_px
@@ -805,10 +805,11 @@ def _render_shard(args) -> int:
     return k
 
 
-def _shard_complete(path: Path, count: int) -> bool:
-    """Whether ``path`` holds at least the ``count`` samples a run needs. More is complete: a
-    cache's last shard is longer where a larger run extended it, and a smaller run rendering
-    it again shorter would take samples from the larger run's readers."""
+def _shard_complete(path: Path, count: int, size_px: int) -> bool:
+    """Whether ``path`` holds at least the ``count`` samples a run needs, of ``size_px`` crops.
+    More is complete: a cache's last shard is longer where a larger run extended it, and a
+    smaller run rendering it again shorter would take samples from the larger run's readers.
+    Crops of another size are another cache's shards (its cache.json deleted, not its folder)."""
     if not path.is_file():
         return False
     try:
@@ -816,7 +817,8 @@ def _shard_complete(path: Path, count: int) -> bool:
             names = set(z.namelist())
             if not all(f"{a}.npy" in names for a in SHARD_ARRAYS):
                 return False
-        return len(_open_npz_mmap(path)["is_left"]) >= count
+        arrays = _open_npz_mmap(path)
+        return len(arrays["is_left"]) >= count and arrays["images"].shape[1:] == (size_px, size_px, 3)
     except Exception:  # noqa: BLE001 - a torn or foreign file is redone
         return False
 
@@ -904,7 +906,7 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
     n_shards = (num_samples + shard_size - 1) // shard_size
     jobs = [(str(out_dir), k, k * shard_size, min(shard_size, num_samples - k * shard_size), cfg.to_json(), int(seed))
             for k in range(n_shards)]
-    todo = [j for j in jobs if not _shard_complete(_shard_path(out_dir, j[1]), j[3])]
+    todo = [j for j in jobs if not _shard_complete(_shard_path(out_dir, j[1]), j[3], cfg.crop_size_px)]
     if todo:
         from tqdm import tqdm
         bar = tqdm(total=sum(j[3] for j in todo), unit="sample", desc=f"rendering {out_dir.name}",
@@ -1012,13 +1014,18 @@ class ShardDataset:
         self.root = root
         self.meta = _read_cache_meta(meta)
         shard_size = int(self.meta["shard_size"])
+        size_px = (self.meta.get("config") or {}).get("crop_size_px")
         shards = sorted(root.glob("shard_*.npz"))
         self.shards, self.counts = [], []
         for p in shards:
             k = int(p.stem.split("_")[1])
             if k != len(self.shards):
                 break                               # only the complete prefix of shards is used
-            n = len(_open_shard(p)["is_left"])
+            arrays = _open_shard(p)
+            if size_px is not None and arrays["images"].shape[1:3] != (size_px, size_px):
+                raise CacheError(f"{p} holds {arrays['images'].shape[1]} px crops, {meta} says {size_px}: "
+                                 f"another cache's shards; delete {root} to render it again")
+            n = len(arrays["is_left"])
             self.shards.append(p)
             self.counts.append(n)
             if n != shard_size or (num_samples is not None and sum(self.counts) >= num_samples):
