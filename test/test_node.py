@@ -43,7 +43,8 @@ if h.node_command() is None:
                 allow_module_level=True)
 
 from hand25d_ros.ros.node import (INFO_DUE_WAIT_S, CameraInfoSync, RateWindow, SkippedFrames,  # noqa: E402
-                                  WarningThrottle, command_line_overrides, dropped_overrides, validate_parameter)
+                                  WarningThrottle, auto_frame_prefix, command_line_overrides, dropped_overrides,
+                                  validate_parameter)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:lark.*")
 
@@ -117,6 +118,17 @@ def test_command_line_values_that_ros_dropped_are_named():
     applied = ["x", "--ros-args", "-p", "max_hands:=3", "-p", "marker_lifetime_s:=1", "-p", "publish_tf:=true"]
     assert dropped_overrides(applied, "hand25d", {"max_hands": 3, "marker_lifetime_s": 1.0, "publish_tf": True}) == []
     assert dropped_overrides(["x", "--ros-args", "-p", "publish_tf:=1"], "hand25d", {"publish_tf": True})
+
+
+def test_default_frame_prefixes_differ_for_every_node_and_are_valid_frame_names():
+    from hand25d_ros.messages import FRAME_PREFIX_PATTERN
+
+    names = [("/", "hand25d"), ("/cam2", "hand25d"), ("/", "left"), ("/cam2", "left"), ("/robot/cam2", "hand25d"),
+             ("/robot", "cam2_hand25d")]
+    prefixes = [auto_frame_prefix(ns, name) for ns, name in names]
+    assert prefixes[:3] == ["hand_", "cam2/hand_", "left/hand_"]   # the lone default node keeps hand_0_palm
+    assert len(set(prefixes)) == len(prefixes), prefixes
+    assert all(re.fullmatch(FRAME_PREFIX_PATTERN, p) for p in prefixes)
 
 
 @pytest.mark.parametrize("name, value, ok", [
@@ -647,6 +659,39 @@ def test_example_consumer_follows_the_index_fingertip_through_tf(main):
 
 
 # ---------------------------------------------------------------------------- other set-ups
+def test_two_cameras_in_two_namespaces_share_no_tf_frame(world):
+    """Two nodes with the shipped params file, one per camera, as an integrator launches them
+    (namespace:=cam_a, namespace:=cam_b): /tf is one topic for both, so a frame both broadcast
+    has two parents and tf2 flips it between the cameras."""
+    params = {"weights": world["weights"], "localization": "whole_image"}
+    spaces = ("/cam_a", "/cam_b")
+    nodes = {ns: h.NodeProcess(world["env"], ns, params, world["tmp"] / f"{ns[1:]}_node.log") for ns in spaces}
+    probes = {}
+    try:
+        for ns in spaces:
+            probes[ns] = h.Probe(world["domain"], ns)
+            assert probes[ns].wait_connected(30), nodes[ns].output()
+        seen = probes[spaces[0]]   # /tf of both nodes reaches every subscriber, once it has found them
+        assert seen.wait_for(lambda: set(spaces) <= {i.node_namespace
+                                                     for i in seen.node.get_publishers_info_by_topic("/tf")}, 20)
+        stamps = {ns: Frames(probes[ns], start_s).good_frame(frame=f"{ns[1:]}_optical")[0]
+                  for start_s, ns in zip((100, 200), spaces)}
+        assert seen.wait_for(lambda: all(by_stamp(seen.messages("tf"), s) for s in stamps.values()), 5)
+        parents = {}
+        for m in seen.messages("tf"):
+            for t in m.transforms:
+                parents.setdefault(t.child_frame_id, set()).add(t.header.frame_id)
+        assert all(len(p) == 1 for p in parents.values()), {c: p for c, p in parents.items() if len(p) > 1}
+        for ns in spaces:
+            palms = [c for c, p in parents.items() if p == {f"{ns[1:]}_optical"}]
+            assert palms and all(re.fullmatch(rf"{ns[1:]}/hand_\d+_palm", c) for c in palms), palms
+    finally:
+        for probe in probes.values():
+            probe.close()
+        for node in nodes.values():
+            assert node.stop() == 0, node.output()[-3000:]
+
+
 def test_compressed_input_with_raw_intrinsics_undistorts(world):
     D = [-0.25, 0.08, 0.001, -0.002, 0.0]
     params = {"weights": world["weights"], "use_compressed": True, "intrinsics_source": "raw",
@@ -944,10 +989,11 @@ def test_two_boxes_give_two_hands_with_stable_ids_frames_and_markers(ext):
     assert len(out["poses"][-1].poses) == 42
     # TF: every hand's tree under its id, chained to the camera
     tfs = {t.child_frame_id: t for t in out["tf"][-1].transforms}
-    assert set(tfs) == {f"hand_{i}_{n}" for i in order for n in ["palm"] + list(kp.KEYPOINT_NAMES)}
+    # (the default frame_prefix: hand_ behind the node's namespace, /ext)
+    assert set(tfs) == {f"ext/hand_{i}_{n}" for i in order for n in ["palm"] + list(kp.KEYPOINT_NAMES)}
     for i in order:
-        tip, palm = tfs[f"hand_{i}_index_tip"], tfs[f"hand_{i}_palm"]
-        assert tip.header.frame_id == f"hand_{i}_palm" and palm.header.frame_id == FRAME
+        tip, palm = tfs[f"ext/hand_{i}_index_tip"], tfs[f"ext/hand_{i}_palm"]
+        assert tip.header.frame_id == f"ext/hand_{i}_palm" and palm.header.frame_id == FRAME
         T = np.eye(4)
         for t in (palm, tip):
             M = np.eye(4)
@@ -1081,7 +1127,7 @@ def test_track_finds_a_hand_in_a_full_frame_with_the_shipped_weights(world):
         # a hand near the pasted one (the mean of its 2D keypoints), in most frames
         assert np.median(errors) < 40.0, errors
         tf = [m for m in probe.messages("tf") if m.transforms]
-        assert tf and all(t.child_frame_id.startswith("hand_") for t in tf[-1].transforms)
+        assert tf and all(t.child_frame_id.startswith("track/hand_") for t in tf[-1].transforms)
     finally:
         probe.close()
         assert node.stop() == 0

@@ -3,6 +3,9 @@
     python -m hand25d_ros.ros.example_consumer --ros-args -p frame_prefix:=hand_ \
         -r keypoints:=/hand25d/keypoints [-p hand_id:=3]
 
+``frame_prefix`` is the node's: ``hand_`` for /hand25d; a node in a namespace puts it in front
+(``cam2/hand_`` for /cam2/hand25d; the node logs its frames at start-up).
+
 It listens to /tf and ``keypoints`` (sensor_msgs/PointCloud2, 21 points per hand with the
 fields ``hand_id`` and ``is_left``). For each cloud it picks a hand: the one of id ``hand_id``,
 or with ``hand_id`` -1 (the default) the first one (the lowest id, the hand followed longest,

@@ -31,7 +31,9 @@ listed in ascending id order, 21 entries per hand, the same order in every messa
     ~/palm_pose          geometry_msgs/PoseStamped: the palm frame of the first hand (lowest id:
                          the one followed longest), for single-hand consumers
     /tf                  tf2_msgs/TFMessage, per hand: <camera frame> -> <prefix><id>_palm ->
-                         <prefix><id>_<keypoint> (``hand_3_palm``, ``hand_3_index_tip``, ...)
+                         <prefix><id>_<keypoint> (``hand_3_palm``, ``hand_3_index_tip``, ...);
+                         ``frame_prefix`` empty (the default): ``hand_`` behind the node's
+                         namespace and name (``cam2/hand_3_palm`` for /cam2/hand25d), unique per node
     ~/markers            visualization_msgs/MarkerArray, namespaces ``hand<id>/joints``, ``/bones``,
                          ``/palm``, ``/label`` (text ``hand <id> left|right``); a lost hand's
                          namespaces get DELETE, and DELETEALL when no hand is left
@@ -104,6 +106,7 @@ ROI_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=Reli
                      durability=DurabilityPolicy.VOLATILE)
 INFO_QOS = ROI_QOS
 LOCALIZATIONS = ("track", "whole_image", "external")
+DEFAULT_NODE_NAME = "hand25d"
 # How long (wall time) a superseded image's CameraInfo may take to come before the image
 # counts as dropped for the lack of it rather than skipped: a queued one comes within
 # milliseconds once the node is free.
@@ -192,8 +195,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("camera_frame_id", "", "frame of the outputs; empty: the image's header.frame_id",
               pattern=FRAME_ID_PATTERN),
-    ParamSpec("frame_prefix", "hand_", "prefix of the TF frames: <prefix><hand id>_palm, "
-              "<prefix><hand id>_<keypoint name>",
+    ParamSpec("frame_prefix", "", "prefix of the TF frames: <prefix><hand id>_palm, "
+              "<prefix><hand id>_<keypoint name>; empty: hand_ behind the node's namespace and name "
+              "(hand_ for /hand25d, cam2/hand_ for /cam2/hand25d; see auto_frame_prefix)",
               pattern=FRAME_PREFIX_PATTERN),
     ParamSpec("publish_tf", True, "broadcast the palm and keypoint frames on /tf"),
     ParamSpec("publish_markers", True, "publish ~/markers for RViz"),
@@ -229,6 +233,20 @@ def validate_parameter(name: str, value) -> str | None:
         if not spec.low <= value <= spec.high:
             return f"{name} must be in [{spec.low}, {spec.high}], got {value}"
     return None
+
+
+def auto_frame_prefix(namespace: str, node_name: str) -> str:
+    """The TF frame prefix of a node whose ``frame_prefix`` is empty: ``hand_`` behind the
+    node's namespace and, unless it is the default ``hand25d``, its name (``hand_`` for
+    /hand25d, ``cam2/hand_`` for /cam2/hand25d, ``left/hand_`` for /left).
+
+    /tf is one topic for all nodes: with one fixed prefix, two nodes (two cameras) both
+    broadcast ``hand_0_palm``, each under its own camera frame, and tf2 sees one frame whose
+    parent flips between the cameras. Node names are unique, so these prefixes are too."""
+    parts = [p for p in namespace.split("/") if p]
+    if node_name != DEFAULT_NODE_NAME:
+        parts.append(node_name)
+    return "/".join(parts + ["hand_"])
 
 
 def _as_declared(name: str, value):
@@ -442,7 +460,7 @@ class WarningThrottle:
 class HandPoseNode(Node):
     """The hand25d node (see the module docstring)."""
 
-    def __init__(self, node_name: str = "hand25d", argv=None, **kwargs):
+    def __init__(self, node_name: str = DEFAULT_NODE_NAME, argv=None, **kwargs):
         super().__init__(node_name, **kwargs)
         self._declare_parameters(sys.argv if argv is None else argv)
         self.estimator = self._make_estimator()
@@ -491,7 +509,7 @@ class HandPoseNode(Node):
             f"ready: {inputs} -> {self.resolve_topic_name('~/keypoints')} ...; localization "
             f"{self.cfg['localization']}, up to {self.cfg['max_hands']} hands, device {self.estimator.device}, "
             f"weights {self.estimator.weights_path}, hand size {self.cfg['hand_size_m']} m, "
-            f"hand side {self.cfg['hand_side']}")
+            f"hand side {self.cfg['hand_side']}, TF frames {self.frame_prefix}<hand id>_palm ...")
 
     # -------------------------------------------------------------- set-up
     def _declare_parameters(self, argv) -> None:
@@ -508,6 +526,7 @@ class HandPoseNode(Node):
         unknown = sorted(set(getattr(self, "_parameter_overrides", {})) - set(PARAMETER_SPECS) - {"use_sim_time"})
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameters (typos?): {', '.join(unknown)}")
+        self.frame_prefix = self.cfg["frame_prefix"] or auto_frame_prefix(self.get_namespace(), self.get_name())
         self.add_on_set_parameters_callback(self.on_set_parameters)
 
     def _make_estimator(self):
@@ -564,6 +583,8 @@ class HandPoseNode(Node):
                     self.sync.tolerance_ns = int(value * 1e9)
                 elif prm.name == "warning_period_s":
                     self.throttle.period_s = value
+                elif prm.name == "frame_prefix":
+                    self.frame_prefix = value or auto_frame_prefix(self.get_namespace(), self.get_name())
                 elif prm.name == "hand_side":
                     self.estimator.hand_side = value
                 elif prm.name == "follow_hand":
@@ -802,7 +823,7 @@ class HandPoseNode(Node):
         # TF first: a consumer reacting to the other topics finds the frames of this stamp more often
         # (the order between topics is not guaranteed, see example_consumer.py)
         if p["publish_tf"]:
-            self.pub_tf.publish(conv.hands_to_tf(header, hands, p["frame_prefix"]))
+            self.pub_tf.publish(conv.hands_to_tf(header, hands, self.frame_prefix))
         self.pub_cloud.publish(conv.hands_to_cloud(header, hands))
         self.pub_poses.publish(conv.hands_to_pose_array(header, hands))
         self.pub_palms.publish(conv.palms_to_pose_array(header, hands))
