@@ -497,6 +497,28 @@ def test_image_without_matching_camera_info_is_dropped(main):
     assert not by_stamp(probe.messages("keypoints"), s)
 
 
+def test_a_large_sync_tolerance_accepts_a_camera_info_stamped_zero(main):
+    """``ros2 topic pub`` and hand-written CameraInfo publishers leave the stamp at 0 while the
+    camera stamps with the system time (1.8e9 s): sync_tolerance_s is the documented way to
+    accept any CameraInfo, so its range must reach that far."""
+    node, probe, frames = main
+    frames.next_ns = max(frames.next_ns, time.time_ns())   # a camera on the system clock from here on
+    (res,) = set_params(probe, sync_tolerance_s=1e10)
+    assert res.successful, res.reason
+    try:
+        info = frames.info(0)
+        for _ in range(3):
+            s = frames.stamp()
+            frames.good.add(s)
+            frames.send(frames.image(s), info)
+            if wait_outputs(probe, s, 3.0):
+                break
+        assert by_stamp(probe.messages("keypoints"), s), node.output()[-2000:]
+    finally:
+        (res,) = set_params(probe, sync_tolerance_s=0.02)
+        assert res.successful, res.reason
+
+
 def test_out_of_order_stamps_are_dropped(main):
     node, probe, frames = main
     newest, _ = frames.good_frame()

@@ -190,7 +190,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("intrinsics_source", "rectified", "'rectified': the image is rectified, use CameraInfo P; "
               "'raw': use K and the distortion D", choices=conv.INTRINSICS_SOURCES),
     ParamSpec("sync_tolerance_s", 0.02, "pair an image with the CameraInfo of the same stamp, else the newest "
-              "one within this many seconds (a large value accepts any CameraInfo)", low=0.0, high=1e9),
+              "one within this many seconds (a large value, up to 1e12, accepts any CameraInfo, one stamped 0 "
+              "among them)", low=0.0, high=1e12),
     ParamSpec("use_compressed", False, "subscribe to <image>/compressed (CompressedImage) instead of image",
               read_only=True),
     ParamSpec("camera_frame_id", "", "frame of the outputs; empty: the image's header.frame_id",
