@@ -618,6 +618,46 @@ def test_switching_markers_off_takes_the_shown_hand_down(main):
     assert any(m.action == Marker.ADD for m in out["markers"].markers)
 
 
+def test_camera_driver_qos_profiles_reach_the_node_and_its_outputs_reach_rviz_and_sensor_data_subscribers(main):
+    """Camera drivers publish images with the sensor-data profile (best effort: a reliable
+    subscription would never match them) and CameraInfo best effort, reliable or latched
+    (transient local); RViz subscribes reliable, many consumers with the sensor-data profile."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, PointCloud2
+
+    node, probe, frames = main
+    n = probe.node
+    ns = probe.base.rsplit("/", 1)[0]
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    got = {"sensor_data": [], "rviz": []}
+    pubs, subs = [], []
+    try:
+        pub_image = n.create_publisher(Image, f"{ns}/image", qos_profile_sensor_data)
+        pubs.append(pub_image)
+        for key, qos in (("sensor_data", qos_profile_sensor_data),
+                         ("rviz", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))):
+            subs.append(n.create_subscription(PointCloud2, f"{probe.base}/keypoints",
+                                              lambda m, key=key: got[key].append(cv.stamp_to_ns(m.header.stamp)), qos))
+        for info_qos in (qos_profile_sensor_data, latched):
+            pub_info = n.create_publisher(CameraInfo, f"{ns}/camera_info", info_qos)
+            pubs.append(pub_info)
+            assert probe.wait_for(lambda: pub_image.get_subscription_count() and pub_info.get_subscription_count()
+                                  and all(sub.get_publisher_count() for sub in subs), 10)
+            for _ in range(5):     # best effort end to end: a lost sample is re-sent with a new stamp
+                s = frames.stamp()
+                frames.good.add(s)
+                pub_info.publish(frames.info(s))
+                pub_image.publish(frames.image(s))
+                if probe.wait_for(lambda: all(s in v for v in got.values()), 2.0):
+                    break
+            assert all(s in v for v in got.values()), (info_qos, got, node.output()[-1500:])
+    finally:
+        for e in subs:
+            n.destroy_subscription(e)
+        for e in pubs:
+            n.destroy_publisher(e)
+
+
 def test_warnings_are_rate_limited(main):
     node, probe, frames = main
     # one warning per kind of bad input (here bad_image) and warning_period_s (5 s), counted all the same
