@@ -43,7 +43,7 @@ if h.node_command() is None:
                 allow_module_level=True)
 
 from hand25d_ros.ros.node import (INFO_DUE_WAIT_S, CameraInfoSync, RateWindow, SkippedFrames,  # noqa: E402
-                                  WarningThrottle, auto_frame_prefix, command_line_overrides, dropped_overrides,
+                                  WarningThrottle, command_line_overrides, dropped_overrides,
                                   validate_parameter)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:lark.*")
@@ -125,10 +125,13 @@ def test_default_frame_prefixes_differ_for_every_node_and_are_valid_frame_names(
 
     names = [("/", "hand25d"), ("/cam2", "hand25d"), ("/", "left"), ("/cam2", "left"), ("/robot/cam2", "hand25d"),
              ("/robot", "cam2_hand25d")]
-    prefixes = [auto_frame_prefix(ns, name) for ns, name in names]
+    prefixes = [cv.auto_frame_prefix(ns, name) for ns, name in names]
     assert prefixes[:3] == ["hand_", "cam2/hand_", "left/hand_"]   # the lone default node keeps hand_0_palm
     assert len(set(prefixes)) == len(prefixes), prefixes
     assert all(re.fullmatch(FRAME_PREFIX_PATTERN, p) for p in prefixes)
+    # what a consumer reads off the node's topic
+    assert [cv.frame_prefix_of_topic(f"{ns.rstrip('/')}/{name}/keypoints") for ns, name in names] == prefixes
+    assert cv.frame_prefix_of_topic("/keypoints") == "hand_"
 
 
 @pytest.mark.parametrize("name, value, ok", [
@@ -1076,6 +1079,29 @@ def test_two_boxes_give_two_hands_with_stable_ids_frames_and_markers(ext):
     for m in labels:
         assert sides[int(m.group(1))] == {" left": 1, " right": 0, None: -1}[m.group(2)]
     assert probe.wait_for(lambda: probe.diagnostics_value("hands") == "2", 2)
+
+
+def test_example_consumer_follows_a_node_in_a_namespace_without_being_told_its_frames(ext):
+    """The node in /ext broadcasts ext/hand_<id>_...; the consumer, pointed at its keypoints
+    topic only, as the README shows it, must look those frames up."""
+    from hand25d_ros.ros.example_consumer import FingertipFollower
+
+    node, probe, frames = ext
+    follower = FingertipFollower(context=probe.ctx, cli_args=["--ros-args", "-r", f"keypoints:={probe.base}/keypoints"])
+    probe.executor.add_node(follower)
+    try:
+        assert probe.wait_for(lambda: follower.count_publishers(f"{probe.base}/keypoints") > 0, 10)
+        time.sleep(0.3)   # and the node's /tf publisher
+        for _ in range(5):
+            s, out = ext_frame(frames, [BOX_A])
+            if probe.wait_for(lambda: follower.latest is not None and follower.latest.stamp_ns == s, 2.0):
+                break
+        assert follower.latest is not None and follower.latest.stamp_ns == s, follower.prefix
+        xyz, _ = next(iter(hands_of(out["keypoints"][-1]).values()))
+        np.testing.assert_allclose(follower.latest.tip_in_camera, xyz[8], atol=1e-5)
+    finally:
+        probe.executor.remove_node(follower)
+        follower.destroy_node()
 
 
 def test_a_lost_hand_has_its_markers_deleted_and_no_hand_clears_all(ext):

@@ -1,10 +1,11 @@
 """Example consumer of hand25d_node: follows one hand's index fingertip through TF.
 
-    python -m hand25d_ros.ros.example_consumer --ros-args -p frame_prefix:=hand_ \
-        -r keypoints:=/hand25d/keypoints [-p hand_id:=3]
+    python -m hand25d_ros.ros.example_consumer --ros-args -r keypoints:=/hand25d/keypoints \
+        [-p frame_prefix:=hand_] [-p hand_id:=3]
 
-``frame_prefix`` is the node's: ``hand_`` for /hand25d; a node in a namespace puts it in front
-(``cam2/hand_`` for /cam2/hand25d; the node logs its frames at start-up).
+``frame_prefix`` is the node's; empty (the default): the node's default one, read off the
+``keypoints`` topic (``hand_`` for /hand25d/keypoints, ``cam2/hand_`` for /cam2/hand25d/keypoints).
+Give it where the node has its own ``frame_prefix`` (the node logs its frames at start-up).
 
 It listens to /tf and ``keypoints`` (sensor_msgs/PointCloud2, 21 points per hand with the
 fields ``hand_id`` and ``is_left``). For each cloud it picks a hand: the one of id ``hand_id``,
@@ -33,7 +34,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import PointCloud2
 from tf2_msgs.msg import TFMessage
 
-from .conversions import cloud_to_array, stamp_to_ns
+from .conversions import cloud_to_array, frame_prefix_of_topic, stamp_to_ns
 
 TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
                     durability=DurabilityPolicy.VOLATILE)
@@ -98,14 +99,18 @@ class FingertipFollower(Node):
 
     def __init__(self, node_name: str = "hand25d_fingertip", **kwargs):
         super().__init__(node_name, **kwargs)
-        self.prefix = self.declare_parameter("frame_prefix", "hand_").value
         self.hand_id = self.declare_parameter("hand_id", -1).value
+        # the node's frames carry its namespace: a fixed hand_ found nothing beside a node in /cam2
+        self.prefix = (self.declare_parameter("frame_prefix", "").value
+                       or frame_prefix_of_topic(self.resolve_topic_name("keypoints")))
         self.tf = TfChain()
         self.latest: Fingertip | None = None
         self._hand = None   # (stamp_ns, camera frame, hand id, side) not yet matched with its TF
         self._last_log = 0.0
         self.create_subscription(TFMessage, "/tf", self.on_tf, TF_QOS)
         self.create_subscription(PointCloud2, "keypoints", self.on_keypoints, 5)
+        self.get_logger().info(f"following {self.resolve_topic_name('keypoints')} and the TF frames "
+                               f"{self.prefix}<hand id>_index_tip, ...")
 
     # the keypoints and the TF of one frame come on two topics, in either order
     def on_tf(self, msg: TFMessage) -> None:

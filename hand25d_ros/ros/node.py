@@ -106,7 +106,7 @@ ROI_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=Reli
                      durability=DurabilityPolicy.VOLATILE)
 INFO_QOS = ROI_QOS
 LOCALIZATIONS = ("track", "whole_image", "external")
-DEFAULT_NODE_NAME = "hand25d"
+DEFAULT_NODE_NAME = conv.DEFAULT_NODE_NAME
 # How long (wall time) a superseded image's CameraInfo may take to come before the image
 # counts as dropped for the lack of it rather than skipped: a queued one comes within
 # milliseconds once the node is free.
@@ -198,7 +198,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               pattern=FRAME_ID_PATTERN),
     ParamSpec("frame_prefix", "", "prefix of the TF frames: <prefix><hand id>_palm, "
               "<prefix><hand id>_<keypoint name>; empty: hand_ behind the node's namespace and name "
-              "(hand_ for /hand25d, cam2/hand_ for /cam2/hand25d; see auto_frame_prefix)",
+              "(hand_ for /hand25d, cam2/hand_ for /cam2/hand25d; see conversions.auto_frame_prefix)",
               pattern=FRAME_PREFIX_PATTERN),
     ParamSpec("publish_tf", True, "broadcast the palm and keypoint frames on /tf"),
     ParamSpec("publish_markers", True, "publish ~/markers for RViz"),
@@ -234,20 +234,6 @@ def validate_parameter(name: str, value) -> str | None:
         if not spec.low <= value <= spec.high:
             return f"{name} must be in [{spec.low}, {spec.high}], got {value}"
     return None
-
-
-def auto_frame_prefix(namespace: str, node_name: str) -> str:
-    """The TF frame prefix of a node whose ``frame_prefix`` is empty: ``hand_`` behind the
-    node's namespace and, unless it is the default ``hand25d``, its name (``hand_`` for
-    /hand25d, ``cam2/hand_`` for /cam2/hand25d, ``left/hand_`` for /left).
-
-    /tf is one topic for all nodes: with one fixed prefix, two nodes (two cameras) both
-    broadcast ``hand_0_palm``, each under its own camera frame, and tf2 sees one frame whose
-    parent flips between the cameras. Node names are unique, so these prefixes are too."""
-    parts = [p for p in namespace.split("/") if p]
-    if node_name != DEFAULT_NODE_NAME:
-        parts.append(node_name)
-    return "/".join(parts + ["hand_"])
 
 
 def _as_declared(name: str, value):
@@ -527,7 +513,7 @@ class HandPoseNode(Node):
         unknown = sorted(set(getattr(self, "_parameter_overrides", {})) - set(PARAMETER_SPECS) - {"use_sim_time"})
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameters (typos?): {', '.join(unknown)}")
-        self.frame_prefix = self.cfg["frame_prefix"] or auto_frame_prefix(self.get_namespace(), self.get_name())
+        self.frame_prefix = self.cfg["frame_prefix"] or conv.auto_frame_prefix(self.get_namespace(), self.get_name())
         self.add_on_set_parameters_callback(self.on_set_parameters)
 
     def _make_estimator(self):
@@ -585,7 +571,7 @@ class HandPoseNode(Node):
                 elif prm.name == "warning_period_s":
                     self.throttle.period_s = value
                 elif prm.name == "frame_prefix":
-                    self.frame_prefix = value or auto_frame_prefix(self.get_namespace(), self.get_name())
+                    self.frame_prefix = value or conv.auto_frame_prefix(self.get_namespace(), self.get_name())
                 elif prm.name == "hand_side":
                     self.estimator.hand_side = value
                 elif prm.name == "follow_hand":
