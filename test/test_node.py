@@ -409,6 +409,18 @@ def test_invalid_parameter_changes_are_rejected_with_a_reason(main):
         assert res.successful, res.reason
 
 
+def test_frame_prefix_set_empty_at_run_time_takes_the_nodes_own(main):
+    node, probe, frames = main
+    try:
+        for value, prefix in (("", "main/hand_"), ("right/", "right/")):
+            (res,) = set_params(probe, frame_prefix=value)
+            assert res.successful, res.reason
+            _, out = frames.good_frame()
+            assert {t.child_frame_id.startswith(prefix) for t in out["tf"].transforms} == {True}, value
+    finally:
+        set_params(probe, frame_prefix="right/")
+
+
 def _img(enc="rgb8", w=W, h=H, step=None, nbytes=None, frame=FRAME):
     def build(frames, s):
         c = cv.ENCODING_CHANNELS.get(enc, 2)
