@@ -322,6 +322,31 @@ def test_outputs_have_types_frames_stamps_and_reproject_through_camera_info(main
     assert dbg and by_stamp(probe.messages("debug_image"), s)[-1].encoding == "rgb8"
 
 
+def test_keypoint_cloud_decodes_by_the_point_cloud2_definition_alone(main):
+    """What pcl, RViz or sensor_msgs_py read: the PointField datatypes by their numbers in
+    sensor_msgs/PointField (not this package's tables), offsets, steps and is_dense."""
+    node, probe, frames = main
+    s, out = frames.good_frame()
+    c = out["keypoints"]
+    numpy_of = {1: "i1", 2: "u1", 3: "<i2", 4: "<u2", 5: "<i4", 6: "<u4", 7: "<f4", 8: "<f8"}
+    assert not c.is_bigendian and c.height == 1 and c.width == 21
+    assert all(f.count == 1 for f in c.fields)
+    ends = [f.offset + np.dtype(numpy_of[f.datatype]).itemsize for f in c.fields]
+    assert max(ends) <= c.point_step and c.row_step == c.point_step * c.width and len(c.data) == c.row_step
+    spans = sorted((f.offset, e) for f, e in zip(c.fields, ends))
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans   # no two fields overlap
+    raw = np.frombuffer(bytes(c.data), np.uint8).reshape(c.width, c.point_step)
+    col = {f.name: raw[:, f.offset: e].copy().view(numpy_of[f.datatype])[:, 0] for f, e in zip(c.fields, ends)}
+    assert {k: col[k].dtype.kind for k in ("x", "confidence", "id", "hand_id", "is_left")} == \
+        {"x": "f", "confidence": "f", "id": "u", "hand_id": "u", "is_left": "i"}
+    xyz = np.stack([col["x"], col["y"], col["z"]], 1).astype(np.float64)
+    assert c.is_dense and np.all(np.isfinite(xyz))
+    proj = (xyz @ K.T)[:, :2] / xyz[:, 2:]
+    np.testing.assert_allclose(proj, np.stack([col["u"], col["v"]], 1), atol=2e-3)
+    np.testing.assert_array_equal(col["id"], np.arange(21))
+    assert set(col["is_left"].tolist()) <= {-1, 0, 1} and len(set(col["hand_id"].tolist())) == 1
+
+
 def test_tf_chains_every_keypoint_to_the_camera_frame(main):
     node, probe, frames = main
     s, out = frames.good_frame()
