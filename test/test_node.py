@@ -875,7 +875,9 @@ def test_demo_runs_the_node_on_the_bundled_samples_and_saves_overlays(world, tmp
     for name in ("frame_00_overlay.png", "frame_00_debug.png", "frame_00.json"):
         assert (tmp_path / "out" / name).is_file(), name
     rec = json.loads((tmp_path / "out" / "frame_00.json").read_text())
-    assert rec["hand"] and len(rec["keypoints"]) == 21 and f"hand_{rec['hand_id']}_palm" in rec["tf_frames"]
+    # the demo's node runs in /hand25d_demo, whose default frame prefix says so
+    assert rec["hand"] and len(rec["keypoints"]) == 21
+    assert f"hand25d_demo/hand_{rec['hand_id']}_palm" in rec["tf_frames"]
     assert "mean_3d_mm" in rec["error"]
 
 
