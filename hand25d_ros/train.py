@@ -364,13 +364,22 @@ class TrainingView(Dataset):
     def __len__(self):
         return len(self.source)
 
-    def _negative(self, i, S: int) -> dict:
-        return hand_free_crop(np.random.default_rng((self.seed, self.epoch, i, 17)), S, self.negative_pool)
+    def _key(self, i: int, n: int, *stream: int) -> tuple:
+        # the n-th repeat of item i in an epoch (MixSampler draws with replacement) gets its own
+        # draws: keyed by (seed, epoch, i) alone, every repeat was a pixel-exact copy of the
+        # first, and a small data.extra source is drawn hundreds of times an epoch; a first
+        # draw keeps the key it always had
+        return (self.seed, self.epoch, i, *stream) if n == 0 else (self.seed, self.epoch, i, *stream, 18, n)
 
-    def __getitem__(self, i):
+    def _negative(self, i, S: int, n: int = 0) -> dict:
+        return hand_free_crop(np.random.default_rng(self._key(i, n, 17)), S, self.negative_pool)
+
+    def __getitem__(self, key):
+        """``key``: an item's index, or (index, n) for its n-th repeat in the epoch (MixSampler)."""
+        i, n = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (key, 0)
         s = self.source[i]
-        if self.p_negative and np.random.default_rng((self.seed, self.epoch, i, 16)).random() < self.p_negative:
-            s = self._negative(i, int(s["image"].shape[0]))
+        if self.p_negative and np.random.default_rng(self._key(i, n, 16)).random() < self.p_negative:
+            s = self._negative(i, int(s["image"].shape[0]), n)
         is_hand = bool(s.get("is_hand", True))
         image, K = s["image"], np.asarray(s["K"], dtype=np.float64)
         uv = np.asarray(s["joints_2d_px"], dtype=np.float64)
@@ -378,7 +387,7 @@ class TrainingView(Dataset):
         has_3d = P is not None and bool(s.get("has_3d", True))
         weight = np.full(kp.NUM_KEYPOINTS, 1.0 if is_hand else 0.0, dtype=np.float32)
         if self.augment is not None:
-            rng = np.random.default_rng((self.seed, self.epoch, i))
+            rng = np.random.default_rng(self._key(i, n))
             image, K, uv, inside = augment_sample(image, K, uv, rng, self.augment)
         if has_3d:
             P = np.asarray(P, dtype=np.float64)
@@ -398,7 +407,9 @@ class TrainingView(Dataset):
 
 
 class MixSampler(torch.utils.data.Sampler):
-    """Endless weighted sampling over concatenated sources, seeded per (seed, rank, epoch)."""
+    """Weighted sampling with replacement over concatenated sources, ``chunk`` draws an epoch,
+    seeded per (seed, rank, epoch). Yields (index, n): n counts the earlier draws of that
+    index in the epoch, for :class:`TrainingView` to augment each repeat afresh."""
 
     def __init__(self, sizes, weights, seed, rank=0, chunk=100000):
         self.sizes, self.weights = list(sizes), np.asarray(weights, dtype=np.float64)
@@ -409,8 +420,12 @@ class MixSampler(torch.utils.data.Sampler):
         rng = np.random.default_rng((self.seed, self.rank, self.epoch))
         p = self.weights / self.weights.sum()
         src = rng.choice(len(self.sizes), size=self.chunk, p=p)
+        drawn: dict[int, int] = {}
         for s in src:
-            yield int(self.offsets[s] + rng.integers(self.sizes[s]))
+            i = int(self.offsets[s] + rng.integers(self.sizes[s]))
+            n = drawn.get(i, 0)
+            drawn[i] = n + 1
+            yield i, n
 
     def __len__(self):
         return self.chunk

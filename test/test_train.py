@@ -104,10 +104,39 @@ def test_mixing_and_crop_source_keep_labels_exact():
     _, z, _ = geo.pose_to_25d(s["joints_3d_mm"], s["K"])
     np.testing.assert_allclose(item["z"].numpy(), z, atol=1e-5)
     sampler = MixSampler([3, 100], [1.0, 3.0], seed=0, chunk=4000)
-    idx = np.array(list(sampler))
+    idx = np.array(list(sampler))[:, 0]
     assert abs((idx < 3).mean() - 0.25) < 0.03
     both = Concat([src, src])
     assert len(both) == 6
+
+
+def test_repeated_draws_of_an_item_are_augmented_afresh(tmp_path):
+    """MixSampler draws with replacement, so a small data.extra source is drawn many times an
+    epoch (a 300-image folder at a fifth of 100,000 draws: 67 times each): every draw must be
+    its own augmentation of the item, not a pixel-exact copy of its first draw."""
+    import torch
+    from test_public_datasets import write_freihand, write_image
+
+    from hand25d_ros.augment import AugmentConfig
+    from hand25d_ros.train import Concat, CropSource, MixSampler, TrainingView, build_extra_source
+    root = tmp_path / "frei"
+    write_freihand(root, n=3, versions=1)
+    for i in range(3):     # the writer's 8 x 8 images would crop to black around the hand
+        write_image(root / "training" / "rgb" / f"{i:08d}.jpg", 224, 224, seed=i)
+    source = CropSource(build_extra_source({"type": "freihand", "root": str(root), "options": {"versions": [0]}}),
+                        64, seed=0)
+    view = TrainingView(Concat([source]), AugmentConfig(), seed=0, p_negative=0.3)
+    batch = next(iter(torch.utils.data.DataLoader(view, batch_size=24, sampler=MixSampler([3], [1.0], 0, chunk=24))))
+    keys = list(MixSampler([3], [1.0], 0, chunk=24))
+    assert sorted(n for _, n in keys) != [0] * 24             # the three items repeat
+    images = batch["image"].flatten(1)
+    for a in range(24):
+        for b in range(a):
+            if keys[a][0] == keys[b][0]:
+                assert not torch.equal(images[a], images[b]), f"draws {b} and {a} of item {keys[a][0]} are one image"
+    assert len({tuple(u.flatten().tolist()) for u in batch["uv"]}) > 3   # the geometry varies too
+    # a first draw is augmented as it always was
+    assert torch.equal(view[1]["image"], view[(1, 0)]["image"]) and not torch.equal(view[1]["image"], view[(1, 1)]["image"])
 
 
 def test_fine_tune_from_weights_adds_a_crop_head(tmp_path):
