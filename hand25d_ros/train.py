@@ -499,8 +499,9 @@ def build_extra_source(spec: dict):
 class CropSource(Dataset):
     """Wrap a full-image dataset: crop around its 2D keypoints as inference would."""
 
-    def __init__(self, source, crop_size, seed, scale=(1.2, 1.7), shift=0.12):
+    def __init__(self, source, crop_size, seed, scale=(1.2, 1.7), shift=0.12, rotation_deg=0.0):
         self.source, self.crop_size, self.seed, self.scale, self.shift = source, crop_size, seed, scale, shift
+        self.rotation_deg = rotation_deg
 
     def __len__(self):
         return len(self.source)
@@ -513,7 +514,9 @@ class CropSource(Dataset):
         lo, hi = uv.min(0), uv.max(0)
         side = float(max(hi - lo)) * rng.uniform(*self.scale)
         centre = (lo + hi) / 2 + rng.uniform(-self.shift, self.shift, 2) * side
-        A = crop_affine(centre, max(side, 8.0), self.crop_size)
+        # drawn only when asked for, as the renderer does, so that crops without it are as they were
+        rot = np.deg2rad(rng.uniform(-self.rotation_deg, self.rotation_deg)) if self.rotation_deg else 0.0
+        A = crop_affine(centre, max(side, 8.0), self.crop_size, rot)
         s["image"] = warp_crop(s["image"], A, self.crop_size)
         s["K"] = crop_intrinsics(s["K"], A)
         s["joints_2d_px"] = transform_points(A, uv)
@@ -529,8 +532,14 @@ def training_data(cfg: dict, synth, crop: int, rank: int = 0, extras: list | Non
     specs = d.get("extra", [])
     extras = [build_extra_source(spec) for spec in specs] if extras is None else extras
     sources, weights = [synth], [d.get("synthetic_weight", 1.0)]
+    # the photos are framed as the renders are (crop side over keypoint box, centre jitter,
+    # rotation): with fixed defaults, a recipe that reframed the renders left the photos as
+    # they were, and how a hand fills its crop told the network which source it came from
+    from .data.synthetic import SyntheticConfig
+    render = SyntheticConfig(crop_size_px=crop, **(d["synthetic"].get("config") or {}))
     for spec, source in zip(specs, extras):
-        sources.append(CropSource(source, crop, t["seed"]))
+        sources.append(CropSource(source, crop, t["seed"], tuple(render.crop_scale), render.crop_shift_frac,
+                                  render.crop_rotation_deg))
         weights.append(float(spec.get("weight", 1.0)))
     aug = AugmentConfig(**d.get("augment", {}))
     p_neg = float(d.get("p_negative", 0.0))

@@ -139,6 +139,33 @@ def test_repeated_draws_of_an_item_are_augmented_afresh(tmp_path):
     assert torch.equal(view[1]["image"], view[(1, 0)]["image"]) and not torch.equal(view[1]["image"], view[(1, 1)]["image"])
 
 
+def test_extra_datasets_are_framed_as_the_renders(tmp_path):
+    """A data.extra image is cut around its keypoints as the renders are: a recipe's
+    data.synthetic.config crop_scale, crop_shift_frac and crop_rotation_deg frame both."""
+    from test_public_datasets import write_freihand
+
+    from hand25d_ros.train import DEFAULT_CONFIG, deep_update, ensure_synthetic, training_data
+    write_freihand(tmp_path / "frei", n=4, versions=1)
+    render = {"crop_scale": [1.5, 1.5], "crop_shift_frac": 0.0, "crop_rotation_deg": 30.0}
+    cfg = deep_update(DEFAULT_CONFIG, {"data": {"synthetic": {"config": render}, "extra": [
+        {"type": "freihand", "root": str(tmp_path / "frei"), "options": {"versions": [0]}}]}})
+    synth = ensure_synthetic(tmp_path / "cache", 2, 0, 64, shard_size=2, workers=1, config=render)
+    view, _, _ = training_data(cfg, synth, 64)
+    crops = [view.source[i] for i in range(2, 6)]
+    angles = []
+    for s in crops:
+        # the crop turns the image by its rotation (crop_affine), and K's first column with it
+        angle = np.degrees(np.arctan2(-s["K"][1, 0], s["K"][0, 0]))
+        c, sn = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+        # turned back to the image's axes, the keypoints' box is 1/1.5 of the crop, centred
+        uv = (s["joints_2d_px"] - 31.5) @ np.array([[c, sn], [-sn, c]])
+        lo, hi = uv.min(0), uv.max(0)
+        np.testing.assert_allclose(max(hi - lo), 64 / 1.5, rtol=1e-6)
+        np.testing.assert_allclose((lo + hi) / 2, 0.0, atol=1e-6)
+        angles.append(angle)
+    assert max(np.abs(angles)) > 5 and max(np.abs(angles)) <= 30
+
+
 def test_fine_tune_from_weights_adds_a_crop_head(tmp_path):
     """train.init_weights: a file without the crop head starts a model with one (left/right from
     the renders' is_left, hand-present against hand-free crops, its threshold calibrated on
