@@ -391,7 +391,16 @@ class TrainingView(Dataset):
             image, K, uv, inside = augment_sample(image, K, uv, rng, self.augment)
         if has_3d:
             P = np.asarray(P, dtype=np.float64)
-            _, z, _ = geo.pose_to_25d(P, K)
+            _, z, bone_mm = geo.pose_to_25d(P, K)
+            if not np.all(np.isfinite(z)):
+                # depth is normalised by the wrist -> index MCP bone: an annotation with the two
+                # on one point (a missing MCP filled with the wrist's) made every loss NaN in the
+                # log and a depth term of nothing; the run ends naming it, as a corrupt image does
+                from .data.public_datasets import DatasetError
+                where = s.get("image_path") or f"training item {i}"
+                row = f" (annotation {s['annotation_index']})" if s.get("annotation_index") is not None else ""
+                raise DatasetError(f"{where}{row}: its wrist and index MCP are {float(bone_mm):.3g} mm apart, "
+                                   "so its depth cannot be normalised; fix or remove that annotation")
         else:
             z = np.zeros(kp.NUM_KEYPOINTS)
         return {

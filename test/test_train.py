@@ -166,6 +166,29 @@ def test_extra_datasets_are_framed_as_the_renders(tmp_path):
     assert max(np.abs(angles)) > 5 and max(np.abs(angles)) <= 30
 
 
+def test_an_annotation_without_a_scale_bone_is_named_not_a_nan_loss(tmp_path):
+    """Depth targets are normalised by the wrist -> index MCP bone; a data.extra annotation
+    with the two on one point gave NaN targets, and every logged loss of its batches was NaN."""
+    import json
+
+    from test_public_datasets import K_FREI, hand_mm, write_image
+
+    from hand25d_ros.augment import AugmentConfig
+    from hand25d_ros.data.public_datasets import DatasetError
+    from hand25d_ros.train import CropSource, TrainingView, build_extra_source
+    P = hand_mm(1)
+    bad = P.copy()
+    bad[5] = bad[0]
+    write_image(tmp_path / "a.png", 224, 224)
+    (tmp_path / "annotations.json").write_text(json.dumps({"samples": [
+        {"image": "a.png", "K": K_FREI.tolist(), "joints_3d_mm": p.tolist()} for p in (P, bad)]}))
+    view = TrainingView(CropSource(build_extra_source({"type": "folder", "root": str(tmp_path)}), 64, 0),
+                        AugmentConfig(), 0)
+    assert np.isfinite(view[0]["z"].numpy()).all()
+    with pytest.raises(DatasetError, match=r"a.png \(annotation 1\): its wrist and index MCP are 0 mm apart"):
+        view[1]
+
+
 def test_fine_tune_from_weights_adds_a_crop_head(tmp_path):
     """train.init_weights: a file without the crop head starts a model with one (left/right from
     the renders' is_left, hand-present against hand-free crops, its threshold calibrated on
