@@ -403,13 +403,19 @@ class TrainingView(Dataset):
                                    "so its depth cannot be normalised; fix or remove that annotation")
         else:
             z = np.zeros(kp.NUM_KEYPOINTS)
+        is_left = s.get("is_left")
+        if is_left is None and has_3d:
+            # a 3D annotation names its hand by its chirality, the truth evaluation takes where
+            # is_left is missing (evaluate.true_hand): without it, a folder in real_val_snap's
+            # format trained the crop head's left/right logit on none of its hands
+            is_left = bool(kp.is_left_hand(P))
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),  # uint8 CHW
             "uv": torch.from_numpy(uv.astype(np.float32)),
             "z": torch.from_numpy(np.asarray(z, dtype=np.float32)),
             "has_3d": torch.tensor(has_3d),
-            # -1: unknown (sources without a left/right label)
-            "is_left": torch.tensor(float(s["is_left"]) if s.get("is_left") is not None else -1.0),
+            # -1: unknown (a 2D-only sample without a left/right label, a hand-free crop)
+            "is_left": torch.tensor(float(is_left) if is_left is not None else -1.0),
             "is_hand": torch.tensor(float(is_hand)),
             "weight_2d": torch.from_numpy(weight),
         }

@@ -189,6 +189,28 @@ def test_an_annotation_without_a_scale_bone_is_named_not_a_nan_loss(tmp_path):
         view[1]
 
 
+def test_a_3d_annotation_without_is_left_trains_its_hand_by_chirality(tmp_path):
+    """Evaluation takes a sample's hand from its 3D chirality where is_left is missing
+    (evaluate.true_hand); training took such a sample's hand as unknown, so a data.extra
+    folder in real_val_snap's format (no is_left) never trained the crop head's left/right
+    logit. The bundled photos, both hands, carry the truth to compare with."""
+    import json
+    import shutil
+    from importlib import resources
+
+    from hand25d_ros.train import CropSource, TrainingView, build_extra_source
+    bundled = resources.files("hand25d_ros") / "samples"
+    samples = json.loads((bundled / "annotations.json").read_text())["samples"]
+    truth = [s.pop("is_left") for s in samples]
+    assert set(truth) == {True, False}
+    for s in samples:
+        shutil.copy(str(bundled / s["image"]), tmp_path / s["image"])
+    two_d = dict(samples[0], joints_3d_mm=None)          # 2D-only, no is_left: no hand to tell
+    (tmp_path / "annotations.json").write_text(json.dumps({"samples": samples + [two_d]}))
+    view = TrainingView(CropSource(build_extra_source({"type": "folder", "root": str(tmp_path)}), 64, 0), None, 0)
+    assert [view[i]["is_left"].item() for i in range(len(view))] == [float(t) for t in truth] + [-1.0]
+
+
 def test_fine_tune_from_weights_adds_a_crop_head(tmp_path):
     """train.init_weights: a file without the crop head starts a model with one (left/right from
     the renders' is_left, hand-present against hand-free crops, its threshold calibrated on
