@@ -60,6 +60,37 @@ def test_smoke_train_resume_and_load(tmp_path):
         main(common + ["--set", "train.max_steps=9"])
 
 
+def test_a_run_mixing_every_kind_of_extra_dataset_logs_finite_losses_and_resumes(tmp_path):
+    """hand25d-train on its renders beside a FreiHAND, an RHD (both hands, hidden keypoints),
+    an STB and an annotated folder (one sample 2D-only) in their real layouts: every logged
+    loss term is finite, and the run resumes where it stopped."""
+    import yaml
+    from test_public_datasets import write_folder, write_freihand, write_rhd, write_stb
+    write_freihand(tmp_path / "frei", n=2)
+    write_rhd(tmp_path / "rhd")
+    write_stb(tmp_path / "stb", seqs=("B2Counting",))
+    write_folder(tmp_path / "folder")
+    config = tmp_path / "mixed.yaml"
+    config.write_text(yaml.safe_dump({"data": {"extra": [
+        {"type": "freihand", "root": str(tmp_path / "frei"), "weight": 0.5},
+        {"type": "rhd", "root": str(tmp_path / "rhd"), "options": {"hand": "both"}},
+        {"type": "stb", "root": str(tmp_path / "stb"), "options": {"sequences": ["B2Counting"]}},
+        {"type": "folder", "root": str(tmp_path / "folder"), "weight": 2.0}]}}))
+    out = tmp_path / "run"
+    common = ["--config", str(config), "--out", str(out),
+              "--set", "arch.name=tiny", "--set", "arch.input_size=64",
+              "--set", f"data.synthetic.cache_dir={tmp_path / 'cache'}", "--set", "data.synthetic.num_samples=4",
+              "--set", "data.synthetic.render_workers=1", "--set", "data.val_synthetic.num_samples=0",
+              "--set", "train.batch_size=8", "--set", "train.num_workers=0", "--set", "train.warmup_steps=1",
+              "--set", "train.checkpoint_every=1", "--set", "train.log_every=1", "--set", "train.val_every=0",
+              "--set", "val_real.path=null"]
+    assert main(common + ["--set", "train.max_steps=2"]) == 0
+    assert main(common + ["--set", "train.max_steps=3"]) == 0
+    rows = list(csv.DictReader(open(out / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert all(np.isfinite(float(r[k])) for r in rows for k in ("loss", "loss_l1_px", "loss_z"))
+
+
 def test_bad_config_is_a_clear_error(tmp_path, no_training):
     with pytest.raises(SystemExit, match="config file not found"):
         main(["--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "r")])
