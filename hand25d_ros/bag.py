@@ -79,7 +79,7 @@ from . import messages
 from .messages import (FRAME_ID_PATTERN, FRAME_PREFIX_PATTERN, NAMESPACE_PATTERN, MessageError, NoFrameId,
                        output_frame_id)
 from .intrinsics import Calibration, K_from_fov
-from .pose_frames import HandFrames, hand_frames, rotation_to_quaternion
+from .pose_frames import HandFrames, hand_frames
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
@@ -235,8 +235,7 @@ def hand_transforms(xyz, frames: HandFrames, parent: str, palm: str, names) -> l
     R_p, o_p = frames.palm_rotation, frames.palm_origin
     out = [(parent, palm, np.asarray(o_p), np.asarray(frames.palm_quaternion))]
     t_rel = (np.asarray(xyz) - o_p) @ R_p
-    q_rel = rotation_to_quaternion(R_p.T @ frames.joint_rotations)
-    out += [(palm, name, t, q) for name, t, q in zip(names, t_rel, q_rel)]
+    out += [(palm, name, t, q) for name, t, q in zip(names, t_rel, frames.joint_quaternions_in_palm)]
     return out
 
 

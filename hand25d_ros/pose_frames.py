@@ -33,6 +33,7 @@ are collinear or are not finite falls back to the identity orientation; both are
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -75,15 +76,34 @@ class HandFrames:
     joint_rotations: np.ndarray
     joint_valid: np.ndarray
 
+    @cached_property
+    def _quaternions(self) -> np.ndarray:
+        """(*, 43, 4): the palm's, the 21 joints' and the 21 joints' relative to the palm, from
+        one scipy call: a published hand needs all three (poses, palm, TF), and each call of
+        ``Rotation.from_matrix`` costs far more than its handful of matrices. The frames are not
+        modified after ``hand_frames`` built them, so computing them once is safe; the result is
+        read-only so that no caller can change what the next one reads."""
+        R_p, R_j = self.palm_rotation, self.joint_rotations
+        R_rel = np.swapaxes(R_p, -1, -2)[..., None, :, :] @ R_j
+        q = rotation_to_quaternion(np.concatenate([R_p[..., None, :, :], R_j, R_rel], axis=-3))
+        q.setflags(write=False)
+        return q
+
     @property
     def palm_quaternion(self) -> np.ndarray:
         """(*, 4) palm orientation as a unit quaternion ``(x, y, z, w)``."""
-        return rotation_to_quaternion(self.palm_rotation)
+        return self._quaternions[..., 0, :]
 
     @property
     def joint_quaternions(self) -> np.ndarray:
         """(*, 21, 4) keypoint orientations as unit quaternions ``(x, y, z, w)``."""
-        return rotation_to_quaternion(self.joint_rotations)
+        return self._quaternions[..., 1:1 + kp.NUM_KEYPOINTS, :]
+
+    @property
+    def joint_quaternions_in_palm(self) -> np.ndarray:
+        """(*, 21, 4) keypoint orientations relative to the palm frame, ``R_palm^T R_joint``
+        (the rotations of the TF tree's palm -> keypoint transforms)."""
+        return self._quaternions[..., 1 + kp.NUM_KEYPOINTS:, :]
 
     @property
     def valid(self) -> np.ndarray:

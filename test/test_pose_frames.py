@@ -176,3 +176,42 @@ def test_wrong_shape_is_rejected_with_the_shape():
         hand_frames(np.zeros((21, 2)))
     with pytest.raises(ValueError, match="3, 3"):
         rotation_to_quaternion(np.zeros((4, 3)))
+
+
+def _sample_hands_m() -> np.ndarray:
+    """The bundled sample frames' 3D keypoints (real hands), metres, (8, 21, 3)."""
+    import json
+    from importlib import resources
+    ann = json.loads((resources.files("hand25d_ros") / "samples" / "annotations.json").read_text())["samples"]
+    return np.array([s["joints_3d_mm"] for s in ann]) / 1000.0
+
+
+def test_quaternions_from_one_call_equal_one_call_per_rotation():
+    # the three quaternion sets come from one scipy call on stacked matrices; each must equal
+    # converting its own matrices alone, bit for bit, on real hands and on degenerate ones
+    hands = _sample_hands_m()
+    broken = hands[:3].copy()
+    broken[0, 8] = np.nan                 # a tip without a position
+    broken[1, 6] = broken[1, 5]           # a zero-length bone
+    broken[2, [0, 5, 17]] = broken[2, 0]  # no palm: identity fallback
+    for P in np.concatenate([hands, broken]):
+        f = hand_frames(P)
+        R_p, R_j = f.palm_rotation, f.joint_rotations
+        np.testing.assert_array_equal(f.palm_quaternion, rotation_to_quaternion(R_p))
+        np.testing.assert_array_equal(f.joint_quaternions, np.array([rotation_to_quaternion(R) for R in R_j]))
+        np.testing.assert_array_equal(f.joint_quaternions_in_palm,
+                                      np.array([rotation_to_quaternion(R_p.T @ R) for R in R_j]))
+    fb = hand_frames(hands.reshape(2, 4, 21, 3))
+    for i, j in np.ndindex(2, 4):
+        one = hand_frames(hands[4 * i + j])
+        np.testing.assert_array_equal(fb.palm_quaternion[i, j], one.palm_quaternion)
+        np.testing.assert_array_equal(fb.joint_quaternions[i, j], one.joint_quaternions)
+        np.testing.assert_array_equal(fb.joint_quaternions_in_palm[i, j], one.joint_quaternions_in_palm)
+
+
+def test_cached_quaternions_cannot_be_changed_by_a_caller():
+    f = hand_frames(_sample_hands_m()[0])
+    with pytest.raises(ValueError):
+        f.palm_quaternion[0] = 2.0
+    with pytest.raises(ValueError):
+        f.joint_quaternions[3, 1] = 2.0

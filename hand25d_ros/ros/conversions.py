@@ -35,7 +35,7 @@ from .. import keypoints as kp
 from ..messages import (DEFAULT_MAX_PIXELS, ENCODING_CHANNELS, INTRINSICS_SOURCES, MessageError,  # noqa: F401
                         UnsupportedEncoding, camera_info_to_intrinsics, compressed_to_rgb, expected_image_size,
                         image_to_numpy, image_to_rgb)
-from ..pose_frames import HandFrames, rotation_to_quaternion
+from ..pose_frames import HandFrames
 
 # ---------------------------------------------------------------------------- time
 def stamp_to_ns(stamp: Time) -> int:
@@ -314,7 +314,7 @@ def hand_to_tf(header: Header, xyz_m, frames: HandFrames, prefix: str = "hand_")
     palm = palm_frame_name(prefix)
     out = [_transform(header, palm, o_p.tolist(), frames.palm_quaternion.tolist())]
     t_rel = (xyz - o_p) @ R_p  # rows: R_p^T (p - o)
-    q_rel = rotation_to_quaternion(R_p.T @ frames.joint_rotations)
+    q_rel = frames.joint_quaternions_in_palm
     child_header = Header(stamp=header.stamp, frame_id=palm)
     for name, t, q in zip(keypoint_frame_names(prefix), t_rel.tolist(), q_rel.tolist()):
         out.append(_transform(child_header, name, t, q))
