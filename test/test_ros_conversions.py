@@ -464,3 +464,63 @@ def test_the_demo_finds_a_pip_installs_share_files_without_a_ros_environment(tmp
     assert demo._find_share_file("config", "only_installed.yaml") == share / "only_installed.yaml"
     assert demo._find_share_file("config", "hand25d.yaml").is_file()          # the source tree's first
     assert demo._find_share_file("config", "nowhere.yaml") is None
+
+
+def _reference_pose(p, q):
+    from geometry_msgs.msg import Point, Pose, Quaternion
+    return Pose(position=Point(x=float(p[0]), y=float(p[1]), z=float(p[2])),
+                orientation=Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3])))
+
+
+def _numbers(msg) -> np.ndarray:
+    """Every position/translation and orientation number of a pose or TF message, in order."""
+    if hasattr(msg, "transforms"):
+        parts = [(t.transform.translation, t.transform.rotation) for t in msg.transforms]
+    else:
+        parts = [(p.position, p.orientation) for p in (msg.poses if hasattr(msg, "poses") else [msg.pose])]
+    return np.array([[v.x, v.y, v.z, q.x, q.y, q.z, q.w] for v, q in parts], dtype=np.float64)
+
+
+def test_pose_and_tf_messages_equal_a_field_by_field_reference_bit_for_bit():
+    # the fast builders (fields filled in place, quaternions from one cached call per hand) must
+    # give the numbers of messages built the plain way, one conversion per rotation
+    import json
+    from importlib import resources
+    from geometry_msgs.msg import PoseArray, PoseStamped, Quaternion, TransformStamped, Vector3
+    from tf2_msgs.msg import TFMessage
+    from hand25d_ros.pose_frames import rotation_to_quaternion
+    ann = json.loads((resources.files("hand25d_ros") / "samples" / "annotations.json").read_text())["samples"]
+    hd = header()
+    for a, b in zip(ann[0::2], ann[1::2]):       # two real hands a frame
+        hands = []
+        for i, s in enumerate((a, b)):
+            xyz = np.array(s["joints_3d_mm"]) / 1000.0
+            hands.append(cv.HandOutput(3 + i, bool(s["is_left"]), xyz, np.array(s["joints_2d_px"]), np.full(21, 0.8),
+                                       hand_frames(xyz)))
+        ref_poses, ref_palms, ref_tf = [], [], []
+        for h in hands:
+            f = h.frames
+            R_p, o_p = f.palm_rotation, f.palm_origin
+            ref_poses += [_reference_pose(p, rotation_to_quaternion(R)) for p, R in zip(h.xyz_m, f.joint_rotations)]
+            ref_palms.append(_reference_pose(o_p, rotation_to_quaternion(R_p)))
+            palm = f"hand_{h.prefix}palm"
+
+            def tf(parent_header, child, t, q):
+                msg = TransformStamped(header=parent_header, child_frame_id=child)
+                msg.transform.translation = Vector3(x=float(t[0]), y=float(t[1]), z=float(t[2]))
+                msg.transform.rotation = Quaternion(x=float(q[0]), y=float(q[1]), z=float(q[2]), w=float(q[3]))
+                return msg
+            ref_tf.append(tf(hd, palm, o_p, rotation_to_quaternion(R_p)))
+            child = Header(stamp=hd.stamp, frame_id=palm)
+            # the translations as hand_to_tf computes them: a matmul row by row rounds otherwise
+            t_rel = (h.xyz_m - o_p) @ R_p
+            for name, t, R in zip(kp.KEYPOINT_NAMES, t_rel, f.joint_rotations):
+                ref_tf.append(tf(child, f"hand_{h.prefix}{name}", t, rotation_to_quaternion(R_p.T @ R)))
+        pairs = [(cv.hands_to_pose_array(hd, hands), PoseArray(header=hd, poses=ref_poses)),
+                 (cv.palms_to_pose_array(hd, hands), PoseArray(header=hd, poses=ref_palms)),
+                 (cv.palm_to_pose_stamped(hd, hands[0].frames), PoseStamped(header=hd, pose=ref_palms[0])),
+                 (cv.hands_to_tf(hd, hands), TFMessage(transforms=ref_tf))]
+        for fast, ref in pairs:
+            assert fast == ref
+            # == compares every field; the bits too, which == does not (-0.0 == 0.0)
+            np.testing.assert_array_equal(_numbers(fast).view(np.int64), _numbers(ref).view(np.int64))
