@@ -10,7 +10,8 @@ install and no rclpy. Messages are built as rosbags typestore objects and serial
 ``ros/conversions.py`` (``test/test_bag.py`` compares the two where ROS is importable).
 
 Input
-    image topic     sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8; any row padding) or
+    image topic     sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, YUV 4:2:2 yuyv/yuv422_yuy2
+                    and uyvy/yuv422, bayer_rggb8/_bggr8/_gbrg8/_grbg8; any row padding) or
                     sensor_msgs/CompressedImage (anything OpenCV decodes), by the topic's type.
     intrinsics      the first that applies:
                     1. ``calibration`` (``--calib``, a camera_info_manager YAML: raw K and D);

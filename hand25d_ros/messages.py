@@ -15,8 +15,28 @@ import numpy as np
 
 from ._checks import check_camera_intrinsics, check_distortion
 
-# channels of each supported encoding
-ENCODING_CHANNELS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+# bytes per pixel of each supported encoding (sensor_msgs/image_encodings.hpp names)
+ENCODING_CHANNELS: dict[str, int] = {
+    "rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1,
+    # packed YUV 4:2:2, two pixels in four bytes (V4L2's UYVY and YUYV; "yuv422" and
+    # "yuv422_yuy2" are ROS' older, deprecated names of the same two)
+    "uyvy": 2, "yuv422": 2, "yuyv": 2, "yuv422_yuy2": 2,
+    # raw Bayer mosaics, named by their top-left 2 x 2 block read row by row
+    "bayer_rggb8": 1, "bayer_bggr8": 1, "bayer_gbrg8": 1, "bayer_grbg8": 1,
+}
+# read in pixel pairs (YUV) and demosaiced (Bayer) on the way to RGB
+YUV422_ENCODINGS = ("uyvy", "yuv422", "yuyv", "yuv422_yuy2")
+BAYER_ENCODINGS = ("bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8")
+# OpenCV names a Bayer pattern by the second and third pixel of its second row, not by the
+# top-left block as ROS does: ROS rggb is OpenCV's BayerBG (newer OpenCV aliases it BayerRGGB;
+# the old names exist in every version this package takes)
+_TO_RGB = {
+    "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB,
+    "uyvy": cv2.COLOR_YUV2RGB_UYVY, "yuv422": cv2.COLOR_YUV2RGB_UYVY,
+    "yuyv": cv2.COLOR_YUV2RGB_YUYV, "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUYV,
+    "bayer_rggb8": cv2.COLOR_BayerBG2RGB, "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
+    "bayer_gbrg8": cv2.COLOR_BayerGR2RGB, "bayer_grbg8": cv2.COLOR_BayerGB2RGB,
+}
 # larger images are refused (a 16k x 16k image is a bug upstream, not a hand)
 DEFAULT_MAX_PIXELS = 4096 * 4096
 
@@ -34,11 +54,12 @@ def image_to_numpy(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """sensor_msgs/Image -> (H, W, C) uint8 array in the message's own channel order.
 
     Supports ``ENCODING_CHANNELS``; any row padding in ``step`` is skipped. The result is a
-    read-only view of the message's buffer where possible (copy it to modify it).
+    read-only view of the message's buffer where possible (copy it to modify it). YUV 4:2:2
+    gives its two bytes per pixel as they come, Bayer the raw mosaic (one channel).
 
     Raises:
         MessageError: unsupported encoding, zero or huge size, a step shorter than a row,
-            or data whose length is not ``step * height``.
+            data whose length is not ``step * height``, or YUV 4:2:2 of an odd width.
     """
     enc = msg.encoding
     if enc not in ENCODING_CHANNELS:
@@ -49,6 +70,10 @@ def image_to_numpy(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     if h * w > max_pixels:
         raise MessageError(f"image of {w} x {h} pixels exceeds the limit of {max_pixels} pixels")
     c = ENCODING_CHANNELS[enc]
+    if enc in YUV422_ENCODINGS and w % 2:
+        # the last pixel would have half its chroma pair: the driver or the width is wrong
+        raise MessageError(f"{enc} image of odd width {w}: YUV 4:2:2 packs pixels in pairs (4 bytes per "
+                           "2 pixels), so its width must be even")
     if step < w * c:
         raise MessageError(f"step {step} is shorter than one row of {w} {enc} pixels ({w * c} bytes): "
                            "the encoding does not match the data")
@@ -65,9 +90,13 @@ def image_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     enc = msg.encoding
     if enc == "rgb8":
         return np.ascontiguousarray(a)
-    code = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB,
-            "mono8": cv2.COLOR_GRAY2RGB}[enc]
-    return cv2.cvtColor(np.ascontiguousarray(a), code)
+    if enc in BAYER_ENCODINGS:
+        # OpenCV's demosaicing fills the outermost rows and columns by copying their
+        # neighbours, losing the border's own samples; a 2-pixel mirror (which keeps the
+        # pattern's phase) lets every pixel be interpolated from its own neighbourhood
+        mosaic = cv2.copyMakeBorder(np.ascontiguousarray(a), 2, 2, 2, 2, cv2.BORDER_REFLECT_101)
+        return np.ascontiguousarray(cv2.cvtColor(mosaic, _TO_RGB[enc])[2:-2, 2:-2])
+    return cv2.cvtColor(np.ascontiguousarray(a), _TO_RGB[enc])
 
 
 def compressed_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

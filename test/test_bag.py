@@ -31,6 +31,7 @@ from hand25d_ros import keypoints as kp  # noqa: E402
 from hand25d_ros.cli import main  # noqa: E402
 from hand25d_ros.intrinsics import K_from_fov  # noqa: E402
 
+import raw_encodings as raw  # noqa: E402
 from conftest import sample_hand  # noqa: E402
 
 
@@ -57,7 +58,7 @@ NS = "/hand25d"
 OUT_TOPICS = ("/tf", f"{NS}/keypoints", f"{NS}/poses", f"{NS}/palm_poses", f"{NS}/palm_pose", f"{NS}/markers")
 
 # (encoding, extra row padding in bytes, with CameraInfo); frames 2 and 4 are skipped
-MAIN_FRAMES = [("rgb8", 0, True), ("bgr8", 64, True), ("yuv422", 0, True), ("bgra8", 0, True),
+MAIN_FRAMES = [("rgb8", 0, True), ("bgr8", 64, True), ("32FC1", 0, True), ("bgra8", 0, True),
                ("rgb8", 0, False), ("rgba8", 12, True), ("mono8", 3, True)]
 PROCESSED = [0, 1, 3, 5, 6]
 
@@ -100,7 +101,11 @@ def image_msg(i: int, encoding: str, pad: int = 0, frame=FRAME):
     chans = {"rgb8": img, "bgr8": img[:, :, ::-1], "rgba8": np.dstack([img, np.full((H, W), 255, np.uint8)]),
              "bgra8": np.dstack([img[:, :, ::-1], np.full((H, W), 9, np.uint8)]),
              "mono8": cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None],
-             "yuv422": np.zeros((H, W, 2), np.uint8)}[encoding]
+             "32FC1": np.zeros((H, W, 4), np.uint8)}.get(encoding)
+    if chans is None:   # a camera encoding, built from its definition
+        rows = raw.encode_bayer(img, encoding[6:10]) if encoding.startswith("bayer_") else \
+            raw.encode_yuv422(img, "uyvy" if encoding in ("uyvy", "yuv422") else "yuyv")
+        chans = rows.reshape(H, W, -1)
     row = W * chans.shape[2]
     data = np.zeros((H, row + pad), np.uint8)
     data[:, :row] = chans.reshape(H, row)
@@ -244,7 +249,7 @@ def test_mcap_bag_holds_inputs_and_the_trackers_outputs(main_bag, main_run, refe
 
 def test_mcap_run_reports_skipped_frames(main_run):
     _, stdout, stderr = main_run
-    assert "unsupported image encoding 'yuv422'" in stderr and "no CameraInfo within" in stderr
+    assert "unsupported image encoding '32FC1'" in stderr and "no CameraInfo within" in stderr
     assert "guess" not in stderr
     assert "5 of 7 frames processed" in stdout and "1 no_camera_info" in stdout
     assert "1 unsupported_encoding" in stdout and f"CameraInfo on {INFO_TOPIC}" in stdout
@@ -503,11 +508,11 @@ def test_bad_topics_name_what_is_there(small_bag, tmp_path):
 
 
 def test_unsupported_encoding_everywhere_writes_nothing(tmp_path, capsys):
-    src = write_bag(tmp_path / "yuv", [(i, ("yuv422", 0, True)) for i in range(3)])
+    src = write_bag(tmp_path / "float", [(i, ("32FC1", 0, True)) for i in range(3)])
     with pytest.raises(SystemExit, match=r"no frame of .* could be processed \(3 messages; 3 x unsupported_encoding: "
-                                         r"unsupported image encoding 'yuv422'; supported: rgb8, bgr8"):
+                                         r"unsupported image encoding '32FC1'; supported: rgb8, bgr8"):
         _bag_cli(src, "--out", tmp_path / "o", "--image-topic", IMG_TOPIC)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["yuv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["float"]
     (tmp_path / "exists").mkdir()
     with pytest.raises(SystemExit, match="exists; pass --overwrite"):
         _bag_cli(src, "--out", tmp_path / "exists", "--image-topic", IMG_TOPIC)
@@ -633,10 +638,27 @@ def test_an_unusable_frame_stamped_ahead_does_not_hold_back_the_rest(tmp_path):
     0.8 s ahead in an encoding that cannot be read skipped every frame after it."""
     stamps_ns = [stamp(i) for i in range(5)]
     stamps_ns[1] += 800_000_000
-    src = _bag_with_stamps(tmp_path / "glitch", stamps_ns, ["rgb8", "yuv422", "rgb8", "rgb8", "rgb8"])
+    src = _bag_with_stamps(tmp_path / "glitch", stamps_ns, ["rgb8", "32FC1", "rgb8", "rgb8", "rgb8"])
     assert _bag_cli(src, "--out", tmp_path / "o", "--image-topic", IMG_TOPIC) == 0
     out = read_bag(tmp_path / "o")
     assert sorted(ns_of(m) for _, m in out[f"{NS}/keypoints"]) == [stamps_ns[i] for i in (0, 2, 3, 4)]
+
+
+CAMERA_ENCODINGS = ["yuv422_yuy2", "uyvy", "bayer_rggb8", "bayer_grbg8"]
+
+
+def test_webcam_and_raw_bayer_frames_are_processed(tmp_path):
+    """A UVC webcam's YUV 4:2:2 and a machine-vision camera's Bayer mosaic, recorded as the
+    drivers publish them (row padding included): every frame gives hands, and each decodes
+    to the frame it was made from (chroma subsampling and demosaicing blur colour edges only)."""
+    frames = [(i, (enc, 8 * (i % 2), True)) for i, enc in enumerate(CAMERA_ENCODINGS)]
+    src = write_bag(tmp_path / "cams", frames)
+    for i, (enc, pad, _) in frames:
+        diff = np.abs(hb.image_to_rgb(image_msg(i, enc, pad)).astype(int) - frame_rgb(i)[0])
+        assert diff.mean() < 2 and np.median(diff) <= 1, (enc, diff.mean())
+    assert _bag_cli(src, "--out", tmp_path / "o", "--image-topic", IMG_TOPIC) == 0
+    out = read_bag(tmp_path / "o")
+    assert sorted(ns_of(m) for _, m in out[f"{NS}/keypoints"]) == [stamp(i) for i, _ in frames]
 
 
 def test_unstamped_images_are_named_not_dropped_as_out_of_order(tmp_path):

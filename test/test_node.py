@@ -34,6 +34,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
+import raw_encodings as raw
 import ros_harness as h
 from hand25d_ros import keypoints as kp
 from hand25d_ros.ros import conversions as cv
@@ -197,11 +198,22 @@ class Frames:
         return cv.intrinsics_to_camera_info(K, w, h, Header(stamp=cv.ns_to_stamp(stamp), frame_id=FRAME), D, model)
 
     def image(self, stamp, value=128, w=W, h=H, enc="rgb8", frame=FRAME, pad=0):
+        rgb = self.rgb(value, w, h)
+        header = Header(stamp=cv.ns_to_stamp(stamp), frame_id=frame)
+        if enc in ("rgb8", "bgr8", "mono8"):
+            native = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "mono8": rgb[..., :1]}[enc]
+            return cv.numpy_to_image(native, enc, header, step=w * native.shape[2] + pad)
+        # a camera encoding, built from its definition as a driver would
+        rows = raw.encode_bayer(rgb, enc[6:10]) if enc.startswith("bayer_") else \
+            raw.encode_yuv422(rgb, "uyvy" if enc in ("uyvy", "yuv422") else "yuyv")
+        data, step = raw.pad_rows(rows, pad)
+        return Image(header=header, height=h, width=w, encoding=enc, step=step, data=data)
+
+    @staticmethod
+    def rgb(value=128, w=W, h=H):
         rgb = np.full((h, w, 3), value, np.uint8)
         rgb[h // 3: 2 * h // 3, w // 3: 2 * w // 3] = min(255, value + 60)
-        native = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "mono8": rgb[..., :1]}[enc]
-        return cv.numpy_to_image(native, enc, Header(stamp=cv.ns_to_stamp(stamp), frame_id=frame),
-                                 step=w * native.shape[2] + pad)
+        return rgb
 
     def send(self, image, info=None):
         if info is not None:
@@ -472,7 +484,8 @@ def _nan_p(info):
 
 BAD_INPUTS = {
     # name: (image builder, CameraInfo builder or None for a good one, drop reason)
-    "unsupported_encoding": (_img(enc="yuv422"), None, "bad_image"),
+    "unsupported_encoding": (_img(enc="32FC1"), None, "bad_image"),
+    "yuv422_of_odd_width": (_img(enc="yuv422_yuy2", w=W - 1), None, "bad_image"),
     "unsupported_16bit": (_img(enc="16UC1"), None, "bad_image"),
     "lying_encoding": (_img(enc="rgb8", step=W, nbytes=W * H), None, "bad_image"),
     "data_shorter_than_step_times_height": (_img(nbytes=W * 3 * H - 7), None, "bad_image"),
@@ -507,6 +520,21 @@ def test_bad_input_is_dropped_with_a_warning_and_the_node_keeps_running(main, ca
     assert node.alive()
     for key in ("keypoints", "poses", "palm_pose", "palm_poses", "tf", "markers"):
         assert not by_stamp(probe.messages(key), s), f"{case}: published {key} for a bad frame"
+
+
+@pytest.mark.parametrize("enc", ["yuv422_yuy2", "bayer_rggb8"])
+def test_webcam_yuv_and_raw_bayer_images_are_processed(main, enc):
+    """usb_cam (pixel_format yuyv) and machine-vision drivers (FLIR, Basler, Lucid raw)
+    publish these; the node decoded neither and dropped every frame."""
+    node, probe, frames = main
+    before = probe.dropped("bad_image")
+    s, out = frames.good_frame(enc=enc, pad=4)
+    assert out["keypoints"].header.frame_id == FRAME
+    assert probe.dropped("bad_image") == before
+    assert probe.wait_for(lambda: by_stamp(probe.messages("debug_image"), s), 3.0)
+    debug = cv.image_to_rgb(by_stamp(probe.messages("debug_image"), s)[-1])
+    # the picture the camera saw, away from the drawn skeleton (a corner of the flat background)
+    assert np.abs(debug[:20, :20].astype(int) - frames.rgb()[:20, :20]).max() <= 2
 
 
 def test_a_frame_id_with_a_leading_slash_is_published_without_it(main):
@@ -581,7 +609,7 @@ def test_a_dropped_image_stamped_ahead_does_not_hold_back_the_next(main):
         ahead = newest + 900_000_000
         before = probe.dropped(reason)
         for _ in range(3):
-            frames.send(_img(enc="yuv422")(frames, ahead), frames.info(ahead) if with_info else None)
+            frames.send(_img(enc="32FC1")(frames, ahead), frames.info(ahead) if with_info else None)
             if not with_info:
                 time.sleep(0.2)
                 frames.good_frame()   # replaces the waiting image, which is dropped unpaired

@@ -22,8 +22,11 @@ from hand25d_ros import keypoints as kp
 from hand25d_ros.pose_frames import hand_frames
 from hand25d_ros.ros import conversions as cv
 
+import raw_encodings as raw
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:lark.*")
-ENCODINGS = list(cv.ENCODING_CHANNELS)
+# the encodings that hold RGB as it is (the camera encodings are tested below)
+ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"]
 
 
 def header(sec=12, nanosec=345, frame="cam_optical"):
@@ -93,7 +96,8 @@ def _raw_image(enc="rgb8", h=4, w=5, step=None, nbytes=None):
 
 @pytest.mark.parametrize("msg, words", [
     (_raw_image(enc="16UC1"), "unsupported image encoding '16UC1'"),
-    (_raw_image(enc="yuv422"), "unsupported"),
+    (_raw_image(enc="32FC1"), "unsupported image encoding '32FC1'"),
+    (_raw_image(enc="yuyv", w=5, step=10), "yuyv image of odd width 5: YUV 4:2:2 packs pixels in pairs"),
     (_raw_image(enc="RGB8"), "unsupported"),
     (_raw_image(enc=""), "unsupported"),
     # lying: says rgb8 but each row holds mono8 pixels
@@ -107,6 +111,40 @@ def _raw_image(enc="rgb8", h=4, w=5, step=None, nbytes=None):
 def test_bad_images_are_rejected_with_a_reason(msg, words):
     with pytest.raises(cv.MessageError, match=words.replace("(", r"\(").replace("*", r"\*")):
         cv.image_to_rgb(msg)
+
+
+def _camera_image(enc, rows, h, w, pad):
+    """A sensor_msgs/Image as a driver fills it: the encoded rows, ``pad`` junk bytes after each."""
+    data, step = raw.pad_rows(rows, pad)
+    return Image(height=h, width=w, encoding=enc, step=step, data=data)
+
+
+@pytest.mark.parametrize("enc, order", [("yuv422", "uyvy"), ("uyvy", "uyvy"), ("yuv422_yuy2", "yuyv"),
+                                        ("yuyv", "yuyv")])
+@pytest.mark.parametrize("h, w, pad", [(6, 8, 0), (5, 10, 6), (1, 2, 3)])
+def test_yuv422_images_decode_to_the_rgb_they_were_made_from(enc, order, h, w, pad):
+    # each pixel pair one colour, which 4:2:2 keeps: only the rounding to bytes stands between
+    rgb = np.random.default_rng(h * w + pad).integers(0, 256, (h, w // 2, 3), dtype=np.uint8).repeat(2, axis=1)
+    out = cv.image_to_rgb(_camera_image(enc, raw.encode_yuv422(rgb, order), h, w, pad))
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+    assert np.abs(out.astype(int) - rgb).max() <= 2
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("h, w, pad", [(8, 10, 0), (7, 9, 3), (2, 3, 1), (5, 2, 0)])
+def test_bayer_images_keep_every_sample_and_a_flat_colour(pattern, h, w, pad):
+    enc = f"bayer_{pattern}8"
+    rgb = np.random.default_rng(h * w + pad).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mosaic = raw.encode_bayer(rgb, pattern)
+    out = cv.image_to_rgb(_camera_image(enc, mosaic, h, w, pad))
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+    # demosaicing fills in the two missing channels of a pixel, never the one it sampled
+    sampled = np.take_along_axis(out, raw.bayer_channel_map(pattern, h, w)[..., None], 2)[..., 0]
+    np.testing.assert_array_equal(sampled, mosaic)
+    # a flat colour comes back flat, border pixels included (a swapped pattern swaps red and blue)
+    flat = np.broadcast_to(np.array([200, 90, 30], np.uint8), (h, w, 3))
+    np.testing.assert_array_equal(cv.image_to_rgb(_camera_image(enc, raw.encode_bayer(flat, pattern), h, w, pad)),
+                                  flat)
 
 
 def test_numpy_to_image_checks_its_input():

@@ -1,7 +1,9 @@
 """hand25d_node: 3D hand poses from a camera's images and CameraInfo (ROS 2), several hands.
 
 Subscriptions (remappable; sensor-data QoS: best effort, keep last 1; ``rois`` keep last 10):
-    image                sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8; any row padding)
+    image                sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8; webcams' YUV 4:2:2
+                         yuyv/yuv422_yuy2 and uyvy/yuv422; raw bayer_rggb8, _bggr8, _gbrg8,
+                         _grbg8, demosaiced bilinearly; any row padding)
     image/compressed     sensor_msgs/CompressedImage, instead of ``image`` when
                          ``use_compressed`` (the name follows ``image``'s remapping)
     camera_info          sensor_msgs/CameraInfo, paired by stamp (``sync_tolerance_s``)
