@@ -195,6 +195,13 @@ def camera_info_to_intrinsics(msg, source: str = "rectified", image_size=None):
     return K, D, model
 
 
+def is_uncalibrated(msg) -> bool:
+    """Whether a CameraInfo says its camera is uncalibrated: K all zeros, as sensor_msgs/CameraInfo
+    asks of such a camera and webcam drivers publish without a calibration file."""
+    K = np.asarray(msg.k, dtype=np.float64)
+    return K.size == 9 and not np.any(K)
+
+
 def _apply_binning_and_roi(K: np.ndarray, msg) -> np.ndarray:
     """Intrinsics of the published image: crop by ``msg.roi`` then bin (as image_geometry)."""
     roi = msg.roi

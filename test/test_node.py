@@ -119,6 +119,9 @@ def test_command_line_values_that_ros_dropped_are_named():
     applied = ["x", "--ros-args", "-p", "max_hands:=3", "-p", "marker_lifetime_s:=1", "-p", "publish_tf:=true"]
     assert dropped_overrides(applied, "hand25d", {"max_hands": 3, "marker_lifetime_s": 1.0, "publish_tf": True}) == []
     assert dropped_overrides(["x", "--ros-args", "-p", "publish_tf:=1"], "hand25d", {"publish_tf": True})
+    # an empty hfov_deg (a launch argument left empty) is its default, whether ROS kept 0.0 or took ""
+    assert dropped_overrides(["x", "--ros-args", "-p", "hfov_deg:=''"], "hand25d", {"hfov_deg": 0.0}) == []
+    assert dropped_overrides(["x", "--ros-args", "-p", "hfov_deg:=60"], "hand25d", {"hfov_deg": 0.0})
 
 
 def test_default_frame_prefixes_differ_for_every_node_and_are_valid_frame_names():
@@ -157,6 +160,9 @@ def test_default_frame_prefixes_differ_for_every_node_and_are_valid_frame_names(
     ("hand_side", "auto", True), ("hand_side", "left", True), ("hand_side", "right", True),
     ("hand_side", "both", False), ("hand_side", 1, False),
     ("follow_hand", False, True), ("follow_hand", "yes", False), ("follow_hand", 0, False),
+    ("hfov_deg", 60.0, True), ("hfov_deg", 70, True), ("hfov_deg", 0.0, True), ("hfov_deg", "", True),
+    ("hfov_deg", 180.0, False), ("hfov_deg", -5.0, False), ("hfov_deg", "wide", False),
+    ("hfov_deg", float("nan"), False),
 ])
 def test_parameter_validation_gives_a_reason(name, value, ok):
     reason = validate_parameter(name, value)
@@ -585,6 +591,59 @@ def test_a_large_sync_tolerance_accepts_a_camera_info_stamped_zero(main):
     finally:
         (res,) = set_params(probe, sync_tolerance_s=0.02)
         assert res.successful, res.reason
+
+
+def _uncalibrated_info(frames, s):
+    """What a webcam driver without a calibration file publishes: the size, all matrices zero."""
+    info = frames.info(s)
+    info.k, info.p, info.r, info.d = [0.0] * 9, [0.0] * 12, [0.0] * 9, [0.0] * 5
+    return info
+
+
+def test_an_uncalibrated_camera_is_dropped_or_takes_its_intrinsics_from_hfov_deg(main):
+    node, probe, frames = main
+    before = probe.dropped("bad_camera_info")
+    for _ in range(3):   # off (the default): dropped, and the warning names the way out
+        s = frames.stamp()
+        frames.send(frames.image(s), _uncalibrated_info(frames, s))
+        if probe.wait_for(lambda: probe.dropped("bad_camera_info") > before, 2.0):
+            break
+    assert probe.dropped("bad_camera_info") > before and "set hfov_deg" in node.output(), node.output()[-2000:]
+    warnings_before = node.output().count("the 3D is approximate")
+    (res,) = set_params(probe, hfov_deg=60.0)
+    assert res.successful, res.reason
+    t0 = time.monotonic()
+    try:
+        for _ in range(4):
+            for _ in range(3):
+                s = frames.stamp()
+                frames.good.add(s)
+                frames.send(frames.image(s), _uncalibrated_info(frames, s))
+                out = wait_outputs(probe, s, 3.0)
+                if out is not None:
+                    break
+            assert out is not None, node.output()[-2000:]
+            # lifted through K of a 60 degree pinhole centred on the image: u = f X / Z + (W - 1) / 2
+            xyz, uv, _ = cloud_xyz_uv(out["keypoints"])
+            f = (W / 2) / math.tan(math.radians(60.0 / 2))
+            K_guess = np.array([[f, 0.0, (W - 1) / 2], [0.0, f, (H - 1) / 2], [0.0, 0.0, 1.0]])
+            np.testing.assert_allclose((xyz @ K_guess.T)[:, :2] / xyz[:, 2:], uv, atol=2e-3)
+        assert probe.wait_for(lambda: probe.diagnostics_value("intrinsics") == "guess from hfov_deg 60", 2.0)
+        # said, and once per warning period (5 s) only
+        said = node.output().count("the 3D is approximate") - warnings_before
+        assert 1 <= said <= 1 + (time.monotonic() - t0) // 5.0, node.output()[-2000:]
+    finally:
+        (res,) = set_params(probe, hfov_deg="")   # empty: off again, as a launch argument left empty gives
+        assert res.successful, res.reason
+    before = probe.dropped("bad_camera_info")
+    for _ in range(3):
+        s = frames.stamp()
+        frames.send(frames.image(s), _uncalibrated_info(frames, s))
+        if probe.wait_for(lambda: probe.dropped("bad_camera_info") > before, 2.0):
+            break
+    assert probe.dropped("bad_camera_info") > before and not by_stamp(probe.messages("keypoints"), s)
+    frames.good_frame()
+    assert probe.wait_for(lambda: probe.diagnostics_value("intrinsics") == "camera_info", 2.0)
 
 
 def test_out_of_order_stamps_are_dropped(main):

@@ -34,7 +34,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from .. import keypoints as kp
 from ..messages import (DEFAULT_MAX_PIXELS, ENCODING_CHANNELS, INTRINSICS_SOURCES, MessageError,  # noqa: F401
                         UnsupportedEncoding, camera_info_to_intrinsics, compressed_to_rgb, expected_image_size,
-                        image_to_numpy, image_to_rgb)
+                        image_to_numpy, image_to_rgb, is_uncalibrated)
 from ..pose_frames import HandFrames
 
 # ---------------------------------------------------------------------------- time

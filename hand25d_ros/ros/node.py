@@ -6,7 +6,9 @@ Subscriptions (remappable; sensor-data QoS: best effort, keep last 1; ``rois`` k
                          _grbg8, demosaiced bilinearly; any row padding)
     image/compressed     sensor_msgs/CompressedImage, instead of ``image`` when
                          ``use_compressed`` (the name follows ``image``'s remapping)
-    camera_info          sensor_msgs/CameraInfo, paired by stamp (``sync_tolerance_s``)
+    camera_info          sensor_msgs/CameraInfo, paired by stamp (``sync_tolerance_s``); one of an
+                         uncalibrated camera (K all zeros) is dropped unless ``hfov_deg`` gives
+                         its field of view (approximate 3D, warned about)
     rois                 only with ``localization: external``: the hand boxes of each image,
                          paired by exact stamp; vision_msgs/Detection2DArray when vision_msgs is
                          importable (one box per detection, ``bbox`` in pixels), else
@@ -43,7 +45,8 @@ listed in ascending id order, 21 entries per hand, the same order in every messa
     /diagnostics         diagnostic_msgs/DiagnosticArray: input and processing rates (Hz),
                          latency_ms (publication time - image stamp), processing_ms (callback),
                          node_overhead_ms (callback less the estimator and tracker), hands and
-                         their ids, dropped inputs by reason
+                         their ids, intrinsics (``camera_info`` or the ``hfov_deg`` guess),
+                         dropped inputs by reason
 
 A hand is published when its 3D is valid and its mean confidence reaches
 ``confidence_threshold``. Nothing is published for a frame without such a hand except the
@@ -88,6 +91,7 @@ from visualization_msgs.msg import MarkerArray
 from .. import keypoints as kp
 from .._checks import MAX_HAND_SIZE_M, MIN_HAND_SIZE_M
 from ..crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES, whole_image_box
+from ..intrinsics import K_from_fov
 from ..messages import FRAME_ID_PATTERN, FRAME_PREFIX_PATTERN, MessageError, NoFrameId, output_frame_id
 from ..pose_frames import hand_frames
 from . import conversions as conv
@@ -135,6 +139,7 @@ class ParamSpec:
     high: float | None = None
     read_only: bool = False      # needs a restart: rejected by ``ros2 param set``
     pattern: str | None = None   # regular expression a string must match
+    empty_is_default: bool = False   # "" (a launch argument left empty) means the default
 
     def descriptor(self) -> ParameterDescriptor:
         # rclpy's own type check says "expected '3' got '2'" and refuses 1 for a float; with
@@ -191,6 +196,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "the hands afresh (0: every image afresh, for unrelated stills)", low=0.0, high=1e6, read_only=True),
     ParamSpec("intrinsics_source", "rectified", "'rectified': the image is rectified, use CameraInfo P; "
               "'raw': use K and the distortion D", choices=conv.INTRINSICS_SOURCES),
+    ParamSpec("hfov_deg", 0.0, "horizontal field of view (degrees) of a camera whose CameraInfo is "
+              "uncalibrated (K all zeros, as webcam drivers publish without a calibration file): K is made "
+              "from it and the image size, and the 3D is approximate (warned about); 0 or empty: such "
+              "images are dropped", low=0.0, high=179.0, empty_is_default=True),
     ParamSpec("sync_tolerance_s", 0.02, "pair an image with the CameraInfo of the same stamp, else the newest "
               "one within this many seconds (a large value, up to 1e12, accepts any CameraInfo, one stamped 0 "
               "among them)", low=0.0, high=1e12),
@@ -241,6 +250,8 @@ def validate_parameter(name: str, value) -> str | None:
 def _as_declared(name: str, value):
     """A valid value in its parameter's own type: 1 for a float parameter is 1.0."""
     spec = PARAMETER_SPECS.get(name)
+    if spec is not None and spec.empty_is_default and value == "":
+        return spec.default
     if spec is not None and isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
@@ -277,6 +288,7 @@ def dropped_overrides(argv, node_name: str, cfg: dict) -> list[str]:
     (``-p max_hands:=1.5`` beside ``--params-file`` started the node with 2)."""
     problems = []
     for name, (text, value) in command_line_overrides(argv, node_name).items():
+        value = _as_declared(name, value)   # what the value means: "" for hfov_deg is its default
         if name not in cfg or (value == cfg[name] and isinstance(value, bool) == isinstance(cfg[name], bool)):
             continue
         reason = validate_parameter(name, value)
@@ -467,6 +479,7 @@ class HandPoseNode(Node):
                                                       # their CameraInfo came
         self.last_stamp_ns: int | None = None
         self.hand_ids: list[int] = []             # the hands of the last processed frame
+        self.intrinsics_used = "none"             # where the last processed frame's K came from
         self.marker_ids: set[int] | None = None   # hands with markers up; None: nothing published yet
         self.marker_header = Header()             # the header of the markers up
 
@@ -720,9 +733,26 @@ class HandPoseNode(Node):
             return
         try:
             K, D, model = conv.camera_info_to_intrinsics(info, p["intrinsics_source"], (rgb.shape[1], rgb.shape[0]))
+            intrinsics = "camera_info"
         except conv.MessageError as exc:
-            self.warn("bad_camera_info", f"dropped an image: its CameraInfo is unusable: {exc}")
-            return
+            # only an uncalibrated camera gets the guess: NaN or a malformed matrix is a bug upstream
+            # that a guess would hide
+            if not conv.is_uncalibrated(info):
+                self.warn("bad_camera_info", f"dropped an image: its CameraInfo is unusable: {exc}")
+                return
+            if not p["hfov_deg"]:
+                self.warn("bad_camera_info", f"dropped an image: its CameraInfo on {self.sub_info.topic_name} is "
+                                             "uncalibrated (K all zeros): calibrate the camera, or set hfov_deg "
+                                             "to its horizontal field of view for approximate 3D")
+                return
+            K, D, model = K_from_fov(rgb.shape[1], rgb.shape[0], p["hfov_deg"]), None, ""
+            intrinsics = f"guess from hfov_deg {p['hfov_deg']:g}"
+            if self.throttle("guessed_intrinsics", time.monotonic()) is not None:
+                self.get_logger().warning(
+                    f"CameraInfo on {self.sub_info.topic_name} is uncalibrated (K all zeros): using fx = fy = "
+                    f"{K[0, 0]:.1f} px from hfov_deg {p['hfov_deg']:g} for {rgb.shape[1]} x {rgb.shape[0]} images; "
+                    "the 3D is approximate (depth scales with the focal length): calibrate the camera for "
+                    "metric accuracy")
         size = conv.expected_image_size(info)
         if size is not None and size != (rgb.shape[1], rgb.shape[0]):
             self.warn("size_mismatch", f"dropped an image of {rgb.shape[1]} x {rgb.shape[0]}: its CameraInfo "
@@ -741,6 +771,7 @@ class HandPoseNode(Node):
                                       f"publishing in {frame!r} (or set camera_frame_id)")
         header = Header(stamp=msg.header.stamp, frame_id=frame)
         stamp_ns = self.last_stamp_ns = conv.stamp_to_ns(msg.header.stamp)   # used: later images must be newer
+        self.intrinsics_used = intrinsics
         height, width = rgb.shape[:2]
         kwargs = {}
         if p["localization"] == "whole_image":
@@ -869,6 +900,7 @@ class HandPoseNode(Node):
                   "node_overhead_ms": fmt(self.stats_overhead.mean(now)),
                   "hands": str(n), "hand_ids": ",".join(map(str, hand_ids)),
                   "localization": self.cfg["localization"],
+                  "intrinsics": self.intrinsics_used,
                   "hand_size_m": str(self.cfg["hand_size_m"]), "hand_side": self.estimator.hand_side,
                   "follow_hand": str(self.tracker.follow_hand).lower(),
                   "device": str(self.estimator.device)}
