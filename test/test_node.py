@@ -646,6 +646,30 @@ def test_an_uncalibrated_camera_is_dropped_or_takes_its_intrinsics_from_hfov_deg
     assert probe.wait_for(lambda: probe.diagnostics_value("intrinsics") == "camera_info", 2.0)
 
 
+def test_images_stamped_zero_are_all_dropped_as_unstamped_and_disturb_nothing(main):
+    """Some drivers and hand-written publishers leave header.stamp at 0. The node took the
+    first such image as a restarted source (resetting the tracker), published its hand
+    stamped 0, and dropped every later one as a repeat; now each is dropped alike, named as
+    unstamped, as the bag tool skips them."""
+    node, probe, frames = main
+    _, out = frames.good_frame()
+    hand = set(cloud_xyz_uv(out["keypoints"])[2]["hand_id"].tolist())
+    restarts = node.output().count("assuming a restarted source")
+    before = probe.dropped("unstamped")
+    for _ in range(8):   # best effort: some may be lost on the way; three must arrive
+        frames.send(frames.image(0), frames.info(0))
+        if probe.wait_for(lambda: probe.dropped("unstamped") >= before + 3, 0.3):
+            break
+    assert probe.dropped("unstamped") >= before + 3, node.output()[-2000:]
+    assert "header stamp 0" in node.output()
+    for key in ("keypoints", "poses", "palm_pose", "tf", "markers"):
+        assert not by_stamp(probe.messages(key), 0), key
+    # the stream goes on as before: no restart, the same hand followed
+    _, out = frames.good_frame()
+    assert set(cloud_xyz_uv(out["keypoints"])[2]["hand_id"].tolist()) == hand
+    assert node.output().count("assuming a restarted source") == restarts
+
+
 def test_out_of_order_stamps_are_dropped(main):
     node, probe, frames = main
     newest, _ = frames.good_frame()

@@ -48,6 +48,10 @@ listed in ascending id order, 21 entries per hand, the same order in every messa
                          their ids, intrinsics (``camera_info`` or the ``hfov_deg`` guess),
                          dropped inputs by reason
 
+Images stamped 0 (a publisher that does not stamp) are dropped as ``unstamped``: without a
+capture time they cannot be ordered, paired or filtered. A CameraInfo stamped 0 is another
+matter: ``sync_tolerance_s`` can accept it.
+
 A hand is published when its 3D is valid and its mean confidence reaches
 ``confidence_threshold``. Nothing is published for a frame without such a hand except the
 marker deletions and the plain debug image. Bad input (images, CameraInfo, boxes outside the
@@ -644,6 +648,15 @@ class HandPoseNode(Node):
         for _ in range(skipped + 1):    # the input rate is the camera's, taken or not
             self.stats_in.add(now)
         stamp = conv.stamp_to_ns(msg.header.stamp)
+        if stamp == 0:
+            # No acquisition time: nothing orders it (each would repeat the last, so only the first
+            # ever got through, after resetting the tracker as a "restarted source"), the filter and
+            # the track gap need time steps, tf2 listeners discard transforms of a repeated stamp, and
+            # outputs restamped on arrival could not be paired with their image. As the bag tool.
+            self.warn("unstamped", f"dropped an image with header stamp 0 on {self.sub_image.topic_name}: its "
+                                   "publisher does not stamp images; set header.stamp to the capture time "
+                                   "(e.g. node.get_clock().now())")
+            return
         if self.sync.pending is not None and stamp == self.sync.pending[0]:
             self.warn("out_of_order", f"dropped an image: its stamp {stamp / 1e9:.6f} repeats the waiting image's")
             return
