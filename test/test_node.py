@@ -602,13 +602,13 @@ def _uncalibrated_info(frames, s):
 
 def test_an_uncalibrated_camera_is_dropped_or_takes_its_intrinsics_from_hfov_deg(main):
     node, probe, frames = main
-    before = probe.dropped("bad_camera_info")
+    before = probe.dropped("uncalibrated")
     for _ in range(3):   # off (the default): dropped, and the warning names the way out
         s = frames.stamp()
         frames.send(frames.image(s), _uncalibrated_info(frames, s))
-        if probe.wait_for(lambda: probe.dropped("bad_camera_info") > before, 2.0):
+        if probe.wait_for(lambda: probe.dropped("uncalibrated") > before, 2.0):
             break
-    assert probe.dropped("bad_camera_info") > before and "set hfov_deg" in node.output(), node.output()[-2000:]
+    assert probe.dropped("uncalibrated") > before and "set hfov_deg" in node.output(), node.output()[-2000:]
     warnings_before = node.output().count("the 3D is approximate")
     (res,) = set_params(probe, hfov_deg=60.0)
     assert res.successful, res.reason
@@ -635,13 +635,13 @@ def test_an_uncalibrated_camera_is_dropped_or_takes_its_intrinsics_from_hfov_deg
     finally:
         (res,) = set_params(probe, hfov_deg="")   # empty: off again, as a launch argument left empty gives
         assert res.successful, res.reason
-    before = probe.dropped("bad_camera_info")
+    before = probe.dropped("uncalibrated")
     for _ in range(3):
         s = frames.stamp()
         frames.send(frames.image(s), _uncalibrated_info(frames, s))
-        if probe.wait_for(lambda: probe.dropped("bad_camera_info") > before, 2.0):
+        if probe.wait_for(lambda: probe.dropped("uncalibrated") > before, 2.0):
             break
-    assert probe.dropped("bad_camera_info") > before and not by_stamp(probe.messages("keypoints"), s)
+    assert probe.dropped("uncalibrated") > before and not by_stamp(probe.messages("keypoints"), s)
     frames.good_frame()
     assert probe.wait_for(lambda: probe.diagnostics_value("intrinsics") == "camera_info", 2.0)
 

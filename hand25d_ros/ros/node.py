@@ -754,9 +754,9 @@ class HandPoseNode(Node):
                 self.warn("bad_camera_info", f"dropped an image: its CameraInfo is unusable: {exc}")
                 return
             if not p["hfov_deg"]:
-                self.warn("bad_camera_info", f"dropped an image: its CameraInfo on {self.sub_info.topic_name} is "
-                                             "uncalibrated (K all zeros): calibrate the camera, or set hfov_deg "
-                                             "to its horizontal field of view for approximate 3D")
+                self.warn("uncalibrated", f"dropped an image: its CameraInfo on {self.sub_info.topic_name} is "
+                                          "uncalibrated (K all zeros): calibrate the camera, or set hfov_deg "
+                                          "to its horizontal field of view for approximate 3D")
                 return
             K, D, model = K_from_fov(rgb.shape[1], rgb.shape[0], p["hfov_deg"]), None, ""
             intrinsics = f"guess from hfov_deg {p['hfov_deg']:g}"
