@@ -529,6 +529,11 @@ def test_render_sheet_says_when_start_is_past_the_cache(tmp_path):
         main(["--out", str(tmp_path / "s.png"), "--cache", str(root), "--start", "3"])
     assert main(["--out", str(tmp_path / "s.png"), "--cache", str(root), "--start", "2", "--tile", "32"]) == 0
     assert cv2.imread(str(tmp_path / "s.png")).shape == (32, 32 * 6, 3)
+    # the cache's seed and size are its own: asking for others was ignored without a word
+    for extra in (["--seed", "5"], ["--size", "64"]):
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "t.png"), "--cache", str(root), *extra])
+        assert not (tmp_path / "t.png").exists()
 
 
 def test_make_samples_again_with_fewer_frames_leaves_no_stale_ones(tmp_path):

@@ -41,10 +41,11 @@ def main(argv=None) -> int:
     # checked as argparse reads them: --cols 0 was a ZeroDivisionError, --size 0 and --seed -1
     # tracebacks from the renderer, --tile 0 an OpenCV assertion, a negative --start drew from the end
     ap.add_argument("--n", type=WHOLE_AT_LEAST_1, default=36)
-    ap.add_argument("--seed", type=WHOLE_NON_NEGATIVE, default=0)
+    # None: not given, so that --cache can refuse them (its renders have their own)
+    ap.add_argument("--seed", type=WHOLE_NON_NEGATIVE, default=None, help="render seed (default 0)")
     ap.add_argument("--start", type=WHOLE_NON_NEGATIVE, default=0, help="first sample index")
-    ap.add_argument("--size", type=argparse_number(int, 16, what="a crop size >= 16 px"), default=128,
-                    help="crop size to render (px)")
+    ap.add_argument("--size", type=argparse_number(int, 16, what="a crop size >= 16 px"), default=None,
+                    help="crop size to render (px, default 128)")
     ap.add_argument("--tile", type=WHOLE_AT_LEAST_1, default=192, help="tile size in the sheet (px)")
     ap.add_argument("--cols", type=WHOLE_AT_LEAST_1, default=6)
     ap.add_argument("--cache", type=Path, help="draw from a shard folder (write_shards) instead of rendering")
@@ -57,6 +58,12 @@ def main(argv=None) -> int:
     except OSError as exc:
         raise SystemExit(f"hand25d-render-sheet: cannot write {args.out}: {exc.strerror}: {exc.filename}") from None
     if args.cache:
+        given = [f"--{k}" for k in ("seed", "size") if getattr(args, k) is not None]
+        if given:
+            # a cache's renders were made with its own seed and crop size (its cache.json);
+            # taking these silently drew a sheet of other renders than the user asked for
+            ap.error(f"{' and '.join(given)} choose what to render; with --cache the cache's samples are drawn "
+                     "as they were rendered (its seed and crop size are in its cache.json)")
         from ..data.synthetic import ShardDataset
         try:
             ds = ShardDataset(args.cache)
@@ -72,7 +79,7 @@ def main(argv=None) -> int:
         except ModuleNotFoundError as exc:
             raise SystemExit(f"hand25d-render-sheet: rendering {exc}") from None
         from ..data.synthetic import SyntheticConfig, SyntheticHandGenerator
-        gen = SyntheticHandGenerator(SyntheticConfig(crop_size_px=args.size), args.seed)
+        gen = SyntheticHandGenerator(SyntheticConfig(crop_size_px=args.size or 128), args.seed or 0)
         samples = [gen.sample(i) for i in range(args.start, args.start + args.n)]
     sheet = contact_sheet(samples, tile_px=args.tile, cols=args.cols)
     try:
