@@ -18,6 +18,20 @@ def untrained_weights(tmp_path_factory):
     return path
 
 
+@pytest.fixture
+def savez_then_interrupt(monkeypatch):
+    """np.savez that writes its file whole and then raises KeyboardInterrupt, as late as a stop
+    can come while a part file is written; yields the real np.savez (restored at the end)."""
+    real_savez = np.savez
+
+    def stopped_after_writing(path, **arrays):
+        real_savez(path, **arrays)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", stopped_after_writing)
+    yield real_savez
+
+
 def sample_hand(i: int, size_px: int = 256):
     """Bundled sample ``i`` as a square hand crop (keypoint box x1.5): image, K, 2D keypoints.
     Works whether the bundled samples are crops or full frames."""

@@ -301,17 +301,11 @@ def test_a_cutout_bank_of_another_seed_is_rendered_again(tmp_path):
     assert np.array_equal(other["images"], fresh["images"]) and not np.array_equal(first["images"], other["images"])
 
 
-def test_a_cutout_bank_stopped_while_written_leaves_no_part_file(tmp_path, monkeypatch):
+def test_a_cutout_bank_stopped_while_written_leaves_no_part_file(tmp_path, monkeypatch, savez_then_interrupt):
     """Ctrl-C while a bank was written left its part file (bank.npz.tmp.npz, as large as the
     bank) beside it for good, under one name that two runs sharing the bank both wrote."""
     from hand25d_ros.data.composites import render_cutouts
-    real_savez = np.savez
-
-    def stopped_after_writing(path, **arrays):
-        real_savez(path, **arrays)      # the part file is whole on disk, as late as a stop can come
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(np, "savez", stopped_after_writing)
+    real_savez = savez_then_interrupt
     with pytest.raises(KeyboardInterrupt):
         render_cutouts(tmp_path / "bank.npz", 1, seed=1, size_px=32, workers=1)
     assert list(tmp_path.iterdir()) == []

@@ -382,19 +382,12 @@ def test_a_cache_is_readable_as_the_umask_allows(tmp_path):
     assert modes == {"cache.json": 0o644, "shard_00000.npz": 0o644}
 
 
-def test_a_shard_stopped_while_written_leaves_no_part_file(tmp_path, monkeypatch):
+def test_a_shard_stopped_while_written_leaves_no_part_file(tmp_path, savez_then_interrupt):
     """Ctrl-C (or a render worker's SIGTERM, when the pool ends) during a shard's write left its
     16 MB part file in the cache for good; a later run renders the shard again under another name."""
     import signal
 
     from hand25d_ros.data import synthetic
-    real_savez = np.savez
-
-    def stopped_after_writing(path, **arrays):
-        real_savez(path, **arrays)      # the part file is whole on disk, as late as a stop can come
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(np, "savez", stopped_after_writing)
     with pytest.raises(KeyboardInterrupt):
         write_shards(tmp_path / "c", 1, SyntheticConfig(crop_size_px=32, supersample=1), seed=1, progress=False)
     assert [p.name for p in (tmp_path / "c").iterdir()] == ["cache.json"]
