@@ -158,7 +158,9 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
     palm_cos = np.full(n, np.nan)       # the side the camera sees is unknown without true 3D
     if has_3d.any():
         palm_cos[has_3d] = kp.palm_toward_camera(gt3d[has_3d])
-    summary.update(view_summary(err, left, pred_left, palm_cos))
+    # a frame where no hand was found has no keypoints (zeros): no 2D error, as in summarize
+    summary.update(view_summary(np.where(np.asarray(found, dtype=bool), err, np.nan) if n else err,
+                                left, pred_left, palm_cos))
     # an invalid or missing pose's 3D is zeros, which would read as a right hand: no skeleton
     pred_cos = np.where(valid, kp.palm_toward_camera(pred3d), np.nan) if n else np.zeros(0)
     chiral = kp.is_left_hand(pred3d) if n else np.zeros(0, bool)
@@ -221,7 +223,8 @@ def view_summary(error_2d_px, is_left, pred_is_left, palm_toward_camera) -> dict
     """The 2D error and left/right split by the side of the hand the camera sees.
 
     Args:
-        error_2d_px: (N,) per-sample mean 2D error.
+        error_2d_px: (N,) per-sample mean 2D error; NaN where there is none (no hand found:
+            such a sample counts for its view's left/right and not for its 2D error).
         is_left, pred_is_left: as in :func:`handedness_summary`.
         palm_toward_camera: (N,) ``keypoints.palm_toward_camera`` of the true skeletons;
             above 0 counts as a palm view; NaN where there is no true skeleton (such a
@@ -229,7 +232,8 @@ def view_summary(error_2d_px, is_left, pred_is_left, palm_toward_camera) -> dict
 
     Returns:
         ``palm_view_fraction`` (of the samples with a known view); for each of
-        ``palm_view`` and ``back_view`` with samples, ``mean_error_2d_px_<view>`` and,
+        ``palm_view`` and ``back_view`` with samples, ``mean_error_2d_px_<view>`` (over those
+        with a 2D error; NaN where none has one) and,
         where the estimator named the hand, ``handedness_accuracy_<view>``. Empty for no
         samples with a known view.
     """
@@ -243,7 +247,8 @@ def view_summary(error_2d_px, is_left, pred_is_left, palm_toward_camera) -> dict
     for view, m in (("palm_view", palm), ("back_view", known & ~palm)):
         if not m.any():
             continue
-        out[f"mean_error_2d_px_{view}"] = float(err[m].mean())
+        scored = m & np.isfinite(err)
+        out[f"mean_error_2d_px_{view}"] = float(err[scored].mean()) if scored.any() else float("nan")
         sub = handedness_summary(err[m], np.asarray(is_left)[m], [p for p, k in zip(pred_is_left, m) if k])
         if sub:
             out[f"handedness_accuracy_{view}"] = sub["handedness_accuracy"]

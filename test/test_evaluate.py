@@ -376,3 +376,35 @@ def test_a_frame_without_a_skeleton_is_no_mirror_reading():
                        [0.5, np.nan, np.nan])
     assert m == {"mirrored_skeleton_fraction": 0.0}
     assert mirror_summary([90.0], [True], [None], [0.5], [np.nan]) == {}
+
+
+def test_the_palm_and_back_view_errors_cover_only_the_frames_where_a_hand_was_found(tmp_path):
+    """--crop detect: a frame without a hand found has no keypoints (zeros), and the 2D figures
+    cover the found frames only; the palm/back-view split counted the missing ones at their
+    zeros (real_val_snap: 65.0 and 108.4 px beside a 17.8 px 2D mean)."""
+    import shutil
+    from hand25d_ros.estimator import HandPoseEstimator
+    from hand25d_ros.evaluate import evaluate_folder
+    from hand25d_ros.ros.demo import bundled_samples_dir
+    src = bundled_samples_dir()
+    root = tmp_path / "frames"
+    root.mkdir()
+    samples = json.loads((src / "annotations.json").read_text())["samples"][:3]
+    for s in samples:
+        shutil.copy(src / s["image"], root / s["image"])
+    # the first frame's truth on a plain grey frame: no hand for the detector to find
+    cv2.imwrite(str(root / "empty.png"), np.full((480, 640, 3), 128, np.uint8))
+    samples.append(dict(samples[0], image="empty.png"))
+    (root / "annotations.json").write_text(json.dumps({"samples": samples}))
+    rep = evaluate_folder(HandPoseEstimator(device="cpu"), root, progress=False, crop="detect")
+    per, summary = rep["per_sample"], rep["summary"]
+    assert not per[-1]["found"] and sum(p["found"] for p in per) >= 2
+    assert summary["found_fraction"] < 1.0
+    for view, palm in (("palm_view", True), ("back_view", False)):
+        errs = [p["error_2d_px"] for p in per
+                if p["found"] and p["palm_toward_camera"] is not None and (p["palm_toward_camera"] > 0) == palm]
+        key = f"mean_error_2d_px_{view}"
+        if errs:
+            assert summary[key] == pytest.approx(np.mean(errs))
+        else:
+            assert key not in summary or np.isnan(summary[key])
