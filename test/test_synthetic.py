@@ -579,3 +579,37 @@ def test_shards_of_another_crop_size_are_not_served(tmp_path):
     (root / "cache.json").write_text(old_meta)         # and read under another cache's cache.json
     with pytest.raises(CacheError, match=r"shard_00000.npz holds 32 px crops, .*cache.json says 48"):
         ShardDataset(root)
+
+
+def _worker_run(code: str):
+    """``code`` run in a fresh interpreter set up as a render worker is (``_worker_init``)."""
+    import subprocess
+    import sys
+    pre = "import atexit, os, signal\nfrom hand25d_ros.data import synthetic\nsynthetic._worker_init()\n"
+    return subprocess.run([sys.executable, "-c", pre + code], capture_output=True, text=True, timeout=300)
+
+
+def test_a_render_worker_ended_while_it_exits_prints_no_traceback():
+    """The pool ends its render workers with SIGTERM after every render, often while a worker
+    is already exiting; the SIGTERM turned into an exception inside the worker's exit handlers
+    printed 'Exception ignored in atexit callback ... SystemExit: 143' tracebacks on every
+    hand25d-train run that rendered."""
+    r = _worker_run("atexit.register(lambda: os.kill(os.getpid(), signal.SIGTERM))\n")
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
+    assert r.returncode == 128 + 15
+
+
+def test_a_render_worker_ended_while_it_writes_a_shard_leaves_no_part_file(tmp_path):
+    """The same SIGTERM while a shard is written still stops the worker as an exception, which
+    removes the shard's part file."""
+    r = _worker_run(
+        "import numpy as np\n"
+        "real = np.savez\n"
+        "def write_then_end(path, **a):\n"
+        "    real(path, **a)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "np.savez = write_then_end\n"
+        "cfg = synthetic.SyntheticConfig(crop_size_px=32, supersample=1)\n"
+        f"synthetic._render_shard(({str(tmp_path)!r}, 0, 0, 1, cfg.to_json(), 1))\n")
+    assert r.returncode == 128 + 15, r.stderr
+    assert list(tmp_path.iterdir()) == []

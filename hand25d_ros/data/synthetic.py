@@ -775,7 +775,21 @@ def _shard_path(out_dir: Path, k: int) -> Path:
     return out_dir / f"shard_{k:05d}.npz"
 
 
+# True in a render worker while it renders a shard: only then does SIGTERM raise (see
+# _exit_on_sigterm)
+_in_shard = False
+
+
 def _render_shard(args) -> int:
+    global _in_shard
+    _in_shard = True
+    try:
+        return _render_shard_now(args)
+    finally:
+        _in_shard = False
+
+
+def _render_shard_now(args) -> int:
     out_dir, k, start, count, cfg_json, seed = args
     final = _shard_path(Path(out_dir), k)
     if _shard_complete(final, count, cfg_json["crop_size_px"]):
@@ -931,7 +945,14 @@ def _worker_init():
 
 
 def _exit_on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)
+    """A render worker's SIGTERM: an exception while it renders a shard (which removes the
+    shard's part file), else the plain exit that SIGTERM is. The pool ends its workers with
+    SIGTERM at the end of every render as well, where a worker is often already exiting: an
+    exception raised there, in its exit handlers (torch's among them), printed tracebacks
+    ("Exception ignored in atexit callback ... SystemExit: 143") after every render."""
+    if _in_shard:
+        raise SystemExit(128 + signum)
+    os._exit(128 + signum)
 
 
 @contextlib.contextmanager
