@@ -85,7 +85,8 @@ def scene_benchmark(find, bank: dict, n_per_count: int = 200, seed: int = 4242,
     scenes with each number of hands in ``counts`` (a fixed held-out seed).
 
     ``find(image, max_hands)`` returns Detection-like objects (``box``, ``centre``, ``is_left``):
-    the detector itself, or the whole pipeline wrapped."""
+    the detector itself, or the whole pipeline wrapped. A figure over nothing (precision
+    without a detection, left/right without a found hand, any of them without hands) is None."""
     rows = {}
     for n in counts:
         tp = fp = fn = frames_with_fp = side_ok = 0
@@ -99,10 +100,11 @@ def scene_benchmark(find, bank: dict, n_per_count: int = 200, seed: int = 4242,
             frames_with_fp += b > 0
             side_ok += sum(d.is_left is not None and d.is_left == h["is_left"] for d, h in pairs)
         rows[n] = {"frames": n_per_count, "hands": tp + fn, "tp": tp, "fp": fp, "fn": fn,
-                   "precision": tp / max(tp + fp, 1) if n else None,
+                   # over no detection (precision) or no found hand (left/right): undefined
+                   "precision": tp / (tp + fp) if n and tp + fp else None,
                    "recall": tp / max(tp + fn, 1) if n else None,
                    "frames_with_false_hand": frames_with_fp / n_per_count,
-                   "left_right_accuracy": side_ok / max(tp, 1) if n else None}
+                   "left_right_accuracy": side_ok / tp if n and tp else None}
     return rows
 
 

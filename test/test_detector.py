@@ -356,3 +356,15 @@ def test_detector_training_options_are_checked_before_any_work(tmp_path, capsys,
         main(args + [option, value])
     assert exc.value.code == 2 and f"argument {option}: expected" in capsys.readouterr().err
     assert not (tmp_path / "run").exists() and not (tmp_path / "bank.npz").exists()
+
+
+def test_a_finder_that_finds_nothing_has_no_precision_or_left_right_figure(tmp_path):
+    """Precision over no detection and left/right over no found hand are undefined; they read
+    0.0, as if measured (an untrained detector's run printed 'precision': 0.0 beside tp 0, fp 0)."""
+    from hand25d_ros.data.composites import render_cutouts
+    from hand25d_ros.detector_train import scene_benchmark
+    bank = render_cutouts(tmp_path / "bank.npz", 2, seed=7000, workers=1)
+    rows = scene_benchmark(lambda image, max_hands: [], bank, n_per_count=2, counts=(0, 1))
+    assert rows[1]["tp"] == rows[1]["fp"] == 0 and rows[1]["recall"] == 0.0
+    assert rows[1]["precision"] is None and rows[1]["left_right_accuracy"] is None
+    assert rows[0]["precision"] is None and rows[0]["frames_with_false_hand"] == 0.0
