@@ -302,6 +302,8 @@ TABLE_ROWS = [
     ("num_valid_with_3d", "of those, valid poses (the 3D figures' frames)", ""),
     ("num_default_hand_size", "frames estimated with the default hand size", ""),
     ("mean_error_2d_px", "2D mean keypoint error", "px"),
+    # the mean weighs the few frames read as the mirror image (45 px each) heavily; the median is the typical frame
+    ("median_error_2d_px", "2D median keypoint error", "px"),
     ("pa_mpjpe_mm", "PA-MPJPE (similarity aligned)", "mm"),
     ("mpjpe_mm", "root-relative MPJPE", "mm"),
     ("root_depth_error_mm", "absolute root-depth error (true hand size)", "mm"),
