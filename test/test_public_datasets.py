@@ -592,3 +592,73 @@ def test_project_px_matches_intrinsics():
     # u = fx X/Z + s Y/Z + cx
     np.testing.assert_allclose(project_px(P, K), [[600 * 0.02 + 0.5 * -0.04 + 320, 610 * -0.04 + 240]])
     assert kp.NUM_KEYPOINTS == 21 and issubclass(DatasetError, ValueError)
+
+
+def test_annotated_folder_null_keypoints_are_unlabelled(tmp_path):
+    root = tmp_path / "d"
+    K, poses, uv, P3 = write_folder(root)
+    ann = root / "annotations.json"
+    good = json.loads(ann.read_text())
+    cut = [4, 8, 20]
+    data = json.loads(json.dumps(good))
+    for k in cut:
+        data["samples"][0]["joints_3d_mm"][k] = None
+        data["samples"][0]["joints_2d_px"][k] = None
+        data["samples"][2]["joints_2d_px"][k] = None        # 2D-only
+        data["samples"][3]["joints_3d_mm"][k] = None        # 3D only: its projection
+    ann.write_text(json.dumps(data))
+    ds = AnnotatedFolderDataset(root)
+    for i in (0, 2, 3):
+        item = ds[i]
+        assert item["labelled"].tolist() == [k not in cut for k in range(21)]
+        assert np.isnan(item["joints_2d_px"][cut]).all() and np.isfinite(item["joints_2d_px"][item["labelled"]]).all()
+    np.testing.assert_allclose(ds[0]["joints_3d_mm"][[0, 5, 9]], poses[0][[0, 5, 9]])
+    np.testing.assert_allclose(ds[3]["joints_2d_px"][:4], project(P3, K)[:4])
+    assert ds[1]["labelled"].all()
+
+    def expect(edit, match):
+        bad = json.loads(json.dumps(good))
+        edit(bad["samples"])
+        ann.write_text(json.dumps(bad))
+        with pytest.raises(DatasetError, match=match):
+            AnnotatedFolderDataset(root)
+
+    def nan_string(s):
+        s[0]["joints_2d_px"][3] = ["NaN", "NaN"]
+    expect(nan_string, r"sample 0 is malformed: 'joints_2d_px' keypoint 3 holds 'NaN', not a number; "
+                       "a keypoint that is not labelled is written null")
+
+    def null_coordinate(s):
+        s[2]["joints_2d_px"][3] = [None, 2.0]
+    expect(null_coordinate, "sample 2 is malformed: 'joints_2d_px' contains NaN.*written null")
+
+    def short_row(s):
+        s[2]["joints_2d_px"][3], s[2]["joints_2d_px"][4] = None, [1.0]
+    expect(short_row, r"'joints_2d_px' keypoint 4 must be 2 numbers or null, got \[1.0\]")
+
+    def twenty_rows(s):
+        s[2]["joints_2d_px"] = s[2]["joints_2d_px"][:19] + [None]
+    expect(twenty_rows, "'joints_2d_px' must have 21 keypoints")
+
+    def one_array_only(s):
+        s[0]["joints_2d_px"][7] = None
+    expect(one_array_only, r"keypoints \[7\] are null in one of 'joints_3d_mm' and 'joints_2d_px' only")
+
+    def all_null(s):
+        s[2]["joints_2d_px"] = [None] * 21
+    expect(all_null, "sample 2 is malformed: every keypoint is null")
+
+    def no_scale_bone(s):
+        s[3]["joints_3d_mm"][5] = None
+    expect(no_scale_bone, "sample 3 is malformed: its 3D pose leaves the wrist or the index MCP .* "
+                          "'joints_3d_mm': null to use the sample as 2D-only")
+
+    def no_wrist(s):
+        s[1]["joints_3d_mm"][0] = s[1]["joints_2d_px"][0] = None
+    expect(no_wrist, "sample 1 is malformed: its 3D pose leaves the wrist")
+
+    def behind(s):
+        s[1]["joints_3d_mm"][3] = None
+        s[1]["joints_2d_px"][3] = None
+        s[1]["joints_3d_mm"][6][2] = -5.0
+    expect(behind, "sample 1 is malformed: joints at or behind the camera plane")

@@ -15,13 +15,17 @@ of numpy values:
                     own ``joints_2d_px`` as given (its projection where it has none)
 ``visible``         (21,) bool, the dataset's visibility flag (all True where it has none)
 ``is_left``         bool, or None when unknown
+``labelled``        (21,) bool, False for a keypoint the annotation leaves out (an annotated
+                    folder's ``null``); its rows of ``joints_2d_px`` / ``joints_3d_mm`` are NaN,
+                    so that code which ignores the flag fails instead of using a made-up point.
+                    All True for the public datasets
 ``image_path``      str
 ``annotation_index`` int, the row of the annotation file behind the item
 ==================  =========================================================================
 
 ``annotation(i)`` returns the same dict without reading the image. Anything wrong with the
 files (missing folder or file, corrupt JSON/pickle/.mat, unreadable image, arrays of the
-wrong shape or with NaN, a joint behind the camera) raises :class:`DatasetError` naming the
+wrong shape or with NaN, a joint behind the camera; NaN stands only for an unlabelled keypoint) raises :class:`DatasetError` naming the
 file and the problem.
 
 Source conventions converted here (``X_TO_OURS[k]`` is the source index of our keypoint k):
@@ -156,6 +160,39 @@ def _array(value, shape: tuple, path: Path, what: str) -> np.ndarray:
     return a
 
 
+def _keypoint_rows(value, dim: int, path, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """An annotated folder's 21 keypoints, each a row of ``dim`` numbers or null (not
+    labelled): ((21, dim) float64 with NaN rows where null, (21,) bool labelled)."""
+    hint = "; a keypoint that is not labelled is written null (the whole row)"
+    if isinstance(value, list):
+        for k, row in enumerate(value):
+            cells = row if isinstance(row, list) else [row]
+            bad = next((c for c in cells if isinstance(c, (str, bool))), None)
+            if bad is not None:
+                # numpy would read "NaN" or "1.5" as a number, and true as 1
+                raise DatasetError(f"{path}: {what} keypoint {k} holds {bad!r}, not a number{hint}")
+    if not (isinstance(value, list) and any(row is None for row in value)):
+        try:
+            return _array(value, (NK, dim), path, what), np.ones(NK, bool)
+        except DatasetError as exc:
+            raise DatasetError(f"{exc}{hint}" if "NaN" in str(exc) else str(exc)) from None
+    if len(value) != NK:
+        raise DatasetError(f"{path}: {what} must have {NK} keypoints (rows), got {len(value)}")
+    for k, row in enumerate(value):
+        if row is not None and (not isinstance(row, list) or len(row) != dim):
+            raise DatasetError(f"{path}: {what} keypoint {k} must be {dim} numbers or null, got {row!r}")
+    labelled = np.array([row is not None for row in value])
+    if not labelled.any():
+        raise DatasetError(f"{path}: every keypoint is null (not labelled); leave the sample out")
+    try:
+        rows = _array([row for row in value if row is not None], (None, dim), path, what)
+    except DatasetError as exc:
+        raise DatasetError(f"{exc}{hint}" if "NaN" in str(exc) else str(exc)) from None
+    out = np.full((NK, dim), np.nan)
+    out[labelled] = rows
+    return out, labelled
+
+
 def _check_intrinsics(Ks: np.ndarray, path: Path, labels) -> None:
     """(N, 3, 3) camera matrices: last row (0, 0, 1) and positive focal lengths (a negative
     one mirrors the labels into the other hand's)."""
@@ -209,12 +246,13 @@ def project_px(P, K) -> np.ndarray:
     return h[..., :2] / h[..., 2:3]
 
 
-def _item(K, P_mm, visible, is_left, image_path, index, uv=None) -> dict:
+def _item(K, P_mm, visible, is_left, image_path, index, uv=None, labelled=None) -> dict:
     return {"K": np.array(K, dtype=np.float64),
             "joints_3d_mm": None if P_mm is None else np.array(P_mm, dtype=np.float64),
             "joints_2d_px": project_px(P_mm, K) if uv is None else np.array(uv, dtype=np.float64),
             "visible": np.array(visible, dtype=bool),
             "is_left": None if is_left is None else bool(is_left),
+            "labelled": np.ones(NK, bool) if labelled is None else np.array(labelled, dtype=bool),
             "image_path": str(image_path), "annotation_index": int(index)}
 
 
@@ -588,6 +626,17 @@ class AnnotatedFolderDataset(HandDataset):
     required), ``visible`` (21 bools), ``is_left`` (bool or null). With 3D and no
     ``joints_2d_px``, the 2D keypoints are its projection. Optional top-level keys
     (``keypoint_order``, ``image_size``) are kept as attributes.
+
+    A keypoint that is not labelled (cut off by the image border, or hidden and not
+    guessed by the annotator) is ``null`` in place of its row, in ``joints_2d_px`` and in
+    ``joints_3d_mm`` alike; the item's ``labelled`` is False there and its rows are NaN.
+    Training gives it no weight and evaluation does not score it (``visible`` is another
+    thing: a hidden keypoint with a label still trains and counts). Refused: a row that is
+    neither null nor ``dim`` numbers (a string such as ``"NaN"``, a NaN, a null coordinate),
+    a keypoint null in one array only, a sample with every keypoint null, and a 3D sample
+    whose wrist or index MCP is null: its depth is wrist-relative and normalised by that
+    bone, so its 3D could neither train nor be scored; write ``joints_3d_mm: null`` to use
+    it as 2D-only.
     """
 
     name = "folder"
@@ -610,14 +659,29 @@ class AnnotatedFolderDataset(HandDataset):
                                    "'joints_3d_mm' (21x3) and/or 'joints_2d_px' (21x2)")
             K = _array(s["K"], (3, 3), where, "'K'")
             _check_intrinsics(K[None], path, lambda _: f"sample {i} is malformed")
-            P = s.get("joints_3d_mm")
+            P, lab3 = s.get("joints_3d_mm"), None
             if P is not None:
-                P = _array(P, (NK, 3), where, "'joints_3d_mm'")
-                _check_in_front(P[None], path, lambda _: f"sample {i} is malformed")
+                P, lab3 = _keypoint_rows(P, 3, where, "'joints_3d_mm'")
+                _check_in_front(P[lab3][None], path, lambda _: f"sample {i} is malformed")
             uv = s.get("joints_2d_px")
             if uv is None and P is None:
                 raise DatasetError(f"{where}: it has neither 'joints_3d_mm' nor 'joints_2d_px'")
-            uv = project_px(P, K) if uv is None else _array(uv, (NK, 2), where, "'joints_2d_px'")
+            if uv is None:
+                uv, labelled = project_px(P, K), lab3
+            else:
+                uv, labelled = _keypoint_rows(uv, 2, where, "'joints_2d_px'")
+                if lab3 is not None and (lab3 != labelled).any():
+                    raise DatasetError(f"{where}: keypoints {np.flatnonzero(lab3 != labelled).tolist()} are null "
+                                       "in one of 'joints_3d_mm' and 'joints_2d_px' only; a keypoint "
+                                       "that is not labelled is null in both")
+            if P is not None and not labelled[list(kp.SCALE_BONE)].all():
+                # depth is root (wrist) relative and normalised by the wrist -> index MCP bone, and
+                # evaluation's true hand size is that bone: without both, its 3D teaches nothing
+                # and scores nothing, so it is refused rather than silently made 2D-only
+                raise DatasetError(f"{where}: its 3D pose leaves the wrist or the index MCP (keypoints "
+                                   f"{kp.WRIST} and {kp.INDEX_MCP}) null, and its depth is relative to the "
+                                   "wrist and normalised by that bone; give both, or write "
+                                   "'joints_3d_mm': null to use the sample as 2D-only")
             vis = s.get("visible")
             if vis is None:
                 vis = np.ones(NK, bool)
@@ -629,7 +693,7 @@ class AnnotatedFolderDataset(HandDataset):
             is_left = s.get("is_left")
             if is_left is not None and not isinstance(is_left, bool):
                 raise DatasetError(f"{where}: 'is_left' must be true, false or null, got {is_left!r}")
-            self.items.append(_item(K, P, vis, is_left, self.root / s["image"], i, uv=uv))
+            self.items.append(_item(K, P, vis, is_left, self.root / s["image"], i, uv=uv, labelled=labelled))
 
     def __len__(self) -> int:
         return len(self.items)
