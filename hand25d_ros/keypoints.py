@@ -54,6 +54,9 @@ FINGER_OF: tuple[int, ...] = (-1,) + tuple(f for f in range(5) for _ in range(4)
 
 ROOT = 0
 WRIST, THUMB_MCP, INDEX_MCP, MIDDLE_MCP, PINKY_MCP = 0, 2, 5, 9, 17
+# the keypoints is_left_hand and palm_toward_camera read: without all of them (an annotation
+# that leaves one unlabelled) a skeleton's hand and view are unknown
+PALM_KEYPOINTS: tuple[int, ...] = (WRIST, THUMB_MCP, INDEX_MCP, MIDDLE_MCP, PINKY_MCP)
 # scale bone (n, parent(n)) of the 2.5D normalisation, and its normalised length C
 SCALE_BONE: tuple[int, int] = (INDEX_MCP, WRIST)
 SCALE_C = 1.0

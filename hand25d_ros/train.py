@@ -385,13 +385,18 @@ class TrainingView(Dataset):
         uv = np.asarray(s["joints_2d_px"], dtype=np.float64)
         P = s.get("joints_3d_mm")
         has_3d = P is not None and bool(s.get("has_3d", True))
-        weight = np.full(kp.NUM_KEYPOINTS, 1.0 if is_hand else 0.0, dtype=np.float32)
+        # an annotated folder's null keypoints: no label, so no weight (its rows are NaN)
+        labelled = np.ones(kp.NUM_KEYPOINTS, bool) if s.get("labelled") is None else np.asarray(s["labelled"], bool)
+        weight = np.where(labelled, 1.0 if is_hand else 0.0, 0.0).astype(np.float32)
         if self.augment is not None:
             rng = np.random.default_rng(self._key(i, n))
             image, K, uv, inside = augment_sample(image, K, uv, rng, self.augment)
+        # finite placeholders where unlabelled: a NaN target gives a NaN gradient at weight 0
+        uv = np.where(labelled[:, None], uv, 0.0)
         if has_3d:
             P = np.asarray(P, dtype=np.float64)
             _, z, bone_mm = geo.pose_to_25d(P, K)
+            z = np.where(labelled, z, 0.0)
             if not np.all(np.isfinite(z)):
                 # depth is normalised by the wrist -> index MCP bone: an annotation with the two
                 # on one point (a missing MCP filled with the wrist's) made every loss NaN in the
@@ -404,7 +409,7 @@ class TrainingView(Dataset):
         else:
             z = np.zeros(kp.NUM_KEYPOINTS)
         is_left = s.get("is_left")
-        if is_left is None and has_3d:
+        if is_left is None and has_3d and labelled[list(kp.PALM_KEYPOINTS)].all():
             # a 3D annotation names its hand by its chirality, the truth evaluation takes where
             # is_left is missing (evaluate.true_hand): without it, a folder in real_val_snap's
             # format trained the crop head's left/right logit on none of its hands
@@ -418,6 +423,7 @@ class TrainingView(Dataset):
             "is_left": torch.tensor(float(is_left) if is_left is not None else -1.0),
             "is_hand": torch.tensor(float(is_hand)),
             "weight_2d": torch.from_numpy(weight),
+            "weight_z": torch.from_numpy(labelled.astype(np.float32)),
         }
 
 
@@ -526,7 +532,10 @@ class CropSource(Dataset):
         s = dict(self.source[i])
         rng = np.random.default_rng((self.seed, 7, i))
         uv = np.asarray(s["joints_2d_px"], dtype=np.float64)
-        lo, hi = uv.min(0), uv.max(0)
+        # framed on the labelled keypoints: an unlabelled one is NaN (or, before null meant
+        # "unlabelled", a placeholder at (0, 0) that widened the crop and shrank the hand)
+        framed = uv if s.get("labelled") is None else uv[np.asarray(s["labelled"], bool)]
+        lo, hi = framed.min(0), framed.max(0)
         side = float(max(hi - lo)) * rng.uniform(*self.scale)
         centre = (lo + hi) / 2 + rng.uniform(-self.shift, self.shift, 2) * side
         # drawn only when asked for, as the renderer does, so that crops without it are as they were
@@ -933,7 +942,7 @@ def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None
                 uv, z, _, crop_logit = net(x, crop_logits=True)
             loss, terms = latent25d_loss(uv.float(), z.float(), batch["uv"].to(device), batch["z"].to(device),
                                          crop, batch["has_3d"].to(device), batch["weight_2d"].to(device),
-                                         t["lambda_z"])
+                                         t["lambda_z"], batch["weight_z"].to(device))
             if model.crop_head is not None:
                 loss = loss + crop_head_loss(crop_logit.float(), batch["is_left"].to(device),
                                              batch["is_hand"].to(device), t)

@@ -765,3 +765,105 @@ def test_a_resume_compares_extra_entries_with_their_default_weight():
     assert change([entry], [{**entry, "options": {}}]) is None
     rhd = {"type": "rhd", "root": "/d"}
     assert "data.extra" in change([rhd], [{**rhd, "options": {"hand": "both"}}])
+
+
+def _folder_with_unlabelled(tmp_path, cut, two_d_only=False):
+    """The bundled right-hand photo's annotation, with keypoints ``cut`` written null."""
+    import json
+    import shutil
+    from importlib import resources
+    bundled = resources.files("hand25d_ros") / "samples"
+    s = json.loads((bundled / "annotations.json").read_text())["samples"][0]
+    s.pop("is_left")                     # as in real_val_snap: the 3D tells the hand
+    shutil.copy(str(bundled / s["image"]), tmp_path / s["image"])
+    full = json.loads(json.dumps(s))
+    uv = s.get("joints_2d_px") or None
+    if uv is None:
+        from hand25d_ros import geometry as geo
+        uv = geo.project_points(np.array(s["joints_3d_mm"]), np.array(s["K"])).tolist()
+    s["joints_2d_px"] = [None if k in cut else r for k, r in enumerate(uv)]
+    s["joints_3d_mm"] = None if two_d_only else [None if k in cut else r for k, r in enumerate(s["joints_3d_mm"])]
+    full["joints_2d_px"] = uv
+    (tmp_path / "annotations.json").write_text(json.dumps({"samples": [s, full]}))
+    return np.array(uv)
+
+
+def test_unlabelled_keypoints_frame_nothing_and_train_nothing(tmp_path):
+    """A keypoint an annotated folder leaves null (cut off, or hidden and not guessed) had to be
+    a made-up point: it trained the network toward it at full weight and widened the crop (three
+    at (0, 0) shrank a hand from 105 to 45 px of its 128 px crop). Now the crop is framed on the
+    labelled keypoints and both loss terms give the others weight 0."""
+    import torch
+
+    from hand25d_ros.augment import AugmentConfig
+    from hand25d_ros.losses import latent25d_loss
+    from hand25d_ros.train import CropSource, TrainingView, build_extra_source
+    cut = [4, 8, 12]                     # the thumb, index and middle tips: the box's far side
+    uv_full = _folder_with_unlabelled(tmp_path, cut)
+    labelled = np.array([k not in cut for k in range(21)])
+    source = CropSource(build_extra_source({"type": "folder", "root": str(tmp_path)}), 64, 0,
+                        scale=(1.5, 1.5), shift=0.0)
+    crop = source[0]
+    assert crop["labelled"].tolist() == labelled.tolist()
+    uv = crop["joints_2d_px"][labelled]
+    np.testing.assert_allclose(max(uv.max(0) - uv.min(0)), 64 / 1.5, rtol=1e-9)
+    assert max(np.ptp(uv_full[labelled], 0)) < 0.95 * max(np.ptp(uv_full, 0))   # the cut ones did widen it
+    for augment in (None, AugmentConfig(p_affine=1.0)):
+        view = TrainingView(source, augment, 0)
+        batch = torch.utils.data.default_collate([view[0], view[1]])
+        assert batch["weight_2d"][0].tolist() == labelled.tolist() and batch["weight_z"][0].tolist() == labelled.tolist()
+        assert batch["weight_2d"][1].all() and batch["weight_z"][1].all() and batch["has_3d"].all()
+        assert torch.isfinite(batch["uv"]).all() and torch.isfinite(batch["z"]).all()
+        # the same photo fully labelled: its targets agree on the labelled keypoints
+        torch.testing.assert_close(batch["z"][0][labelled], batch["z"][1][labelled], atol=1e-5, rtol=0)
+        uv_pred = (batch["uv"] + torch.randn(batch["uv"].shape, generator=torch.Generator().manual_seed(0))).requires_grad_()
+        z_pred = (batch["z"] + 0.3).requires_grad_()
+        loss, _ = latent25d_loss(uv_pred, z_pred, batch["uv"], batch["z"], 64, batch["has_3d"], batch["weight_2d"],
+                                 1.0, batch["weight_z"])
+        loss.backward()
+        assert torch.isfinite(loss)
+        assert (uv_pred.grad[0, cut] == 0).all() and (z_pred.grad[0, cut] == 0).all()
+        assert (uv_pred.grad[0, labelled] != 0).all() and (z_pred.grad[0, labelled] != 0).all()
+        # whatever the placeholder under an unlabelled keypoint, the loss is the same
+        moved_uv, moved_z = batch["uv"].clone(), batch["z"].clone()
+        moved_uv[0, cut], moved_z[0, cut] = 50.0, -3.0
+        again, _ = latent25d_loss(uv_pred, z_pred, moved_uv, moved_z, 64, batch["has_3d"], batch["weight_2d"],
+                                  1.0, batch["weight_z"])
+        assert torch.equal(loss, again)
+
+
+def test_a_3d_sample_with_an_unlabelled_palm_keypoint_has_no_hand_from_chirality(tmp_path):
+    """A 3D sample's hand is read from its palm keypoints' chirality; with one of them
+    unlabelled (NaN) the reading compared NaN and called every such hand a right one."""
+    from hand25d_ros.train import CropSource, TrainingView, build_extra_source
+    _folder_with_unlabelled(tmp_path, [17])                       # the pinky MCP
+    view = TrainingView(CropSource(build_extra_source({"type": "folder", "root": str(tmp_path)}), 64, 0), None, 0)
+    assert view[0]["is_left"].item() == -1.0 and view[1]["is_left"].item() in (0.0, 1.0)
+
+
+def test_the_loss_on_renders_is_unchanged_by_per_keypoint_depth_weights(tmp_path):
+    """Renders label every keypoint: their batches carry weights of 1, and the loss is the
+    same bits as the unweighted one (the per-sample has_3d mask alone, as it always was)."""
+    import torch
+
+    from hand25d_ros.augment import AugmentConfig
+    from hand25d_ros.losses import latent25d_loss
+    from hand25d_ros.train import TrainingView, ensure_synthetic
+    synth = ensure_synthetic(tmp_path / "cache", 4, 0, 64, shard_size=4, workers=1)
+    view = TrainingView(synth, AugmentConfig(), 0)
+    batch = torch.utils.data.default_collate([view[i] for i in range(4)])
+    assert batch["weight_2d"].eq(1).all() and batch["weight_z"].eq(1).all() and batch["has_3d"].all()
+    g = torch.Generator().manual_seed(1)
+    uv_pred = batch["uv"] + 3 * torch.randn(batch["uv"].shape, generator=g)
+    z_pred = batch["z"] + torch.randn(batch["z"].shape, generator=g)
+    has_3d = batch["has_3d"].clone()
+    has_3d[1] = False
+    new, terms = latent25d_loss(uv_pred, z_pred, batch["uv"], batch["z"], 64, has_3d, batch["weight_2d"], 0.7,
+                                batch["weight_z"])
+    old, _ = latent25d_loss(uv_pred, z_pred, batch["uv"], batch["z"], 64, has_3d, batch["weight_2d"], 0.7)
+    # the formula before per-keypoint depth weights, written out
+    err2d = (uv_pred - batch["uv"]).abs().sum(-1) / 64
+    loss2d = (err2d * batch["weight_2d"]).sum() / batch["weight_2d"].sum().clamp(min=1.0)
+    mask = has_3d[:, None].to(err2d.dtype).expand_as(err2d)
+    lossz = ((z_pred - batch["z"]).abs() * mask).sum() / mask.sum().clamp(min=1.0)
+    assert torch.equal(new, old) and torch.equal(new, loss2d + 0.7 * lossz) and lossz > 0
