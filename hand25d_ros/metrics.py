@@ -12,6 +12,11 @@ Two kinds of function:
 
 Every public function validates its inputs (shape, matching batch, finite values) and
 raises ``ValueError`` saying what was expected and what came.
+
+Keypoints an annotation leaves unlabelled: the per-keypoint 3D errors and
+:func:`summarize` take a ``labelled`` (N, 21) bool mask; the truth may be NaN where it is
+False, those keypoints' errors are NaN and no figure counts them. The root (wrist) must be
+labelled in a 3D truth (the annotated-folder loader refuses one without it).
 """
 from __future__ import annotations
 
@@ -48,6 +53,34 @@ def _pair(pred, gt, dim: int, finite: bool = True,
         raise ValueError(f"{names[0]} and {names[1]} must hold the same number of poses, "
                          f"got {p.shape} and {g.shape}")
     return p, g
+
+
+def _masked_pair(pred, gt, dim: int, labelled) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """pred, gt as in :func:`_pair`, gt finite only where ``labelled`` (None: everywhere);
+    the mask comes back None when it is None or all True, so that fully labelled poses take
+    the arithmetic they always did, to the bit."""
+    if labelled is None:
+        return (*_pair(pred, gt, dim), None)
+    p, g = _pair(pred, gt, dim, finite=False)
+    m = _mask(labelled, g.shape[:2])
+    if not np.isfinite(p).all():
+        raise ValueError("pred contains non-finite values (NaN or inf)")
+    if not np.isfinite(g[m]).all():
+        raise ValueError("gt contains non-finite values (NaN or inf) at labelled keypoints")
+    return p, g, (None if m.all() else m)
+
+
+def _mask(mask, shape: tuple, name: str = "labelled") -> np.ndarray:
+    m = check_array(mask, name, (None, K))
+    if m.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} (one flag per keypoint), got {m.shape}")
+    if m.dtype != bool and not np.isin(m, (0, 1)).all():
+        raise ValueError(f"{name} must be boolean (or 0/1)")
+    return m.astype(bool)
+
+
+def _masked_errors(err: np.ndarray, m: np.ndarray | None) -> np.ndarray:
+    return err if m is None else np.where(m, err, np.nan)
 
 
 def _stats(err: np.ndarray) -> ErrorStats:
@@ -101,28 +134,32 @@ def mean_error_2d_px(pred, gt, mask=None) -> ErrorStats:
 
 # ----------------------------------------------------------------------------- 3D, per keypoint
 
-def root_relative_errors_mm(pred, gt) -> np.ndarray:
+def root_relative_errors_mm(pred, gt, labelled=None) -> np.ndarray:
     """Errors after moving each pose's root (keypoint 0, wrist) to the origin.
 
     Args:
         pred, gt: (N, 21, 3) mm.
+        labelled: optional (N, 21) bool, the keypoints with a truth (the root among them).
 
     Returns:
-        (N, 21) mm; the root's own error is 0.
+        (N, 21) mm; the root's own error is 0; NaN where not labelled.
     """
-    p, g = _pair(pred, gt, 3)
+    p, g, m = _masked_pair(pred, gt, 3, labelled)
     r = kp.ROOT
+    if m is not None and not m[:, r].all():
+        raise ValueError("root-relative errors need the root (keypoint 0) labelled in every pose")
     # e_k = || (P_k - P_root) - (G_k - G_root) ||
-    return np.linalg.norm((p - p[:, r:r + 1]) - (g - g[:, r:r + 1]), axis=-1)
+    return _masked_errors(np.linalg.norm((p - p[:, r:r + 1]) - (g - g[:, r:r + 1]), axis=-1), m)
 
 
-def absolute_errors_mm(pred, gt) -> np.ndarray:
-    """Errors in the camera frame, no alignment: (N, 21, 3) x2 -> (N, 21) mm."""
-    p, g = _pair(pred, gt, 3)
-    return np.linalg.norm(p - g, axis=-1)
+def absolute_errors_mm(pred, gt, labelled=None) -> np.ndarray:
+    """Errors in the camera frame, no alignment: (N, 21, 3) x2 -> (N, 21) mm (NaN where not
+    ``labelled``)."""
+    p, g, m = _masked_pair(pred, gt, 3, labelled)
+    return _masked_errors(np.linalg.norm(p - g, axis=-1), m)
 
 
-def similarity_align(pred, gt) -> np.ndarray:
+def similarity_align(pred, gt, labelled=None) -> np.ndarray:
     """Align each pred to its gt by rotation, uniform scale and translation (Umeyama 1991).
 
     Minimises ``sum_k || s R p_k + t - g_k ||^2`` over proper rotations (det R = +1: a
@@ -130,34 +167,52 @@ def similarity_align(pred, gt) -> np.ndarray:
 
     Args:
         pred, gt: (N, 21, 3).
+        labelled: optional (N, 21) bool: the sums run over these keypoints only (the
+            alignment is fitted to the keypoints with a truth, and then moves all of pred).
 
     Returns:
         (N, 21, 3) aligned pred. Degenerate input stays finite: a pred whose points all
         coincide maps onto gt's centroid (s = 0); a gt whose points coincide gives
         s = 0 as well; a planar or collinear pose gets a proper rotation either way.
     """
-    p, g = _pair(pred, gt, 3)
-    mp, mg = p.mean(1, keepdims=True), g.mean(1, keepdims=True)
+    p, g, m = _masked_pair(pred, gt, 3, labelled)
+    if m is None:
+        w, n = np.ones(p.shape[:2]), K
+        mp, mg = p.mean(1, keepdims=True), g.mean(1, keepdims=True)
+    else:
+        # weight 0 outside the mask, with gt's NaN there zeroed so that 0 * NaN adds nothing
+        w, n = m.astype(np.float64), m.sum(1).astype(np.float64)[:, None, None]
+        g = np.where(m[..., None], g, 0.0)
+        mp = (p * w[..., None]).sum(1, keepdims=True) / n
+        mg = (g * w[..., None]).sum(1, keepdims=True) / n
     P, G = p - mp, g - mg
-    # cross-covariance Sigma = (1/K) sum_k g_k p_k^T = U S V^T
-    cov = np.einsum("nki,nkj->nij", G, P) / K
+    if m is not None:
+        Pw, G = P * w[..., None], G * w[..., None]
+    else:
+        Pw = P
+    # cross-covariance Sigma = (1/K) sum_k g_k p_k^T = U S V^T (K: the labelled keypoints)
+    cov = np.einsum("nki,nkj->nij", G, Pw) / n
     U, S, Vt = np.linalg.svd(cov)
     # D = diag(1, 1, det(U V^T)) keeps R a rotation; R = U D V^T
     D = np.ones((len(p), 3))
     D[:, 2] = np.where(np.linalg.det(U @ Vt) < 0, -1.0, 1.0)
     R = np.einsum("nij,nj,njk->nik", U, D, Vt)
     # s = tr(D S) / sigma_p^2, with sigma_p^2 = (1/K) sum_k |p_k|^2
-    var_p = (P ** 2).sum((1, 2)) / K
-    tiny = 1e-12 * np.maximum(1.0, (G ** 2).sum((1, 2)) / K)   # "all points coincide"
+    nk = K if m is None else n[:, 0, 0]
+    var_p = (Pw ** 2).sum((1, 2)) / nk
+    tiny = 1e-12 * np.maximum(1.0, (G ** 2).sum((1, 2)) / nk)   # "all points coincide"
     s = np.where(var_p > tiny, (S * D).sum(1) / np.maximum(var_p, tiny), 0.0)
     s = np.maximum(s, 0.0)
     return s[:, None, None] * np.einsum("nij,nkj->nki", R, P) + mg
 
 
-def pa_errors_mm(pred, gt) -> np.ndarray:
-    """Errors after similarity (Procrustes) alignment: (N, 21, 3) x2 -> (N, 21) mm."""
-    p, g = _pair(pred, gt, 3)
-    return np.linalg.norm(similarity_align(p, g) - g, axis=-1)
+def pa_errors_mm(pred, gt, labelled=None) -> np.ndarray:
+    """Errors after similarity (Procrustes) alignment: (N, 21, 3) x2 -> (N, 21) mm; with
+    ``labelled``, aligned on the labelled keypoints only and NaN elsewhere."""
+    p, g, m = _masked_pair(pred, gt, 3, labelled)
+    if m is None:
+        return np.linalg.norm(similarity_align(p, g) - g, axis=-1)
+    return _masked_errors(np.linalg.norm(similarity_align(p, g, m) - g, axis=-1), m)
 
 
 # ----------------------------------------------------------------------------- 3D figures
@@ -286,7 +341,8 @@ FIGURES_3D = ("pa_mpjpe_mm", "mpjpe_mm", "absolute_error_mm", "root_depth_error_
               "auc_20_50", "auc_0_50")
 
 
-def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid, has_3d=None, found=None) -> dict:
+def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid, has_3d=None, found=None,
+              labelled=None) -> dict:
     """All figures of one evaluation, as plain floats.
 
     How invalid predictions count (``valid`` False: no trustworthy 3D was made):
@@ -306,6 +362,11 @@ def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid, has_3d=None, found=No
 
     AUCs are over root-relative 3D errors (:func:`root_relative_errors_mm`).
 
+    With ``labelled``, every figure pools the labelled keypoints only (a 2D mean over
+    the labelled keypoints of all found samples, not a mean of per-sample means), PA-MPJPE
+    aligns each pose on its labelled keypoints, and an invalid sample's misses in
+    ``auc_*_all`` are its labelled keypoints.
+
     Args:
         pred_2d, gt_2d: (N, 21, 2) px, finite.
         pred_3d_mm: (N, 21, 3) mm; must be finite where ``valid``, anything elsewhere.
@@ -314,14 +375,24 @@ def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid, has_3d=None, found=No
         has_3d: (N,) bool, the samples with a true 3D pose (a 2D-only annotation has
             none); None: all of them.
         found: (N,) bool, the samples where a hand was found; None: all of them.
+        labelled: (N, 21) bool, the keypoints with a truth (the truths may be NaN
+            elsewhere; a 3D truth needs its root); None: all of them.
 
     Returns:
         dict with ``num_samples``, ``num_valid``, ``valid_fraction``, ``num_with_3d``,
         ``num_valid_with_3d``, ``found_fraction``, ``mean_error_2d_px``, ``median_error_2d_px``, the 3D
         figures above (mm) and AUCs.
     """
-    p2, g2 = _pair(pred_2d, gt_2d, 2, names=("pred_2d", "gt_2d"))
+    p2, g2 = _pair(pred_2d, gt_2d, 2, finite=labelled is None, names=("pred_2d", "gt_2d"))
     p3, g3 = _pair(pred_3d_mm, gt_3d_mm, 3, finite=False, names=("pred_3d_mm", "gt_3d_mm"))
+    lab = None if labelled is None else _mask(labelled, p2.shape[:2])
+    if lab is not None:
+        if not np.isfinite(p2).all():
+            raise ValueError("pred_2d contains non-finite values (NaN or inf)")
+        if not np.isfinite(g2[lab]).all():
+            raise ValueError("gt_2d contains non-finite values (NaN or inf) at labelled keypoints")
+        if lab.all():
+            lab = None          # fully labelled: the arithmetic it always had, to the bit
     v = _flags(valid, "valid")
     n = len(p2)
     h = np.ones(n, bool) if has_3d is None else _flags(has_3d, "has_3d")
@@ -329,12 +400,15 @@ def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid, has_3d=None, found=No
     if not (len(p3) == len(v) == len(h) == len(f) == n):
         raise ValueError(f"pred_2d, pred_3d_mm, valid, has_3d and found must cover the same N samples, "
                          f"got {n}, {len(p3)}, {len(v)}, {len(h)} and {len(f)}")
-    if not np.isfinite(g3[h]).all():
+    if not np.isfinite(g3[h] if lab is None else g3[h][lab[h]]).all():
         raise ValueError("gt_3d_mm contains non-finite values (NaN or inf) in samples marked as having 3D")
     if not np.isfinite(p3[v]).all():
         raise ValueError("pred_3d_mm contains non-finite values in samples marked valid")
 
-    e2d = errors_2d_px(p2, g2)[f]
+    if lab is None:
+        e2d = errors_2d_px(p2, g2)[f]
+    else:
+        e2d = np.linalg.norm(p2 - g2, axis=-1)[f][lab[f]]
     use = v & h
     out = {"num_samples": int(n), "num_valid": int(v.sum()),
            "valid_fraction": float(v.mean()) if n else 0.0,
@@ -343,7 +417,7 @@ def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid, has_3d=None, found=No
            "mean_error_2d_px": float(e2d.mean()) if len(e2d) else float("nan"),
            "median_error_2d_px": float(np.median(e2d)) if len(e2d) else float("nan")}
     rr_all = np.full((int(h.sum()), K), np.inf)
-    if use.any():
+    if use.any() and lab is None:
         pv, gv = p3[use], g3[use]
         rr = root_relative_errors_mm(pv, gv)
         out.update({
@@ -355,8 +429,22 @@ def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid, has_3d=None, found=No
             "auc_0_50": auc(rr, 0, 50),
         })
         rr_all[v[h]] = rr
+    elif use.any():
+        pv, gv, mv = p3[use], g3[use], lab[use]
+        rr = root_relative_errors_mm(pv, gv, mv)
+        out.update({
+            "pa_mpjpe_mm": float(pa_errors_mm(pv, gv, mv)[mv].mean()),
+            "mpjpe_mm": float(rr[mv].mean()),
+            "absolute_error_mm": float(absolute_errors_mm(pv, gv, mv)[mv].mean()),
+            "root_depth_error_mm": root_depth_error_mm(pv, np.where(mv[..., None], gv, 0.0)).mean,
+            "auc_20_50": auc(rr[mv], 20, 50),
+            "auc_0_50": auc(rr[mv], 0, 50),
+        })
+        rr_all[v[h]] = rr
     else:
         out.update({k: float("nan") for k in FIGURES_3D})
+    if lab is not None:
+        rr_all = rr_all[lab[h]]         # an invalid sample misses its labelled keypoints only
     out["auc_20_50_all"] = auc(rr_all, 20, 50) if len(rr_all) else float("nan")
     out["auc_0_50_all"] = auc(rr_all, 0, 50) if len(rr_all) else float("nan")
     return out

@@ -284,3 +284,61 @@ def test_2d_figures_leave_out_frames_where_no_hand_was_found():
     s = summarize(pred2[2:], gt2[2:], p3[2:], p3[2:], [False], [True], found=[False])
     assert np.isnan(s["mean_error_2d_px"]) and s["found_fraction"] == 0.0
     assert summarize(pred2[:2], gt2[:2], p3[:2], p3[:2], [False] * 2)["found_fraction"] == 1.0
+
+
+def _labelled_case(seed=0, n=4):
+    """Poses whose labelled keypoints are an exact similarity transform of the truth, and
+    whose unlabelled ones (NaN in the truth) are far off."""
+    rng = np.random.default_rng(seed)
+    gt = rng.normal(0, 40, (n, 21, 3)) + [0, 0, 450]
+    lab = np.ones((n, 21), bool)
+    lab[0, [4, 8, 20]] = lab[2, [12, 16]] = False
+    R = Rotation.random(n, random_state=seed).as_matrix()
+    pred = 1.3 * np.einsum("nij,nkj->nki", R, gt) + rng.normal(0, 50, (n, 1, 3))
+    pred[~lab] += 300.0
+    gt_nan = np.where(lab[..., None], gt, np.nan)
+    return pred, gt, gt_nan, lab
+
+
+def test_pa_mpjpe_aligns_on_the_labelled_keypoints_only():
+    pred, gt, gt_nan, lab = _labelled_case()
+    e = m.pa_errors_mm(pred, gt_nan, lab)
+    assert np.isnan(e[~lab]).all() and np.abs(e[lab]).max() < 1e-9
+    assert m.pa_errors_mm(pred, gt)[lab].max() > 10        # aligned on all 21, the far ones pull it off
+    # the truth under an unlabelled keypoint is never read
+    np.testing.assert_array_equal(m.pa_errors_mm(pred, np.where(lab[..., None], gt, 1e6), lab), e)
+    rr = m.root_relative_errors_mm(pred, gt_nan, lab)
+    np.testing.assert_array_equal(rr[lab], m.root_relative_errors_mm(pred, gt)[lab])
+    assert np.isnan(rr[~lab]).all()
+    bad = lab.copy()
+    bad[1, 0] = False
+    with pytest.raises(ValueError, match="root \\(keypoint 0\\) labelled"):
+        m.root_relative_errors_mm(pred, np.where(bad[..., None], gt, np.nan), bad)
+    with pytest.raises(ValueError, match="gt contains non-finite values .* at labelled keypoints"):
+        m.pa_errors_mm(pred, gt_nan, np.ones((4, 21), bool))
+
+
+def test_summarize_scores_labelled_keypoints_only_and_full_labels_as_before():
+    pred, gt, gt_nan, lab = _labelled_case(1)
+    rng = np.random.default_rng(5)
+    gt2 = rng.uniform(0, 200, (4, 21, 2))
+    pred2 = gt2 + rng.normal(0, 5, (4, 21, 2))
+    pred2[~lab] += 400.0
+    valid, has_3d = np.array([True, True, True, False]), np.array([True, True, True, True])
+    s = m.summarize(pred2, np.where(lab[..., None], gt2, np.nan), pred, gt_nan, valid, has_3d, labelled=lab)
+    e2 = np.linalg.norm(pred2 - gt2, axis=-1)
+    assert s["mean_error_2d_px"] == pytest.approx(e2[lab].mean(), rel=1e-12)
+    assert s["median_error_2d_px"] == pytest.approx(np.median(e2[lab]), rel=1e-12)
+    use = valid & has_3d
+    rr = m.root_relative_errors_mm(pred, gt)[use][lab[use]]
+    assert s["mpjpe_mm"] == pytest.approx(rr.mean(), rel=1e-12)
+    assert s["pa_mpjpe_mm"] < 1e-9
+    assert s["absolute_error_mm"] == pytest.approx(np.linalg.norm(pred - gt, axis=-1)[use][lab[use]].mean(), rel=1e-12)
+    assert s["auc_0_50"] == pytest.approx(m.auc(rr, 0, 50), rel=1e-12)
+    misses = np.concatenate([rr, np.full(lab[3].sum(), np.inf)])
+    assert s["auc_0_50_all"] == pytest.approx(m.auc(misses, 0, 50), rel=1e-12)
+    # every keypoint labelled: the very figures of a call without the mask
+    full = np.ones((4, 21), bool)
+    assert m.summarize(pred2, gt2, pred, gt, valid, has_3d, labelled=full) == m.summarize(pred2, gt2, pred, gt, valid, has_3d)
+    with pytest.raises(ValueError, match="gt_2d contains non-finite values .* at labelled keypoints"):
+        m.summarize(pred2, np.where(lab[..., None], gt2, np.nan), pred, gt, valid, has_3d, labelled=full)
