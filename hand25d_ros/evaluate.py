@@ -17,6 +17,12 @@ default hand size, which can only move its depth, a figure it has no truth for
 pose's projection as its 2D truth (the dataset loader's rule). A figure over no
 sample is NaN in :func:`evaluate_folder`'s summary, null in ``report.json`` and
 "n/a (0 frames)" in the table.
+
+A keypoint the annotation leaves unlabelled (``null``) is scored nowhere: the 2D and 3D
+figures pool the labelled keypoints (``num_unlabelled_keypoints`` counts the others),
+PA-MPJPE aligns each pose on its labelled keypoints, root-relative errors use the wrist
+(a 3D truth always labels it), and ``--crop gt`` frames the labelled keypoints. A sample
+whose palm keypoints are not all labelled has no hand or view from its 3D chirality.
 """
 from __future__ import annotations
 
@@ -79,7 +85,8 @@ def evaluate_folder(est, root, limit: int | None = None, progress: bool = True,
         if unknown:
             raise DatasetError(f"{Path(root) / 'annotations.json'}: hand_side 'true' needs each sample's "
                                f"true hand, but sample(s) {unknown[:5]}{' ...' if len(unknown) > 5 else ''} "
-                               "have neither 'is_left' nor 'joints_3d_mm'; add 'is_left' or let the "
+                               "have neither 'is_left' nor 'joints_3d_mm' with its palm keypoints (0, 2, 5, 9, 17) "
+                               "labelled; add 'is_left' or let the "
                                "estimator read the hand (hand_side 'auto')")
     own_side = est.hand_side
     if sequence:
@@ -109,11 +116,12 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
         from tqdm import tqdm
         it = tqdm(it, desc=f"eval {Path(root).name}", unit="img")
     pred2d, gt2d, pred3d, gt3d, valid, conf, left, pred_left = [], [], [], [], [], [], [], []
-    head_left, has_3d, extent, found = [], [], [], []
+    head_left, has_3d, extent, found, labelled = [], [], [], [], []
     for i in it:
         s = ds[i]
         uv_true = np.asarray(s["joints_2d_px"], dtype=np.float64)
-        lo, hi = uv_true.min(0), uv_true.max(0)
+        labelled.append(np.asarray(s.get("labelled", np.ones(kp.NUM_KEYPOINTS, bool)), dtype=bool))
+        lo, hi = uv_true[labelled[-1]].min(0), uv_true[labelled[-1]].max(0)
         extent.append(float((hi - lo).max()) / min(s["image"].shape[:2]))
         has_3d.append(s["joints_3d_mm"] is not None)
         # NaN marks "no truth" for metrics.summarize, which reads only the rows with has_3d
@@ -144,13 +152,18 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
     pred2d, gt2d = np.asarray(pred2d), np.asarray(gt2d)
     pred3d, gt3d, valid = np.asarray(pred3d), np.asarray(gt3d), np.asarray(valid, dtype=bool)
     has_3d = np.asarray(has_3d, dtype=bool)
-    summary = metrics.summarize(pred2d, gt2d, pred3d, gt3d, valid, has_3d, found)
+    labelled = np.asarray(labelled, dtype=bool).reshape(n, kp.NUM_KEYPOINTS)
+    summary = metrics.summarize(pred2d, gt2d, pred3d, gt3d, valid, has_3d, found, labelled)
     summary["num_samples"] = int(n)
+    if not labelled.all():      # absent otherwise: a fully labelled folder's table is as it was
+        summary["num_unlabelled_keypoints"] = int((~labelled).sum())
     # the true hand's extent over the image's shorter side: a training crop's is 0.59-0.83
     summary["hand_extent_fraction_median"] = float(np.median(extent)) if extent else float("nan")
     summary["num_default_hand_size"] = int(n if hand_size == "default" else (~has_3d).sum())
     summary["mean_confidence"] = float(np.mean(conf)) if conf else 0.0
     err = np.linalg.norm(pred2d - gt2d, axis=-1).mean(-1) if n else np.zeros(0)
+    if not labelled.all():
+        err = np.where(labelled, np.linalg.norm(pred2d - np.nan_to_num(gt2d), axis=-1), 0.0).sum(-1) / labelled.sum(-1)
     summary.update(handedness_summary(err, left, pred_left))
     head = handedness_summary(err, left, head_left)
     if head:
@@ -174,7 +187,8 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
             "pred_palm_toward_camera": float(pred_cos[i]) if valid[i] else None}
            for i in range(n)]
     return {"summary": summary, "per_sample": per,
-            "data": {"pred_3d_mm": pred3d, "gt_3d_mm": gt3d, "valid": valid, "has_3d": has_3d}}
+            "data": {"pred_3d_mm": pred3d, "gt_3d_mm": gt3d, "valid": valid, "has_3d": has_3d,
+                     "pred_2d_px": pred2d, "gt_2d_px": gt2d, "labelled": labelled}}
 
 
 def true_hand(sample: dict) -> tuple[bool | None, float | None]:
@@ -186,8 +200,12 @@ def true_hand(sample: dict) -> tuple[bool | None, float | None]:
     if sample.get("joints_3d_mm") is None:
         return (None if given is None else bool(given)), None
     P = np.asarray(sample["joints_3d_mm"], dtype=np.float64)
+    labelled = np.asarray(sample.get("labelled", np.ones(kp.NUM_KEYPOINTS, bool)), dtype=bool)
+    size_m = float(np.linalg.norm(P[kp.SCALE_BONE[0]] - P[kp.SCALE_BONE[1]]) / 1000.0)
+    if given is None and not labelled[list(kp.PALM_KEYPOINTS)].all():
+        return None, size_m      # chirality of NaN keypoints compares False: "right", wrongly
     left = given if given is not None else kp.is_left_hand(P)
-    return bool(left), float(np.linalg.norm(P[kp.SCALE_BONE[0]] - P[kp.SCALE_BONE[1]]) / 1000.0)
+    return bool(left), size_m
 
 
 def handedness_summary(error_2d_px, is_left, pred_is_left) -> dict:
@@ -301,6 +319,7 @@ TABLE_ROWS = [
     ("num_with_3d", "frames with a true 3D pose (the others count for 2D only)", ""),
     ("num_valid_with_3d", "of those, valid poses (the 3D figures' frames)", ""),
     ("num_default_hand_size", "frames estimated with the default hand size", ""),
+    ("num_unlabelled_keypoints", "keypoints the annotation leaves unlabelled (scored nowhere)", ""),
     ("mean_error_2d_px", "2D mean keypoint error", "px"),
     # the mean weighs the few frames read as the mirror image (45 px each) heavily; the median is the typical frame
     ("median_error_2d_px", "2D median keypoint error", "px"),
@@ -411,8 +430,8 @@ def main(argv=None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         d = rep["data"]
         ok = d["valid"] & d["has_3d"]
-        err = metrics.root_relative_errors_mm(d["pred_3d_mm"][ok], d["gt_3d_mm"][ok]) \
-            if ok.any() else np.zeros((0,))
+        err = metrics.root_relative_errors_mm(d["pred_3d_mm"][ok], d["gt_3d_mm"][ok], d["labelled"][ok]) \
+            [d["labelled"][ok]] if ok.any() else np.zeros((0,))
         th = np.linspace(0, 50, 51)
         pck = args.out / "pck.png"
         if d["has_3d"].any():

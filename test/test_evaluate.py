@@ -409,3 +409,71 @@ def test_the_palm_and_back_view_errors_cover_only_the_frames_where_a_hand_was_fo
             assert summary[key] == pytest.approx(np.mean(errs))
         else:
             assert key not in summary or np.isnan(summary[key])
+
+
+def test_eval_scores_labelled_keypoints_only(tmp_path, capsys):
+    """A folder whose annotation leaves keypoints null (cut off, or not guessed): the loader
+    refused it, and a placeholder would have been scored as truth. The estimates do not
+    depend on which keypoints are labelled (--crop image), so the folder fully labelled
+    gives the predictions to check the figures against."""
+    from hand25d_ros import metrics
+    from hand25d_ros.estimator import HandPoseEstimator
+    from hand25d_ros.evaluate import evaluate_folder
+    full = write_folder(tmp_path / "full")
+    data = json.loads((full / "annotations.json").read_text())
+    cut = {0: [8, 12, 16], 2: [20]}
+    for i, ks in cut.items():
+        for k in ks:
+            data["samples"][i]["joints_3d_mm"][k] = data["samples"][i]["joints_2d_px"][k] = None
+    data["samples"][1]["joints_3d_mm"] = None                      # 2D-only, with a null too
+    data["samples"][1]["joints_2d_px"][3] = None
+    part = tmp_path / "part"
+    part.mkdir()
+    (part / "images").symlink_to(full / "images")
+    (part / "annotations.json").write_text(json.dumps(data))
+    est = HandPoseEstimator(device="cpu", tta="none")      # bundled weights: valid poses on these frames
+    a = evaluate_folder(est, full, progress=False)
+    b = evaluate_folder(est, part, progress=False)
+    lab = np.ones((3, 21), bool)
+    for i, ks in cut.items():
+        lab[i, ks] = False
+    lab[1, 3] = False
+    np.testing.assert_array_equal(b["data"]["labelled"], lab)
+    np.testing.assert_array_equal(b["data"]["pred_2d_px"], a["data"]["pred_2d_px"])
+    # sample 1, 2D-only now, is lifted with the default hand size: only its 3D differs
+    np.testing.assert_array_equal(b["data"]["pred_3d_mm"][[0, 2]], a["data"]["pred_3d_mm"][[0, 2]])
+    e2 = np.linalg.norm(a["data"]["pred_2d_px"] - a["data"]["gt_2d_px"], axis=-1)
+    sb = b["summary"]
+    assert sb["num_unlabelled_keypoints"] == 5 and "num_unlabelled_keypoints" not in a["summary"]
+    assert sb["mean_error_2d_px"] == pytest.approx(e2[lab].mean(), rel=1e-12)
+    assert [p["error_2d_px"] for p in b["per_sample"]] == pytest.approx([e2[i][lab[i]].mean() for i in range(3)], rel=1e-12)
+    ok = b["data"]["valid"] & b["data"]["has_3d"]
+    assert ok.tolist() == [True, False, True]
+    rr = metrics.root_relative_errors_mm(a["data"]["pred_3d_mm"][ok], a["data"]["gt_3d_mm"][ok])
+    assert sb["mpjpe_mm"] == pytest.approx(rr[lab[ok]].mean(), rel=1e-12)
+    assert np.isfinite(sb["pa_mpjpe_mm"]) and sb["pa_mpjpe_mm"] != a["summary"]["pa_mpjpe_mm"]
+    out = tmp_path / "out"
+    assert main([str(part), "--out", str(out), "--tta", "none"]) == 0
+    assert "keypoints the annotation leaves unlabelled (scored nowhere) | 5 |" in capsys.readouterr().out
+    assert (out / "pck.png").exists()
+    assert json.loads((out / "report.json").read_text())["summary"]["num_unlabelled_keypoints"] == 5
+
+
+def test_true_hand_is_unknown_without_its_palm_keypoints():
+    """The hand is read from the palm keypoints' chirality; one of them unlabelled (NaN) made
+    that reading compare NaN and call the hand a right one."""
+    from importlib.resources import files
+
+    from hand25d_ros import keypoints as kp
+    from hand25d_ros.evaluate import true_hand
+    ann = json.loads((files("hand25d_ros") / "samples" / "annotations.json").read_text())
+    left = next(s for s in ann["samples"] if s["is_left"])
+    P = np.array(left["joints_3d_mm"], dtype=np.float64)
+    lab = np.ones(21, bool)
+    assert true_hand({"joints_3d_mm": P, "labelled": lab}) == (True, pytest.approx(np.linalg.norm(P[5] - P[0]) / 1000))
+    for k in kp.PALM_KEYPOINTS[1:]:                # the wrist and index MCP are always labelled in 3D
+        cut = lab.copy()
+        cut[k] = False
+        Pk = np.where(cut[:, None], P, np.nan)
+        assert true_hand({"joints_3d_mm": Pk, "labelled": cut})[0] is None, k
+        assert true_hand({"joints_3d_mm": Pk, "labelled": cut, "is_left": True})[0] is True
