@@ -418,7 +418,7 @@ def test_eval_scores_labelled_keypoints_only(tmp_path, capsys):
     gives the predictions to check the figures against."""
     from hand25d_ros import metrics
     from hand25d_ros.estimator import HandPoseEstimator
-    from hand25d_ros.evaluate import evaluate_folder
+    from hand25d_ros.evaluate import evaluate_folder, true_hand
     full = write_folder(tmp_path / "full")
     data = json.loads((full / "annotations.json").read_text())
     cut = {0: [8, 12, 16], 2: [20]}
@@ -452,6 +452,15 @@ def test_eval_scores_labelled_keypoints_only(tmp_path, capsys):
     rr = metrics.root_relative_errors_mm(a["data"]["pred_3d_mm"][ok], a["data"]["gt_3d_mm"][ok])
     assert sb["mpjpe_mm"] == pytest.approx(rr[lab[ok]].mean(), rel=1e-12)
     assert np.isfinite(sb["pa_mpjpe_mm"]) and sb["pa_mpjpe_mm"] != a["summary"]["pa_mpjpe_mm"]
+    # --crop gt frames the labelled keypoints (the box of all 21 was NaN)
+    g = evaluate_folder(est, part, progress=False, crop="gt")
+    s0 = AnnotatedFolderDataset(part)[0]
+    uv = s0["joints_2d_px"][s0["labelled"]]
+    lo, hi = uv.min(0), uv.max(0)
+    side, c = float(max(hi - lo)) * 1.4, (lo + hi) / 2
+    pose = est.estimate(s0["image"], s0["K"], hand_size_m=true_hand(s0)[1], roi=(c[0] - side / 2, c[1] - side / 2, side, side))
+    np.testing.assert_array_equal(g["data"]["pred_2d_px"][0], pose.keypoints_2d)
+    assert np.isfinite(g["summary"]["mean_error_2d_px"])
     out = tmp_path / "out"
     assert main([str(part), "--out", str(out), "--tta", "none"]) == 0
     assert "keypoints the annotation leaves unlabelled (scored nowhere) | 5 |" in capsys.readouterr().out
