@@ -196,16 +196,12 @@ def true_hand(sample: dict) -> tuple[bool | None, float | None]:
     annotation's ``is_left``, else the chirality of ``joints_3d_mm``) and its size (the scale
     bone's length in metres, the prior that evaluation passes as ``hand_size_m``). A 2D-only
     sample (``joints_3d_mm`` None) has no size, and no hand unless ``is_left`` gives it: None."""
-    given = sample.get("is_left")
-    if sample.get("joints_3d_mm") is None:
-        return (None if given is None else bool(given)), None
-    P = np.asarray(sample["joints_3d_mm"], dtype=np.float64)
-    labelled = np.asarray(sample.get("labelled", np.ones(kp.NUM_KEYPOINTS, bool)), dtype=bool)
-    size_m = float(np.linalg.norm(P[kp.SCALE_BONE[0]] - P[kp.SCALE_BONE[1]]) / 1000.0)
-    if given is None and not labelled[list(kp.PALM_KEYPOINTS)].all():
-        return None, size_m      # chirality of NaN keypoints compares False: "right", wrongly
-    left = given if given is not None else kp.is_left_hand(P)
-    return bool(left), size_m
+    P = sample.get("joints_3d_mm")
+    left = kp.annotated_hand_is_left(sample.get("is_left"), P, sample.get("labelled"))
+    if P is None:
+        return left, None
+    P = np.asarray(P, dtype=np.float64)
+    return left, float(np.linalg.norm(P[kp.SCALE_BONE[0]] - P[kp.SCALE_BONE[1]]) / 1000.0)
 
 
 def handedness_summary(error_2d_px, is_left, pred_is_left) -> dict:

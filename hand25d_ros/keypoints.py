@@ -137,6 +137,25 @@ def is_left_hand(points_3d: np.ndarray) -> np.ndarray:
     return _palm_normal_and_side(_skeleton_3d(points_3d))[1]
 
 
+def annotated_hand_is_left(is_left, points_3d=None, labelled=None) -> bool | None:
+    """The hand an annotation gives: its ``is_left`` where it has one, else the chirality of
+    its 3D keypoints (:func:`is_left_hand`) where the palm keypoints that decide it are all
+    labelled, else None (unknown). Training and evaluation read the truth alike.
+
+    Args:
+        is_left: the annotation's flag, or None.
+        points_3d: (21, 3) keypoints, or None for a 2D-only annotation.
+        labelled: (21,) bool, the keypoints with a truth; None: all of them.
+    """
+    if is_left is not None:
+        return bool(is_left)
+    if points_3d is None:
+        return None
+    if labelled is not None and not np.asarray(labelled, dtype=bool)[list(PALM_KEYPOINTS)].all():
+        return None          # the chirality of NaN keypoints compares False: "right", wrongly
+    return bool(is_left_hand(np.asarray(points_3d, dtype=np.float64)))
+
+
 def palm_toward_camera(points_3d: np.ndarray) -> np.ndarray:
     """How squarely the palm faces the camera: the cosine between the palm's outward normal
     and the direction from the middle MCP to the camera (+1 palm toward the camera, -1 the

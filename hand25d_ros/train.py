@@ -408,12 +408,10 @@ class TrainingView(Dataset):
                                    "so its depth cannot be normalised; fix or remove that annotation")
         else:
             z = np.zeros(kp.NUM_KEYPOINTS)
-        is_left = s.get("is_left")
-        if is_left is None and has_3d and labelled[list(kp.PALM_KEYPOINTS)].all():
-            # a 3D annotation names its hand by its chirality, the truth evaluation takes where
-            # is_left is missing (evaluate.true_hand): without it, a folder in real_val_snap's
-            # format trained the crop head's left/right logit on none of its hands
-            is_left = bool(kp.is_left_hand(P))
+        # without is_left, a 3D annotation names its hand by its chirality, as evaluation reads
+        # it: a folder in real_val_snap's format trained the crop head's left/right logit on none
+        # of its hands
+        is_left = kp.annotated_hand_is_left(s.get("is_left"), P if has_3d else None, labelled)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),  # uint8 CHW
             "uv": torch.from_numpy(uv.astype(np.float32)),
