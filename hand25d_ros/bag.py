@@ -26,15 +26,18 @@ Input
 Output: a new bag folder (storage of the input unless ``storage`` says otherwise) with
     - the image topic and the CameraInfo topic copied byte for byte (same log times, type
       definitions and QoS), so that it replays into RViz by itself;
-    - for each frame with hands, at the image's log time, with the image's header stamp and
+    - for each processed frame, at the image's log time, with the image's header stamp and
       frame id (``camera_frame_id`` overrides the frame):
         <ns>/keypoints   sensor_msgs/PointCloud2, the node's layout (``CLOUD_DTYPE``): 21 points
                          per hand, hands in track-id order; fields x y z (m) u v (px) confidence
                          (float32), id (uint32, keypoint index), hand_id (uint32, the track id),
                          is_left (int8: 1 left, 0 right, -1 unknown); point_step 36 bytes.
+                         No points for a frame without hands (the fields as ever).
         <ns>/poses       geometry_msgs/PoseArray: the 21 joint frames of each hand, in the
-                         cloud's order.
-        <ns>/palm_poses  geometry_msgs/PoseArray: one palm frame per hand, in the cloud's order.
+                         cloud's order; empty for a frame without hands.
+        <ns>/palm_poses  geometry_msgs/PoseArray: one palm frame per hand, in the cloud's order;
+                         empty for a frame without hands.
+      and for each frame with hands:
         <ns>/palm_pose   geometry_msgs/PoseStamped: the palm frame of the first hand (lowest id).
         /tf              tf2_msgs/TFMessage, one per frame:
                          <camera frame> -> <prefix><id>_palm -> <prefix><id>_<keypoint name>
@@ -42,8 +45,8 @@ Output: a new bag folder (storage of the input unless ``storage`` says otherwise
         <ns>/markers     visualization_msgs/MarkerArray: per hand, in namespaces hand<id>/, the
                          node's joints, bones, palm arrow and label ("hand 0 right") markers,
                          then a DELETE of each namespace of a hand lost since the previous frame.
-      A frame without hands gets no outputs except a DELETEALL marker when markers may be up
-      (hands before it, or it is the first frame); the run's first hand markers are preceded
+      A frame without hands gets the empty arrays and a DELETEALL marker when markers may be
+      up (hands before it, or it is the first frame); the run's first hand markers are preceded
       by a DELETEALL. All as the node does.
 
 Frames that cannot be used are skipped, not fatal: unsupported encoding (the warning names
@@ -767,9 +770,11 @@ def _run(reader, writer, ts, tracker, image_conns, info_conns, intrinsics, summa
                 summary.with_hands += 1
                 summary.hands += len(hands)
                 write("tf", t_log, builder.tf(header, hands))  # TF first, as the node
-                write("keypoints", t_log, builder.cloud(header, hands))
-                write("poses", t_log, builder.poses(header, hands))
-                write("palm_poses", t_log, builder.palms(header, hands))
+            # as the node: the arrays for every processed frame, empty without a hand
+            write("keypoints", t_log, builder.cloud(header, hands))
+            write("poses", t_log, builder.poses(header, hands))
+            write("palm_poses", t_log, builder.palms(header, hands))
+            if hands:
                 write("palm_pose", t_log, builder.palm(header, hands[0]))
                 ids = {h.hand_id for h in hands}
                 if marker_ids is None:  # the first markers: clear what an earlier replay left in RViz

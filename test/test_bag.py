@@ -196,10 +196,11 @@ def check_against_reference(out: Path, reference: dict, frames: list[int], atol=
     topics = set(msgs)
     assert {IMG_TOPIC, INFO_TOPIC} <= topics <= {IMG_TOPIC, INFO_TOPIC, *OUT_TOPICS}
     with_hands = [i for i in frames if reference[i]]
+    # the arrays for every processed frame (empty without hands), as the node
     clouds = msgs.get(f"{NS}/keypoints", [])
-    assert [ns_of(m) for _, m in clouds] == [stamp(i) for i in with_hands]
-    assert [t for t, _ in clouds] == [stamp(i) + 10**6 for i in with_hands]   # the image's log time
-    for (_, cloud), i in zip(clouds, with_hands):
+    assert [ns_of(m) for _, m in clouds] == [stamp(i) for i in frames]
+    assert [t for t, _ in clouds] == [stamp(i) + 10**6 for i in frames]   # the image's log time
+    for (_, cloud), i in zip(clouds, frames):
         hands = reference[i]
         assert cloud.header.frame_id == FRAME
         assert [f.name for f in cloud.fields] == ["x", "y", "z", "u", "v", "confidence", "id", "hand_id", "is_left"]
@@ -214,9 +215,9 @@ def check_against_reference(out: Path, reference: dict, frames: list[int], atol=
         assert a["hand_id"].tolist() == [h[0] for h in hands for _ in range(21)]
         assert a["is_left"].tolist() == [-1 if h[4] is None else int(h[4]) for h in hands for _ in range(21)]
     poses = msgs.get(f"{NS}/poses", [])
-    assert [(ns_of(m), len(m.poses)) for _, m in poses] == [(stamp(i), 21 * len(reference[i])) for i in with_hands]
+    assert [(ns_of(m), len(m.poses)) for _, m in poses] == [(stamp(i), 21 * len(reference[i])) for i in frames]
     palms = msgs.get(f"{NS}/palm_poses", [])
-    assert [(ns_of(m), len(m.poses)) for _, m in palms] == [(stamp(i), len(reference[i])) for i in with_hands]
+    assert [(ns_of(m), len(m.poses)) for _, m in palms] == [(stamp(i), len(reference[i])) for i in frames]
     assert [ns_of(m) for _, m in msgs.get(f"{NS}/palm_pose", [])] == [stamp(i) for i in with_hands]
     tfs = msgs.get("/tf", [])
     assert len(tfs) == len(with_hands)
@@ -312,12 +313,13 @@ def test_several_hands_lost_hands_and_pairing(small_bag, tmp_path):
         np.testing.assert_allclose(c.K, frame_rgb(i)[1])
         assert c.t_s == pytest.approx(stamp(i) / 1e9) and c.D is None and c.size == 0.09 and c.shape == (H, W, 3)
     msgs = read_bag(tmp_path / "o")
-    clouds = [cloud_array(m) for _, m in msgs["/hands/keypoints"]]
-    assert [c["hand_id"].tolist() for c in clouds] == [[0] * 21, [0] * 21 + [1] * 21, [1] * 21]
-    assert [c["is_left"].tolist() for c in clouds] == [[-1] * 21, [-1] * 21 + [1] * 21, [1] * 21]
+    clouds = [cloud_array(m) for _, m in msgs["/hands/keypoints"]]   # the last frame's: empty, no hand
+    assert [c["hand_id"].tolist() for c in clouds] == [[0] * 21, [0] * 21 + [1] * 21, [1] * 21, []]
+    assert [c["is_left"].tolist() for c in clouds] == [[-1] * 21, [-1] * 21 + [1] * 21, [1] * 21, []]
     np.testing.assert_allclose(clouds[1]["z"][21:], tr.pose(1).keypoints_3d[:, 2], atol=1e-6)
-    assert [len(m.poses) for _, m in msgs["/hands/poses"]] == [21, 42, 21]
-    assert [len(m.poses) for _, m in msgs["/hands/palm_poses"]] == [1, 2, 1]
+    assert [len(m.poses) for _, m in msgs["/hands/poses"]] == [21, 42, 21, 0]
+    assert [len(m.poses) for _, m in msgs["/hands/palm_poses"]] == [1, 2, 1, 0]
+    assert [ns_of(m) for _, m in msgs["/hands/keypoints"]] == [stamp(i) for i in range(4)]
     palm = [m for _, m in msgs["/hands/palm_pose"]]   # the first hand's
     assert [ns_of(m) for m in palm] == [stamp(0), stamp(1), stamp(2)]
     assert palm[2].pose.position.z == pytest.approx(msgs["/hands/palm_poses"][2][1].poses[0].position.z)
@@ -343,7 +345,8 @@ def test_hands_under_the_confidence_threshold_are_not_written_as_the_node_does(s
     tr = ScriptedTracker([[0]], min_confidence=0.6)          # the scripted hands' mean is 0.5
     summary = hb.convert(small_bag, tmp_path / "o", tr, image_topic=IMG_TOPIC, progress=False)
     assert (summary.processed, summary.with_hands) == (4, 0)
-    assert f"{NS}/keypoints" not in read_bag(tmp_path / "o")
+    msgs = read_bag(tmp_path / "o")
+    assert [m.width for _, m in msgs[f"{NS}/keypoints"]] == [0] * 4 and f"{NS}/palm_pose" not in msgs
 
 
 def test_intrinsics_from_calibration_or_a_loud_guess(tmp_path, capsys):
@@ -352,7 +355,8 @@ def test_intrinsics_from_calibration_or_a_loud_guess(tmp_path, capsys):
     s = hb.convert(no_info, tmp_path / "a", tr, image_topic=IMG_TOPIC, hfov_deg=70, progress=False)
     assert "guessing intrinsics from a 70 degree field of view" in capsys.readouterr().err
     np.testing.assert_allclose(tr.calls[0].K, K_from_fov(W, H, 70))
-    assert "guess" in s.intrinsics and set(read_bag(tmp_path / "a")) == {IMG_TOPIC, f"{NS}/markers"}
+    assert "guess" in s.intrinsics and set(read_bag(tmp_path / "a")) == {
+        IMG_TOPIC, f"{NS}/markers", f"{NS}/keypoints", f"{NS}/poses", f"{NS}/palm_poses"}
     # --calib: K and D of the file, and it overrides the bag's CameraInfo (said on stderr)
     calib = tmp_path / "cam.yaml"
     calib.write_text(f"image_width: {W}\nimage_height: {H}\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
@@ -385,8 +389,10 @@ def test_storage_overwrite_and_interrupt(small_bag, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"] and any(p.suffix == ".db3" for p in out.iterdir())
     hb.convert(small_bag, out, ScriptedTracker([[]]), image_topic=IMG_TOPIC, overwrite=True, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"] and any(p.suffix == ".mcap" for p in out.iterdir())
-    # no hands: no outputs but the one DELETEALL of a first frame without hands (as the node)
-    assert {t: len(v) for t, v in read_bag(out).items()} == {IMG_TOPIC: 4, INFO_TOPIC: 4, f"{NS}/markers": 1}
+    # no hands: empty arrays for each frame and the one DELETEALL of a first frame without hands (as the node)
+    assert {t: len(v) for t, v in read_bag(out).items()} == {
+        IMG_TOPIC: 4, INFO_TOPIC: 4, f"{NS}/markers": 1, f"{NS}/keypoints": 4, f"{NS}/poses": 4,
+        f"{NS}/palm_poses": 4}
     with pytest.raises(hb.BagError, match="would replace the input"):
         hb.convert(small_bag, small_bag, ScriptedTracker([[]]), image_topic=IMG_TOPIC, overwrite=True, progress=False)
 
@@ -562,6 +568,10 @@ def test_messages_match_the_nodes_conversions():
     assert same(b.poses(rh, ours), "geometry_msgs/msg/PoseArray", conv.hands_to_pose_array(header, node))
     assert same(b.palms(rh, ours), "geometry_msgs/msg/PoseArray", conv.palms_to_pose_array(header, node))
     assert same(b.palm(rh, ours[0]), "geometry_msgs/msg/PoseStamped", conv.palm_to_pose_stamped(header, node[0].frames))
+    # a frame without hands: the node's empty messages
+    assert same(b.cloud(rh, []), "sensor_msgs/msg/PointCloud2", conv.hands_to_cloud(header, []))
+    assert same(b.poses(rh, []), "geometry_msgs/msg/PoseArray", conv.hands_to_pose_array(header, []))
+    assert same(b.palms(rh, []), "geometry_msgs/msg/PoseArray", conv.palms_to_pose_array(header, []))
     assert same(b.markers(rh, ours[1:], gone_ids={2, 9}), "visualization_msgs/msg/MarkerArray",
                 conv.hands_to_markers(header, node[1:], {2, 9}))
     assert same(b.delete_all(rh), "visualization_msgs/msg/MarkerArray", conv.delete_all_markers(header))

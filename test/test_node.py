@@ -724,9 +724,11 @@ def test_a_restarted_source_is_answered_from_its_first_frame(main):
     frames.good_frame()
 
 
-def test_no_hand_publishes_nothing_and_deletes_the_markers(main):
+def test_no_hand_publishes_empty_arrays_and_deletes_the_markers(main):
+    """A frame without a hand says so on the array topics (an empty cloud and pose arrays of
+    its stamp), so that a consumer can tell "no hand" from a stalled node or lost frames."""
     node, probe, frames = main
-    frames.good_frame()
+    _, out = frames.good_frame()
     s = frames.stamp()
     for _ in range(3):
         frames.send(frames.image(s, value=5), frames.info(s))  # dark: the fake CNN gives confidence 0.01
@@ -735,7 +737,17 @@ def test_no_hand_publishes_nothing_and_deletes_the_markers(main):
         s = frames.stamp()
     (gone,) = by_stamp(probe.messages("markers"), s)
     assert len(gone.markers) == 1 and gone.markers[0].action == Marker.DELETEALL
-    for key in ("keypoints", "poses", "palm_pose", "palm_poses", "tf"):
+    assert probe.wait_for(lambda: all(by_stamp(probe.messages(k), s) for k in ("keypoints", "poses", "palm_poses")),
+                          3.0), node.output()[-2000:]
+    (cloud,) = by_stamp(probe.messages("keypoints"), s)
+    (poses,) = by_stamp(probe.messages("poses"), s)
+    (palms,) = by_stamp(probe.messages("palm_poses"), s)
+    # no points, yet the layout of a cloud with hands: a consumer decodes it the same way
+    assert (cloud.width * cloud.height, len(cloud.data), cloud.header.frame_id) == (0, 0, FRAME)
+    assert cloud.fields == out["keypoints"].fields and cloud.point_step == out["keypoints"].point_step == 36
+    assert cloud_xyz_uv(cloud)[2].shape == (0,)
+    assert poses.poses == [] and palms.poses == [] and poses.header.frame_id == palms.header.frame_id == FRAME
+    for key in ("palm_pose", "tf"):     # a PoseStamped cannot be empty; TF has no frame to send
         assert not by_stamp(probe.messages(key), s)
     # the debug image still comes, without a skeleton
     assert probe.wait_for(lambda: by_stamp(probe.messages("debug_image"), s), 3)
@@ -837,8 +849,10 @@ def test_diagnostics_report_rates_latency_and_overhead(main):
 
 def test_only_good_frames_were_ever_published(main):
     node, probe, frames = main
+    def has_hand(m):   # the array topics also carry frames without a hand, empty
+        return bool(m.width if hasattr(m, "width") else getattr(m, "poses", True))
     for key in ("keypoints", "poses", "palm_pose", "palm_poses", "tf"):
-        stamps = {cv.stamp_to_ns(stamp_of(m)) for m in probe.messages(key)}
+        stamps = {cv.stamp_to_ns(stamp_of(m)) for m in probe.messages(key) if has_hand(m)}
         assert stamps <= frames.good, f"{key} published for stamps {sorted(stamps - frames.good)}"
     for m in probe.messages("keypoints"):
         xyz, uv, _ = cloud_xyz_uv(m)
@@ -866,6 +880,15 @@ def test_example_consumer_follows_the_index_fingertip_through_tf(main):
         d = xyz[8] - xyz[7]
         np.testing.assert_allclose(f.pointing, d / np.linalg.norm(d), atol=1e-4)
         assert f.pinch_m == pytest.approx(np.linalg.norm(xyz[8] - xyz[4]), abs=1e-5)
+        # a frame without a hand: the follower learns that the hand is gone, not just late
+        for _ in range(3):
+            s = frames.stamp()
+            frames.send(frames.image(s, value=5), frames.info(s))   # dark: no hand
+            if probe.wait_for(lambda: follower.latest is None, 2.0):
+                break
+        assert follower.latest is None
+        frames.good_frame()
+        assert probe.wait_for(lambda: follower.latest is not None, 3.0)
     finally:
         probe.executor.remove_node(follower)
         follower.destroy_node()
@@ -955,7 +978,10 @@ def test_real_untrained_network_publishes_no_hand_and_cuda_falls_back_to_cpu(wor
         assert probe.wait_for(lambda: probe.messages("markers"), 5), node.output()[-2000:]
         assert probe.wait_for(lambda: float(probe.diagnostics_value("processing_rate_hz") or 0) > 0, 3)
         time.sleep(0.3)
-        assert not probe.messages("keypoints") and not probe.messages("tf") and not probe.messages("poses")
+        assert not probe.messages("tf") and not probe.messages("palm_pose")
+        assert probe.messages("keypoints") and probe.messages("poses"), node.output()[-2000:]
+        assert all(m.width == 0 for m in probe.messages("keypoints")) and not any(
+            m.poses for m in probe.messages("poses") + probe.messages("palm_poses"))
         (gone,) = probe.messages("markers")  # one DELETEALL, not one per frame
         assert gone.markers[0].action == Marker.DELETEALL
         assert probe.diagnostics_value("device") == "cpu"
@@ -977,11 +1003,18 @@ def test_demo_runs_the_node_on_the_bundled_samples_and_saves_overlays(world, tmp
         pytest.skip("no bundled sample frames")
     env = dict(world["env"])
     env.pop("ROS_DOMAIN_ID")
+    dark = tmp_path / "dark" / "dark.png"     # no hand: the node answers with an empty cloud
+    dark.parent.mkdir()
+    cv2.imwrite(str(dark), np.full((240, 320, 3), 5, np.uint8))
+    (dark.parent / "annotations.json").write_text(json.dumps({"samples": [{"image": "dark.png", "K": K.tolist()}]}))
     run = subprocess.run([sys.executable, "-m", "hand25d_ros.ros.demo", "--weights", str(world["weights"]),
-                          "--out", str(tmp_path / "out"), "--device", "cpu"],
+                          "--out", str(tmp_path / "out"), "--device", "cpu",
+                          "--images", str(bundled_samples_dir()), str(dark)],
                          env=env, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    assert "index_tip" in run.stdout and f"{n} of {n} frames answered" in run.stdout
+    assert "index_tip" in run.stdout and f"{n + 1} of {n + 1} frames answered" in run.stdout
+    assert "dark.png: no hand" in run.stdout
+    assert json.loads((tmp_path / "out" / "dark.json").read_text())["hand"] is False
     assert "against the true pose" in run.stdout and "WARNING" not in run.stderr  # K from annotations.json
     for name in ("frame_00_overlay.png", "frame_00_debug.png", "frame_00.json"):
         assert (tmp_path / "out" / name).is_file(), name
@@ -1268,11 +1301,14 @@ def test_a_lost_hand_has_its_markers_deleted_and_no_hand_clears_all(ext):
     (b,) = {ns.split("/")[0] for ns in deleted}
     assert b != f"hand{a}" and deleted == {f"{b}/{ns}" for ns in ("joints", "bones", "palm", "label")}
     assert len(out["palm_poses"][-1].poses) == 1
-    # no box: no hand; one DELETEALL, nothing else for that stamp
+    # no box: no hand; one DELETEALL, empty arrays, nothing else for that stamp
     s, out = ext_frame(frames, [], key="markers")
     (gone,) = out["markers"]
     assert [m.action for m in gone.markers] == [Marker.DELETEALL]
-    for key in ("keypoints", "poses", "palm_pose", "palm_poses", "tf"):
+    assert probe.wait_for(lambda: all(by_stamp(probe.messages(k), s) for k in ("keypoints", "poses", "palm_poses")), 3)
+    assert [m.width for m in by_stamp(probe.messages("keypoints"), s)] == [0]
+    assert not any(m.poses for k in ("poses", "palm_poses") for m in by_stamp(probe.messages(k), s))
+    for key in ("palm_pose", "tf"):
         assert not out[key], key
     # and the hand comes back (a new id: the old track ended)
     s, out = ext_frame(frames, [BOX_A])
@@ -1358,6 +1394,8 @@ def test_track_finds_a_hand_in_a_full_frame_with_the_shipped_weights(world):
             frames.send(cv.numpy_to_image(rgb, "rgb8", hd), cv.intrinsics_to_camera_info(K_full, 640, 480, hd))
             if probe.wait_for(lambda: by_stamp(probe.messages("keypoints"), s), 5.0):
                 hands = hands_of(by_stamp(probe.messages("keypoints"), s)[-1])
+                if not hands:   # a frame without a hand found: an empty cloud
+                    continue
                 errors.append(min(np.linalg.norm(uv.mean(0) - uv_true.mean(0)) for _, uv in hands.values()))
                 if len(errors) >= 3:
                     break

@@ -278,11 +278,15 @@ def run(args) -> int:
                 print(f"demo: no answer for {path.name}", file=sys.stderr)
                 continue
             answered += 1
-            cloud = client.wait("keypoints", stamp, 0.5)
+            # every processed frame has its cloud, empty without a hand: None is a lost message
+            cloud = client.wait("keypoints", stamp, args.timeout / 3)
             palm = client.output("palm_pose", stamp)
             write_image_file(out / f"{path.stem}_debug.png", cv2.cvtColor(image_to_rgb(debug), cv2.COLOR_RGB2BGR))
-            record = {"image": str(path), "stamp_ns": stamp, "K": np.asarray(K).tolist(), "hand": cloud is not None}
+            hand = cloud is not None and cloud.width * cloud.height > 0
+            record = {"image": str(path), "stamp_ns": stamp, "K": np.asarray(K).tolist(), "hand": hand}
             if cloud is None:
+                print(f"\n{path.name}: the keypoints of this frame did not come", file=sys.stderr)
+            elif not hand:
                 print(f"\n{path.name}: no hand (confidence below the threshold or no valid 3D)")
             else:
                 arr = cloud_to_array(cloud)

@@ -14,7 +14,8 @@ the same as ~/palm_pose), looks up ``<prefix><id>_index_tip`` and ``<prefix><id>
 the cloud's stamp along the TF chain ``<camera frame> -> <prefix><id>_palm ->
 <prefix><id>_index_tip``, and logs (at most twice a second) the fingertip in the camera frame,
 where it points (its frame's x axis), its height above the palm plane (z in the palm frame),
-and the thumb-index pinch distance.
+and the thumb-index pinch distance. A cloud without that hand (the node sends an empty one for
+a frame without hands) means it is gone: ``latest`` becomes None and that is logged once.
 
 The TF lookup here is a small stand-in for tf2_ros.Buffer (not on PyPI): it keeps the
 transforms of the last few stamps per frame and composes a chain up to the target frame.
@@ -120,13 +121,17 @@ class FingertipFollower(Node):
 
     def on_keypoints(self, cloud: PointCloud2) -> None:
         pts = cloud_to_array(cloud)
-        if pts.size == 0:
-            return
         ids = pts["hand_id"].astype(int)
-        hand = int(ids[0]) if self.hand_id < 0 else int(self.hand_id)
+        hand = (int(ids[0]) if ids.size else -1) if self.hand_id < 0 else int(self.hand_id)
         mine = pts[ids == hand]
         if mine.size == 0:
-            return  # that hand is not in this frame
+            # the node sends a cloud for every frame it processed, empty when it saw no hand:
+            # the hand is gone now, not merely late (a fingertip kept here would go stale unnoticed)
+            if self.latest is not None:
+                self.get_logger().info(f"no hand{'' if self.hand_id < 0 else f' {self.hand_id}'} in "
+                                       f"{cloud.header.frame_id} at {stamp_to_ns(cloud.header.stamp) / 1e9:.3f}")
+            self.latest, self._hand = None, None
+            return
         self._hand = (stamp_to_ns(cloud.header.stamp), cloud.header.frame_id, hand,
                       SIDES.get(int(mine["is_left"][0]), "unknown"))
         self.follow(*self._hand)

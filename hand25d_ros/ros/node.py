@@ -53,8 +53,11 @@ capture time they cannot be ordered, paired or filtered. A CameraInfo stamped 0 
 matter: ``sync_tolerance_s`` can accept it.
 
 A hand is published when its 3D is valid and its mean confidence reaches
-``confidence_threshold``. Nothing is published for a frame without such a hand except the
-marker deletions and the plain debug image. Bad input (images, CameraInfo, boxes outside the
+``confidence_threshold``. Every processed frame gets its ~/keypoints, ~/poses and
+~/palm_poses, without points or poses when it has no such hand: "no hand in view", which
+silence cannot say (a stalled node, or frames dropped, are silent too; /diagnostics counts
+why). A frame without a hand gets no ~/palm_pose (a PoseStamped cannot be empty) and no TF,
+and its markers are deleted; the debug image comes without a skeleton. Bad input (images, CameraInfo, boxes outside the
 image, zero-size or non-finite boxes, boxes without an image, more boxes than ``max_hands``)
 is dropped with a rate-limited warning and counted; the node keeps running. Missing or corrupt
 weights, an invalid parameter, or CUDA requested where there is none (unless
@@ -185,7 +188,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("hand_size_m", kp.DEFAULT_HAND_SIZE_M, "wrist to index-MCP length of the user's hand in metres; "
               "the absolute depth scales with it", low=MIN_HAND_SIZE_M, high=MAX_HAND_SIZE_M),
     ParamSpec("confidence_threshold", 0.05, "mean keypoint confidence below which the hand counts as absent "
-              "(nothing is published, markers are deleted)", low=0.0, high=1.0),
+              "(its frame gets empty arrays, no palm pose or TF; markers are deleted)", low=0.0, high=1.0),
     ParamSpec("localization", "track", "where the hands are: 'track' finds and follows them in the full frame; "
               "'whole_image': the image is one hand crop; 'external': the boxes on the rois topic",
               choices=LOCALIZATIONS, read_only=True),
@@ -813,6 +816,7 @@ class HandPoseNode(Node):
                 hands.append(conv.HandOutput(int(t.track_id), None if is_left is None else bool(is_left),
                                              pose.keypoints_3d, pose.keypoints_2d, pose.confidence,
                                              hand_frames(pose.keypoints_3d)))
+        self.publish_arrays(header, hands)
         if hands:
             self.publish_hands(header, hands)
         elif p["publish_markers"] and self.marker_ids != set():
@@ -851,15 +855,19 @@ class HandPoseNode(Node):
                                        f"{self.cfg['max_hands']} (kept the best-scored, else the largest)", res.extra)
         return res.boxes
 
-    def publish_hands(self, header: Header, hands: list) -> None:
-        p = self.cfg
+    def publish_arrays(self, header: Header, hands: list) -> None:
+        """The array outputs, for every processed frame: empty ones say "no hand in this
+        frame", which silence cannot (a stalled node or lost frames are silent too)."""
         # TF first: a consumer reacting to the other topics finds the frames of this stamp more often
         # (the order between topics is not guaranteed, see example_consumer.py)
-        if p["publish_tf"]:
+        if hands and self.cfg["publish_tf"]:
             self.pub_tf.publish(conv.hands_to_tf(header, hands, self.frame_prefix))
         self.pub_cloud.publish(conv.hands_to_cloud(header, hands))
         self.pub_poses.publish(conv.hands_to_pose_array(header, hands))
         self.pub_palms.publish(conv.palms_to_pose_array(header, hands))
+
+    def publish_hands(self, header: Header, hands: list) -> None:
+        p = self.cfg
         self.pub_palm.publish(conv.palm_to_pose_stamped(header, hands[0].frames))
         if p["publish_markers"]:
             ids = {h.hand_id for h in hands}
