@@ -78,6 +78,20 @@ def test_camera_info_sync_pairs_by_stamp_and_tolerance():
     assert s.match(100) is None and s.pending is None and s.match(60) == "info60" and s.match(50) == "info50"
 
 
+def test_a_latched_camera_info_serves_images_without_one_of_their_stamp():
+    s = CameraInfoSync(tolerance_ns=20)
+    s.set_latched("latched")
+    assert s.match(10**12) == "latched"   # whatever its stamp: published once, long before
+    s.add_info(100, "info100")
+    assert s.match(105) == "info100"      # a stamp's own comes first
+    # beside a live stream (a CameraInfo stamped within 1 s before the image, or after it) an
+    # image waits for its own rather than take the latched one
+    assert s.match(500) is None and s.match(50) is None
+    assert s.match(100 + SEC + 1) == "latched"   # the live stream stopped a second ago
+    s.restart_at(50)
+    assert s.match(10**12) == "latched"   # the camera's calibration outlives a restarted stream
+
+
 def test_warning_throttle_and_rates():
     t = WarningThrottle(5.0)
     assert t("a", 0.0) == 0 and t("a", 1.0) is None and t("b", 1.0) == 0
@@ -895,6 +909,65 @@ def test_example_consumer_follows_the_index_fingertip_through_tf(main):
 
 
 # ---------------------------------------------------------------------------- other set-ups
+def test_a_camera_info_latched_before_the_node_started_is_used(world):
+    """A camera that publishes its calibration once, latched (transient local), before the node
+    is up: the node gets it although it came first, uses it for images stamped long after it,
+    and still pairs a live CameraInfo stream by stamp; an ordinary volatile CameraInfo
+    publisher causes no QoS-incompatibility warning on the latched subscription."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo
+
+    probe = h.Probe(world["domain"], "/latched")
+    latched = probe.node.create_publisher(CameraInfo, "/latched/camera_info", QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    frames = Frames(probe, start_s=1000)
+    K_latched = np.array([[350.0, 0.0, 150.0], [0.0, 360.0, 125.0], [0.0, 0.0, 1.0]])
+    latched.publish(frames.info(5 * SEC, K=K_latched))   # stamped 995 s before the first image
+    node = h.NodeProcess(world["env"], "/latched", {"weights": world["weights"], "localization": "whole_image",
+                                                     "diagnostics_period_s": 0.1},
+                         world["tmp"] / "latched_node.log")
+    try:
+        assert probe.wait_connected(30), node.output()
+        for K_used, info in ((K_latched, None), (K, frames.info)):   # then a live stream, paired by stamp
+            for _ in range(3):
+                s = frames.stamp()
+                if info:   # ahead of its image: the live stream's first image, before any live
+                    frames.send(None, info(s))   # CameraInfo, could take the latched one
+                    time.sleep(0.1)
+                frames.send(frames.image(s))
+                out = wait_outputs(probe, s, 4.0)
+                if out is not None:
+                    break
+            assert out is not None, node.output()[-3000:]
+            xyz, uv, _ = cloud_xyz_uv(out["keypoints"])
+            np.testing.assert_allclose((xyz @ K_used.T)[:, :2] / xyz[:, 2:], uv, atol=2e-3)
+        assert "latched CameraInfo on /latched/camera_info" in node.output()
+        # the probe's volatile CameraInfo publisher beside the latched one: no warning from the node
+        assert "incompatible" not in node.output().lower(), node.output()[-3000:]
+    finally:
+        probe.close()
+        assert node.stop() == 0, node.output()[-3000:]
+
+
+def test_an_ordinary_camera_info_publisher_meets_no_incompatible_subscription(main):
+    """The latched CameraInfo subscription exists only beside a latched publisher: made for
+    every camera, it made each ordinary driver's rclpy warn "requesting incompatible QoS"."""
+    from rclpy.event_handler import PublisherEventCallbacks
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo
+
+    node, probe, frames = main
+    events = []
+    driver = probe.node.create_publisher(CameraInfo, "/main/camera_info", qos_profile_sensor_data,
+                                         event_callbacks=PublisherEventCallbacks(incompatible_qos=events.append))
+    try:
+        assert probe.wait_for(lambda: driver.get_subscription_count() > 0, 10)
+        time.sleep(1.0)   # discovery of every subscription of the node, and its latched-publisher watch
+        assert not events, [e.last_policy_kind for e in events]
+    finally:
+        probe.node.destroy_publisher(driver)
+
+
 def test_two_cameras_in_two_namespaces_share_no_tf_frame(world):
     """Two nodes with the shipped params file, one per camera, as an integrator launches them
     (namespace:=cam_a, namespace:=cam_b): /tf is one topic for both, so a frame both broadcast

@@ -8,7 +8,12 @@ Subscriptions (remappable; sensor-data QoS: best effort, keep last 1; ``rois`` k
                          ``use_compressed`` (the name follows ``image``'s remapping)
     camera_info          sensor_msgs/CameraInfo, paired by stamp (``sync_tolerance_s``); one of an
                          uncalibrated camera (K all zeros) is dropped unless ``hfov_deg`` gives
-                         its field of view (approximate 3D, warned about)
+                         its field of view (approximate 3D, warned about). Also subscribed
+                         reliable transient-local: a CameraInfo a camera publishes once, latched,
+                         even before the node starts, serves every image without a CameraInfo of
+                         its own stamp, whatever its stamp (the newest latched one counts);
+                         subscribed once such a publisher is seen, so that ordinary volatile
+                         drivers meet no incompatible subscription
     rois                 only with ``localization: external``: the hand boxes of each image,
                          paired by exact stamp; vision_msgs/Detection2DArray when vision_msgs is
                          importable (one box per detection, ``bbox`` in pixels), else
@@ -85,6 +90,7 @@ import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
@@ -118,6 +124,14 @@ TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=Reli
 ROI_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.BEST_EFFORT,
                      durability=DurabilityPolicy.VOLATILE)
 INFO_QOS = ROI_QOS
+# A camera that publishes its calibration once, latched (transient local, reliable), before
+# the node starts: only a transient-local subscriber gets that sample, and only a reliable one
+# matches a reliable transient-local publisher. It cannot replace INFO_QOS, which has to
+# match best-effort volatile drivers (a reliable subscriber matches no best-effort publisher,
+# a transient-local one no volatile publisher), so it is a second subscription.
+LATCHED_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED_INFO_WATCH_S = 0.5    # how often the graph is checked for a latched CameraInfo publisher
 LOCALIZATIONS = ("track", "whole_image", "external")
 DEFAULT_NODE_NAME = conv.DEFAULT_NODE_NAME
 # How long (wall time) a superseded image's CameraInfo may take to come before the image
@@ -309,14 +323,18 @@ class CameraInfoSync:
     """Pairs images with CameraInfo by stamp.
 
     An image takes the CameraInfo of its own stamp, else the newest one (by stamp) within
-    ``tolerance_ns``. An image with no match yet waits (one at most: the newest) for a
+    ``tolerance_ns``, else, unless a live CameraInfo stream is there (one stamped within
+    ``live_window_ns`` before the image, or after it), the latched one (``set_latched``)
+    whatever its stamp. An image with no match yet waits (one at most: the newest) for a
     CameraInfo that arrives after it.
     """
 
-    def __init__(self, tolerance_ns: int, history: int = 30):
+    def __init__(self, tolerance_ns: int, history: int = 30, live_window_ns: int = 1_000_000_000):
+        self.live_window_ns = int(live_window_ns)
         self.tolerance_ns = int(tolerance_ns)
         self._infos: deque = deque(maxlen=history)   # (stamp_ns, CameraInfo), arrival order
         self.pending = None                          # (stamp_ns, image msg)
+        self.latched = None                          # the newest latched CameraInfo
 
     def match(self, stamp_ns: int):
         """The CameraInfo for an image of ``stamp_ns``, or None."""
@@ -326,7 +344,20 @@ class CameraInfoSync:
                 return info
             if abs(s - stamp_ns) <= self.tolerance_ns and (best is None or s > best[0]):
                 best = (s, info)
-        return None if best is None else best[1]
+        if best is not None:
+            return best[1]
+        newest = self.newest_stamp_ns()
+        # beside a live stream an image's own CameraInfo may be on its way (or missing, which
+        # the node counts): the latched one would stand in for it with another calibration
+        if newest is not None and newest >= stamp_ns - self.live_window_ns:
+            return None
+        return self.latched
+
+    def set_latched(self, info) -> None:
+        """A CameraInfo published once and kept for late joiners: the camera's calibration
+        from then on, for every image without one of its own stamp. Its stamp is the time it
+        was published (often long before the images, or 0), so tolerance cannot apply to it."""
+        self.latched = info
 
     def hold(self, stamp_ns: int, image):
         """Keep ``image`` until its CameraInfo comes; returns the image it replaces (dropped)."""
@@ -506,6 +537,11 @@ class HandPoseNode(Node):
             topic = "image"
             self.sub_image = self.create_subscription(Image, topic, self.on_image, SENSOR_QOS)
         self.sub_info = self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, INFO_QOS)
+        # the latched subscription is made only once a transient-local publisher is there: made
+        # at start, it is incompatible with every ordinary (volatile) driver, whose rclpy then
+        # warns "requesting incompatible QoS" in the driver's log, once per node
+        self.sub_info_latched = None
+        self.timer_latched = self.create_timer(LATCHED_INFO_WATCH_S, self.watch_latched_camera_info)
         inputs = f"{self.resolve_topic_name(topic)} + {self.resolve_topic_name('camera_info')}"
         self.sub_rois = None
         if self.external:
@@ -623,6 +659,33 @@ class HandPoseNode(Node):
 
     def on_camera_info(self, msg: CameraInfo) -> None:
         self.sync.store_info(conv.stamp_to_ns(msg.header.stamp), msg)
+        self.settle_info_due()
+        self.try_pending()
+
+    def watch_latched_camera_info(self) -> None:
+        """Subscribe transient-local once a CameraInfo publisher offers it (then stop looking)."""
+        latched = [i for i in self.get_publishers_info_by_topic(self.sub_info.topic_name)
+                   if i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL]
+        if not latched:
+            return
+        qos = QoSProfile(history=LATCHED_INFO_QOS.history, depth=LATCHED_INFO_QOS.depth,
+                         durability=LATCHED_INFO_QOS.durability, reliability=LATCHED_INFO_QOS.reliability)
+        if any(i.qos_profile.reliability != ReliabilityPolicy.RELIABLE for i in latched):
+            qos.reliability = ReliabilityPolicy.BEST_EFFORT   # a reliable one would not match it
+        # a volatile publisher on the same topic beside the latched one is incompatible with
+        # this subscription by design (the volatile subscription has it): no warning here
+        self.sub_info_latched = self.create_subscription(
+            CameraInfo, self.sub_info.topic_name, self.on_latched_camera_info, qos,
+            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _event: None))
+        self.destroy_timer(self.timer_latched)
+        self.timer_latched = None
+
+    def on_latched_camera_info(self, msg: CameraInfo) -> None:
+        if self.sync.latched is None:
+            self.get_logger().info(
+                f"latched CameraInfo on {self.sub_info.topic_name} (stamp {conv.stamp_to_ns(msg.header.stamp) / 1e9:.6f}): "
+                "used for every image without a CameraInfo within sync_tolerance_s of its stamp")
+        self.sync.set_latched(msg)
         self.settle_info_due()
         self.try_pending()
 
