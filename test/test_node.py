@@ -43,7 +43,7 @@ if h.node_command() is None:
     pytest.skip("console script hand25d_node is not installed (pip install -e . / scripts/setup.sh)",
                 allow_module_level=True)
 
-from hand25d_ros.ros.node import (INFO_DUE_WAIT_S, CameraInfoSync, RateWindow, SkippedFrames,  # noqa: E402
+from hand25d_ros.ros.node import (INFO_DUE_WAIT_S, NO_CAMERA_INFO_WAIT_S, CameraInfoSync, RateWindow, SkippedFrames,  # noqa: E402
                                   WarningThrottle, command_line_overrides, dropped_overrides,
                                   validate_parameter)
 
@@ -656,6 +656,55 @@ def test_an_uncalibrated_camera_is_dropped_or_takes_its_intrinsics_from_hfov_deg
         if probe.wait_for(lambda: probe.dropped("uncalibrated") > before, 2.0):
             break
     assert probe.dropped("uncalibrated") > before and not by_stamp(probe.messages("keypoints"), s)
+    frames.good_frame()
+    assert probe.wait_for(lambda: probe.diagnostics_value("intrinsics") == "camera_info", 2.0)
+
+
+def test_a_camera_without_camera_info_takes_hfov_deg_after_a_wait_or_keeps_waiting_without_it(main):
+    """A camera that publishes no CameraInfo at all: with hfov_deg, its images take the guess
+    once none has come for NO_CAMERA_INFO_WAIT_S; without it, they are dropped as before."""
+    node, probe, frames = main
+    # the guess's warning shares its rate limit with the uncalibrated camera's: let an earlier one's period pass
+    said_at = [float(m) for m in re.findall(r"\[WARN\] \[(\d+\.\d+)\] .*the 3D is approximate", node.output())]
+    time.sleep(max(0.0, (said_at[-1] + 5.0 - time.time()) if said_at else 0.0))
+    (res,) = set_params(probe, hfov_deg=60.0)
+    assert res.successful, res.reason
+    warnings_before = node.output().count("no CameraInfo on /main/camera_info for 1 s")
+    sent = []   # (stamp, seconds after the last CameraInfo)
+    try:
+        frames.good_frame()    # its CameraInfo is the last one
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < NO_CAMERA_INFO_WAIT_S + 1.0:
+            s = frames.stamp(step_ms=100)
+            frames.good.add(s)
+            frames.send(frames.image(s))
+            sent.append((s, time.monotonic() - t0))
+            time.sleep(0.1)
+        assert probe.wait_for(lambda: by_stamp(probe.messages("keypoints"), sent[-1][0]), 3.0), node.output()[-2000:]
+        answered = [(s, t) for s, t in sent if by_stamp(probe.messages("keypoints"), s)]
+        # waited first: none in the first 0.8 s (the bound is 1 s), then the images are answered
+        assert all(t > 0.8 * NO_CAMERA_INFO_WAIT_S for _, t in answered), (answered, sent)
+        assert len(answered) >= 4, (answered, sent)
+        xyz, uv, _ = cloud_xyz_uv(by_stamp(probe.messages("keypoints"), answered[-1][0])[-1])
+        f = (W / 2) / math.tan(math.radians(60.0 / 2))
+        K_guess = np.array([[f, 0.0, (W - 1) / 2], [0.0, f, (H - 1) / 2], [0.0, 0.0, 1.0]])
+        np.testing.assert_allclose((xyz @ K_guess.T)[:, :2] / xyz[:, 2:], uv, atol=2e-3)
+        assert probe.wait_for(lambda: probe.diagnostics_value("intrinsics") == "guess from hfov_deg 60", 2.0)
+        said = node.output().count("no CameraInfo on /main/camera_info for 1 s") - warnings_before
+        assert said == 1, node.output()[-2000:]   # rate-limited: once per 5 s warning period
+    finally:
+        (res,) = set_params(probe, hfov_deg="")
+        assert res.successful, res.reason
+    # without hfov_deg: still no CameraInfo, and the images wait and are dropped as before
+    before = probe.dropped("no_camera_info")
+    late = []
+    for _ in range(5):
+        late.append(frames.stamp(step_ms=100))
+        frames.send(frames.image(late[-1]))
+        time.sleep(0.1)
+    assert probe.wait_for(lambda: probe.dropped("no_camera_info") >= before + 3, 3.0), node.output()[-2000:]
+    time.sleep(0.3)
+    assert not any(by_stamp(probe.messages("keypoints"), s) for s in late)
     frames.good_frame()
     assert probe.wait_for(lambda: probe.diagnostics_value("intrinsics") == "camera_info", 2.0)
 

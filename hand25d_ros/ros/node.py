@@ -8,7 +8,10 @@ Subscriptions (remappable; sensor-data QoS: best effort, keep last 1; ``rois`` k
                          ``use_compressed`` (the name follows ``image``'s remapping)
     camera_info          sensor_msgs/CameraInfo, paired by stamp (``sync_tolerance_s``); one of an
                          uncalibrated camera (K all zeros) is dropped unless ``hfov_deg`` gives
-                         its field of view (approximate 3D, warned about). Also subscribed
+                         its field of view (approximate 3D, warned about). With ``hfov_deg``,
+                         a camera that publishes no CameraInfo at all gets the same guess once
+                         none has come for 1 s while images did (the images before are dropped
+                         as ``no_camera_info``); without it they wait and are dropped. Also subscribed
                          reliable transient-local: a CameraInfo a camera publishes once, latched,
                          even before the node starts, serves every image without a CameraInfo of
                          its own stamp, whatever its stamp (the newest latched one counts);
@@ -132,6 +135,10 @@ INFO_QOS = ROI_QOS
 LATCHED_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                               durability=DurabilityPolicy.TRANSIENT_LOCAL)
 LATCHED_INFO_WATCH_S = 0.5    # how often the graph is checked for a latched CameraInfo publisher
+# With hfov_deg: images without a CameraInfo take the hfov_deg guess once no CameraInfo at all
+# has come for this long while images did. Long enough that a camera's CameraInfo publisher,
+# discovered a little after its image publisher, wins; short beside a start-up.
+NO_CAMERA_INFO_WAIT_S = 1.0
 LOCALIZATIONS = ("track", "whole_image", "external")
 DEFAULT_NODE_NAME = conv.DEFAULT_NODE_NAME
 # How long (wall time) a superseded image's CameraInfo may take to come before the image
@@ -219,8 +226,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "'raw': use K and the distortion D", choices=conv.INTRINSICS_SOURCES),
     ParamSpec("hfov_deg", 0.0, "horizontal field of view (degrees) of a camera whose CameraInfo is "
               "uncalibrated (K all zeros, as webcam drivers publish without a calibration file): K is made "
-              "from it and the image size, and the 3D is approximate (warned about); 0 or empty: such "
-              "images are dropped", low=0.0, high=179.0, empty_is_default=True),
+              "from it and the image size, and the 3D is approximate (warned about); the same for a camera "
+              "that publishes no CameraInfo at all, once none has come for 1 s while images do; 0 or empty: "
+              "such images are dropped", low=0.0, high=179.0, empty_is_default=True),
     ParamSpec("sync_tolerance_s", 0.02, "pair an image with the CameraInfo of the same stamp, else the newest "
               "one within this many seconds (a large value, up to 1e12, accepts any CameraInfo, one stamped 0 "
               "among them)", low=0.0, high=1e12),
@@ -516,6 +524,7 @@ class HandPoseNode(Node):
         self.info_due: list[tuple[int, float]] = []   # (stamp, monotonic s): images superseded before
                                                       # their CameraInfo came
         self.last_stamp_ns: int | None = None
+        self.info_wait_since: float | None = None   # monotonic s: images came, no CameraInfo since
         self.hand_ids: list[int] = []             # the hands of the last processed frame
         self.intrinsics_used = "none"             # where the last processed frame's K came from
         self.marker_ids: set[int] | None = None   # hands with markers up; None: nothing published yet
@@ -658,6 +667,7 @@ class HandPoseNode(Node):
             self.get_logger().warning(f"{text}{more}")
 
     def on_camera_info(self, msg: CameraInfo) -> None:
+        self.info_wait_since = None
         self.sync.store_info(conv.stamp_to_ns(msg.header.stamp), msg)
         self.settle_info_due()
         self.try_pending()
@@ -685,6 +695,7 @@ class HandPoseNode(Node):
             self.get_logger().info(
                 f"latched CameraInfo on {self.sub_info.topic_name} (stamp {conv.stamp_to_ns(msg.header.stamp) / 1e9:.6f}): "
                 "used for every image without a CameraInfo within sync_tolerance_s of its stamp")
+        self.info_wait_since = None
         self.sync.set_latched(msg)
         self.settle_info_due()
         self.try_pending()
@@ -742,6 +753,8 @@ class HandPoseNode(Node):
                 self.warn("out_of_order", f"dropped an image: its stamp {stamp / 1e9:.6f} {what} the previous "
                                           f"image's {self.last_stamp_ns / 1e9:.6f}")
                 return
+        if self.info_wait_since is None:
+            self.info_wait_since = now
         if self.external:
             self.warn_orphan_rois(self.rois.expire_before(stamp))
         dropped = self.sync.hold(stamp, msg)   # the image waits here until it has what it needs
@@ -792,14 +805,21 @@ class HandPoseNode(Node):
             return
         stamp, image = self.sync.pending
         info = self.sync.match(stamp)
-        if info is None or (self.external and not self.rois.has(stamp)):
+        if (info is None and not self.camera_info_overdue()) or (self.external and not self.rois.has(stamp)):
             return
         self.sync.drop_pending()
         self.process(image, info, self.rois.take(stamp) if self.external else None)
 
+    def camera_info_overdue(self) -> bool:
+        """No CameraInfo at all for ``NO_CAMERA_INFO_WAIT_S`` while images came, and ``hfov_deg``
+        set: a camera without one, whose images take the guess (``process`` with info None)."""
+        return bool(self.cfg["hfov_deg"]) and self.info_wait_since is not None \
+            and time.monotonic() - self.info_wait_since > NO_CAMERA_INFO_WAIT_S
+
     # -------------------------------------------------------------- the work
-    def process(self, msg, info: CameraInfo, rois_msg=None) -> None:
-        """Convert, localise, estimate, publish. Bad input: warn and publish nothing for this frame."""
+    def process(self, msg, info: CameraInfo | None, rois_msg=None) -> None:
+        """Convert, localise, estimate, publish (info None: no CameraInfo came, ``hfov_deg``
+        gives K). Bad input: warn and publish nothing for this frame."""
         t0 = time.perf_counter()
         p = self.cfg
         try:
@@ -811,12 +831,14 @@ class HandPoseNode(Node):
             self.warn("bad_image", f"dropped an image: {exc}")
             return
         try:
+            if info is None:
+                raise conv.MessageError("none came")
             K, D, model = conv.camera_info_to_intrinsics(info, p["intrinsics_source"], (rgb.shape[1], rgb.shape[0]))
             intrinsics = "camera_info"
         except conv.MessageError as exc:
-            # only an uncalibrated camera gets the guess: NaN or a malformed matrix is a bug upstream
-            # that a guess would hide
-            if not conv.is_uncalibrated(info):
+            # only an uncalibrated camera or none gets the guess: NaN or a malformed matrix is a bug
+            # upstream that a guess would hide
+            if info is not None and not conv.is_uncalibrated(info):
                 self.warn("bad_camera_info", f"dropped an image: its CameraInfo is unusable: {exc}")
                 return
             if not p["hfov_deg"]:
@@ -827,12 +849,14 @@ class HandPoseNode(Node):
             K, D, model = K_from_fov(rgb.shape[1], rgb.shape[0], p["hfov_deg"]), None, ""
             intrinsics = f"guess from hfov_deg {p['hfov_deg']:g}"
             if self.throttle("guessed_intrinsics", time.monotonic()) is not None:
+                why = (f"no CameraInfo on {self.sub_info.topic_name} for {NO_CAMERA_INFO_WAIT_S:g} s" if info is None
+                       else f"CameraInfo on {self.sub_info.topic_name} is uncalibrated (K all zeros)")
                 self.get_logger().warning(
-                    f"CameraInfo on {self.sub_info.topic_name} is uncalibrated (K all zeros): using fx = fy = "
+                    f"{why}: using fx = fy = "
                     f"{K[0, 0]:.1f} px from hfov_deg {p['hfov_deg']:g} for {rgb.shape[1]} x {rgb.shape[0]} images; "
                     "the 3D is approximate (depth scales with the focal length): calibrate the camera for "
                     "metric accuracy")
-        size = conv.expected_image_size(info)
+        size = None if info is None else conv.expected_image_size(info)
         if size is not None and size != (rgb.shape[1], rgb.shape[0]):
             self.warn("size_mismatch", f"dropped an image of {rgb.shape[1]} x {rgb.shape[0]}: its CameraInfo "
                                        f"describes {size[0]} x {size[1]} images")
@@ -961,6 +985,7 @@ class HandPoseNode(Node):
 
     def publish_diagnostics(self) -> None:
         self.settle_info_due()     # so that a stream that stopped gets its last counts too
+        self.try_pending()         # an image that has waited long enough for a CameraInfo that never came
         now = time.monotonic()
         rate_in, rate_done = self.stats_in.rate_hz(now), self.stats_done.rate_hz(now)
         status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: hand pose", hardware_id=str(self.estimator.device))
