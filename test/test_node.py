@@ -995,6 +995,16 @@ def test_a_camera_info_latched_before_the_node_started_is_used(world):
         assert "latched CameraInfo on /latched/camera_info" in node.output()
         # the probe's volatile CameraInfo publisher beside the latched one: no warning from the node
         assert "incompatible" not in node.output().lower(), node.output()[-3000:]
+        # the latched publisher gone (a driver stopped): its CameraInfo goes with it
+        probe.node.destroy_publisher(latched)
+        assert probe.wait_for(lambda: "latched CameraInfo publisher on /latched/camera_info is gone" in node.output(),
+                              5.0), node.output()[-3000:]
+        before = probe.dropped("no_camera_info")
+        for _ in range(3):
+            s = frames.stamp(step_ms=2000)   # past the live stream's last CameraInfo by more than 1 s
+            frames.send(frames.image(s))
+            time.sleep(0.2)
+        assert probe.wait_for(lambda: probe.dropped("no_camera_info") >= before + 2, 3.0), node.output()[-3000:]
     finally:
         probe.close()
         assert node.stop() == 0, node.output()[-3000:]

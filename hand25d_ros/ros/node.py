@@ -14,9 +14,11 @@ Subscriptions (remappable; sensor-data QoS: best effort, keep last 1; ``rois`` k
                          as ``no_camera_info``); without it they wait and are dropped. Also subscribed
                          reliable transient-local: a CameraInfo a camera publishes once, latched,
                          even before the node starts, serves every image without a CameraInfo of
-                         its own stamp, whatever its stamp (the newest latched one counts);
-                         subscribed once such a publisher is seen, so that ordinary volatile
-                         drivers meet no incompatible subscription
+                         its own stamp, whatever its stamp (the newest latched one counts),
+                         while a live stream (a CameraInfo stamped within 1 s before the image,
+                         or after it) is not there; subscribed only while such a publisher is
+                         there, so that ordinary volatile drivers meet no incompatible
+                         subscription; its CameraInfo is forgotten when it goes
     rois                 only with ``localization: external``: the hand boxes of each image,
                          paired by exact stamp; vision_msgs/Detection2DArray when vision_msgs is
                          importable (one box per detection, ``bbox`` in pixels), else
@@ -673,22 +675,34 @@ class HandPoseNode(Node):
         self.try_pending()
 
     def watch_latched_camera_info(self) -> None:
-        """Subscribe transient-local once a CameraInfo publisher offers it (then stop looking)."""
+        """Keep a transient-local subscription while a CameraInfo publisher offers it."""
         latched = [i for i in self.get_publishers_info_by_topic(self.sub_info.topic_name)
                    if i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL]
-        if not latched:
+        reliability = None
+        if latched:   # a reliable subscription would not match a best-effort latched publisher
+            reliability = ReliabilityPolicy.RELIABLE if all(
+                i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in latched) else ReliabilityPolicy.BEST_EFFORT
+        current = None if self.sub_info_latched is None else self.sub_info_latched.qos_profile.reliability
+        if reliability == current:
+            return
+        if self.sub_info_latched is not None:
+            self.destroy_subscription(self.sub_info_latched)
+            self.sub_info_latched = None
+        if reliability is None:
+            # its calibration went with it, as a new subscriber would no longer get it: a restarted
+            # driver (another resolution, say) publishes its own
+            if self.sync.latched is not None:
+                self.get_logger().info(f"the latched CameraInfo publisher on {self.sub_info.topic_name} is gone: "
+                                       "its CameraInfo is no longer used")
+            self.sync.set_latched(None)
             return
         qos = QoSProfile(history=LATCHED_INFO_QOS.history, depth=LATCHED_INFO_QOS.depth,
-                         durability=LATCHED_INFO_QOS.durability, reliability=LATCHED_INFO_QOS.reliability)
-        if any(i.qos_profile.reliability != ReliabilityPolicy.RELIABLE for i in latched):
-            qos.reliability = ReliabilityPolicy.BEST_EFFORT   # a reliable one would not match it
+                         durability=LATCHED_INFO_QOS.durability, reliability=reliability)
         # a volatile publisher on the same topic beside the latched one is incompatible with
         # this subscription by design (the volatile subscription has it): no warning here
         self.sub_info_latched = self.create_subscription(
             CameraInfo, self.sub_info.topic_name, self.on_latched_camera_info, qos,
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _event: None))
-        self.destroy_timer(self.timer_latched)
-        self.timer_latched = None
 
     def on_latched_camera_info(self, msg: CameraInfo) -> None:
         if self.sync.latched is None:
