@@ -43,8 +43,8 @@ if h.node_command() is None:
     pytest.skip("console script hand25d_node is not installed (pip install -e . / scripts/setup.sh)",
                 allow_module_level=True)
 
-from hand25d_ros.ros.node import (INFO_DUE_WAIT_S, NO_CAMERA_INFO_WAIT_S, CameraInfoSync, RateWindow, SkippedFrames,  # noqa: E402
-                                  WarningThrottle, command_line_overrides, dropped_overrides,
+from hand25d_ros.ros.node import (INFO_DUE_WAIT_S, NO_CAMERA_INFO_WAIT_S, CameraInfoSync,  # noqa: E402
+                                  RateWindow, SkippedFrames, WarningThrottle, command_line_overrides, dropped_overrides,
                                   validate_parameter)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:lark.*")

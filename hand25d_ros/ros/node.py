@@ -680,8 +680,8 @@ class HandPoseNode(Node):
                    if i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL]
         reliability = None
         if latched:   # a reliable subscription would not match a best-effort latched publisher
-            reliability = ReliabilityPolicy.RELIABLE if all(
-                i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in latched) else ReliabilityPolicy.BEST_EFFORT
+            reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in latched)
+            reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
         current = None if self.sub_info_latched is None else self.sub_info_latched.qos_profile.reliability
         if reliability == current:
             return
@@ -707,7 +707,8 @@ class HandPoseNode(Node):
     def on_latched_camera_info(self, msg: CameraInfo) -> None:
         if self.sync.latched is None:
             self.get_logger().info(
-                f"latched CameraInfo on {self.sub_info.topic_name} (stamp {conv.stamp_to_ns(msg.header.stamp) / 1e9:.6f}): "
+                f"latched CameraInfo on {self.sub_info.topic_name} "
+                f"(stamp {conv.stamp_to_ns(msg.header.stamp) / 1e9:.6f}): "
                 "used for every image without a CameraInfo within sync_tolerance_s of its stamp")
         self.info_wait_since = None
         self.sync.set_latched(msg)
