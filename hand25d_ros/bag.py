@@ -20,8 +20,12 @@ Input
                        sibling ``camera_info``, e.g. /camera/color/camera_info), paired by stamp:
                        the CameraInfo of the image's own stamp, else the nearest one within
                        ``sync_tolerance_s``. ``intrinsics_source`` as in the node: "rectified"
-                       uses P, "raw" uses K and D;
-                    3. a guess from ``hfov_deg``, said loudly on stderr.
+                       uses P, "raw" uses K and D. An uncalibrated CameraInfo (K all zeros, as webcam drivers publish
+                       without a calibration file) gets the ``hfov_deg`` guess when
+                       ``hfov_deg`` is given (warned about), else its frames are skipped, as
+                       the node does;
+                    3. without any CameraInfo topic, a guess from ``hfov_deg`` (default 60),
+                       said loudly on stderr.
 
 Output: a new bag folder (storage of the input unless ``storage`` says otherwise) with
     - the image topic and the CameraInfo topic copied byte for byte (same log times, type
@@ -51,7 +55,8 @@ Output: a new bag folder (storage of the input unless ``storage`` says otherwise
 
 Frames that cannot be used are skipped, not fatal: unsupported encoding (the warning names
 it and the supported ones), data that does not match its header, no CameraInfo within the
-tolerance, an unusable CameraInfo (zeros, NaN), an image size the CameraInfo does not
+tolerance, an uncalibrated CameraInfo without ``hfov_deg``, an unusable CameraInfo (NaN, a
+malformed matrix), an image size the CameraInfo does not
 describe, an empty frame id or one with whitespace (a leading '/' is dropped, with a warning,
 as tf2 refuses it), a stamp of 0 (an unstamped driver), a stamp not after the previous used
 image's (a skipped image sets none, so a glitch stamped ahead holds nothing back). The image is still
@@ -96,6 +101,7 @@ DEFAULT_FRAME_PREFIX = "hand_"   # the node's frame_prefix
 MAX_PIXELS = messages.DEFAULT_MAX_PIXELS      # the node's default max_image_pixels
 # an image stamp this far behind the previous one is a restarted recording: start over
 STAMP_RESET_NS = 1_000_000_000
+DEFAULT_HFOV_DEG = 60.0   # the guess for a bag without any CameraInfo when --hfov-deg is not given
 
 # the node's ~/keypoints (conversions.KEYPOINT_CLOUD_DTYPE): one point per keypoint, 36 bytes
 # (33 used): x y z (m), u v (px), confidence (float32), id (uint32, keypoint index 0-20),
@@ -498,16 +504,29 @@ class BagSummary:
 class _Intrinsics:
     """Intrinsics of each frame: calibration file, CameraInfo by stamp, or a guess."""
 
-    def __init__(self, calibration, index, source, hfov_deg):
+    def __init__(self, calibration, index, source, hfov_deg, info_topic=""):
+        # hfov_deg None: not given; a bag without CameraInfo still gets the default guess (said
+        # loudly), but an uncalibrated CameraInfo is skipped, as the node drops it without hfov_deg
         self.cal, self.index, self.source, self.hfov = calibration, index, source, hfov_deg
+        self.info_topic = info_topic
         self._fov: dict = {}
+        self.guessed_for_uncalibrated = False
 
     def describe(self, info_topic) -> str:
         if self.cal is not None:
             return f"calibration {self.cal.source}"
         if self.index is not None:
             return f"CameraInfo on {info_topic} ({self.source})"
-        return f"guess from a {self.hfov} degree horizontal field of view"
+        return f"guess from a {self._hfov} degree horizontal field of view"
+
+    @property
+    def _hfov(self) -> float:
+        return DEFAULT_HFOV_DEG if self.hfov is None else self.hfov
+
+    def _guess(self, width: int, height: int):
+        if (width, height) not in self._fov:
+            self._fov[(width, height)] = K_from_fov(width, height, self._hfov)
+        return self._fov[(width, height)]
 
     def __call__(self, stamp: int, width: int, height: int):
         if self.cal is not None:
@@ -522,16 +541,36 @@ class _Intrinsics:
             if info is None:
                 raise FrameSkip("no_camera_info", f"no CameraInfo within {self.index.tolerance_ns / 1e9} s of the "
                                                   f"image stamp {stamp / 1e9:.6f}")
-            K, D, model, size = camera_info_intrinsics(info, self.source)
+            try:
+                K, D, model, size = camera_info_intrinsics(info, self.source)
+            except FrameSkip:
+                # as the node: only K all zeros (a camera without calibration) gets the guess;
+                # NaN or a malformed matrix is a bug upstream that a guess would hide
+                if not messages.is_uncalibrated(info):
+                    raise
+                if self.hfov is None:
+                    raise FrameSkip("uncalibrated", f"its CameraInfo on {self.info_topic} is uncalibrated (K all "
+                                                    "zeros): pass --calib, or --hfov-deg with the camera's "
+                                                    "horizontal field of view for approximate 3D")
+                size = messages.expected_image_size(info)
+                if size is not None and size != (width, height):
+                    raise FrameSkip("size_mismatch", f"image of {width} x {height}: its CameraInfo describes "
+                                                     f"{size[0]} x {size[1]} images")
+                K = self._guess(width, height)
+                if not self.guessed_for_uncalibrated:
+                    self.guessed_for_uncalibrated = True
+                    _warn(f"CameraInfo on {self.info_topic} is uncalibrated (K all zeros): using fx = fy = "
+                          f"{K[0, 0]:.1f} px from --hfov-deg {self.hfov:g} for {width} x {height} images; the 3D "
+                          "is approximate (depth scales with the focal length): calibrate the camera for metric "
+                          "accuracy")
+                return K, None, {}
             if size is not None and size != (width, height):
                 raise FrameSkip("size_mismatch", f"image of {width} x {height}: its CameraInfo describes "
                                                  f"{size[0]} x {size[1]} images")
             if D is not None and not np.any(D):
                 D = None
         else:
-            if (width, height) not in self._fov:
-                self._fov[(width, height)] = K_from_fov(width, height, self.hfov)
-            return self._fov[(width, height)], None, {}
+            return self._guess(width, height), None, {}
         return K, D, ({"distortion_model": model} if D is not None else {})
 
 
@@ -588,11 +627,11 @@ def _check_replaceable(out: Path) -> None:
 
 
 def convert(input_bag, output_bag, tracker, *, image_topic: str, camera_info_topic: str | None = None,
-            calibration: Calibration | None = None, hfov_deg: float = 60.0, intrinsics_source: str = "rectified",
-            sync_tolerance_s: float = 0.02, hand_size_m: float | None = None, storage: str | None = None,
-            overwrite: bool = False, namespace: str = DEFAULT_NAMESPACE, frame_prefix: str = DEFAULT_FRAME_PREFIX,
-            camera_frame_id: str = "", marker_style: MarkerStyle | None = None,
-            progress: bool = True) -> BagSummary:
+            calibration: Calibration | None = None, hfov_deg: float | None = None,
+            intrinsics_source: str = "rectified", sync_tolerance_s: float = 0.02, hand_size_m: float | None = None,
+            storage: str | None = None, overwrite: bool = False, namespace: str = DEFAULT_NAMESPACE,
+            frame_prefix: str = DEFAULT_FRAME_PREFIX, camera_frame_id: str = "",
+            marker_style: MarkerStyle | None = None, progress: bool = True) -> BagSummary:
     """Run ``tracker`` (a ``tracking.HandTracker``) on a bag's images and write the outputs
     (module docstring) to a new bag: the hands whose mean confidence reaches the tracker's
     ``min_confidence``, as the node publishes those reaching its ``confidence_threshold``.
@@ -606,7 +645,7 @@ def convert(input_bag, output_bag, tracker, *, image_topic: str, camera_info_top
         raise BagError(f"storage must be one of {STORAGES}, got {storage!r}")
     if calibration is not None and camera_info_topic:
         raise BagError("give either a CameraInfo topic or a calibration file, not both")
-    if not (0 < hfov_deg < 180):
+    if hfov_deg is not None and not (0 < hfov_deg < 180):
         raise BagError(f"horizontal field of view must be in (0, 180) degrees, got {hfov_deg}")
     for what, value, pattern in (("namespace", namespace, NAMESPACE_PATTERN),
                                  ("frame prefix", frame_prefix, FRAME_PREFIX_PATTERN),
@@ -643,9 +682,10 @@ def convert(input_bag, output_bag, tracker, *, image_topic: str, camera_info_top
             index = CameraInfoIndex(items, int(round(sync_tolerance_s * 1e9)))
         else:
             _warn(f"no CameraInfo topic {info_topic} in {inp} (CameraInfo topics there: "
-                  f"{_topic_list(reader, (CAMERA_INFO,))}) and no --calib: guessing intrinsics from a {hfov_deg} "
+                  f"{_topic_list(reader, (CAMERA_INFO,))}) and no --calib: guessing intrinsics from a "
+                  f"{DEFAULT_HFOV_DEG if hfov_deg is None else hfov_deg} "
                   "degree field of view; the 3D output's depth is only as good as that guess")
-        intrinsics = _Intrinsics(calibration, index, intrinsics_source, hfov_deg)
+        intrinsics = _Intrinsics(calibration, index, intrinsics_source, hfov_deg, info_topic)
         storage = storage or bag_storage(reader)
         summary = BagSummary(output=out, storage=storage, intrinsics=intrinsics.describe(info_topic))
         tmpdir, tmp_bag = _temp_output(out)

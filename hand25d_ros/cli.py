@@ -448,7 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "that one (one known hand): the --tta views on it are kept, and a crop that no "
                              "view shows as that hand runs on 8 more views")
     common.add_argument("--calib", type=Path, help="camera calibration YAML (camera_info_manager format)")
-    common.add_argument("--hfov-deg", type=FOV_DEG, default=60.0, help="field-of-view guess when no --calib")
+    common.add_argument("--hfov-deg", type=FOV_DEG, default=None,
+                        help="field-of-view guess when no --calib (default 60); bag: also for an uncalibrated "
+                             "CameraInfo (K all zeros), which is skipped without it, as the node does")
     common.add_argument("--hand-size-m", type=POSITIVE_NUMBER, default=None, help="wrist to index-MCP length, metres")
     common.add_argument("--quiet", action="store_true")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -470,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    # only bag needs to know whether --hfov-deg was given (an uncalibrated CameraInfo is used
+    # only then, as the node's hfov_deg); the others always guess without --calib
+    if args.cmd != "bag" and args.hfov_deg is None:
+        from .bag import DEFAULT_HFOV_DEG
+        args.hfov_deg = DEFAULT_HFOV_DEG
     out = getattr(args, "out", None)
     if args.cmd != "bag" and out is not None and out.exists() and not out.is_dir():
         raise SystemExit(f"hand25d: --out {out} exists and is not a folder")

@@ -701,3 +701,74 @@ def test_the_nodes_tracker_settings_reach_the_bag_run(small_bag, tmp_path):
     assert [i[0] for i in ids["gap"]] == sorted({i[0] for i in ids["gap"]}) and len({i[0] for i in ids["gap"]}) == 4
     with pytest.raises(SystemExit):
         _bag_cli(small_bag, "--out", tmp_path / "x", "--image-topic", IMG_TOPIC, "--min-confidence", "0.5")
+
+
+# ---------------------------------------------------------------------------- CameraInfo as the node takes it
+def _qos(durability: str):
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+    forever = QosTime(sec=2147483647, nsec=4294967295)
+    return Qos(history=QosHistory.KEEP_LAST, depth=1, reliability=QosReliability.RELIABLE,
+               durability=QosDurability[durability], deadline=forever, lifespan=forever,
+               liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=forever,
+               avoid_ros_namespace_conventions=False)
+
+
+def _bag_with_infos(path: Path, frames, infos, durability="VOLATILE", live_infos=()):
+    """rgb8 images of ``frames`` (log time stamp + 1 ms); ``infos``: (log time, CameraInfo) on
+    a connection offered with ``durability``; ``live_infos`` likewise on a second, volatile one."""
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        ci = w.add_connection(IMG_TOPIC, "sensor_msgs/msg/Image", typestore=TS)
+        cc = w.add_connection(INFO_TOPIC, "sensor_msgs/msg/CameraInfo", typestore=TS,
+                              offered_qos_profiles=[_qos(durability)])
+        cl = w.add_connection(INFO_TOPIC, "sensor_msgs/msg/CameraInfo", typestore=TS,
+                              offered_qos_profiles=[_qos("VOLATILE")]) if live_infos else None
+        msgs = [(t, cc, TS.serialize_cdr(m, "sensor_msgs/msg/CameraInfo")) for t, m in infos]
+        msgs += [(t, cl, TS.serialize_cdr(m, "sensor_msgs/msg/CameraInfo")) for t, m in live_infos]
+        msgs += [(stamp(i) + 10**6, ci, TS.serialize_cdr(image_msg(i, "rgb8"), "sensor_msgs/msg/Image"))
+                 for i in frames]
+        for t, conn, raw_msg in sorted(msgs, key=lambda m: m[0]):
+            w.write(conn, t, raw_msg)
+    return path
+
+
+def test_an_uncalibrated_camera_info_takes_the_hfov_guess_only_when_given(tmp_path, capsys):
+    # a webcam driver without a calibration file: K (and P) all zeros, the image size set
+    src = _bag_with_infos(tmp_path / "webcam", range(3),
+                          [(stamp(i) + 2 * 10**6, info_msg(stamp(i), np.zeros((3, 3)))) for i in range(3)])
+    tr = ScriptedTracker([[0]])
+    s = hb.convert(src, tmp_path / "a", tr, image_topic=IMG_TOPIC, hfov_deg=70, progress=False)
+    assert s.processed == 3 and not s.skipped
+    for call in tr.calls:
+        np.testing.assert_allclose(call.K, K_from_fov(W, H, 70))
+        assert call.D is None
+    err = capsys.readouterr().err
+    assert err.count("is uncalibrated (K all zeros): using fx = fy = 457.0 px from --hfov-deg 70") == 1
+    # without --hfov-deg: skipped and named, as the node drops it (a guess only when asked for)
+    with pytest.raises(SystemExit, match=r"3 x uncalibrated: its CameraInfo on /camera/color/camera_info is "
+                                         r"uncalibrated \(K all zeros\): pass --calib, or --hfov-deg"):
+        _bag_cli(src, "--out", tmp_path / "b", "--image-topic", IMG_TOPIC)
+    # the guess is for an uncalibrated camera only: a CameraInfo with NaN in K is still unusable
+    nan_K = np.zeros((3, 3))
+    nan_K[0, 0] = np.nan
+    bad = _bag_with_infos(tmp_path / "nan", range(2),
+                          [(stamp(i) + 2 * 10**6, info_msg(stamp(i), nan_K)) for i in range(2)])
+    with pytest.raises(hb.BagError, match="2 x bad_camera_info"):
+        hb.convert(bad, tmp_path / "c", ScriptedTracker([[]]), image_topic=IMG_TOPIC, hfov_deg=70, progress=False)
+    # an uncalibrated CameraInfo for another image size is no CameraInfo of these images
+    small = _bag_with_infos(tmp_path / "small", range(2), [(stamp(i) + 2 * 10**6, info_msg(stamp(i), np.zeros((3, 3)),
+                                                                                           width=320, height=240))
+                                                           for i in range(2)])
+    with pytest.raises(hb.BagError, match="2 x size_mismatch"):
+        hb.convert(small, tmp_path / "d", ScriptedTracker([[]]), image_topic=IMG_TOPIC, hfov_deg=70, progress=False)
+
+
+def test_hfov_deg_alone_guesses_for_a_bag_without_camera_info(tmp_path, capsys):
+    src = write_bag(tmp_path / "noinfo", [(i, ("rgb8", 0, False)) for i in range(2)], with_info=False)
+    for args, deg in ((["--hfov-deg", "70"], 70.0), ([], 60.0)):
+        out = tmp_path / f"out{deg:g}"
+        assert _bag_cli(src, "--out", out, "--image-topic", IMG_TOPIC, *args) == 0
+        captured = capsys.readouterr()
+        assert f"no CameraInfo topic {INFO_TOPIC}" in captured.err
+        assert f"guessing intrinsics from a {deg} degree field of view" in captured.err
+        assert "2 of 2 frames processed" in captured.out and f"intrinsics: guess from a {deg} degree" in captured.out
+        assert set(read_bag(out)) >= {IMG_TOPIC, f"{NS}/keypoints"}
