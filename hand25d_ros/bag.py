@@ -19,8 +19,12 @@ Input
                     2. a CameraInfo topic (``--camera-info-topic``; default the image topic's
                        sibling ``camera_info``, e.g. /camera/color/camera_info), paired by stamp:
                        the CameraInfo of the image's own stamp, else the nearest one within
-                       ``sync_tolerance_s``. ``intrinsics_source`` as in the node: "rectified"
-                       uses P, "raw" uses K and D. An uncalibrated CameraInfo (K all zeros, as webcam drivers publish
+                       ``sync_tolerance_s``, else, as the node's latched CameraInfo, one recorded
+                       once (the topic's only message) or from a transient-local publisher,
+                       whatever its stamp (the newest recorded by the image's time), unless a
+                       CameraInfo stream that is not latched runs within 1 s of the image.
+                       ``intrinsics_source`` as in the node: "rectified" uses P, "raw" uses K
+                       and D. An uncalibrated CameraInfo (K all zeros, as webcam drivers publish
                        without a calibration file) gets the ``hfov_deg`` guess when
                        ``hfov_deg`` is given (warned about), else its frames are skipped, as
                        the node does;
@@ -102,6 +106,9 @@ MAX_PIXELS = messages.DEFAULT_MAX_PIXELS      # the node's default max_image_pix
 # an image stamp this far behind the previous one is a restarted recording: start over
 STAMP_RESET_NS = 1_000_000_000
 DEFAULT_HFOV_DEG = 60.0   # the guess for a bag without any CameraInfo when --hfov-deg is not given
+# the node's CameraInfoSync.live_window_ns: a CameraInfo stream this near an image keeps the
+# latched CameraInfo from standing in for the image's own
+LIVE_INFO_WINDOW_NS = 1_000_000_000
 
 # the node's ~/keypoints (conversions.KEYPOINT_CLOUD_DTYPE): one point per keypoint, 36 bytes
 # (33 used): x y z (m), u v (px), confidence (float32), id (uint32, keypoint index 0-20),
@@ -408,24 +415,43 @@ def camera_info_intrinsics(msg, source: str = "rectified"):
 
 class CameraInfoIndex:
     """CameraInfo messages by stamp: an image takes the one of its own stamp, else the
-    nearest one within ``tolerance_ns`` (the whole bag is known offline, so later ones count)."""
+    nearest one within ``tolerance_ns`` (the whole bag is known offline, so later ones count),
+    else, as the node, a latched one (``latched``: ``(log time, CameraInfo)``) whatever its
+    stamp, unless a CameraInfo stream that is not latched runs within ``live_window_ns`` of
+    the image (its own CameraInfo is then missing, not replaced by another calibration)."""
 
-    def __init__(self, items, tolerance_ns: int):
+    def __init__(self, items, tolerance_ns: int, latched=(), live_window_ns: int = LIVE_INFO_WINDOW_NS):
         by_stamp = dict(sorted(items, key=lambda x: x[0]))   # a repeated stamp: the later message
         self.stamps = list(by_stamp)
         self.infos = list(by_stamp.values())
         self.tolerance_ns = int(tolerance_ns)
+        latched = sorted(latched, key=lambda x: x[0])
+        self.latched_times = [t for t, _ in latched]
+        self.latched = [info for _, info in latched]
+        latched_ids = {id(info) for info in self.latched}
+        self.live_stamps = sorted(s for s, info in items if id(info) not in latched_ids)
+        self.live_window_ns = int(live_window_ns)
 
     def __len__(self) -> int:
         return len(self.stamps)
 
-    def match(self, stamp: int):
+    def match(self, stamp: int, t_log: int | None = None):
         i = bisect_left(self.stamps, stamp)
         near = [j for j in (i - 1, i) if 0 <= j < len(self.stamps)]
-        if not near:
+        if near:
+            j = min(near, key=lambda j: abs(self.stamps[j] - stamp))
+            if abs(self.stamps[j] - stamp) <= self.tolerance_ns:
+                return self.infos[j]
+        if not self.latched:
             return None
-        j = min(near, key=lambda j: abs(self.stamps[j] - stamp))
-        return self.infos[j] if abs(self.stamps[j] - stamp) <= self.tolerance_ns else None
+        k = bisect_left(self.live_stamps, stamp - self.live_window_ns)
+        if k < len(self.live_stamps) and self.live_stamps[k] <= stamp + self.live_window_ns:
+            return None
+        # the newest latched one recorded by the image's time (the node has no later one); one
+        # recorded just after the first images (a recorder's subscriptions start one by one)
+        # still serves them, as offline the whole bag is known
+        n = len(self.latched_times) if t_log is None else bisect_left(self.latched_times, t_log + 1)
+        return self.latched[max(n - 1, 0)]
 
 
 def default_camera_info_topic(image_topic: str, compressed: bool = False) -> str:
@@ -528,7 +554,7 @@ class _Intrinsics:
             self._fov[(width, height)] = K_from_fov(width, height, self._hfov)
         return self._fov[(width, height)]
 
-    def __call__(self, stamp: int, width: int, height: int):
+    def __call__(self, stamp: int, width: int, height: int, t_log: int | None = None):
         if self.cal is not None:
             cal = self.cal
             if cal.width and (cal.width, cal.height) != (width, height):
@@ -537,7 +563,7 @@ class _Intrinsics:
             D = cal.D if cal.D.size and np.any(cal.D) else None
             K, model = cal.K, cal.distortion_model or "plumb_bob"
         elif self.index is not None:
-            info = self.index.match(stamp)
+            info = self.index.match(stamp, t_log)
             if info is None:
                 raise FrameSkip("no_camera_info", f"no CameraInfo within {self.index.tolerance_ns / 1e9} s of the "
                                                   f"image stamp {stamp / 1e9:.6f}")
@@ -572,6 +598,12 @@ class _Intrinsics:
         else:
             return self._guess(width, height), None, {}
         return K, D, ({"distortion_model": model} if D is not None else {})
+
+
+def _transient_local(conn) -> bool:
+    """Whether a connection was recorded from a latched (transient-local) publisher."""
+    qos = getattr(conn.ext, "offered_qos_profiles", None) or []
+    return bool(qos) and all(getattr(getattr(q, "durability", None), "name", "") == "TRANSIENT_LOCAL" for q in qos)
 
 
 def _temp_output(out: Path) -> tuple[Path, Path]:
@@ -672,14 +704,19 @@ def convert(input_bag, output_bag, tracker, *, image_topic: str, camera_info_top
                 _warn(f"--calib {calibration.source} overrides the bag's CameraInfo on {info_topic} "
                       "(still copied to the output)")
         elif info_conns:
-            items = []
-            for _, _, raw in reader.messages(connections=info_conns):
+            items, latched = [], []
+            # recorded once (a latched CameraInfo, often stamped long before the images), or by a
+            # transient-local publisher: the node's latched CameraInfo
+            once = sum(c.msgcount for c in info_conns) == 1
+            for conn, t_log, raw in reader.messages(connections=info_conns):
                 try:
                     info = ts.deserialize_cdr(raw, CAMERA_INFO)
                 except Exception:  # a corrupt message: it pairs with nothing
                     continue
                 items.append((stamp_ns(info.header.stamp), info))
-            index = CameraInfoIndex(items, int(round(sync_tolerance_s * 1e9)))
+                if once or _transient_local(conn):
+                    latched.append((t_log, info))
+            index = CameraInfoIndex(items, int(round(sync_tolerance_s * 1e9)), latched)
         else:
             _warn(f"no CameraInfo topic {info_topic} in {inp} (CameraInfo topics there: "
                   f"{_topic_list(reader, (CAMERA_INFO,))}) and no --calib: guessing intrinsics from a "
@@ -773,7 +810,7 @@ def _run(reader, writer, ts, tracker, image_conns, info_conns, intrinsics, summa
                         raise FrameSkip("out_of_order", f"image stamp {stamp / 1e9:.6f} is not after the previous "
                                                         f"image's {last_stamp / 1e9:.6f}")
                 rgb = image_to_rgb(msg, conn.msgtype)
-                K, D, extra = intrinsics(stamp, rgb.shape[1], rgb.shape[0])
+                K, D, extra = intrinsics(stamp, rgb.shape[1], rgb.shape[0], t_log)
                 try:
                     frame, slash_dropped = output_frame_id(msg.header.frame_id, camera_frame_id)
                 except NoFrameId:

@@ -762,6 +762,43 @@ def test_an_uncalibrated_camera_info_takes_the_hfov_guess_only_when_given(tmp_pa
         hb.convert(small, tmp_path / "d", ScriptedTracker([[]]), image_topic=IMG_TOPIC, hfov_deg=70, progress=False)
 
 
+def test_a_camera_info_recorded_once_serves_every_image_as_the_nodes_latched_one(tmp_path):
+    _, K = frame_rgb(0)
+    # published once at start-up, latched, stamped 95 s before the images; recorded first
+    once = _bag_with_infos(tmp_path / "once", range(4), [(stamp(0) - 10**6, info_msg(5 * 10**9, K))])
+    tr = ScriptedTracker([[0]])
+    s = hb.convert(once, tmp_path / "a", tr, image_topic=IMG_TOPIC, progress=False)
+    assert s.processed == 4 and not s.skipped
+    for call in tr.calls:
+        np.testing.assert_allclose(call.K, K)
+    # recorded a little after the first image (a recorder subscribes topic by topic): it still serves it
+    late = _bag_with_infos(tmp_path / "late", range(3), [(stamp(0) + 5 * 10**6, info_msg(5 * 10**9, K))])
+    assert hb.convert(late, tmp_path / "b", ScriptedTracker([[]]), image_topic=IMG_TOPIC, progress=False).processed == 3
+    # a transient-local publisher that republished (a new calibration): from then on the newest
+    K2 = K.copy()
+    K2[0, 0] *= 1.5
+    twice = _bag_with_infos(tmp_path / "twice", range(4), [(stamp(0) - 10**6, info_msg(5 * 10**9, K)),
+                                                           (stamp(2), info_msg(6 * 10**9, K2))],
+                            durability="TRANSIENT_LOCAL")
+    tr = ScriptedTracker([[]])
+    assert hb.convert(twice, tmp_path / "c", tr, image_topic=IMG_TOPIC, progress=False).processed == 4
+    assert [c.K[0, 0] for c in tr.calls] == [K[0, 0], K[0, 0], K2[0, 0], K2[0, 0]]
+    # two volatile CameraInfo messages are a stream, not a latched one: tolerance applies
+    stream = _bag_with_infos(tmp_path / "stream", range(4), [(stamp(0) - 10**6, info_msg(5 * 10**9, K)),
+                                                             (stamp(2), info_msg(6 * 10**9, K2))])
+    with pytest.raises(hb.BagError, match="4 x no_camera_info"):
+        hb.convert(stream, tmp_path / "d", ScriptedTracker([[]]), image_topic=IMG_TOPIC, progress=False)
+    # beside a live stream, an image whose own CameraInfo is missing is skipped, as the node
+    # does: the latched one would stand in for it with another calibration
+    beside = _bag_with_infos(tmp_path / "beside", range(4), [(stamp(0) - 10**6, info_msg(5 * 10**9, K2))],
+                             durability="TRANSIENT_LOCAL",
+                             live_infos=[(stamp(i) + 2 * 10**6, info_msg(stamp(i), K)) for i in (0, 1, 3)])
+    tr = ScriptedTracker([[]])
+    s = hb.convert(beside, tmp_path / "e", tr, image_topic=IMG_TOPIC, progress=False)
+    assert s.processed == 3 and s.skipped == {"no_camera_info": 1}
+    assert [c.K[0, 0] for c in tr.calls] == [K[0, 0]] * 3
+
+
 def test_hfov_deg_alone_guesses_for_a_bag_without_camera_info(tmp_path, capsys):
     src = write_bag(tmp_path / "noinfo", [(i, ("rgb8", 0, False)) for i in range(2)], with_info=False)
     for args, deg in ((["--hfov-deg", "70"], 70.0), ([], 60.0)):
