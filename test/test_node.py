@@ -1159,6 +1159,49 @@ def test_demo_runs_the_node_on_the_bundled_samples_and_saves_overlays(world, tmp
     assert "mean_3d_mm" in rec["error"]
 
 
+def test_demo_compares_only_the_labelled_keypoints_of_an_annotated_folder(world, tmp_path):
+    """An annotated folder may write null for a keypoint it does not label (the loader reads
+    NaN there): the demo's errors are over the labelled ones, not NaN nor a crash."""
+    import json
+    import shutil
+    import sys
+
+    from hand25d_ros.ros.demo import bundled_samples_dir
+
+    src = bundled_samples_dir()
+    if not (src / "frame_00.png").is_file():
+        pytest.skip("no bundled sample frames")
+    env = dict(world["env"])
+    env.pop("ROS_DOMAIN_ID")
+    folder = tmp_path / "partly_labelled"
+    folder.mkdir()
+    shutil.copy(src / "frame_00.png", folder)
+    rec = json.loads((src / "annotations.json").read_text())["samples"][0]
+    assert rec["image"] == "frame_00.png"
+    gt3, gt2 = np.array(rec["joints_3d_mm"], float), np.array(rec["joints_2d_px"], float)
+    # the wrist and the little finger's tip left out (cut off by the border, say)
+    for k in (0, 20):
+        rec["joints_3d_mm"][k] = None
+        rec["joints_2d_px"][k] = None
+    (folder / "annotations.json").write_text(json.dumps({"samples": [rec]}))
+    run = subprocess.run([sys.executable, "-m", "hand25d_ros.ros.demo", "--weights", str(world["weights"]),
+                          "--out", str(tmp_path / "out"), "--device", "cpu", "--images", str(folder)],
+                         env=env, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "1 of 1 frames answered" in run.stdout
+    assert "nan" not in run.stdout.lower() and "against the true pose" in run.stdout
+    assert "(wrist not labelled)" in run.stdout and "over the 19 of 21 keypoints labelled" in run.stdout
+    out = json.loads((tmp_path / "out" / "frame_00.json").read_text())
+    xyz_mm = 1000.0 * np.array([k["xyz_m"] for k in out["keypoints"]])
+    uv = np.array([k["uv_px"] for k in out["keypoints"]])
+    m = np.ones(21, bool)
+    m[[0, 20]] = False
+    err = out["error"]
+    assert err["mean_3d_mm"] == pytest.approx(np.linalg.norm(xyz_mm[m] - gt3[m], axis=1).mean(), rel=1e-4)
+    assert err["mean_2d_px"] == pytest.approx(np.linalg.norm(uv[m] - gt2[m], axis=1).mean(), rel=1e-4)
+    assert "mean_3d_wrist_relative_mm" not in err and err["labelled_3d"] == err["labelled_2d"] == 19
+
+
 def test_start_up_failures_exit_with_a_clear_message(world):
     import torch
 

@@ -85,6 +85,49 @@ def load_annotations(images) -> dict:
     return out
 
 
+def _truth_rows(value, dim: int):
+    """An annotation's keypoints as (21, dim), NaN rows where it writes null (a keypoint not
+    labelled, as the annotated-folder loader allows); None where it has none."""
+    if value is None:
+        return None
+    rows = [[np.nan] * dim if row is None else row for row in value]
+    return np.asarray(rows, dtype=np.float64).reshape(kp.NUM_KEYPOINTS, dim)
+
+
+def errors_against_truth(xyz_mm, uv, annotation) -> dict:
+    """Mean errors of a hand against its annotation, over the keypoints it labels: an
+    unlabelled one has no truth to miss, and counting it would make every mean NaN. The
+    wrist-relative error needs the wrist; the 2D error needs ``joints_2d_px``."""
+    out = {}
+    gt3 = _truth_rows(annotation.get("joints_3d_mm"), 3)
+    if gt3 is not None:
+        m = ~np.isnan(gt3).any(axis=1)
+        out["mean_3d_mm"] = float(np.mean(np.linalg.norm(xyz_mm[m] - gt3[m], axis=1)))
+        if m[0]:
+            out["mean_3d_wrist_relative_mm"] = float(np.mean(np.linalg.norm(
+                (xyz_mm[m] - xyz_mm[0]) - (gt3[m] - gt3[0]), axis=1)))
+        out["labelled_3d"] = int(m.sum())
+    gt2 = _truth_rows(annotation.get("joints_2d_px"), 2)
+    if gt2 is not None:
+        m = ~np.isnan(gt2).any(axis=1)
+        out["mean_2d_px"] = float(np.mean(np.linalg.norm(uv[m] - gt2[m], axis=1)))
+        out["labelled_2d"] = int(m.sum())
+    return out
+
+
+def describe_errors(err: dict) -> str:
+    parts = []
+    if "mean_3d_mm" in err:
+        rel = err.get("mean_3d_wrist_relative_mm")
+        parts.append(f"{err['mean_3d_mm']:.1f} mm mean 3D error"
+                     + (f" ({rel:.1f} mm wrist-relative)" if rel is not None else " (wrist not labelled)"))
+    if "mean_2d_px" in err:
+        parts.append(f"{err['mean_2d_px']:.1f} px mean 2D error")
+    n = min(err.get("labelled_3d", kp.NUM_KEYPOINTS), err.get("labelled_2d", kp.NUM_KEYPOINTS))
+    more = f" (over the {n} of {kp.NUM_KEYPOINTS} keypoints labelled)" if n < kp.NUM_KEYPOINTS else ""
+    return "  against the true pose: " + ", ".join(parts) + more
+
+
 def intrinsics_for(calib, width: int, height: int, hfov_deg: float, annotation=None):
     """(K, D, model) for an image of width x height: from the calibration, the image's
     annotation, or a FOV guess."""
@@ -298,15 +341,16 @@ def run(args) -> int:
                 p = palm.pose.position if palm is not None else None
                 palm_xyz = [p.x, p.y, p.z] if p is not None else [float("nan")] * 3
                 print_keypoints(path.name, arr, palm_xyz)
-                if ann is not None and "joints_3d_mm" in ann:
+                if ann is not None:
                     xyz_mm = 1000.0 * np.stack([arr["x"], arr["y"], arr["z"]], 1).astype(np.float64)
-                    gt = np.asarray(ann["joints_3d_mm"], dtype=np.float64)
-                    err3 = float(np.mean(np.linalg.norm(xyz_mm - gt, axis=1)))
-                    rel3 = float(np.mean(np.linalg.norm((xyz_mm - xyz_mm[0]) - (gt - gt[0]), axis=1)))
-                    err2 = float(np.mean(np.linalg.norm(uv - np.asarray(ann["joints_2d_px"]), axis=1)))
-                    print(f"  against the true pose: {err3:.1f} mm mean 3D error ({rel3:.1f} mm wrist-relative), "
-                          f"{err2:.1f} px mean 2D error")
-                    record["error"] = {"mean_3d_mm": err3, "mean_3d_wrist_relative_mm": rel3, "mean_2d_px": err2}
+                    try:
+                        err = errors_against_truth(xyz_mm, uv.astype(np.float64), ann)
+                    except (ValueError, TypeError) as exc:   # a malformed annotation: no comparison
+                        print(f"demo: ignoring the true pose of {path.name}: {exc}", file=sys.stderr)
+                        err = {}
+                    if err:
+                        print(describe_errors(err))
+                        record["error"] = err
                 overlay = draw_skeleton(rgb, uv, arr["confidence"])
                 write_image_file(out / f"{path.stem}_overlay.png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
                 record["keypoints"] = [{"name": kp.KEYPOINT_NAMES[int(r["id"])], "uv_px": [float(r["u"]), float(r["v"])],
