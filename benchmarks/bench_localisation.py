@@ -58,7 +58,9 @@ def paste(rng, crop, K_crop, side_px, xy=None):
 def real_pasted(est, root, seed, limit):
     """Per real crop: the estimate on the crop itself and on the crop pasted into a frame.
     Both columns are summarised over the frames where the hand was detected (the same
-    samples), so that their difference is what localisation costs."""
+    samples), so that their difference is what localisation costs. Keypoints the folder
+    leaves unlabelled (null) are left out of the figures and of the true box, as the
+    evaluation leaves them out."""
     ds = AnnotatedFolderDataset(root)
     n = len(ds) if not limit else min(limit, len(ds))
     rng = np.random.default_rng(seed)
@@ -68,12 +70,13 @@ def real_pasted(est, root, seed, limit):
         s = ds[i]
         P = np.asarray(s["joints_3d_mm"], dtype=np.float64)
         gt2 = np.asarray(s["joints_2d_px"], dtype=np.float64)
+        lab = np.asarray(s["labelled"], dtype=bool)
         size_m = float(np.linalg.norm(P[kp.SCALE_BONE[0]] - P[kp.SCALE_BONE[1]]) / 1000.0)
         c = est.estimate(s["image"], s["K"], hand_size_m=size_m, roi="image")
         frame, Kf, A = paste(rng, s["image"], s["K"], int(rng.uniform(0.35, 0.95) * H))
         poses = est.estimate_hands(frame, Kf, hand_size_m=size_m, max_hands=1)
         gt2_frame = transform_points(A[:2], gt2)
-        hand = {"box": keypoint_box(gt2_frame, 1.0)}
+        hand = {"box": keypoint_box(gt2_frame[lab], 1.0)}
         hit = bool(poses) and match([Detection.from_pose(poses[0])], [hand])[0] == 1
         hits.append(hit)
         if not hit:
@@ -81,12 +84,18 @@ def real_pasted(est, root, seed, limit):
         # the pasted crop's own square: what the frame's resampling costs without localisation
         f, S = A[0, 0], s["image"].shape[0]
         g = est.estimate(frame, Kf, hand_size_m=size_m, roi=(A[0, 2] - 0.5 * f, A[1, 2] - 0.5 * f, S * f, S * f))
-        rows["crop given"].append((c.keypoints_2d, gt2, c.keypoints_3d * 1000.0, P, c.valid))
+        rows["crop given"].append((c.keypoints_2d, gt2, c.keypoints_3d * 1000.0, P, c.valid, lab))
         for name, q in (("true box in the frame", g), ("full frame", poses[0])):
             # frame pixels back to the crop's: the same 2D figure as on the crop itself
             uv_crop = (q.keypoints_2d - A[:2, 2]) / A[0, 0]
-            rows[name].append((uv_crop, gt2, q.keypoints_3d * 1000.0, P, q.valid))
-    out = {k: metrics.summarize(*(np.asarray(col) for col in zip(*v))) if v else {} for k, v in rows.items()}
+            rows[name].append((uv_crop, gt2, q.keypoints_3d * 1000.0, P, q.valid, lab))
+    out = {}
+    for k, v in rows.items():
+        if not v:
+            out[k] = {}
+            continue
+        *cols, lab = (np.asarray(col) for col in zip(*v))
+        out[k] = metrics.summarize(*cols, labelled=lab)
     return n, int(np.sum(hits)), out
 
 

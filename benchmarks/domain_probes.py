@@ -79,6 +79,20 @@ def probe(name: str, image: np.ndarray, K: np.ndarray, uv_px: np.ndarray):
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), K, 0
 
 
+def refuse_unlabelled(ds, folder) -> None:
+    """The hand probes blur inside or outside the whole true skeleton, and each probe's error
+    is compared with the others' frame by frame: a frame with unlabelled keypoints (null in
+    the folder, NaN in the arrays) has neither, so such a folder is refused, not scored as NaN."""
+    partial = [ds.annotation(i) for i in range(len(ds))]
+    partial = [a for a in partial if not a["labelled"].all()]
+    if partial:
+        first = partial[0]
+        raise SystemExit(f"domain_probes: {folder}: {len(partial)} of {len(ds)} samples leave keypoints unlabelled "
+                         f"(null), e.g. {first['image_path']} (keypoints "
+                         f"{np.flatnonzero(~first['labelled']).tolist()}); the probes need all 21 of every frame: "
+                         "give a folder of fully labelled frames")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("folder", type=Path)
@@ -94,6 +108,7 @@ def main(argv=None) -> int:
     from hand25d_ros.evaluate import true_hand
     torch.set_num_threads(args.threads)
     ds = AnnotatedFolderDataset(args.folder)
+    refuse_unlabelled(ds, args.folder)
     samples = [ds[i] for i in range(len(ds))]
     truths = [true_hand(s) for s in samples]
     est = HandPoseEstimator(weights=args.weights, tta="none")

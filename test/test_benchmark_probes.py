@@ -1,4 +1,5 @@
-"""The image probes of benchmarks/domain_probes.py and the measure of benchmarks/render_vs_photo.py."""
+"""The image probes of benchmarks/domain_probes.py and the measure of benchmarks/render_vs_photo.py;
+how domain_probes.py and bench_localisation.py take an annotated folder with unlabelled keypoints."""
 import sys
 from pathlib import Path
 
@@ -65,3 +66,45 @@ def test_saturation_and_brightness_probes_scale_their_channel_only(frame):
     # white stays white: a scaled value saturates at 255 instead of wrapping round
     white = np.full_like(image, 250)
     assert probe("brightness_x1.2", white, K, uv)[0].min() == 255
+
+
+@pytest.fixture()
+def partly_labelled(tmp_path):
+    """The bundled sample frames as an annotated folder; all but the last leave the thumb's
+    and the little finger's tips unlabelled (null), as the folder format allows."""
+    import json
+    import shutil
+    samples_dir = Path(__file__).resolve().parents[1] / "hand25d_ros" / "samples"
+    recs = json.loads((samples_dir / "annotations.json").read_text())["samples"]
+    for rec in recs:
+        shutil.copy(samples_dir / rec["image"], tmp_path)
+    for rec in recs[:-1]:
+        for k in (4, 20):
+            rec["joints_3d_mm"][k] = None
+            rec["joints_2d_px"][k] = None
+    (tmp_path / "annotations.json").write_text(json.dumps({"samples": recs}))
+    return tmp_path, recs
+
+
+def test_domain_probes_refuse_a_folder_with_unlabelled_keypoints(partly_labelled):
+    from domain_probes import main
+    folder, recs = partly_labelled
+    with pytest.raises(SystemExit, match=rf"{len(recs) - 1} of {len(recs)} samples leave keypoints unlabelled "
+                                         rf"\(null\), e\.g\. "
+                                         rf".*{recs[0]['image']} \(keypoints \[4, 20\]\); the probes need all 21"):
+        main([str(folder), "--probes", "none"])
+
+
+def test_bench_localisation_scores_the_labelled_keypoints_only(partly_labelled):
+    from bench_localisation import real_pasted
+
+    from hand25d_ros import HandPoseEstimator
+    folder, recs = partly_labelled
+    # the true box is made of the labelled keypoints: one of NaN matched no hand found
+    est = HandPoseEstimator(device="cpu", tta="none")
+    n, found, rows = real_pasted(est, folder, seed=2026, limit=len(recs) - 1)
+    assert n == len(recs) - 1 and found >= 1, "no partly labelled hand was scored"
+    for column, figures in rows.items():
+        assert figures, column
+        for key in ("mean_error_2d_px", "pa_mpjpe_mm", "mpjpe_mm"):
+            assert np.isfinite(figures[key]) and 0 < figures[key] < 100, (column, key, figures[key])
