@@ -49,7 +49,9 @@ Output: a new bag folder (storage of the input unless ``storage`` says otherwise
         <ns>/palm_pose   geometry_msgs/PoseStamped: the palm frame of the first hand (lowest id).
         /tf              tf2_msgs/TFMessage, one per frame:
                          <camera frame> -> <prefix><id>_palm -> <prefix><id>_<keypoint name>
-                         (the node's default prefix "hand_": hand_0_palm, hand_0_index_tip, ...).
+                         (``frame_prefix`` empty, the default: the node's default for the
+                         namespace, ``messages.frame_prefix_of_topic``: hand_0_palm,
+                         hand_0_index_tip, ... for /hand25d, cam2/hand_0_palm for /cam2/hand25d).
         <ns>/markers     visualization_msgs/MarkerArray: per hand, in namespaces hand<id>/, the
                          node's joints, bones, palm arrow and label ("hand 0 right") markers,
                          then a DELETE of each namespace of a hand lost since the previous frame.
@@ -101,7 +103,7 @@ IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 STORAGES = ("mcap", "sqlite3")
 INTRINSICS_SOURCES = messages.INTRINSICS_SOURCES
 DEFAULT_NAMESPACE = "/hand25d"
-DEFAULT_FRAME_PREFIX = "hand_"   # the node's frame_prefix
+DEFAULT_FRAME_PREFIX = ""   # as the node's frame_prefix: the node's own for the namespace (hand_ for /hand25d)
 MAX_PIXELS = messages.DEFAULT_MAX_PIXELS      # the node's default max_image_pixels
 # an image stamp this far behind the previous one is a restarted recording: start over
 STAMP_RESET_NS = 1_000_000_000
@@ -260,7 +262,7 @@ class MessageBuilder:
     """The output messages of one frame as rosbags typestore objects, with the content of the
     node's ``conversions.hands_to_*`` (hands in the order given: the caller sorts by id)."""
 
-    def __init__(self, ts=None, frame_prefix: str = DEFAULT_FRAME_PREFIX, style: MarkerStyle | None = None):
+    def __init__(self, ts=None, frame_prefix: str = "hand_", style: MarkerStyle | None = None):
         self.ts = ts or typestore()
         self.T = self.ts.types
         self.prefix = frame_prefix
@@ -686,6 +688,8 @@ def convert(input_bag, output_bag, tracker, *, image_topic: str, camera_info_top
             raise BagError(f"{what} {value!r} is not a valid ROS name (letters, digits and '_', in parts "
                            "separated by '/')")
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
+    # the node's default: its TF frames carry its namespace and name, so that two never share one
+    frame_prefix = frame_prefix or messages.frame_prefix_of_topic(f"{ns}/keypoints")
     inp, out = Path(input_bag), Path(output_bag)
     ts = typestore()
     reader = open_bag(inp)

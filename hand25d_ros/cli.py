@@ -416,7 +416,9 @@ def add_bag_parser(sub, common) -> None:
                    help="read every frame's hand afresh (the node's follow_hand false)")
     p.add_argument("--storage", choices=STORAGES, default=None, help="output storage (default: the input's)")
     p.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the output topics")
-    p.add_argument("--frame-prefix", default=DEFAULT_FRAME_PREFIX, help="TF frames <prefix><id>_palm, ...")
+    p.add_argument("--frame-prefix", default=DEFAULT_FRAME_PREFIX,
+                   help="TF frames <prefix><id>_palm, ... (default: the node's for --namespace: hand_ for "
+                   "/hand25d, cam2/hand_ for /cam2/hand25d)")
     p.add_argument("--camera-frame-id", default="", help="frame of the outputs (default: the image's)")
     p.add_argument("--marker-lifetime-s", type=NON_NEGATIVE, default=0.5)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output bag")

@@ -255,3 +255,32 @@ def output_frame_id(header_frame_id: str, override: str = "") -> tuple[str, bool
     if not stripped or any(c.isspace() for c in stripped):
         raise MessageError(f"header.frame_id {frame!r} is not a frame name tf2 takes")
     return stripped, stripped != frame
+
+
+# TF frame prefixes: ROS-free, for the node, its consumers and ``hand25d bag`` alike
+DEFAULT_NODE_NAME = "hand25d"   # hand25d_node's name unless remapped
+
+
+def auto_frame_prefix(namespace: str, node_name: str) -> str:
+    """The TF frame prefix of a node whose ``frame_prefix`` is empty: ``hand_`` behind the
+    node's namespace and, unless it is the default ``hand25d``, its name (``hand_`` for
+    /hand25d, ``cam2/hand_`` for /cam2/hand25d, ``left/hand_`` for /left).
+
+    /tf is one topic for all nodes: with one fixed prefix, two nodes (two cameras) both
+    broadcast ``hand_0_palm``, each under its own camera frame, and tf2 sees one frame whose
+    parent flips between the cameras. Node names are unique, so these prefixes are too."""
+    parts = [p for p in namespace.split("/") if p]
+    if node_name != DEFAULT_NODE_NAME:
+        parts.append(node_name)
+    return "/".join(parts + ["hand_"])
+
+
+def frame_prefix_of_topic(topic: str) -> str:
+    """The default TF frame prefix of the node that publishes ``topic`` (one of its ``~/``
+    topics, e.g. ``/cam2/hand25d/keypoints`` -> ``cam2/hand_``), for consumers and ``hand25d
+    bag``; ``hand_`` when the topic names no node."""
+    node = topic.rsplit("/", 1)[0]
+    if not node.strip("/"):
+        return "hand_"
+    namespace, name = node.rsplit("/", 1)
+    return auto_frame_prefix(namespace or "/", name)

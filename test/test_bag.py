@@ -809,3 +809,20 @@ def test_hfov_deg_alone_guesses_for_a_bag_without_camera_info(tmp_path, capsys):
         assert f"guessing intrinsics from a {deg} degree field of view" in captured.err
         assert "2 of 2 frames processed" in captured.out and f"intrinsics: guess from a {deg} degree" in captured.out
         assert set(read_bag(out)) >= {IMG_TOPIC, f"{NS}/keypoints"}
+
+
+def test_the_tf_frames_follow_the_namespace_as_the_nodes_do(small_bag, tmp_path):
+    """The node's frame_prefix defaults to hand_ behind its namespace and name (cam2/hand_ for
+    /cam2/hand25d), so that two cameras' nodes never share a TF frame. The bag tool wrote
+    hand_ whatever --namespace it was given: a replay beside another camera's shared frames."""
+    for i, (namespace, palm) in enumerate((("/cam2/hand25d", "cam2/hand_0_palm"), (NS, "hand_0_palm"),
+                                           ("/", "hand_0_palm"), ("/left", "left/hand_0_palm"))):
+        out = tmp_path / f"o{i}"
+        hb.convert(small_bag, out, ScriptedTracker([[0]]), image_topic=IMG_TOPIC, namespace=namespace, progress=False)
+        tf = read_bag(out)["/tf"][0][1]
+        assert tf.transforms[0].child_frame_id == palm, namespace
+        assert tf.transforms[-1].child_frame_id == palm.replace("palm", "pinky_tip")
+    # --frame-prefix still sets it outright
+    hb.convert(small_bag, tmp_path / "own", ScriptedTracker([[0]]), image_topic=IMG_TOPIC, namespace="/cam2/hand25d",
+               frame_prefix="right/", progress=False)
+    assert read_bag(tmp_path / "own")["/tf"][0][1].transforms[0].child_frame_id == "right/0_palm"

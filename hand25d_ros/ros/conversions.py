@@ -35,6 +35,7 @@ from .. import keypoints as kp
 from ..messages import (DEFAULT_MAX_PIXELS, ENCODING_CHANNELS, INTRINSICS_SOURCES, MessageError,  # noqa: F401
                         UnsupportedEncoding, camera_info_to_intrinsics, compressed_to_rgb, expected_image_size,
                         image_to_numpy, image_to_rgb, is_uncalibrated)
+from ..messages import DEFAULT_NODE_NAME, auto_frame_prefix, frame_prefix_of_topic  # noqa: F401
 from ..pose_frames import HandFrames
 
 # ---------------------------------------------------------------------------- time
@@ -258,34 +259,6 @@ def hands_to_pose_array(header: Header, hands: list[HandOutput]) -> PoseArray:
 def palms_to_pose_array(header: Header, hands: list[HandOutput]) -> PoseArray:
     """One palm pose per hand, in the order given."""
     return PoseArray(header=header, poses=[_pose(h.frames.palm_origin, h.frames.palm_quaternion) for h in hands])
-
-
-DEFAULT_NODE_NAME = "hand25d"   # hand25d_node's name unless remapped
-
-
-def auto_frame_prefix(namespace: str, node_name: str) -> str:
-    """The TF frame prefix of a node whose ``frame_prefix`` is empty: ``hand_`` behind the
-    node's namespace and, unless it is the default ``hand25d``, its name (``hand_`` for
-    /hand25d, ``cam2/hand_`` for /cam2/hand25d, ``left/hand_`` for /left).
-
-    /tf is one topic for all nodes: with one fixed prefix, two nodes (two cameras) both
-    broadcast ``hand_0_palm``, each under its own camera frame, and tf2 sees one frame whose
-    parent flips between the cameras. Node names are unique, so these prefixes are too."""
-    parts = [p for p in namespace.split("/") if p]
-    if node_name != DEFAULT_NODE_NAME:
-        parts.append(node_name)
-    return "/".join(parts + ["hand_"])
-
-
-def frame_prefix_of_topic(topic: str) -> str:
-    """The default TF frame prefix of the node that publishes ``topic`` (one of its ``~/``
-    topics, e.g. ``/cam2/hand25d/keypoints`` -> ``cam2/hand_``), for consumers; ``hand_``
-    when the topic names no node."""
-    node = topic.rsplit("/", 1)[0]
-    if not node.strip("/"):
-        return "hand_"
-    namespace, name = node.rsplit("/", 1)
-    return auto_frame_prefix(namespace or "/", name)
 
 
 def palm_frame_name(prefix: str) -> str:

@@ -240,7 +240,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               pattern=FRAME_ID_PATTERN),
     ParamSpec("frame_prefix", "", "prefix of the TF frames: <prefix><hand id>_palm, "
               "<prefix><hand id>_<keypoint name>; empty: hand_ behind the node's namespace and name "
-              "(hand_ for /hand25d, cam2/hand_ for /cam2/hand25d; see conversions.auto_frame_prefix)",
+              "(hand_ for /hand25d, cam2/hand_ for /cam2/hand25d; see messages.auto_frame_prefix)",
               pattern=FRAME_PREFIX_PATTERN),
     ParamSpec("publish_tf", True, "broadcast the palm and keypoint frames on /tf"),
     ParamSpec("publish_markers", True, "publish ~/markers for RViz"),
