@@ -582,8 +582,12 @@ class HandPoseNode(Node):
         unknown = sorted(set(getattr(self, "_parameter_overrides", {})) - set(PARAMETER_SPECS) - {"use_sim_time"})
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameters (typos?): {', '.join(unknown)}")
-        self.frame_prefix = self.cfg["frame_prefix"] or conv.auto_frame_prefix(self.get_namespace(), self.get_name())
         self.add_on_set_parameters_callback(self.on_set_parameters)
+
+    @property
+    def frame_prefix(self) -> str:
+        """The TF frame prefix: ``frame_prefix``, else the node's own (``messages.auto_frame_prefix``)."""
+        return self.cfg["frame_prefix"] or conv.auto_frame_prefix(self.get_namespace(), self.get_name())
 
     def _make_estimator(self):
         import torch
@@ -639,8 +643,6 @@ class HandPoseNode(Node):
                     self.sync.tolerance_ns = int(value * 1e9)
                 elif prm.name == "warning_period_s":
                     self.throttle.period_s = value
-                elif prm.name == "frame_prefix":
-                    self.frame_prefix = value or conv.auto_frame_prefix(self.get_namespace(), self.get_name())
                 elif prm.name == "hand_side":
                     self.estimator.hand_side = value
                 elif prm.name == "follow_hand":
