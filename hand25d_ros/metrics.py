@@ -55,18 +55,19 @@ def _pair(pred, gt, dim: int, finite: bool = True,
     return p, g
 
 
-def _masked_pair(pred, gt, dim: int, labelled) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _masked_pair(pred, gt, dim: int, labelled,
+                 names: tuple[str, str] = ("pred", "gt")) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """pred, gt as in :func:`_pair`, gt finite only where ``labelled`` (None: everywhere);
     the mask comes back None when it is None or all True, so that fully labelled poses take
     the arithmetic they always did, to the bit."""
     if labelled is None:
-        return (*_pair(pred, gt, dim), None)
-    p, g = _pair(pred, gt, dim, finite=False)
+        return (*_pair(pred, gt, dim, names=names), None)
+    p, g = _pair(pred, gt, dim, finite=False, names=names)
     m = _mask(labelled, g.shape[:2])
     if not np.isfinite(p).all():
-        raise ValueError("pred contains non-finite values (NaN or inf)")
+        raise ValueError(f"{names[0]} contains non-finite values (NaN or inf)")
     if not np.isfinite(g[m]).all():
-        raise ValueError("gt contains non-finite values (NaN or inf) at labelled keypoints")
+        raise ValueError(f"{names[1]} contains non-finite values (NaN or inf) at labelled keypoints")
     return p, g, (None if m.all() else m)
 
 
@@ -383,16 +384,9 @@ def summarize(pred_2d, gt_2d, pred_3d_mm, gt_3d_mm, valid, has_3d=None, found=No
         ``num_valid_with_3d``, ``found_fraction``, ``mean_error_2d_px``, ``median_error_2d_px``, the 3D
         figures above (mm) and AUCs.
     """
-    p2, g2 = _pair(pred_2d, gt_2d, 2, finite=labelled is None, names=("pred_2d", "gt_2d"))
+    # lab None where fully labelled: the arithmetic it always had, to the bit
+    p2, g2, lab = _masked_pair(pred_2d, gt_2d, 2, labelled, names=("pred_2d", "gt_2d"))
     p3, g3 = _pair(pred_3d_mm, gt_3d_mm, 3, finite=False, names=("pred_3d_mm", "gt_3d_mm"))
-    lab = None if labelled is None else _mask(labelled, p2.shape[:2])
-    if lab is not None:
-        if not np.isfinite(p2).all():
-            raise ValueError("pred_2d contains non-finite values (NaN or inf)")
-        if not np.isfinite(g2[lab]).all():
-            raise ValueError("gt_2d contains non-finite values (NaN or inf) at labelled keypoints")
-        if lab.all():
-            lab = None          # fully labelled: the arithmetic it always had, to the bit
     v = _flags(valid, "valid")
     n = len(p2)
     h = np.ones(n, bool) if has_3d is None else _flags(has_3d, "has_3d")
