@@ -1530,6 +1530,45 @@ def test_bad_boxes_are_dropped_with_warnings_and_counted(ext):
     assert node.alive()
 
 
+def test_an_image_of_a_camera_without_camera_info_replaced_before_its_boxes_came_lacked_boxes(ext):
+    """With hfov_deg, a camera without CameraInfo has its intrinsics once none came for 1 s. An
+    image of it whose boxes never came, replaced by the next, lacked boxes: it was counted as
+    no_camera_info, with a warning that pointed at a CameraInfo the node no longer waited for."""
+    node, probe, frames = ext
+    ext_frame(frames, [BOX_A])    # its CameraInfo is the last one
+    (res,) = set_params(probe, hfov_deg=60.0)
+    assert res.successful, res.reason
+    try:
+        t0 = time.monotonic()
+        answered = None
+        while answered is None and time.monotonic() - t0 < NO_CAMERA_INFO_WAIT_S + 3.0:
+            s = frames.stamp(step_ms=100)
+            frames.good.add(s)
+            send_rois(frames, s, [BOX_A])
+            frames.send(frames.image(s))
+            if probe.wait_for(lambda: by_stamp(probe.messages("keypoints"), s), 0.1):
+                answered = s
+        assert answered is not None, node.output()[-2000:]   # the guess serves the images now
+        time.sleep(INFO_DUE_WAIT_S + 0.5)   # the images replaced while it waited are counted by now
+        before = {r: probe.dropped(r) for r in ("no_rois", "no_camera_info")}
+        lonely = frames.stamp(step_ms=100)
+        frames.send(frames.image(lonely))                    # its boxes never come
+        time.sleep(0.3)
+        for _ in range(3):
+            s = frames.stamp(step_ms=100)
+            frames.good.add(s)
+            send_rois(frames, s, [BOX_A])
+            frames.send(frames.image(s))
+            if probe.wait_for(lambda: by_stamp(probe.messages("keypoints"), s), 2.0):
+                break
+        assert probe.wait_for(lambda: probe.dropped("no_rois") > before["no_rois"], 3), node.output()[-2000:]
+        assert probe.dropped("no_camera_info") == before["no_camera_info"]
+        assert not by_stamp(probe.messages("keypoints"), lonely)
+    finally:
+        (res,) = set_params(probe, hfov_deg="")
+        assert res.successful, res.reason
+
+
 # ---------------------------------------------------------------------------- track: shipped weights, full frame
 def sample_frame(name="frame_00.png"):
     """A bundled sample: a full 640x480 camera frame with its K and true 2D keypoints."""

@@ -780,8 +780,11 @@ class HandPoseNode(Node):
         self.try_pending()
 
     def warn_unpaired(self, stamp: int) -> None:
-        """An image that waited and a newer one replaced: count it by what it lacked."""
-        if self.sync.match(stamp) is not None:
+        """An image that waited and a newer one replaced: count it by what it lacked (external,
+        with its intrinsics, a CameraInfo or the overdue hfov_deg guess as try_pending takes
+        them: boxes). Without boxes to wait for, it lacked a CameraInfo, even where the guess
+        became due after it came."""
+        if self.external and (self.sync.match(stamp) is not None or self.camera_info_overdue()):
             self.warn("no_rois", f"dropped an image at {stamp / 1e9:.6f}: no hand boxes of its stamp on "
                                  f"{self.sub_rois.topic_name} ({self.roi_type_name}) before the next image "
                                  "(localization: external; publish an empty message for an image without hands)")
