@@ -12,13 +12,15 @@ Subscriptions (remappable; sensor-data QoS: best effort, keep last 1; ``rois`` k
                          a camera that publishes no CameraInfo at all gets the same guess once
                          none has come for 1 s while images did (the images before are dropped
                          as ``no_camera_info``); without it they wait and are dropped. Also subscribed
-                         reliable transient-local: a CameraInfo a camera publishes once, latched,
-                         even before the node starts, serves every image without a CameraInfo of
-                         its own stamp, whatever its stamp (the newest latched one counts),
-                         while a live stream (a CameraInfo stamped within 1 s before the image,
-                         or after it) is not there; subscribed only while such a publisher is
-                         there, so that ordinary volatile drivers meet no incompatible
-                         subscription; its CameraInfo is forgotten when it goes
+                         transient-local (reliable, or best effort where a latched publisher is
+                         best effort, which a reliable one would not match): a CameraInfo a
+                         camera publishes once, latched, even before the node starts, serves
+                         every image without a CameraInfo of its own stamp, whatever its stamp
+                         (the newest latched one counts), while a live stream (a CameraInfo
+                         stamped within 1 s before the image, or after it) is not there;
+                         subscribed only while such a publisher is there, so that ordinary
+                         volatile drivers meet no incompatible subscription; its CameraInfo is
+                         forgotten when it goes
     rois                 only with ``localization: external``: the hand boxes of each image,
                          paired by exact stamp; vision_msgs/Detection2DArray when vision_msgs is
                          importable (one box per detection, ``bbox`` in pixels), else
@@ -711,7 +713,8 @@ class HandPoseNode(Node):
             self.get_logger().info(
                 f"latched CameraInfo on {self.sub_info.topic_name} "
                 f"(stamp {conv.stamp_to_ns(msg.header.stamp) / 1e9:.6f}): "
-                "used for every image without a CameraInfo within sync_tolerance_s of its stamp")
+                "used for every image without a CameraInfo within sync_tolerance_s of its stamp while no live "
+                "CameraInfo stream runs")
         self.info_wait_since = None
         self.sync.set_latched(msg)
         self.settle_info_due()
