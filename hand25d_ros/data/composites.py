@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from . import backgrounds
+from ._files import savez_replacing
 from ..augment import AugmentConfig, augment_sample
 
 BANK_ARRAYS = ("images", "masks", "joints_2d_px", "is_left")
@@ -77,14 +78,7 @@ def render_cutouts(path, n: int, seed: int = 7000, size_px: int = 128, workers: 
     bank = {k: np.concatenate([p[k] for p in parts]) for k in BANK_ARRAYS}
     path.parent.mkdir(parents=True, exist_ok=True)
     # by pid, as the shards: two detector runs sharing a bank wrote one part file at once
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, **bank, seed=np.int64(seed))
-        os.replace(tmp, path)
-    except BaseException:
-        # stopped while writing (Ctrl-C): nothing else would ever remove the part file
-        tmp.unlink(missing_ok=True)
-        raise
+    savez_replacing(path, path.with_name(f".{path.name}.{os.getpid()}.tmp.npz"), **bank, seed=np.int64(seed))
     return bank
 
 

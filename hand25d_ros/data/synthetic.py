@@ -41,6 +41,7 @@ from scipy.spatial.transform import Rotation
 from .._checks import check_count
 from ..crop import crop_affine, crop_intrinsics, invert_affine
 from . import backgrounds
+from ._files import savez_replacing
 from .hand_mesh import (MIRROR_X, TIP_JOINTS, WEBXR_PARENTS, HandMesh, forward_kinematics,
                         keypoint_labels, packaged_hand, skin)
 from .pose_sampler import sample_pose, sample_shape
@@ -807,15 +808,8 @@ def _render_shard_now(args) -> int:
         arr["joints_2d_px"][r] = s["joints_2d_px"]
         arr["visible"][r] = s["visible"]
         arr["is_left"][r] = s["is_left"]
-    tmp = final.with_name(f".{final.stem}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez(tmp, **arr)              # uncompressed: ShardDataset memory-maps the members
-        os.replace(tmp, final)
-    except BaseException:
-        # stopped while writing (Ctrl-C, the pool ended): a later run renders the shard again,
-        # and nothing would ever remove its 16 MB part file from the cache
-        tmp.unlink(missing_ok=True)
-        raise
+    # stopped while writing (Ctrl-C, the pool ended): a later run renders the shard again
+    savez_replacing(final, final.with_name(f".{final.stem}.{os.getpid()}.tmp.npz"), **arr)
     return k
 
 
