@@ -614,6 +614,18 @@ def _uncalibrated_info(frames, s):
     return info
 
 
+def hfov_K(hfov_deg):
+    """K of a pinhole of that horizontal field of view centred on the image: u = f X / Z + (W - 1) / 2."""
+    f = (W / 2) / math.tan(math.radians(hfov_deg / 2))
+    return np.array([[f, 0.0, (W - 1) / 2], [0.0, f, (H - 1) / 2], [0.0, 0.0, 1.0]])
+
+
+def assert_lifted_through(cloud, K_used):
+    """The cloud's 3D keypoints project through ``K_used`` onto its 2D ones."""
+    xyz, uv, _ = cloud_xyz_uv(cloud)
+    np.testing.assert_allclose((xyz @ K_used.T)[:, :2] / xyz[:, 2:], uv, atol=2e-3)
+
+
 def test_an_uncalibrated_camera_is_dropped_or_takes_its_intrinsics_from_hfov_deg(main):
     node, probe, frames = main
     before = probe.dropped("uncalibrated")
@@ -637,11 +649,7 @@ def test_an_uncalibrated_camera_is_dropped_or_takes_its_intrinsics_from_hfov_deg
                 if out is not None:
                     break
             assert out is not None, node.output()[-2000:]
-            # lifted through K of a 60 degree pinhole centred on the image: u = f X / Z + (W - 1) / 2
-            xyz, uv, _ = cloud_xyz_uv(out["keypoints"])
-            f = (W / 2) / math.tan(math.radians(60.0 / 2))
-            K_guess = np.array([[f, 0.0, (W - 1) / 2], [0.0, f, (H - 1) / 2], [0.0, 0.0, 1.0]])
-            np.testing.assert_allclose((xyz @ K_guess.T)[:, :2] / xyz[:, 2:], uv, atol=2e-3)
+            assert_lifted_through(out["keypoints"], hfov_K(60.0))
         assert probe.wait_for(lambda: probe.diagnostics_value("intrinsics") == "guess from hfov_deg 60", 2.0)
         # said, and once per warning period (5 s) only
         said = node.output().count("the 3D is approximate") - warnings_before
@@ -685,10 +693,7 @@ def test_a_camera_without_camera_info_takes_hfov_deg_after_a_wait_or_keeps_waiti
         # waited first: none in the first 0.8 s (the bound is 1 s), then the images are answered
         assert all(t > 0.8 * NO_CAMERA_INFO_WAIT_S for _, t in answered), (answered, sent)
         assert len(answered) >= 4, (answered, sent)
-        xyz, uv, _ = cloud_xyz_uv(by_stamp(probe.messages("keypoints"), answered[-1][0])[-1])
-        f = (W / 2) / math.tan(math.radians(60.0 / 2))
-        K_guess = np.array([[f, 0.0, (W - 1) / 2], [0.0, f, (H - 1) / 2], [0.0, 0.0, 1.0]])
-        np.testing.assert_allclose((xyz @ K_guess.T)[:, :2] / xyz[:, 2:], uv, atol=2e-3)
+        assert_lifted_through(by_stamp(probe.messages("keypoints"), answered[-1][0])[-1], hfov_K(60.0))
         assert probe.wait_for(lambda: probe.diagnostics_value("intrinsics") == "guess from hfov_deg 60", 2.0)
         said = node.output().count("no CameraInfo on /main/camera_info for 1 s") - warnings_before
         assert said == 1, node.output()[-2000:]   # rate-limited: once per 5 s warning period
@@ -990,8 +995,7 @@ def test_a_camera_info_latched_before_the_node_started_is_used(world):
                 if out is not None:
                     break
             assert out is not None, node.output()[-3000:]
-            xyz, uv, _ = cloud_xyz_uv(out["keypoints"])
-            np.testing.assert_allclose((xyz @ K_used.T)[:, :2] / xyz[:, 2:], uv, atol=2e-3)
+            assert_lifted_through(out["keypoints"], K_used)
         assert "latched CameraInfo on /latched/camera_info" in node.output()
         # the probe's volatile CameraInfo publisher beside the latched one: no warning from the node
         assert "incompatible" not in node.output().lower(), node.output()[-3000:]
