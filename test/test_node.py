@@ -965,6 +965,37 @@ def test_example_consumer_follows_the_index_fingertip_through_tf(main):
 
 
 # ---------------------------------------------------------------------------- other set-ups
+def test_an_image_a_raised_sync_tolerance_pairs_while_it_waits_does_not_stop_the_node(world):
+    """A waiting image that a larger sync_tolerance_s (ros2 param set) pairs with a CameraInfo
+    stays waiting until the next callback; replaced by the next image first, it was counted
+    as lacking boxes, whose topic a node without localization external does not have: an
+    AttributeError in the image callback ended the node. (Diagnostics, which also take a
+    waiting image, are slowed to an hour here so that the next image comes first.)"""
+    probe = h.Probe(world["domain"], "/tolerance")
+    node = h.NodeProcess(world["env"], "/tolerance", {"weights": world["weights"], "localization": "whole_image",
+                                                      "diagnostics_period_s": 3600.0},
+                         world["tmp"] / "tolerance_node.log")
+    try:
+        assert probe.wait_connected(30), node.output()
+        frames = Frames(probe)
+        frames.good_frame()
+        for _ in range(3):    # best effort: sent again until the node has it waiting
+            waiting = frames.stamp()
+            frames.send(frames.image(waiting), frames.info(waiting - 300_000_000))   # 0.3 s older
+            time.sleep(0.5)
+            if "dropped an image" not in node.output():
+                break
+        (res,) = set_params(probe, sync_tolerance_s=1.0)   # it pairs now, and still waits
+        assert res.successful, res.reason
+        frames.good_frame()    # replaces it
+        assert node.alive(), node.output()[-3000:]
+        assert "AttributeError" not in node.output(), node.output()[-3000:]
+    finally:
+        probe.close()
+        rc = node.stop()
+    assert rc == 0, node.output()[-3000:]
+
+
 def test_a_camera_info_latched_before_the_node_started_is_used(world):
     """A camera that publishes its calibration once, latched (transient local), before the node
     is up: the node gets it although it came first, uses it for images stamped long after it,
