@@ -810,6 +810,8 @@ def _run(reader, writer, ts, tracker, image_conns, info_conns, intrinsics, summa
                         _warn(f"image stamps jumped back by {(last_stamp - stamp) / 1e9:.3f} s: assuming a restarted "
                               "recording, starting the tracker over")
                         tracker.reset()
+                        # as the node: the old timeline holds nothing back, even if this frame is skipped
+                        last_stamp = None
                     else:
                         raise FrameSkip("out_of_order", f"image stamp {stamp / 1e9:.6f} is not after the previous "
                                                         f"image's {last_stamp / 1e9:.6f}")

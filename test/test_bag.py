@@ -826,3 +826,16 @@ def test_the_tf_frames_follow_the_namespace_as_the_nodes_do(small_bag, tmp_path)
     hb.convert(small_bag, tmp_path / "own", ScriptedTracker([[0]]), image_topic=IMG_TOPIC, namespace="/cam2/hand25d",
                frame_prefix="right/", progress=False)
     assert read_bag(tmp_path / "own")["/tf"][0][1].transforms[0].child_frame_id == "right/0_palm"
+
+
+def test_after_a_restart_the_old_timeline_holds_nothing_back_as_in_the_node(tmp_path):
+    """Stamps jumping back over 1 s are a restarted recording (as the node's restarted source):
+    the node forgets the old timeline's newest stamp then, so that when the restart's first
+    frame cannot be used, the next one is not measured against the old timeline. The bag tool
+    kept it: a frame 0.8 s before the old timeline's last was skipped as out of order."""
+    stamps_ns = [stamp(0), stamp(0) - 1_500_000_000, stamp(0) - 800_000_000, stamp(0) - 700_000_000]
+    src = _bag_with_stamps(tmp_path / "loop", stamps_ns, ["rgb8", "32FC1", "rgb8", "rgb8"])
+    tr = ScriptedTracker([[0]])
+    s = hb.convert(src, tmp_path / "o", tr, image_topic=IMG_TOPIC, progress=False)
+    assert (s.processed, dict(s.skipped)) == (3, {"unsupported_encoding": 1})
+    assert [ns_of(m) for _, m in read_bag(tmp_path / "o")[f"{NS}/keypoints"]] == [stamps_ns[i] for i in (0, 2, 3)]
