@@ -9,8 +9,9 @@ Subscriptions (remappable; sensor-data QoS: best effort, keep last 1; ``rois`` k
     camera_info          sensor_msgs/CameraInfo, paired by stamp (``sync_tolerance_s``); one of an
                          uncalibrated camera (K all zeros) is dropped unless ``hfov_deg`` gives
                          its field of view (approximate 3D, warned about). With ``hfov_deg``,
-                         a camera that publishes no CameraInfo at all gets the same guess once
-                         none has come for 1 s while images did (the images before are dropped
+                         images get the same guess once no CameraInfo at all has come for 1 s
+                         while images did (a camera that publishes none, or a stream that
+                         stopped; the images before are dropped
                          as ``no_camera_info``); without it they wait and are dropped. Also subscribed
                          transient-local (reliable, or best effort where a latched publisher is
                          best effort, which a reliable one would not match): a CameraInfo a
