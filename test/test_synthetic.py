@@ -295,6 +295,14 @@ def test_make_samples_writes_an_annotated_folder_and_says_how(tmp_path):
         main(["--out", str(tmp_path / "v"), "--n", "1", "--hand-texture", "2"])
 
 
+def test_make_samples_names_sort_in_frame_order():
+    from hand25d_ros.tools.make_samples import frame_name
+    for n in (1, 8, 100, 101, 1500):
+        names = [frame_name(i, n) for i in range(n)]
+        assert sorted(names) == names and len(set(names)) == n
+    assert frame_name(3, 8) == "frame_03.png" and frame_name(7, 500) == "frame_007.png"
+
+
 def test_a_sample_does_not_depend_on_the_samples_rendered_before_it():
     # skin detail once listed each line's parts from the first sample a process drew;
     # sample 63999 of seed 2 then came out differently after sample 0

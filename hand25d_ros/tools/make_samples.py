@@ -95,6 +95,12 @@ def main(argv=None) -> int:
     return 0
 
 
+def frame_name(i: int, n: int) -> str:
+    """The file name of frame ``i`` of ``n``, zero-padded so that names sort in frame order
+    (frame_100 sorted before frame_11 with a fixed two digits; eight frames stay frame_00..07)."""
+    return f"frame_{i:0{max(2, len(str(n - 1)))}d}.png"
+
+
 def _write(args, cfg, gen, frame_size, backgrounds) -> None:
     """The frames and annotations.json; OSError where the folder cannot take them."""
     args.out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +110,7 @@ def _write(args, cfg, gen, frame_size, backgrounds) -> None:
         s = gen.sample(i, with_mask=frame_size is not None)
         if frame_size is not None:
             s = _in_frame(s, frame_size, np.random.default_rng((args.seed, 55, i)), backgrounds)
-        name = f"frame_{i:02d}.png"
+        name = frame_name(i, args.n)
         write_image_file(args.out / name, cv2.cvtColor(s["image"], cv2.COLOR_RGB2BGR))
         frames.append({"image": name, "K": np.round(s["K"], 6).tolist(),
                        "joints_3d_mm": np.round(s["joints_3d_mm"], 3).tolist(),
