@@ -60,7 +60,8 @@ def real_pasted(est, root, seed, limit):
     Both columns are summarised over the frames where the hand was detected (the same
     samples), so that their difference is what localisation costs. Keypoints the folder
     leaves unlabelled (null) are left out of the figures and of the true box, as the
-    evaluation leaves them out."""
+    evaluation leaves them out; a 2D-only sample (no ``joints_3d_mm``) counts for the 2D
+    figures and runs with the default hand size, as in ``hand25d-eval``."""
     ds = AnnotatedFolderDataset(root)
     n = len(ds) if not limit else min(limit, len(ds))
     rng = np.random.default_rng(seed)
@@ -68,10 +69,12 @@ def real_pasted(est, root, seed, limit):
     hits = []
     for i in range(n):
         s = ds[i]
-        P = np.asarray(s["joints_3d_mm"], dtype=np.float64)
+        has_3d = s.get("joints_3d_mm") is not None
+        # a 2D-only sample was an IndexError here; NaN truths are what summarize skips by has_3d
+        P = np.asarray(s["joints_3d_mm"], dtype=np.float64) if has_3d else np.full((kp.NUM_KEYPOINTS, 3), np.nan)
         gt2 = np.asarray(s["joints_2d_px"], dtype=np.float64)
         lab = np.asarray(s["labelled"], dtype=bool)
-        size_m = float(np.linalg.norm(P[kp.SCALE_BONE[0]] - P[kp.SCALE_BONE[1]]) / 1000.0)
+        size_m = float(np.linalg.norm(P[kp.SCALE_BONE[0]] - P[kp.SCALE_BONE[1]]) / 1000.0) if has_3d else None
         c = est.estimate(s["image"], s["K"], hand_size_m=size_m, roi="image")
         frame, Kf, A = paste(rng, s["image"], s["K"], int(rng.uniform(0.35, 0.95) * H))
         poses = est.estimate_hands(frame, Kf, hand_size_m=size_m, max_hands=1)
@@ -84,18 +87,18 @@ def real_pasted(est, root, seed, limit):
         # the pasted crop's own square: what the frame's resampling costs without localisation
         f, S = A[0, 0], s["image"].shape[0]
         g = est.estimate(frame, Kf, hand_size_m=size_m, roi=(A[0, 2] - 0.5 * f, A[1, 2] - 0.5 * f, S * f, S * f))
-        rows["crop given"].append((c.keypoints_2d, gt2, c.keypoints_3d * 1000.0, P, c.valid, lab))
+        rows["crop given"].append((c.keypoints_2d, gt2, c.keypoints_3d * 1000.0, P, c.valid, has_3d, lab))
         for name, q in (("true box in the frame", g), ("full frame", poses[0])):
             # frame pixels back to the crop's: the same 2D figure as on the crop itself
             uv_crop = (q.keypoints_2d - A[:2, 2]) / A[0, 0]
-            rows[name].append((uv_crop, gt2, q.keypoints_3d * 1000.0, P, q.valid, lab))
+            rows[name].append((uv_crop, gt2, q.keypoints_3d * 1000.0, P, q.valid, has_3d, lab))
     out = {}
     for k, v in rows.items():
         if not v:
             out[k] = {}
             continue
-        *cols, lab = (np.asarray(col) for col in zip(*v))
-        out[k] = metrics.summarize(*cols, labelled=lab)
+        *cols, has_3d, lab = (np.asarray(col) for col in zip(*v))
+        out[k] = metrics.summarize(*cols, has_3d=has_3d, labelled=lab)
     return n, int(np.sum(hits)), out
 
 

@@ -108,3 +108,21 @@ def test_bench_localisation_scores_the_labelled_keypoints_only(partly_labelled):
         assert figures, column
         for key in ("mean_error_2d_px", "pa_mpjpe_mm", "mpjpe_mm"):
             assert np.isfinite(figures[key]) and 0 < figures[key] < 100, (column, key, figures[key])
+
+
+def test_bench_localisation_takes_2d_only_samples(partly_labelled):
+    """A sample without joints_3d_mm (the folder format allows it) was an IndexError in the
+    benchmark; it counts for the 2D figures, as in hand25d-eval."""
+    import json
+
+    from bench_localisation import real_pasted
+
+    from hand25d_ros import HandPoseEstimator
+    folder, recs = partly_labelled
+    for rec in recs:
+        rec["joints_3d_mm"] = None
+    (folder / "annotations.json").write_text(json.dumps({"samples": recs}))
+    n, found, rows = real_pasted(HandPoseEstimator(device="cpu", tta="none"), folder, seed=2026, limit=len(recs) - 1)
+    assert n == len(recs) - 1 and found >= 1
+    for column, figures in rows.items():
+        assert figures["num_with_3d"] == 0 and 0 < figures["mean_error_2d_px"] < 100, (column, figures)
