@@ -78,7 +78,7 @@ def render_cutouts(path, n: int, seed: int = 7000, size_px: int = 128, workers: 
     bank = {k: np.concatenate([p[k] for p in parts]) for k in BANK_ARRAYS}
     path.parent.mkdir(parents=True, exist_ok=True)
     # by pid, as the shards: two detector runs sharing a bank wrote one part file at once
-    savez_replacing(path, path.with_name(f".{path.name}.{os.getpid()}.tmp.npz"), **bank, seed=np.int64(seed))
+    savez_replacing(path, **bank, seed=np.int64(seed))
     return bank
 
 

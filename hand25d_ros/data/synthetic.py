@@ -809,7 +809,7 @@ def _render_shard_now(args) -> int:
         arr["visible"][r] = s["visible"]
         arr["is_left"][r] = s["is_left"]
     # stopped while writing (Ctrl-C, the pool ended): a later run renders the shard again
-    savez_replacing(final, final.with_name(f".{final.stem}.{os.getpid()}.tmp.npz"), **arr)
+    savez_replacing(final, **arr)
     return k
 
 
