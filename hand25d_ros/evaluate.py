@@ -161,9 +161,8 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
     summary["hand_extent_fraction_median"] = float(np.median(extent)) if extent else float("nan")
     summary["num_default_hand_size"] = int(n if hand_size == "default" else (~has_3d).sum())
     summary["mean_confidence"] = float(np.mean(conf)) if conf else 0.0
-    err = np.linalg.norm(pred2d - gt2d, axis=-1).mean(-1) if n else np.zeros(0)
-    if not labelled.all():
-        err = np.where(labelled, np.linalg.norm(pred2d - np.nan_to_num(gt2d), axis=-1), 0.0).sum(-1) / labelled.sum(-1)
+    # each sample's mean over its labelled keypoints (a fully labelled folder: the plain mean)
+    err = metrics.mean_error_2d_px(pred2d, np.nan_to_num(gt2d), None if labelled.all() else labelled).per_sample
     summary.update(handedness_summary(err, left, pred_left))
     head = handedness_summary(err, left, head_left)
     if head:
