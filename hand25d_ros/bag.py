@@ -105,12 +105,7 @@ INTRINSICS_SOURCES = messages.INTRINSICS_SOURCES
 DEFAULT_NAMESPACE = "/hand25d"
 DEFAULT_FRAME_PREFIX = ""   # as the node's frame_prefix: the node's own for the namespace (hand_ for /hand25d)
 MAX_PIXELS = messages.DEFAULT_MAX_PIXELS      # the node's default max_image_pixels
-# an image stamp this far behind the previous one is a restarted recording: start over
-STAMP_RESET_NS = 1_000_000_000
 DEFAULT_HFOV_DEG = 60.0   # the guess for a bag without any CameraInfo when --hfov-deg is not given
-# the node's CameraInfoSync.live_window_ns: a CameraInfo stream this near an image keeps the
-# latched CameraInfo from standing in for the image's own
-LIVE_INFO_WINDOW_NS = 1_000_000_000
 
 # the node's ~/keypoints (conversions.KEYPOINT_CLOUD_DTYPE): one point per keypoint, 36 bytes
 # (33 used): x y z (m), u v (px), confidence (float32), id (uint32, keypoint index 0-20),
@@ -422,7 +417,8 @@ class CameraInfoIndex:
     stamp, unless a CameraInfo stream that is not latched runs within ``live_window_ns`` of
     the image (its own CameraInfo is then missing, not replaced by another calibration)."""
 
-    def __init__(self, items, tolerance_ns: int, latched=(), live_window_ns: int = LIVE_INFO_WINDOW_NS):
+    def __init__(self, items, tolerance_ns: int, latched=(),
+                 live_window_ns: int = messages.LIVE_CAMERA_INFO_WINDOW_NS):
         by_stamp = dict(sorted(items, key=lambda x: x[0]))   # a repeated stamp: the later message
         self.stamps = list(by_stamp)
         self.infos = list(by_stamp.values())
@@ -806,7 +802,7 @@ def _run(reader, writer, ts, tracker, image_conns, info_conns, intrinsics, summa
                     raise FrameSkip("unstamped", "image header stamp 0: its driver does not stamp images, and "
                                                  "without a stamp no CameraInfo pairs and no order holds")
                 if last_stamp is not None and stamp <= last_stamp:
-                    if last_stamp - stamp > STAMP_RESET_NS:
+                    if last_stamp - stamp > messages.STAMP_RESET_NS:
                         _warn(f"image stamps jumped back by {(last_stamp - stamp) / 1e9:.3f} s: assuming a restarted "
                               "recording, starting the tracker over")
                         tracker.reset()

@@ -39,6 +39,12 @@ _TO_RGB = {
 }
 # larger images are refused (a 16k x 16k image is a bug upstream, not a hand)
 DEFAULT_MAX_PIXELS = 4096 * 4096
+# an image stamp this far behind the newest one means a restarted source (a looping or restarted
+# recording), not a reordered frame: start over instead of dropping everything from now on
+STAMP_RESET_NS = 1_000_000_000
+# a CameraInfo stream stamped this near an image keeps a latched CameraInfo from standing in for
+# the image's own (which is then on its way, or missing), in the node and in hand25d bag alike
+LIVE_CAMERA_INFO_WINDOW_NS = 1_000_000_000
 
 
 class MessageError(ValueError):

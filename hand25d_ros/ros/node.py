@@ -113,7 +113,8 @@ from .. import keypoints as kp
 from .._checks import MAX_HAND_SIZE_M, MIN_HAND_SIZE_M
 from ..crop import DEFAULT_TTA, HAND_SIDES, TTA_MODES, whole_image_box
 from ..intrinsics import K_from_fov
-from ..messages import FRAME_ID_PATTERN, FRAME_PREFIX_PATTERN, MessageError, NoFrameId, output_frame_id
+from ..messages import (FRAME_ID_PATTERN, FRAME_PREFIX_PATTERN, LIVE_CAMERA_INFO_WINDOW_NS, STAMP_RESET_NS,
+                        MessageError, NoFrameId, output_frame_id)
 from ..pose_frames import hand_frames
 from . import conversions as conv
 
@@ -150,10 +151,6 @@ DEFAULT_NODE_NAME = conv.DEFAULT_NODE_NAME
 # counts as dropped for the lack of it rather than skipped: a queued one comes within
 # milliseconds once the node is free.
 INFO_DUE_WAIT_S = 0.5
-
-# an image stamp this far behind the newest one means a restarted source (a looping bag),
-# not a reordered frame: start over instead of dropping everything from now on
-STAMP_RESET_NS = 1_000_000_000
 
 
 class StartupError(RuntimeError):
@@ -342,7 +339,8 @@ class CameraInfoSync:
     CameraInfo that arrives after it.
     """
 
-    def __init__(self, tolerance_ns: int, history: int = 30, live_window_ns: int = 1_000_000_000):
+    def __init__(self, tolerance_ns: int, history: int = 30,
+                 live_window_ns: int = LIVE_CAMERA_INFO_WINDOW_NS):
         self.live_window_ns = int(live_window_ns)
         self.tolerance_ns = int(tolerance_ns)
         self._infos: deque = deque(maxlen=history)   # (stamp_ns, CameraInfo), arrival order
