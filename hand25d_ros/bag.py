@@ -536,11 +536,11 @@ class _Intrinsics:
         self._fov: dict = {}
         self.guessed_for_uncalibrated = False
 
-    def describe(self, info_topic) -> str:
+    def describe(self) -> str:
         if self.cal is not None:
             return f"calibration {self.cal.source}"
         if self.index is not None:
-            return f"CameraInfo on {info_topic} ({self.source})"
+            return f"CameraInfo on {self.info_topic} ({self.source})"
         return f"guess from a {self._hfov} degree horizontal field of view"
 
     @property
@@ -576,10 +576,11 @@ class _Intrinsics:
                     raise FrameSkip("uncalibrated", f"its CameraInfo on {self.info_topic} is uncalibrated (K all "
                                                     "zeros): pass --calib, or --hfov-deg with the camera's "
                                                     "horizontal field of view for approximate 3D")
-                size = messages.expected_image_size(info)
-                if size is not None and size != (width, height):
-                    raise FrameSkip("size_mismatch", f"image of {width} x {height}: its CameraInfo describes "
-                                                     f"{size[0]} x {size[1]} images")
+                K, D, size = None, None, messages.expected_image_size(info)
+            if size is not None and size != (width, height):
+                raise FrameSkip("size_mismatch", f"image of {width} x {height}: its CameraInfo describes "
+                                                 f"{size[0]} x {size[1]} images")
+            if K is None:   # uncalibrated, with --hfov-deg
                 K = self._guess(width, height)
                 if not self.guessed_for_uncalibrated:
                     self.guessed_for_uncalibrated = True
@@ -588,9 +589,6 @@ class _Intrinsics:
                           "is approximate (depth scales with the focal length): calibrate the camera for metric "
                           "accuracy")
                 return K, None, {}
-            if size is not None and size != (width, height):
-                raise FrameSkip("size_mismatch", f"image of {width} x {height}: its CameraInfo describes "
-                                                 f"{size[0]} x {size[1]} images")
             if D is not None and not np.any(D):
                 D = None
         else:
@@ -724,7 +722,7 @@ def convert(input_bag, output_bag, tracker, *, image_topic: str, camera_info_top
                   "degree field of view; the 3D output's depth is only as good as that guess")
         intrinsics = _Intrinsics(calibration, index, intrinsics_source, hfov_deg, info_topic)
         storage = storage or bag_storage(reader)
-        summary = BagSummary(output=out, storage=storage, intrinsics=intrinsics.describe(info_topic))
+        summary = BagSummary(output=out, storage=storage, intrinsics=intrinsics.describe())
         tmpdir, tmp_bag = _temp_output(out)
         try:
             plugin = rosbag2.StoragePlugin.MCAP if storage == "mcap" else rosbag2.StoragePlugin.SQLITE3
