@@ -9,7 +9,6 @@ left-hand and hand-present logits are not part of the export. Each file carries
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import sys
@@ -19,6 +18,7 @@ import torch
 
 from . import keypoints as kp
 from ._checks import require_extra
+from ._files import write_replacing
 from ._signals import interrupt_on_termination
 from .geometry import ROBUST_BONES
 from .weights import WeightsError, default_weights_path, load_weights
@@ -27,16 +27,7 @@ from .weights import WeightsError, default_weights_path, load_weights
 def _write_atomic(path, data: bytes) -> Path:
     # The model is serialised in memory first and renamed into place, so that a failed or
     # interrupted write leaves no truncated model, nor destroys an earlier export of that name.
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_replacing(path, lambda tmp: tmp.write_bytes(data))
 
 
 META_NAME = "hand25d_meta"

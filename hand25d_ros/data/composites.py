@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from . import backgrounds
-from ._files import savez_replacing
+from .._files import savez_replacing
 from ..augment import AugmentConfig, augment_sample
 
 BANK_ARRAYS = ("images", "masks", "joints_2d_px", "is_left")

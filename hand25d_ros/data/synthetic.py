@@ -41,7 +41,7 @@ from scipy.spatial.transform import Rotation
 from .._checks import check_count
 from ..crop import crop_affine, crop_intrinsics, invert_affine
 from . import backgrounds
-from ._files import savez_replacing
+from .._files import savez_replacing
 from .hand_mesh import (MIRROR_X, TIP_JOINTS, WEBXR_PARENTS, HandMesh, forward_kinematics,
                         keypoint_labels, packaged_hand, skin)
 from .pose_sampler import sample_pose, sample_shape
