@@ -61,3 +61,39 @@ def pad_rows(rows: np.ndarray, pad: int) -> tuple[bytes, int]:
     out = np.full((h, n + pad), 0xA5, np.uint8)
     out[:, :n] = rows
     return out.tobytes(), n + pad
+
+
+# ---------------------------------------------------------------------------- semi-planar YUV
+# V4L2's NV12/NV21 (kernel.org pixfmt-yuv-planar) and NV24 (pixfmt-nv24): a plane of Y, one
+# byte per pixel, then one plane of interleaved chroma: Cb Cr (NV12, NV24) or Cr Cb (NV21).
+# 4:2:0 keeps one pair per 2 x 2 block (H / 2 rows of W bytes); 4:4:4 one pair per pixel
+# (H rows of 2 * W bytes). With padded rows, the chroma rows of 4:2:0 have the luma rows'
+# padding, those of 4:4:4 twice as much.
+def encode_semi_planar(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) RGB -> (luma rows (H, W), chroma rows) of an ``nv12``, ``nv21`` (H, W even;
+    each block's chroma the mean of its four pixels') or ``nv24`` image."""
+    h, w, _ = rgb.shape
+    y, cb, cr = bt601_limited(rgb)
+    q = lambda x: np.clip(np.round(x), 0, 255).astype(np.uint8)  # noqa: E731
+    if encoding in ("nv12", "nv21"):
+        assert h % 2 == 0 and w % 2 == 0
+        cb, cr = (c.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3)) for c in (cb, cr))
+    first, second = (cb, cr) if encoding in ("nv12", "nv24") else (cr, cb)
+    chroma = np.stack([q(first), q(second)], axis=-1)
+    return q(y), chroma.reshape(chroma.shape[0], -1)
+
+
+def pad_planes(luma: np.ndarray, chroma: np.ndarray, pad: int) -> tuple[bytes, int]:
+    """Planes -> (data, step): ``pad`` junk bytes after each luma row and as many after each
+    chroma row of 4:2:0 (chroma rows as long as luma rows), twice as many for 4:4:4."""
+    y, step = pad_rows(luma, pad)
+    uv, _ = pad_rows(chroma, pad * chroma.shape[1] // luma.shape[1])
+    return y + uv, step
+
+
+# ---------------------------------------------------------------------------- 16 bit
+def samples16(values: np.ndarray, big_endian: bool) -> np.ndarray:
+    """(H, W, C) or (H, W) 16-bit samples -> (H, W * C * 2) bytes, each sample's two bytes in
+    the given order (sensor_msgs/Image ``is_bigendian``)."""
+    v = np.asarray(values).astype(">u2" if big_endian else "<u2")
+    return v.view(np.uint8).reshape(v.shape[0], -1)

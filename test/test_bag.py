@@ -102,15 +102,28 @@ def image_msg(i: int, encoding: str, pad: int = 0, frame=FRAME):
              "bgra8": np.dstack([img[:, :, ::-1], np.full((H, W), 9, np.uint8)]),
              "mono8": cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None],
              "32FC1": np.zeros((H, W, 4), np.uint8)}.get(encoding)
+    big_endian = encoding in BIG_ENDIAN
     if chans is None:   # a camera encoding, built from its definition
-        rows = raw.encode_bayer(img, encoding[6:10]) if encoding.startswith("bayer_") else \
-            raw.encode_yuv422(img, "uyvy" if encoding in ("uyvy", "yuv422") else "yuyv")
+        if encoding in ("nv12", "nv21", "nv24"):   # two planes, not rows of pixels
+            data, step = raw.pad_planes(*raw.encode_semi_planar(img, encoding), pad)
+            return T["sensor_msgs/msg/Image"](header=_header(stamp(i), frame), height=H, width=W, encoding=encoding,
+                                              is_bigendian=0, step=step, data=np.frombuffer(data, np.uint8))
+        # 16 bit: the frame's 8-bit values times 257 (full range to full range), which decode exactly
+        base = img.astype(np.uint16) * 257 if encoding.endswith("16") else img
+        if encoding.startswith("bayer_"):
+            rows = raw.encode_bayer(base, encoding[6:10])
+        elif encoding in ("rgb16", "bgr16"):
+            rows = base if encoding == "rgb16" else base[:, :, ::-1]
+        else:
+            rows = raw.encode_yuv422(img, "uyvy" if encoding in ("uyvy", "yuv422") else "yuyv")
+        if encoding.endswith("16"):
+            rows = raw.samples16(rows, big_endian)
         chans = rows.reshape(H, W, -1)
     row = W * chans.shape[2]
     data = np.zeros((H, row + pad), np.uint8)
     data[:, :row] = chans.reshape(H, row)
     return T["sensor_msgs/msg/Image"](header=_header(stamp(i), frame), height=H, width=W, encoding=encoding,
-                                      is_bigendian=0, step=row + pad, data=data.ravel())
+                                      is_bigendian=int(big_endian), step=row + pad, data=data.ravel())
 
 
 def info_msg(ns: int, K, width=W, height=H):
@@ -654,13 +667,17 @@ def test_an_unusable_frame_stamped_ahead_does_not_hold_back_the_rest(tmp_path):
     assert sorted(ns_of(m) for _, m in out[f"{NS}/keypoints"]) == [stamps_ns[i] for i in (0, 2, 3, 4)]
 
 
-CAMERA_ENCODINGS = ["yuv422_yuy2", "uyvy", "bayer_rggb8", "bayer_grbg8"]
+CAMERA_ENCODINGS = ["yuv422_yuy2", "uyvy", "bayer_rggb8", "bayer_grbg8", "nv12", "nv21", "nv24", "rgb16", "bgr16",
+                    "bayer_gbrg16"]
+# recorded with is_bigendian set, as a camera on a big-endian bus (IIDC/FireWire) may send 16 bit
+BIG_ENDIAN = {"bgr16", "bayer_gbrg16"}
 
 
 def test_webcam_and_raw_bayer_frames_are_processed(tmp_path):
-    """A UVC webcam's YUV 4:2:2 and a machine-vision camera's Bayer mosaic, recorded as the
-    drivers publish them (row padding included): every frame gives hands, and each decodes
-    to the frame it was made from (chroma subsampling and demosaicing blur colour edges only)."""
+    """A UVC webcam's YUV 4:2:2, semi-planar YUV (4:2:0 and 4:4:4) and a machine-vision
+    camera's Bayer mosaic and 16-bit pixels, recorded as the drivers publish them (row padding
+    included): every frame gives hands, and each decodes to the frame it was made from
+    (chroma subsampling and demosaicing blur colour edges only)."""
     frames = [(i, (enc, 8 * (i % 2), True)) for i, enc in enumerate(CAMERA_ENCODINGS)]
     src = write_bag(tmp_path / "cams", frames)
     for i, (enc, pad, _) in frames:

@@ -147,13 +147,149 @@ def test_bayer_images_keep_every_sample_and_a_flat_colour(pattern, h, w, pad):
                                   flat)
 
 
+# ---------------------------------------------------------------------------- 16-bit and semi-planar
+# where the 16-bit encodings keep their channels (the 8-bit names with 16 for 8)
+CHANNELS_16 = {"rgb16": [0, 1, 2], "bgr16": [2, 1, 0], "rgba16": [0, 1, 2, None], "bgra16": [2, 1, 0, None],
+               "mono16": [0]}
+
+
+def _in_channel_order(rgb, enc, alpha):
+    """(H, W, 3) -> (H, W, C) in ``enc``'s channel order, ``alpha`` where it has alpha."""
+    return np.stack([rgb[..., i] if i is not None else np.full(rgb.shape[:2], alpha, rgb.dtype)
+                     for i in CHANNELS_16[enc]], axis=-1)
+
+
+@pytest.mark.parametrize("enc", list(CHANNELS_16))
+@pytest.mark.parametrize("big_endian", [False, True])
+@pytest.mark.parametrize("h, w, pad", [(4, 6, 0), (3, 5, 7), (1, 1, 2)])
+def test_16bit_images_scale_to_8bit_in_either_byte_order(enc, big_endian, h, w, pad):
+    v = np.random.default_rng(h * w + pad).integers(0, 65536, (h, w, 3), dtype=np.uint16)
+    if enc == "mono16":
+        v[..., 1] = v[..., 2] = v[..., 0]
+    rows = raw.samples16(_in_channel_order(v, enc, 1234), big_endian)
+    data, step = raw.pad_rows(rows, pad)
+    msg = Image(height=h, width=w, encoding=enc, is_bigendian=int(big_endian), step=step, data=data)
+    np.testing.assert_array_equal(cv.image_to_numpy(msg), _in_channel_order(v, enc, 1234)[..., :cv.ENCODING_CHANNELS[enc]])
+    out = cv.image_to_rgb(msg)
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+    # full range to full range, rounded: v * 255 / 65535 = v / 257
+    np.testing.assert_array_equal(out, np.round(v / 257.0).astype(np.uint8))
+
+
+def test_16bit_values_map_to_known_8bit_values():
+    v = np.array([[0, 128, 129, 257, 32767, 32896, 65407, 65535]], np.uint16)
+    msg = Image(height=1, width=8, encoding="mono16", is_bigendian=0, step=16, data=raw.samples16(v, False).tobytes())
+    assert cv.image_to_rgb(msg)[0, :, 0].tolist() == [0, 0, 1, 1, 127, 128, 254, 255]
+    # the same bytes read big-endian are other numbers: 0x8000 (32768) is 0x0080 (128) swapped
+    swapped = Image(height=1, width=1, encoding="mono16", is_bigendian=1, step=2, data=bytes([0x80, 0x00]))
+    assert cv.image_to_rgb(swapped)[0, 0].tolist() == [128] * 3
+    swapped.is_bigendian = 0
+    assert cv.image_to_rgb(swapped)[0, 0].tolist() == [0] * 3
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("big_endian", [False, True])
+@pytest.mark.parametrize("h, w, pad", [(8, 10, 0), (7, 9, 3)])
+def test_16bit_bayer_images_keep_every_sample_and_a_flat_colour(pattern, big_endian, h, w, pad):
+    enc = f"bayer_{pattern}16"
+    v = np.random.default_rng(h * w + pad).integers(0, 65536, (h, w, 3), dtype=np.uint16)
+    mosaic = raw.encode_bayer(v, pattern)
+    data, step = raw.pad_rows(raw.samples16(mosaic, big_endian), pad)
+    out = cv.image_to_rgb(Image(height=h, width=w, encoding=enc, is_bigendian=int(big_endian), step=step, data=data))
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+    sampled = np.take_along_axis(out, raw.bayer_channel_map(pattern, h, w)[..., None], 2)[..., 0]
+    np.testing.assert_array_equal(sampled, np.round(mosaic / 257.0).astype(np.uint8))
+    flat = np.broadcast_to(np.array([200 * 257, 90 * 257, 30 * 257], np.uint16), (h, w, 3))
+    data, step = raw.pad_rows(raw.samples16(raw.encode_bayer(flat, pattern), big_endian), pad)
+    flat_msg = Image(height=h, width=w, encoding=enc, is_bigendian=int(big_endian), step=step, data=data)
+    np.testing.assert_array_equal(cv.image_to_rgb(flat_msg), np.broadcast_to(np.array([200, 90, 30], np.uint8), (h, w, 3)))
+
+
+def _semi_planar_image(enc, rgb, pad):
+    data, step = raw.pad_planes(*raw.encode_semi_planar(rgb, enc), pad)
+    return Image(height=rgb.shape[0], width=rgb.shape[1], encoding=enc, step=step, data=data)
+
+
+@pytest.mark.parametrize("enc", ["nv12", "nv21", "nv24"])
+@pytest.mark.parametrize("h, w, pad", [(6, 8, 0), (4, 10, 6), (2, 2, 3)])
+def test_semi_planar_yuv_images_decode_to_the_rgb_they_were_made_from(enc, h, w, pad):
+    # 4:2:0 keeps one colour per 2 x 2 block, 4:4:4 every pixel's: only the rounding to bytes
+    # stands between
+    rng = np.random.default_rng(h * w + pad)
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8) if enc == "nv24" else \
+        rng.integers(0, 256, (h // 2, w // 2, 3), dtype=np.uint8).repeat(2, axis=0).repeat(2, axis=1)
+    out = cv.image_to_rgb(_semi_planar_image(enc, rgb, pad))
+    assert out.shape == (h, w, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+    assert np.abs(out.astype(int) - rgb).max() <= 2
+
+
+@pytest.mark.parametrize("enc", ["nv12", "nv21", "nv24"])
+def test_semi_planar_yuv_known_colours(enc):
+    """Video-range BT.601 by hand: Y 16..235, chroma 16..240 around 128, as the cameras send."""
+    colours = {(235, 128, 128): (255, 255, 255), (16, 128, 128): (0, 0, 0), (126, 128, 128): (128, 128, 128),
+               (81, 90, 240): (255, 0, 0), (145, 54, 34): (0, 255, 0), (41, 240, 110): (0, 0, 255)}
+    h, w = 2, 4
+    pairs = h * w if enc == "nv24" else (h // 2) * (w // 2)
+    for (y, cb, cr), rgb in colours.items():
+        first, second = (cr, cb) if enc == "nv21" else (cb, cr)
+        msg = Image(height=h, width=w, encoding=enc, step=w, data=bytes([y] * h * w + [first, second] * pairs))
+        out = cv.image_to_rgb(msg)
+        assert np.abs(out.astype(int) - rgb).max() <= 2, (enc, (y, cb, cr), out[0, 0].tolist(), rgb)
+
+
+@pytest.mark.parametrize("msg, words", [
+    # 4:2:0 pairs rows and columns
+    (Image(height=4, width=5, encoding="nv12", step=5, data=bytes(30)), "nv12 image of odd width 5"),
+    (Image(height=3, width=4, encoding="nv21", step=4, data=bytes(18)), "nv21 image of odd height 3"),
+    # the luma plane only (a driver that forgot the chroma), or the chroma of 4:2:0 under nv24
+    (Image(height=4, width=6, encoding="nv12", step=6, data=bytes(24)),
+     "nv12 image data has 24 bytes, expected 36: a luma plane of 4 rows of step 6 bytes, then a chroma plane "
+     "of 2 rows of 6 bytes"),
+    (Image(height=4, width=6, encoding="nv24", step=6, data=bytes(36)),
+     "nv24 image data has 36 bytes, expected 72: a luma plane of 4 rows of step 6 bytes, then a chroma plane "
+     "of 4 rows of 2 * step = 12 bytes"),
+    (Image(height=4, width=6, encoding="nv12", step=4, data=bytes(24)), "step 4 is shorter than one row of 6 nv12"),
+    # 16 bit: two bytes a channel
+    (Image(height=2, width=5, encoding="rgb16", step=15, data=bytes(30)), "step 15 is shorter than one row of 5 rgb16 "
+                                                                          "pixels (30 bytes)"),
+    (Image(height=2, width=5, encoding="mono16", step=10, data=bytes(19)), "19 bytes, expected step * height"),
+    (Image(height=2, width=3, encoding="bayer_rggb16", step=3, data=bytes(6)), "step 3 is shorter than one row"),
+])
+def test_bad_16bit_and_semi_planar_images_are_rejected_with_a_reason(msg, words):
+    with pytest.raises(cv.MessageError, match=words.replace("(", r"\(").replace("*", r"\*")):
+        cv.image_to_rgb(msg)
+
+
+def test_semi_planar_planes_come_as_opencv_reads_them():
+    """image_to_numpy gives the planes without their padding, one after the other, W bytes a row."""
+    rgb = np.random.default_rng(3).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    for enc in ("nv12", "nv24"):
+        luma, chroma = raw.encode_semi_planar(rgb, enc)
+        for pad in (0, 5):
+            planes = cv.image_to_numpy(_semi_planar_image(enc, rgb, pad))
+            np.testing.assert_array_equal(planes[..., 0], np.concatenate([luma, chroma.reshape(-1, 6)]))
+
+
+def test_numpy_to_image_writes_16bit_little_endian():
+    v = np.random.default_rng(4).integers(0, 65536, (3, 4, 3), dtype=np.uint16)
+    msg = cv.numpy_to_image(v, "rgb16", header(), step=4 * 6 + 3)
+    assert msg.step == 27 and msg.is_bigendian == 0 and len(msg.data) == 27 * 3
+    assert bytes(msg.data)[:6] == raw.samples16(v, False).tobytes()[:6]
+    np.testing.assert_array_equal(cv.image_to_numpy(msg), v)
+    np.testing.assert_array_equal(cv.image_to_rgb(msg), np.round(v / 257.0).astype(np.uint8))
+    with pytest.raises(cv.MessageError, match=r"rgb16 needs an \(H, W, 3\) uint16 array"):
+        cv.numpy_to_image(v.astype(np.uint8), "rgb16")
+    with pytest.raises(cv.MessageError, match="nv12 is semi-planar"):
+        cv.numpy_to_image(np.zeros((2, 2, 1), np.uint8), "nv12")
+
+
 def test_numpy_to_image_checks_its_input():
     with pytest.raises(cv.MessageError, match="needs an"):
         cv.numpy_to_image(np.zeros((2, 2, 3), np.float32), "rgb8")
     with pytest.raises(cv.MessageError, match="shorter"):
         cv.numpy_to_image(np.zeros((2, 2, 3), np.uint8), "rgb8", step=5)
     with pytest.raises(cv.MessageError, match="unsupported"):
-        cv.numpy_to_image(np.zeros((2, 2, 3), np.uint8), "rgb16")
+        cv.numpy_to_image(np.zeros((2, 2, 3), np.uint8), "32FC3")
     assert cv.numpy_to_image(np.zeros((2, 3), np.uint8), "mono8").step == 3
 
 
