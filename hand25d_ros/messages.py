@@ -15,28 +15,45 @@ import numpy as np
 
 from ._checks import check_camera_intrinsics, check_distortion
 
-# bytes per pixel of each supported encoding (sensor_msgs/image_encodings.hpp names)
+# channels of each supported encoding (sensor_msgs/image_encodings.hpp names): the last axis of
+# image_to_numpy's array; one byte each, two for SIXTEEN_BIT_ENCODINGS
 ENCODING_CHANNELS: dict[str, int] = {
     "rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1,
+    "rgb16": 3, "bgr16": 3, "rgba16": 4, "bgra16": 4, "mono16": 1,
     # packed YUV 4:2:2, two pixels in four bytes (V4L2's UYVY and YUYV; "yuv422" and
     # "yuv422_yuy2" are ROS' older, deprecated names of the same two)
     "uyvy": 2, "yuv422": 2, "yuyv": 2, "yuv422_yuy2": 2,
+    # semi-planar YUV (V4L2's NV12, NV21, NV24): a plane of Y, one byte a pixel, which ``step``
+    # describes, then a plane of interleaved chroma pairs; image_to_numpy gives the planes
+    # one after the other, W bytes a row (one channel)
+    "nv12": 1, "nv21": 1, "nv24": 1,
     # raw Bayer mosaics, named by their top-left 2 x 2 block read row by row
     "bayer_rggb8": 1, "bayer_bggr8": 1, "bayer_gbrg8": 1, "bayer_grbg8": 1,
+    "bayer_rggb16": 1, "bayer_bggr16": 1, "bayer_gbrg16": 1, "bayer_grbg16": 1,
 }
 # read in pixel pairs (YUV) and demosaiced (Bayer) on the way to RGB
 YUV422_ENCODINGS = ("uyvy", "yuv422", "yuyv", "yuv422_yuy2")
-BAYER_ENCODINGS = ("bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8")
+BAYER_ENCODINGS = ("bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8",
+                   "bayer_rggb16", "bayer_bggr16", "bayer_gbrg16", "bayer_grbg16")
+SIXTEEN_BIT_ENCODINGS = ("rgb16", "bgr16", "rgba16", "bgra16", "mono16",
+                         "bayer_rggb16", "bayer_bggr16", "bayer_gbrg16", "bayer_grbg16")
+# chroma pairs: one per 2 x 2 block (4:2:0; H / 2 rows as long as the luma rows, padding
+# included) or one per pixel (4:4:4; H rows twice as long), as the kernel defines them
+YUV420_SEMI_PLANAR = ("nv12", "nv21")
+YUV444_SEMI_PLANAR = ("nv24",)
 # OpenCV names a Bayer pattern by the second and third pixel of its second row, not by the
 # top-left block as ROS does: ROS rggb is OpenCV's BayerBG (newer OpenCV aliases it BayerRGGB;
-# the old names exist in every version this package takes)
+# the old names exist in every version this package takes). The 16-bit encodings convert as
+# their 8-bit namesakes (OpenCV takes both depths).
 _TO_RGB = {
     "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB,
     "uyvy": cv2.COLOR_YUV2RGB_UYVY, "yuv422": cv2.COLOR_YUV2RGB_UYVY,
     "yuyv": cv2.COLOR_YUV2RGB_YUYV, "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUYV,
+    "nv12": cv2.COLOR_YUV2RGB_NV12, "nv21": cv2.COLOR_YUV2RGB_NV21,
     "bayer_rggb8": cv2.COLOR_BayerBG2RGB, "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
     "bayer_gbrg8": cv2.COLOR_BayerGR2RGB, "bayer_grbg8": cv2.COLOR_BayerGB2RGB,
 }
+_TO_RGB.update({e: _TO_RGB[e.replace("16", "8")] for e in SIXTEEN_BIT_ENCODINGS if e != "rgb16"})
 # larger images are refused (a 16k x 16k image is a bug upstream, not a hand)
 DEFAULT_MAX_PIXELS = 4096 * 4096
 # an image stamp this far behind the newest one means a restarted source (a looping or restarted
@@ -57,15 +74,19 @@ class UnsupportedEncoding(MessageError):
 
 
 def image_to_numpy(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """sensor_msgs/Image -> (H, W, C) uint8 array in the message's own channel order.
+    """sensor_msgs/Image -> (H, W, C) array in the message's own channel order.
 
     Supports ``ENCODING_CHANNELS``; any row padding in ``step`` is skipped. The result is a
-    read-only view of the message's buffer where possible (copy it to modify it). YUV 4:2:2
-    gives its two bytes per pixel as they come, Bayer the raw mosaic (one channel).
+    read-only view of the message's buffer where possible (copy it to modify it). uint8, or
+    uint16 in this machine's byte order for ``SIXTEEN_BIT_ENCODINGS`` (``is_bigendian`` says
+    the message's). YUV 4:2:2 gives its two bytes per pixel as they come, Bayer the raw mosaic
+    (one channel), semi-planar YUV its planes one after the other, W bytes a row, as OpenCV
+    reads NV12: (H * 3 / 2, W, 1) for nv12 and nv21, (3 * H, W, 1) for nv24.
 
     Raises:
         MessageError: unsupported encoding, zero or huge size, a step shorter than a row,
-            data whose length is not ``step * height``, or YUV 4:2:2 of an odd width.
+            data whose length is not what step and height give, YUV 4:2:2 of an odd width or
+            YUV 4:2:0 of an odd width or height.
     """
     enc = msg.encoding
     if enc not in ENCODING_CHANNELS:
@@ -75,34 +96,102 @@ def image_to_numpy(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         raise MessageError(f"empty image: {w} x {h}")
     if h * w > max_pixels:
         raise MessageError(f"image of {w} x {h} pixels exceeds the limit of {max_pixels} pixels")
+    _check_chroma_pairs(enc, w, h)
     c = ENCODING_CHANNELS[enc]
+    row = w * c * (2 if enc in SIXTEEN_BIT_ENCODINGS else 1)
+    if step < row:
+        raise MessageError(f"step {step} is shorter than one row of {w} {enc} pixels ({row} bytes): "
+                           "the encoding does not match the data")
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    if enc in YUV420_SEMI_PLANAR or enc in YUV444_SEMI_PLANAR:
+        return _semi_planar_planes(buf, enc, h, w, step)
+    if buf.size != step * h:
+        raise MessageError(f"image data has {buf.size} bytes, expected step * height = {step} * {h} = {step * h}")
+    rows = buf.reshape(h, step)[:, :row]
+    if enc in SIXTEEN_BIT_ENCODINGS:
+        rows = _native_uint16(rows, bool(msg.is_bigendian))
+    return rows.reshape(h, w, c)
+
+
+def _check_chroma_pairs(enc: str, w: int, h: int) -> None:
+    """YUV 4:2:2 shares chroma between the two pixels of a pair, 4:2:0 between the four of a
+    2 x 2 block: an odd width (or height) leaves the last pixel half a pair, so the driver or
+    the size is wrong."""
     if enc in YUV422_ENCODINGS and w % 2:
-        # the last pixel would have half its chroma pair: the driver or the width is wrong
         raise MessageError(f"{enc} image of odd width {w}: YUV 4:2:2 packs pixels in pairs (4 bytes per "
                            "2 pixels), so its width must be even")
-    if step < w * c:
-        raise MessageError(f"step {step} is shorter than one row of {w} {enc} pixels ({w * c} bytes): "
-                           "the encoding does not match the data")
-    n = len(msg.data)
-    if n != step * h:
-        raise MessageError(f"image data has {n} bytes, expected step * height = {step} * {h} = {step * h}")
-    buf = np.frombuffer(msg.data, dtype=np.uint8)
-    return buf.reshape(h, step)[:, : w * c].reshape(h, w, c)
+    if enc in YUV420_SEMI_PLANAR:
+        for name, size in (("width", w), ("height", h)):
+            if size % 2:
+                raise MessageError(f"{enc} image of odd {name} {size}: YUV 4:2:0 has one chroma pair per "
+                                   "2 x 2 pixels, so its width and height must be even")
+
+
+def _semi_planar_planes(buf: np.ndarray, enc: str, h: int, w: int, step: int) -> np.ndarray:
+    """The Y plane (H rows of ``step`` bytes) and the chroma plane after it (4:2:0: H / 2 rows
+    of ``step`` bytes; 4:4:4: H rows of 2 * ``step``), padding dropped, as (rows, W, 1)."""
+    if enc in YUV420_SEMI_PLANAR:
+        chroma_rows, chroma_step, chroma = h // 2, step, f"{h // 2} rows of {step} bytes"
+    else:
+        chroma_rows, chroma_step, chroma = h, 2 * step, f"{h} rows of 2 * step = {2 * step} bytes"
+    expected = h * step + chroma_rows * chroma_step
+    if buf.size != expected:
+        raise MessageError(f"{enc} image data has {buf.size} bytes, expected {expected}: a luma plane of {h} rows "
+                           f"of step {step} bytes, then a chroma plane of {chroma}")
+    if step == w:   # no padding: the buffer as it is
+        return buf.reshape(-1, w, 1)
+    luma = buf[: h * step].reshape(h, step)[:, :w]
+    pairs = buf[h * step:].reshape(chroma_rows, chroma_step)[:, : chroma_step // step * w]
+    return np.concatenate([luma, pairs.reshape(-1, w)])[:, :, None]
+
+
+def _native_uint16(rows: np.ndarray, big_endian: bool) -> np.ndarray:
+    """(H, row bytes) uint8 -> (H, row bytes / 2) uint16 in this machine's byte order (a view
+    where the message's order is the machine's)."""
+    return rows.view(">u2" if big_endian else "<u2").astype(np.uint16, copy=False)
 
 
 def image_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """sensor_msgs/Image -> (H, W, 3) uint8 RGB (contiguous). Raises MessageError."""
     a = image_to_numpy(msg, max_pixels)
     enc = msg.encoding
-    if enc == "rgb8":
-        return np.ascontiguousarray(a)
-    if enc in BAYER_ENCODINGS:
+    if enc in ("rgb8", "rgb16"):
+        rgb = a
+    elif enc in BAYER_ENCODINGS:
         # OpenCV's demosaicing fills the outermost rows and columns by copying their
         # neighbours, losing the border's own samples; a 2-pixel mirror (which keeps the
         # pattern's phase) lets every pixel be interpolated from its own neighbourhood
         mosaic = cv2.copyMakeBorder(np.ascontiguousarray(a), 2, 2, 2, 2, cv2.BORDER_REFLECT_101)
-        return np.ascontiguousarray(cv2.cvtColor(mosaic, _TO_RGB[enc])[2:-2, 2:-2])
-    return cv2.cvtColor(np.ascontiguousarray(a), _TO_RGB[enc])
+        rgb = cv2.cvtColor(mosaic, _TO_RGB[enc])[2:-2, 2:-2]
+    elif enc in YUV444_SEMI_PLANAR:
+        rgb = _nv24_to_rgb(a[:, :, 0], int(msg.height))
+    else:
+        rgb = cv2.cvtColor(np.ascontiguousarray(a), _TO_RGB[enc])
+    if enc in SIXTEEN_BIT_ENCODINGS:
+        rgb = _to_8bit(np.ascontiguousarray(rgb))
+    return np.ascontiguousarray(rgb)
+
+
+def _nv24_to_rgb(planes: np.ndarray, h: int) -> np.ndarray:
+    """NV24 planes (3 * H, W) -> (H, W, 3) RGB. OpenCV has no NV24 conversion, but NV24's chroma
+    plane (a Cb Cr pair per pixel, H rows of 2 * W bytes) is the chroma plane of an NV12 image
+    twice as wide and high whose Y is each of NV24's repeated 2 x 2: OpenCV decodes that, and
+    every other pixel of every other row is NV24's, with the BT.601 video-range arithmetic of
+    nv12, nv21 and YUV 4:2:2 (the same colours a camera sends as any of them)."""
+    luma, pairs = planes[:h], planes[h:]
+    doubled = np.concatenate([luma.repeat(2, axis=0).repeat(2, axis=1), pairs.reshape(h, -1)])
+    return cv2.cvtColor(doubled, cv2.COLOR_YUV2RGB_NV12)[::2, ::2]
+
+
+def _to_8bit(rgb16: np.ndarray) -> np.ndarray:
+    """uint16 -> uint8, full range to full range (round(v * 255 / 65535) = round(v / 257)).
+
+    The network was trained on 8-bit images, so 16-bit pixels are brought to that range, and
+    by a fixed scale, not each frame's min/max: a stretch per frame would change brightness
+    with the scene, which no 8-bit camera does. A camera whose 10- or 12-bit samples sit in the
+    low bits of the 16 gives a dark image; its driver should shift them to the top bits, as
+    the 16-bit encodings mean full range."""
+    return cv2.convertScaleAbs(rgb16, alpha=1.0 / 257.0)   # rounds, exact for every 16-bit value
 
 
 def compressed_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
