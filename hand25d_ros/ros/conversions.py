@@ -32,9 +32,10 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import Marker, MarkerArray
 
 from .. import keypoints as kp
-from ..messages import (DEFAULT_MAX_PIXELS, ENCODING_CHANNELS, INTRINSICS_SOURCES, MessageError,  # noqa: F401
-                        UnsupportedEncoding, camera_info_to_intrinsics, compressed_to_rgb, expected_image_size,
-                        image_to_numpy, image_to_rgb, is_uncalibrated)
+from ..messages import (DEFAULT_MAX_PIXELS, ENCODING_CHANNELS, INTRINSICS_SOURCES, SIXTEEN_BIT_ENCODINGS,  # noqa: F401
+                        YUV420_SEMI_PLANAR, YUV444_SEMI_PLANAR, MessageError, UnsupportedEncoding,
+                        camera_info_to_intrinsics, compressed_to_rgb, expected_image_size, image_to_numpy,
+                        image_to_rgb, is_uncalibrated)
 from ..messages import DEFAULT_NODE_NAME, auto_frame_prefix, frame_prefix_of_topic  # noqa: F401
 from ..pose_frames import HandFrames
 
@@ -58,32 +59,40 @@ def seconds_to_duration(seconds: float) -> Duration:
 # ---------------------------------------------------------------------------- images
 def numpy_to_image(array_hwc: np.ndarray, encoding: str, header: Header | None = None,
                    step: int | None = None) -> Image:
-    """(H, W, C) or (H, W) uint8 array -> sensor_msgs/Image.
+    """(H, W, C) or (H, W) array -> sensor_msgs/Image.
 
     Args:
-        array_hwc: the pixels, already in ``encoding``'s channel order.
-        encoding: one of ``ENCODING_CHANNELS``.
+        array_hwc: the pixels, already in ``encoding``'s channel order: uint8, or uint16 for
+            ``SIXTEEN_BIT_ENCODINGS`` (written little-endian, ``is_bigendian`` 0).
+        encoding: one of ``ENCODING_CHANNELS`` but the semi-planar YUV ones, whose two planes
+            are no (H, W, C) array.
         header: stamp and frame (default: empty).
-        step: bytes per row, >= W * C; the rows are zero-padded to it (default: no padding).
+        step: bytes per row, >= W * C * bytes per channel; the rows are zero-padded to it
+            (default: no padding).
     """
     if encoding not in ENCODING_CHANNELS:
         raise MessageError(f"unsupported image encoding {encoding!r}; supported: {', '.join(ENCODING_CHANNELS)}")
+    if encoding in YUV420_SEMI_PLANAR or encoding in YUV444_SEMI_PLANAR:
+        raise MessageError(f"{encoding} is semi-planar (a luma plane, then a chroma plane): build its data "
+                           "from the planes, not from an (H, W, C) array")
     a = np.asarray(array_hwc)
     c = ENCODING_CHANNELS[encoding]
+    dtype = np.dtype(np.uint16 if encoding in SIXTEEN_BIT_ENCODINGS else np.uint8)
     if a.ndim == 2:
         a = a[:, :, None]
-    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != c:
-        raise MessageError(f"{encoding} needs an (H, W, {c}) uint8 array, got {a.shape} {a.dtype}")
+    if a.dtype != dtype or a.ndim != 3 or a.shape[2] != c:
+        raise MessageError(f"{encoding} needs an (H, W, {c}) {dtype} array, got {a.shape} {a.dtype}")
     h, w = a.shape[:2]
-    row = w * c
+    row = w * c * dtype.itemsize
     step = row if step is None else int(step)
     if step < row:
         raise MessageError(f"step {step} is shorter than a row of {row} bytes")
+    rows = np.ascontiguousarray(a, dtype=dtype.newbyteorder("<")).view(np.uint8).reshape(h, row)
     if step == row:
-        data = np.ascontiguousarray(a).tobytes()
+        data = rows.tobytes()
     else:
         padded = np.zeros((h, step), dtype=np.uint8)
-        padded[:, :row] = a.reshape(h, row)
+        padded[:, :row] = rows
         data = padded.tobytes()
     msg = Image(height=h, width=w, encoding=encoding, is_bigendian=0, step=step)
     if header is not None:
