@@ -224,6 +224,13 @@ class Frames:
             native = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "mono8": rgb[..., :1]}[enc]
             return cv.numpy_to_image(native, enc, header, step=w * native.shape[2] + pad)
         # a camera encoding, built from its definition as a driver would
+        if enc in ("nv12", "nv21", "nv24"):
+            data, step = raw.pad_planes(*raw.encode_semi_planar(rgb, enc), pad)
+            return Image(header=header, height=h, width=w, encoding=enc, step=step, data=data)
+        if enc in ("rgb16", "bgr16"):   # big-endian, the byte order a driver may keep from its camera
+            rows = raw.samples16((rgb if enc == "rgb16" else rgb[..., ::-1]).astype(np.uint16) * 257, True)
+            data, step = raw.pad_rows(rows, pad)
+            return Image(header=header, height=h, width=w, encoding=enc, is_bigendian=1, step=step, data=data)
         rows = raw.encode_bayer(rgb, enc[6:10]) if enc.startswith("bayer_") else \
             raw.encode_yuv422(rgb, "uyvy" if enc in ("uyvy", "yuv422") else "yuyv")
         data, step = raw.pad_rows(rows, pad)
@@ -542,10 +549,11 @@ def test_bad_input_is_dropped_with_a_warning_and_the_node_keeps_running(main, ca
         assert not by_stamp(probe.messages(key), s), f"{case}: published {key} for a bad frame"
 
 
-@pytest.mark.parametrize("enc", ["yuv422_yuy2", "bayer_rggb8"])
+@pytest.mark.parametrize("enc", ["yuv422_yuy2", "bayer_rggb8", "nv12", "bgr16"])
 def test_webcam_yuv_and_raw_bayer_images_are_processed(main, enc):
-    """usb_cam (pixel_format yuyv) and machine-vision drivers (FLIR, Basler, Lucid raw)
-    publish these; the node decoded neither and dropped every frame."""
+    """usb_cam (pixel_format yuyv), machine-vision drivers (FLIR, Basler, Lucid raw; 16-bit
+    pixels) and cameras sending semi-planar YUV publish these; the node decoded none of them
+    and dropped every frame."""
     node, probe, frames = main
     before = probe.dropped("bad_image")
     s, out = frames.good_frame(enc=enc, pad=4)
