@@ -11,7 +11,9 @@ install and no rclpy. Messages are built as rosbags typestore objects and serial
 
 Input
     image topic     sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, YUV 4:2:2 yuyv/yuv422_yuy2
-                    and uyvy/yuv422, bayer_rggb8/_bggr8/_gbrg8/_grbg8; any row padding) or
+                    and uyvy/yuv422, semi-planar YUV nv12/nv21/nv24, bayer_rggb8/_bggr8/_gbrg8/
+                    _grbg8, and the 16-bit rgb16, bgr16, rgba16, bgra16, mono16, bayer_*16 scaled
+                    to 8 bit, as the node; any row padding) or
                     sensor_msgs/CompressedImage (anything OpenCV decodes), by the topic's type.
     intrinsics      the first that applies:
                     1. ``calibration`` (``--calib``, a camera_info_manager YAML: raw K and D);

@@ -25,7 +25,8 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 ARGUMENTS = (
-    ("image", "/camera/image_rect", "sensor_msgs/Image topic (rgb8, bgr8, rgba8, bgra8, mono8, yuyv, uyvy, bayer_*8)"),
+    ("image", "/camera/image_rect", "sensor_msgs/Image topic (rgb8, bgr8, rgba8, bgra8, mono8, yuyv, uyvy, "
+     "nv12, nv21, nv24, bayer_*8; 16 bit rgb16, bgr16, rgba16, bgra16, mono16, bayer_*16)"),
     ("camera_info", "/camera/camera_info", "sensor_msgs/CameraInfo topic of the image"),
     ("rois", "rois", "hand boxes for localization:=external (vision_msgs/Detection2DArray, or "
      "geometry_msgs/PolygonStamped without vision_msgs), paired with the images by stamp"),

@@ -2,8 +2,11 @@
 
 Subscriptions (remappable; sensor-data QoS: best effort, keep last 1; ``rois`` keep last 10):
     image                sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8; webcams' YUV 4:2:2
-                         yuyv/yuv422_yuy2 and uyvy/yuv422; raw bayer_rggb8, _bggr8, _gbrg8,
-                         _grbg8, demosaiced bilinearly; any row padding)
+                         yuyv/yuv422_yuy2 and uyvy/yuv422; semi-planar YUV nv12, nv21 (4:2:0,
+                         even width and height) and nv24 (4:4:4); raw bayer_rggb8, _bggr8,
+                         _gbrg8, _grbg8, demosaiced bilinearly; 16 bit rgb16, bgr16, rgba16,
+                         bgra16, mono16, bayer_*16, either byte order, scaled to 8 bit (the
+                         full range, as the network was trained on 8-bit images); any row padding)
     image/compressed     sensor_msgs/CompressedImage, instead of ``image`` when
                          ``use_compressed`` (the name follows ``image``'s remapping)
     camera_info          sensor_msgs/CameraInfo, paired by stamp (``sync_tolerance_s``); one of an
