@@ -179,8 +179,13 @@ def _nv24_to_rgb(planes: np.ndarray, h: int) -> np.ndarray:
     every other pixel of every other row is NV24's, with the BT.601 video-range arithmetic of
     nv12, nv21 and YUV 4:2:2 (the same colours a camera sends as any of them)."""
     luma, pairs = planes[:h], planes[h:]
-    doubled = np.concatenate([luma.repeat(2, axis=0).repeat(2, axis=1), pairs.reshape(h, -1)])
-    return cv2.cvtColor(doubled, cv2.COLOR_YUV2RGB_NV12)[::2, ::2]
+    w = luma.shape[1]
+    doubled = np.empty((3 * h, 2 * w), np.uint8)
+    # nearest-neighbour resizing by 2 repeats each pixel 2 x 2, and by 1/2 keeps the top-left
+    # one of each 2 x 2 (both exactly; several times faster than numpy's repeat and [::2, ::2])
+    doubled[: 2 * h] = cv2.resize(np.ascontiguousarray(luma), (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST)
+    doubled[2 * h:] = pairs.reshape(h, 2 * w)
+    return cv2.resize(cv2.cvtColor(doubled, cv2.COLOR_YUV2RGB_NV12), (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 def _to_8bit(rgb16: np.ndarray) -> np.ndarray:

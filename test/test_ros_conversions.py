@@ -226,6 +226,14 @@ def test_semi_planar_yuv_images_decode_to_the_rgb_they_were_made_from(enc, h, w,
     assert np.abs(out.astype(int) - rgb).max() <= 2
 
 
+@pytest.mark.parametrize("h, w, pad", [(3, 5, 2), (1, 1, 0), (7, 2, 1)])
+def test_nv24_of_odd_size_decodes(h, w, pad):
+    """4:4:4 has a chroma pair per pixel, so any size is whole (unlike 4:2:0)."""
+    rgb = np.random.default_rng(h * w + pad).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    out = cv.image_to_rgb(_semi_planar_image("nv24", rgb, pad))
+    assert out.shape == (h, w, 3) and np.abs(out.astype(int) - rgb).max() <= 2
+
+
 @pytest.mark.parametrize("enc", ["nv12", "nv21", "nv24"])
 def test_semi_planar_yuv_known_colours(enc):
     """Video-range BT.601 by hand: Y 16..235, chroma 16..240 around 128, as the cameras send."""
