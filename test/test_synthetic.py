@@ -621,3 +621,39 @@ def test_a_render_worker_ended_while_it_writes_a_shard_leaves_no_part_file(tmp_p
         f"synthetic._render_shard(({str(tmp_path)!r}, 0, 0, 1, cfg.to_json(), 1))\n")
     assert r.returncode == 128 + 15, r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cache_of_another_renderer_version_is_refused_never_mixed(tmp_path):
+    """A renderer change that renders the same settings and seed otherwise (the visible labels'
+    fix: 115 of 2520 labels) reused an existing cache's old renders without a word, and a run
+    extending the cache rendered new shards beside the old ones. cache.json records the
+    renderer's version; one without it is of version 1, written before it was recorded."""
+    import warnings
+
+    from hand25d_ros.data.synthetic import RENDER_VERSION, CacheError
+    cfg = SyntheticConfig(crop_size_px=32, supersample=1)
+    root = tmp_path / "c"
+    write_shards(root, 2, cfg, seed=1, shard_size=2, progress=False)
+    meta = json.loads((root / "cache.json").read_text())
+    assert meta["render_version"] == RENDER_VERSION == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(ShardDataset(root)) == 2
+    for version in (None, RENDER_VERSION + 1):      # before versions were recorded; a newer checkout's
+        if version is None:
+            del meta["render_version"]
+        else:
+            meta["render_version"] = version
+        text = json.dumps(meta)
+        (root / "cache.json").write_text(text)
+        for n in (2, 4):                            # reused as it is; extended
+            with pytest.raises(CacheError, match=rf"cache.json: renderer version {version or 1}, this code renders "
+                                                 rf"version {RENDER_VERSION}.*delete .*c to render it again"):
+                write_shards(root, n, cfg, seed=1, shard_size=2, progress=False)
+            assert (root / "cache.json").read_text() == text
+            assert sorted(p.name for p in root.iterdir()) == ["cache.json", "shard_00000.npz"]
+        # read only, as render_sheet does: its images are valid renders, its labels named stale
+        with pytest.warns(UserWarning, match=rf"renderer version {version or 1}, this code renders version "
+                                             rf"{RENDER_VERSION}.*labels"):
+            assert len(ShardDataset(root)) == 2
+

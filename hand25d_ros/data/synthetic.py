@@ -30,6 +30,7 @@ import json
 import os
 import signal
 import threading
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -436,6 +437,15 @@ def _kelvin_rgb(k: float) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- generator
 
+# The renders' version, recorded in a shard cache's cache.json. Bump it with every change that
+# renders the same config and seed otherwise, images or labels (a new look behind a new config
+# setting whose default keeps the old one needs none): a cache of another version is refused,
+# never reused or extended with renders of this one. 1: caches written before it was
+# recorded; 2: the visible labels' fix (a keypoint behind another finger is not visible:
+# 115 of 2520 labels were)
+RENDER_VERSION = 2
+
+
 class SyntheticHandGenerator:
     """Deterministic synthetic samples: ``sample(i)`` depends only on ``(seed, i)`` and the config.
 
@@ -776,6 +786,7 @@ def _shard_path(out_dir: Path, k: int) -> Path:
     return out_dir / f"shard_{k:05d}.npz"
 
 
+
 # True in a render worker while it renders a shard: only then does SIGTERM raise (see
 # _exit_on_sigterm)
 _in_shard = False
@@ -846,6 +857,15 @@ def _read_cache_meta(path: Path, text: str | None = None) -> dict:
     return meta
 
 
+def _other_render_version(meta_path: Path, meta: dict) -> str | None:
+    """What is wrong with a cache of another RENDER_VERSION than this code's, else None."""
+    version = meta.get("render_version", 1)         # none recorded: written before version 2
+    if version == RENDER_VERSION:
+        return None
+    return (f"{meta_path}: renderer version {version}, this code renders version {RENDER_VERSION} (the two "
+            "render other images or labels for the same settings and seed)")
+
+
 def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, seed: int = 0,
                  shard_size: int = 2048, workers: int = 1, progress: bool = True) -> Path:
     """Render samples ``0 .. num_samples-1`` of ``(cfg, seed)`` into ``.npz`` shards.
@@ -855,7 +875,8 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
     (N, 21), is_left bool (N,). Resumable: complete shards are kept, torn ones redone
     (each shard is written to a temporary file and renamed). ``workers`` > 1 renders
     shards in that many processes (one GL context each). A folder made with another config,
-    seed or shard size is an error, never silently mixed; a larger ``num_samples`` extends it.
+    seed, shard size or :data:`RENDER_VERSION` is an error, never silently mixed; a larger
+    ``num_samples`` extends it.
 
     Returns:
         ``out_dir`` as a Path.
@@ -884,10 +905,15 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
             raise CacheError(f"{out_dir} holds synthetic shards made with other settings ({meta_path}: "
                              f"{'; '.join(diff[:6])}{' ...' if len(diff) > 6 else ''}); "
                              "use another folder or delete it")
+        # checked after the settings: a cache of other settings is refused whatever its version
+        problem = _other_render_version(meta_path, old)
+        if problem:
+            # reused, it trains on the old renders; extended, on a mix of old and new
+            raise CacheError(f"{problem}; delete {out_dir} to render it again, or use another folder")
         num_total = max(int(num_samples), int(old.get("num_samples", 0)))
     else:
         num_total = int(num_samples)
-    text = json.dumps(dict(meta, num_samples=num_total), indent=1)
+    text = json.dumps(dict(meta, render_version=RENDER_VERSION, num_samples=num_total), indent=1)
     if text != old_text:
         # atomic: two training runs sharing a cache read it while the other one starts. Named by
         # pid as the shards are, not mkstemp's, whose 0600 kept other users from a shared cache
@@ -1028,6 +1054,13 @@ class ShardDataset:
                                     "hand25d_ros.data.synthetic.write_shards")
         self.root = root
         self.meta = _read_cache_meta(meta)
+        problem = _other_render_version(meta, self.meta)
+        if problem:
+            # a warning, not an error: its images are valid renders, worth looking at beside the
+            # new ones (hand25d-render-sheet --cache), and hand25d-train, which would train on
+            # the stale labels, refuses the cache in write_shards before it reads it
+            warnings.warn(f"{problem}; its labels may not be this renderer's. write_shards (hand25d-train) "
+                          f"refuses it: delete {root} to render it again", stacklevel=2)
         shard_size = int(self.meta["shard_size"])
         size_px = (self.meta.get("config") or {}).get("crop_size_px")
         shards = sorted(root.glob("shard_*.npz"))
