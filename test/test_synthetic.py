@@ -657,3 +657,50 @@ def test_a_cache_of_another_renderer_version_is_refused_never_mixed(tmp_path):
                                              rf"{RENDER_VERSION}.*labels"):
             assert len(ShardDataset(root)) == 2
 
+
+def _render_fingerprint(root) -> tuple[str, list]:
+    """A shard cache's labels as one hash, and each crop's mean colour in 2 x 2 blocks (whole
+    levels). Labels are rounded (K to 0.001, 2D to 0.01 px, 3D to 0.1 mm), far above a float's
+    last bits and far below what a renderer change moves. Pixels only through block means: a
+    crop's pixels came out bit for bit the same in two runs and with 1 or 2 workers here, but
+    llvmpipe of another Mesa build may shade a silhouette's pixels a level otherwise, which is
+    no renderer change."""
+    import hashlib
+    ds = ShardDataset(root)
+    h, blocks = hashlib.sha256(), []
+    for i in range(len(ds)):
+        s = ds[i]
+        for a in (np.round(s["K"], 3), np.round(s["joints_2d_px"], 2), np.round(s["joints_3d_mm"], 1)):
+            h.update(np.ascontiguousarray(a, np.float64).tobytes())
+        h.update(s["visible"].astype(np.uint8).tobytes() + bytes([s["is_left"]]))
+        S = s["image"].shape[0]
+        means = s["image"].reshape(2, S // 2, 2, S // 2, 3).mean(axis=(1, 3))
+        blocks.append(np.rint(means).astype(int).ravel().tolist())
+    return h.hexdigest()[:16], blocks
+
+
+# Three renders of seed 2 (48 px, supersample 1) as RENDER_VERSION 2 makes them: the hash of
+# their labels and their block means (_render_fingerprint). Version 1 labelled samples 0 and 1
+# otherwise (visible; labels 8d9dcc1c6cc49097), with the same pixels
+RENDER_FINGERPRINT = (2, "c991abd9ed86c751", [[79, 69, 60, 105, 95, 83, 100, 111, 94, 121, 132, 117],
+                                             [140, 39, 21, 146, 52, 36, 117, 34, 16, 128, 18, 11],
+                                             [80, 75, 76, 79, 77, 77, 137, 128, 127, 133, 125, 122]])
+
+
+def test_the_renders_are_those_of_their_render_version(tmp_path):
+    """Renders that change for the same settings and seed need a new RENDER_VERSION, or caches
+    of the old renders are taken for the new ones (the visible labels' fix changed 115 of 2520
+    labels without a word to the caches). A change to the renderer fails here until the version
+    is bumped and the fingerprint recorded anew."""
+    from hand25d_ros.data.synthetic import RENDER_VERSION
+    root = write_shards(tmp_path / "c", 3, SyntheticConfig(crop_size_px=48, supersample=1), seed=2, shard_size=2,
+                        progress=False)
+    labels, blocks = _render_fingerprint(root)
+    version, want_labels, want_blocks = RENDER_FINGERPRINT
+    bump = f"renders changed: bump RENDER_VERSION (now {RENDER_VERSION}) and update this fingerprint"
+    assert labels == want_labels, f"{bump}: labels {labels!r}, recorded {want_labels!r} for version {version}"
+    worst = np.abs(np.subtract(blocks, want_blocks)).max()
+    assert worst <= 2, f"{bump}: a block's mean colour moved {worst} levels; now {blocks}"
+    assert RENDER_VERSION == version, (f"RENDER_VERSION is {RENDER_VERSION}, this fingerprint was recorded for "
+                                       f"{version}: record it for the new version")
+
