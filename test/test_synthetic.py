@@ -704,3 +704,48 @@ def test_the_renders_are_those_of_their_render_version(tmp_path):
     assert RENDER_VERSION == version, (f"RENDER_VERSION is {RENDER_VERSION}, this fingerprint was recorded for "
                                        f"{version}: record it for the new version")
 
+
+def test_part_files_of_a_killed_render_are_removed_by_the_next_run(tmp_path):
+    """A render worker SIGKILLed (the OOM killer, a lost machine) while it writes a shard runs
+    no clean-up: its part file, as large as a shard, stayed in the cache for good. The next
+    write_shards on the folder removes the part files whose writer is gone; a live writer's,
+    which may be another run sharing the cache, are kept."""
+    import os
+    import signal
+    import time
+
+    from hand25d_ros import _files
+    cfg = SyntheticConfig(crop_size_px=32, supersample=1)
+    root = tmp_path / "c"
+    write_shards(root, 2, cfg, seed=1, shard_size=2, progress=False)
+    r = _worker_run(
+        "import numpy as np\n"
+        "real = np.savez\n"
+        "def write_then_die(path, **a):\n"
+        "    real(path, **a)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "np.savez = write_then_die\n"
+        "cfg = synthetic.SyntheticConfig(crop_size_px=32, supersample=1)\n"
+        f"synthetic._render_shard(({str(root)!r}, 1, 2, 2, cfg.to_json(), 1))\n")
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    (killed,) = [p for p in root.iterdir() if p.name.startswith(".")]
+    dead = int(killed.name.split(".")[2])           # .shard_00001.<pid>.tmp.npz
+    assert killed.name == f".shard_00001.{dead}.tmp.npz"
+
+    def part(name, age_s):
+        p = root / name
+        p.write_bytes(b"part")
+        os.utime(p, (time.time() - age_s, time.time() - age_s))
+        return p
+
+    grace, stale = _files.PART_GRACE_S, _files.PART_ABANDONED_S
+    os.utime(killed, (time.time() - grace - 5, time.time() - grace - 5))
+    gone = [killed, part(f".cache.json.{dead}.tmp", grace + 5),
+            part(f".shard_00003.{os.getpid()}.tmp.npz", stale + 5)]          # the pid reused since
+    kept = [part(f".shard_00002.{os.getpid()}.tmp.npz", stale - 60),           # a live writer's
+            part(f".shard_00004.{dead}.tmp.npz", grace - 30),               # being written elsewhere?
+            part(f".notes.{dead}.tmp.txt", stale + 5), part(f"sheet.{dead}.tmp.png", stale + 5)]
+    write_shards(root, 4, cfg, seed=1, shard_size=2, progress=False)
+    assert [p.name for p in gone if p.exists()] == []
+    assert [p.name for p in kept if p.exists()] == [p.name for p in kept]
+    np.testing.assert_array_equal(ShardDataset(root)[3]["image"], SyntheticHandGenerator(cfg, 1).sample(3)["image"])

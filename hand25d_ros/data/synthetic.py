@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import threading
 import warnings
@@ -42,7 +43,7 @@ from scipy.spatial.transform import Rotation
 from .._checks import check_count
 from ..crop import crop_affine, crop_intrinsics, invert_affine
 from . import backgrounds
-from .._files import savez_replacing
+from .._files import remove_abandoned_parts, savez_replacing
 from .hand_mesh import (MIRROR_X, TIP_JOINTS, WEBXR_PARENTS, HandMesh, forward_kinematics,
                         keypoint_labels, packaged_hand, skin)
 from .pose_sampler import sample_pose, sample_shape
@@ -786,6 +787,10 @@ def _shard_path(out_dir: Path, k: int) -> Path:
     return out_dir / f"shard_{k:05d}.npz"
 
 
+def _cache_file(name: str) -> bool:
+    """Whether ``name`` is one of a shard cache's own files: only their part files are its to remove."""
+    return name == "cache.json" or re.fullmatch(r"shard_\d{5,}\.npz", name) is not None
+
 
 # True in a render worker while it renders a shard: only then does SIGTERM raise (see
 # _exit_on_sigterm)
@@ -937,6 +942,9 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
             tmp.unlink(missing_ok=True)
         if taken:                           # checked against the other run's settings
             return write_shards(out_dir, num_samples, cfg, seed, shard_size, workers, progress)
+    # a render killed while writing (SIGKILL, the power) left its part file, as large as a
+    # shard; only the folder's next run finds it. Those of a live run sharing the cache stay
+    remove_abandoned_parts(out_dir, _cache_file)
     n_shards = (num_samples + shard_size - 1) // shard_size
     jobs = [(str(out_dir), k, k * shard_size, min(shard_size, num_samples - k * shard_size), cfg.to_json(), int(seed))
             for k in range(n_shards)]
