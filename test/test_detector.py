@@ -368,3 +368,28 @@ def test_a_finder_that_finds_nothing_has_no_precision_or_left_right_figure(tmp_p
     assert rows[1]["tp"] == rows[1]["fp"] == 0 and rows[1]["recall"] == 0.0
     assert rows[1]["precision"] is None and rows[1]["left_right_accuracy"] is None
     assert rows[0]["precision"] is None and rows[0]["frames_with_false_hand"] == 0.0
+
+
+def test_a_killed_bank_writers_part_file_is_removed_by_the_next_render(tmp_path):
+    """A bank render SIGKILLed while writing left .bank.<pid>.tmp.npz (as large as the bank)
+    beside it for good; the next render of that bank removes it once its writer is gone, and
+    leaves a live writer's and other files' part files alone."""
+    import os
+    import time
+
+    from hand25d_ros import _files
+    from hand25d_ros.data.composites import render_cutouts
+
+    def part(name, age_s):
+        p = tmp_path / name
+        p.write_bytes(b"part")
+        os.utime(p, (time.time() - age_s, time.time() - age_s))
+        return p
+
+    dead = 2 ** 22 + 12345                      # above any pid this machine hands out
+    gone = part(f".bank.{dead}.tmp.npz", _files.PART_GRACE_S + 5)
+    kept = [part(f".bank.{os.getppid()}.tmp.npz", _files.PART_GRACE_S + 5),  # a live writer's
+            part(f".other.{dead}.tmp.npz", _files.PART_GRACE_S + 5)]         # another file's
+    render_cutouts(tmp_path / "bank.npz", 1, seed=1, size_px=32, workers=1)
+    assert not gone.exists()
+    assert all(p.exists() for p in kept)

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from . import backgrounds
-from .._files import savez_replacing
+from .._files import remove_abandoned_parts, savez_replacing
 from ..augment import AugmentConfig, augment_sample
 
 BANK_ARRAYS = ("images", "masks", "joints_2d_px", "is_left")
@@ -77,6 +77,9 @@ def render_cutouts(path, n: int, seed: int = 7000, size_px: int = 128, workers: 
         parts = [_render_part(j) for j in tqdm(jobs, desc="rendering cutouts")]
     bank = {k: np.concatenate([p[k] for p in parts]) for k in BANK_ARRAYS}
     path.parent.mkdir(parents=True, exist_ok=True)
+    # a render killed while writing the bank (SIGKILL, the power) left its part file, as large as
+    # the bank; a live run's writing the same bank stays
+    remove_abandoned_parts(path.parent, lambda name: name == path.name)
     # by pid, as the shards: two detector runs sharing a bank wrote one part file at once
     savez_replacing(path, **bank, seed=np.int64(seed))
     return bank
