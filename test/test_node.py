@@ -92,6 +92,21 @@ def test_a_latched_camera_info_serves_images_without_one_of_their_stamp():
     assert s.match(10**12) == "latched"   # the camera's calibration outlives a restarted stream
 
 
+def test_a_latched_camera_info_stored_by_stamp_is_no_live_stream():
+    """The latched CameraInfo also stored by its stamp (it came on the ordinary subscription
+    too, published after the node started) pairs with an image of that stamp, but the images
+    after it take it as the latched one instead of waiting for a stream that is not there."""
+    s = CameraInfoSync(tolerance_ns=20)
+    s.set_latched("latched")
+    s.add_info(100, "latched", live=False)
+    assert s.match(110) == "latched" and s.match(500) == "latched" and s.match(50) == "latched"
+    assert s.newest_stamp_ns() == 100     # it still passed the images before it (their own never came)
+    s.add_info(1000, "live1000")          # a live stream after it: images wait for their own again
+    assert s.match(1000) == "live1000" and s.match(1500) is None
+    s.restart_at(1000)
+    assert s.match(1000) == "live1000" and s.match(1000 + SEC + 1) == "latched"
+
+
 def test_warning_throttle_and_rates():
     t = WarningThrottle(5.0)
     assert t("a", 0.0) == 0 and t("a", 1.0) is None and t("b", 1.0) == 0

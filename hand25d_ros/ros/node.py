@@ -337,8 +337,9 @@ class CameraInfoSync:
 
     An image takes the CameraInfo of its own stamp, else the newest one (by stamp) within
     ``tolerance_ns``, else, unless a live CameraInfo stream is there (one stamped within
-    ``live_window_ns`` before the image, or after it), the latched one (``set_latched``)
-    whatever its stamp. An image with no match yet waits (one at most: the newest) for a
+    ``live_window_ns`` before the image, or after it; a latched one that also came on the
+    ordinary subscription, stored with ``live=False``, pairs by stamp but is no stream), the
+    latched one (``set_latched``) whatever its stamp. An image with no match yet waits (one at most: the newest) for a
     CameraInfo that arrives after it.
     """
 
@@ -346,21 +347,21 @@ class CameraInfoSync:
                  live_window_ns: int = LIVE_CAMERA_INFO_WINDOW_NS):
         self.live_window_ns = int(live_window_ns)
         self.tolerance_ns = int(tolerance_ns)
-        self._infos: deque = deque(maxlen=history)   # (stamp_ns, CameraInfo), arrival order
+        self._infos: deque = deque(maxlen=history)   # (stamp_ns, CameraInfo, live), arrival order
         self.pending = None                          # (stamp_ns, image msg)
         self.latched = None                          # the newest latched CameraInfo
 
     def match(self, stamp_ns: int):
         """The CameraInfo for an image of ``stamp_ns``, or None."""
         best = None
-        for s, info in self._infos:
+        for s, info, _ in self._infos:
             if s == stamp_ns:
                 return info
             if abs(s - stamp_ns) <= self.tolerance_ns and (best is None or s > best[0]):
                 best = (s, info)
         if best is not None:
             return best[1]
-        newest = self.newest_stamp_ns()
+        newest = max((s for s, _, live in self._infos if live), default=None)
         # beside a live stream an image's own CameraInfo may be on its way (or missing, which
         # the node counts): the latched one would stand in for it with another calibration
         if newest is not None and newest >= stamp_ns - self.live_window_ns:
@@ -382,14 +383,17 @@ class CameraInfoSync:
         dropped, self.pending = self.pending, None
         return dropped
 
-    def store_info(self, stamp_ns: int, info) -> None:
-        """Store a CameraInfo without pairing it (the node pairs when the boxes are there too)."""
-        self._infos.append((stamp_ns, info))
+    def store_info(self, stamp_ns: int, info, live: bool = True) -> None:
+        """Store a CameraInfo without pairing it (the node pairs when the boxes are there too).
+        ``live=False``: a latched one, published once and stamped when it was published. It
+        pairs with an image of that stamp, but no stream follows it: counted as one, it made
+        every image of the next ``live_window_ns`` wait for a CameraInfo that never came."""
+        self._infos.append((stamp_ns, info, live))
 
-    def add_info(self, stamp_ns: int, info):
+    def add_info(self, stamp_ns: int, info, live: bool = True):
         """Store a CameraInfo; returns ``(image_stamp_ns, image, info)`` when it pairs the
         waiting image, else None."""
-        self.store_info(stamp_ns, info)
+        self.store_info(stamp_ns, info, live)
         if self.pending is not None:
             s, image = self.pending
             match = self.match(s)
@@ -399,7 +403,7 @@ class CameraInfoSync:
         return None
 
     def newest_stamp_ns(self):
-        return max((s for s, _ in self._infos), default=None)
+        return max((s for s, _, _ in self._infos), default=None)
 
     def restart_at(self, stamp_ns: int) -> None:
         """A restarted source (stamps jumped back): forget the waiting image and the CameraInfo
@@ -407,7 +411,7 @@ class CameraInfoSync:
         looping bag's CameraInfo comes just before its image; clearing it all dropped that
         image for want of one)."""
         self.pending = None
-        self._infos = deque(((s, i) for s, i in self._infos if s <= stamp_ns + self.tolerance_ns),
+        self._infos = deque((e for e in self._infos if e[0] <= stamp_ns + self.tolerance_ns),
                             maxlen=self._infos.maxlen)
 
 
