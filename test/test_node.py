@@ -1068,6 +1068,76 @@ def test_a_camera_info_latched_before_the_node_started_is_used(world):
         assert node.stop() == 0, node.output()[-3000:]
 
 
+def test_a_camera_info_latched_after_the_node_started_serves_the_images_at_once(world):
+    """A camera that latches its calibration once, stamped when published, after the node is up
+    (the usual start order under a launch file): that CameraInfo also reaches the ordinary
+    volatile subscription, where it looked like a live stream for 1 s, so every image in that
+    second waited for a CameraInfo of its own stamp and was dropped as no_camera_info (a 1 s
+    gap of no output at start-up). A live stream that comes after it still takes precedence."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo
+
+    probe = h.Probe(world["domain"], "/late_latched")
+    node = h.NodeProcess(world["env"], "/late_latched", {"weights": world["weights"], "localization": "whole_image",
+                                                          "diagnostics_period_s": 0.1},
+                         world["tmp"] / "late_latched_node.log")
+    latched = None
+    try:
+        assert probe.wait_connected(30), node.output()
+        assert probe.wait_for(lambda: probe.messages("diagnostics"), 10)   # its drop counts, read below
+        frames = Frames(probe, start_s=1000)
+        K_latched = np.array([[350.0, 0.0, 150.0], [0.0, 360.0, 125.0], [0.0, 0.0, 1.0]])
+        latched = probe.node.create_publisher(CameraInfo, "/late_latched/camera_info", QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        assert probe.wait_for(lambda: latched.get_subscription_count() > 0, 10), node.output()[-3000:]
+        # matched on the node's side too (discovery is not symmetric), so that the ordinary
+        # subscription gets it; the latched one is made by now as well
+        time.sleep(1.0)
+        s0 = frames.stamp()
+        latched.publish(frames.info(s0, K=K_latched))   # stamped now, as a driver stamps it
+        assert probe.wait_for(lambda: "latched CameraInfo on /late_latched/camera_info" in node.output(), 3.0), \
+            node.output()[-3000:]
+        sent = []
+        for _ in range(15):   # 1.5 s of images, 10 a second, all after the latched CameraInfo's stamp
+            sent.append(frames.stamp(step_ms=100))
+            frames.send(frames.image(sent[-1]))
+            time.sleep(0.1)
+        probe.wait_for(lambda: by_stamp(probe.messages("keypoints"), sent[-1]), 3.0)
+        time.sleep(0.6)   # past INFO_DUE_WAIT_S: an image without a CameraInfo is counted by now
+        out = {cv.stamp_to_ns(m.header.stamp): m for m in probe.messages("keypoints")}
+        served = [s for s in sent if s in out]
+        # the node may skip images while busy, but none lack a CameraInfo, and the first second has output
+        assert probe.dropped("no_camera_info") == 0, (served, node.output()[-3000:])
+        assert served and served[0] - s0 <= 0.5 * SEC, ([(s - s0) / SEC for s in served], node.output()[-3000:])
+        for s in served:
+            assert_lifted_through(out[s], K_latched)
+        # a live stream after it (the probe's volatile publisher): paired by stamp, even where the
+        # image comes first and the latched one could stand in for its CameraInfo
+        for _ in range(3):
+            s = frames.stamp()
+            frames.send(None, frames.info(s))
+            time.sleep(0.1)
+            frames.send(frames.image(s))
+            o = wait_outputs(probe, s, 4.0)
+            if o is not None:
+                break
+        assert o is not None, node.output()[-3000:]
+        assert_lifted_through(o["keypoints"], K)
+        s = frames.stamp()
+        frames.send(frames.image(s))
+        time.sleep(0.2)
+        frames.send(None, frames.info(s))
+        o = wait_outputs(probe, s, 4.0)
+        assert o is not None, node.output()[-3000:]
+        assert_lifted_through(o["keypoints"], K)
+        assert "incompatible" not in node.output().lower(), node.output()[-3000:]
+    finally:
+        if latched is not None:
+            probe.node.destroy_publisher(latched)
+        probe.close()
+        assert node.stop() == 0, node.output()[-3000:]
+
+
 def test_an_ordinary_camera_info_publisher_meets_no_incompatible_subscription(main):
     """The latched CameraInfo subscription exists only beside a latched publisher: made for
     every camera, it made each ordinary driver's rclpy warn "requesting incompatible QoS"."""

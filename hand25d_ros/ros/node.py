@@ -24,7 +24,10 @@ Subscriptions (remappable; sensor-data QoS: best effort, keep last 1; ``rois`` k
                          stamped within 1 s before the image, or after it) is not there;
                          subscribed only while such a publisher is there, so that ordinary
                          volatile drivers meet no incompatible subscription; its CameraInfo is
-                         forgotten when it goes
+                         forgotten when it goes. A transient-local publisher's CameraInfo is a
+                         latched one however it comes (published after the node started, the
+                         ordinary subscription gets it too), never a live stream, as in
+                         ``hand25d bag``
     rois                 only with ``localization: external``: the hand boxes of each image,
                          paired by exact stamp; vision_msgs/Detection2DArray when vision_msgs is
                          importable (one box per detection, ``bbox`` in pixels), else
@@ -560,6 +563,7 @@ class HandPoseNode(Node):
         # at start, it is incompatible with every ordinary (volatile) driver, whose rclpy then
         # warns "requesting incompatible QoS" in the driver's log, once per node
         self.sub_info_latched = None
+        self.info_publisher_latched: dict[bytes, bool] = {}   # CameraInfo publisher gid -> transient local
         self.timer_latched = self.create_timer(LATCHED_INFO_WATCH_S, self.watch_latched_camera_info)
         inputs = f"{self.resolve_topic_name(topic)} + {self.resolve_topic_name('camera_info')}"
         self.sub_rois = None
@@ -678,20 +682,59 @@ class HandPoseNode(Node):
             more = f" ({held} more since the last warning)" if held else ""
             self.get_logger().warning(f"{text}{more}")
 
-    def on_camera_info(self, msg: CameraInfo) -> None:
+    def on_camera_info(self, msg: CameraInfo, msg_info) -> None:
+        # A CameraInfo latched after the node started comes here too (a volatile subscription
+        # matches a transient-local publisher), stamped when it was published: taken for a live
+        # stream, it made the images of the next second wait for CameraInfo of their own and
+        # dropped them. Its publisher's durability tells it apart (the message carries none);
+        # it is then the latched one at once, not when the latched subscription, made up to
+        # LATCHED_INFO_WATCH_S later, gets it again. As hand25d bag, which counts a
+        # transient-local connection's CameraInfo as latched.
+        latched = self.from_latched_publisher(msg_info)
+        self.sync.store_info(conv.stamp_to_ns(msg.header.stamp), msg, live=not latched)
+        if latched:
+            self.on_latched_camera_info(msg)
+            return
         self.info_wait_since = None
-        self.sync.store_info(conv.stamp_to_ns(msg.header.stamp), msg)
         self.settle_info_due()
         self.try_pending()
 
+    def camera_info_publishers(self) -> list:
+        """The CameraInfo topic's publishers (graph), noting which are transient local by gid."""
+        found = self.get_publishers_info_by_topic(self.sub_info.topic_name)
+        self.info_publisher_latched = {
+            bytes(i.endpoint_gid): i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in found}
+        return found
+
+    def from_latched_publisher(self, msg_info) -> bool:
+        """Whether a CameraInfo came from a transient-local publisher (False where unknown: an
+        ordinary stream, as before the check)."""
+        gid = ((msg_info or {}).get("publisher_gid") or {}).get("data")
+        if gid is None:
+            return False
+        gid = bytes(gid)
+        if gid not in self.info_publisher_latched:
+            # new since the last watch: the graph has it by now (discovery comes before matching,
+            # and matching before data), so one look per new publisher
+            self.camera_info_publishers()
+        return self.info_publisher_latched.get(gid, False)
+
     def watch_latched_camera_info(self) -> None:
         """Keep a transient-local subscription while a CameraInfo publisher offers it."""
-        latched = [i for i in self.get_publishers_info_by_topic(self.sub_info.topic_name)
+        latched = [i for i in self.camera_info_publishers()
                    if i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL]
         reliability = None
         if latched:   # a reliable subscription would not match a best-effort latched publisher
             reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in latched)
             reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        if reliability is None and self.sync.latched is not None:
+            # its calibration went with it, as a new subscriber would no longer get it: a restarted
+            # driver (another resolution, say) publishes its own. Checked apart from the
+            # subscription: a latched CameraInfo can come on the ordinary one, from a publisher
+            # gone again before this watch saw it
+            self.get_logger().info(f"the latched CameraInfo publisher on {self.sub_info.topic_name} is gone: "
+                                   "its CameraInfo is no longer used")
+            self.sync.set_latched(None)
         current = None if self.sub_info_latched is None else self.sub_info_latched.qos_profile.reliability
         if reliability == current:
             return
@@ -699,12 +742,6 @@ class HandPoseNode(Node):
             self.destroy_subscription(self.sub_info_latched)
             self.sub_info_latched = None
         if reliability is None:
-            # its calibration went with it, as a new subscriber would no longer get it: a restarted
-            # driver (another resolution, say) publishes its own
-            if self.sync.latched is not None:
-                self.get_logger().info(f"the latched CameraInfo publisher on {self.sub_info.topic_name} is gone: "
-                                       "its CameraInfo is no longer used")
-            self.sync.set_latched(None)
             return
         qos = QoSProfile(history=LATCHED_INFO_QOS.history, depth=LATCHED_INFO_QOS.depth,
                          durability=LATCHED_INFO_QOS.durability, reliability=reliability)
