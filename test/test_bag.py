@@ -800,6 +800,14 @@ def test_a_camera_info_recorded_once_serves_every_image_as_the_nodes_latched_one
     tr = ScriptedTracker([[]])
     assert hb.convert(twice, tmp_path / "c", tr, image_topic=IMG_TOPIC, progress=False).processed == 4
     assert [c.K[0, 0] for c in tr.calls] == [K[0, 0], K[0, 0], K2[0, 0], K2[0, 0]]
+    # stamped when published, among the images: still latched, no stream, as the node takes a
+    # transient-local publisher's CameraInfo (the images between are not skipped waiting for theirs)
+    near = _bag_with_infos(tmp_path / "near", range(4), [(stamp(0) - 10**6, info_msg(stamp(0), K)),
+                                                         (stamp(2) - 10**6, info_msg(stamp(2), K2))],
+                           durability="TRANSIENT_LOCAL")
+    tr = ScriptedTracker([[]])
+    assert hb.convert(near, tmp_path / "n", tr, image_topic=IMG_TOPIC, progress=False).processed == 4
+    assert [c.K[0, 0] for c in tr.calls] == [K[0, 0], K[0, 0], K2[0, 0], K2[0, 0]]
     # two volatile CameraInfo messages are a stream, not a latched one: tolerance applies
     stream = _bag_with_infos(tmp_path / "stream", range(4), [(stamp(0) - 10**6, info_msg(5 * 10**9, K)),
                                                              (stamp(2), info_msg(6 * 10**9, K2))])
