@@ -727,29 +727,27 @@ class HandPoseNode(Node):
         if latched:   # a reliable subscription would not match a best-effort latched publisher
             reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in latched)
             reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+        current = None if self.sub_info_latched is None else self.sub_info_latched.qos_profile.reliability
+        if reliability != current:
+            if self.sub_info_latched is not None:
+                self.destroy_subscription(self.sub_info_latched)
+                self.sub_info_latched = None
+            if reliability is not None:
+                qos = QoSProfile(history=LATCHED_INFO_QOS.history, depth=LATCHED_INFO_QOS.depth,
+                                 durability=LATCHED_INFO_QOS.durability, reliability=reliability)
+                # a volatile publisher on the same topic beside the latched one is incompatible with
+                # this subscription by design (the volatile subscription has it): no warning here
+                self.sub_info_latched = self.create_subscription(
+                    CameraInfo, self.sub_info.topic_name, self.on_latched_camera_info, qos,
+                    event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _event: None))
         if reliability is None and self.sync.latched is not None:
             # its calibration went with it, as a new subscriber would no longer get it: a restarted
-            # driver (another resolution, say) publishes its own. Checked apart from the
-            # subscription: a latched CameraInfo can come on the ordinary one, from a publisher
-            # gone again before this watch saw it
+            # driver (another resolution, say) publishes its own. Apart from the subscription: a
+            # latched CameraInfo can come on the ordinary one, from a publisher gone before this
+            # watch saw it. Said once the subscription is gone too, the node's whole answer.
             self.get_logger().info(f"the latched CameraInfo publisher on {self.sub_info.topic_name} is gone: "
                                    "its CameraInfo is no longer used")
             self.sync.set_latched(None)
-        current = None if self.sub_info_latched is None else self.sub_info_latched.qos_profile.reliability
-        if reliability == current:
-            return
-        if self.sub_info_latched is not None:
-            self.destroy_subscription(self.sub_info_latched)
-            self.sub_info_latched = None
-        if reliability is None:
-            return
-        qos = QoSProfile(history=LATCHED_INFO_QOS.history, depth=LATCHED_INFO_QOS.depth,
-                         durability=LATCHED_INFO_QOS.durability, reliability=reliability)
-        # a volatile publisher on the same topic beside the latched one is incompatible with
-        # this subscription by design (the volatile subscription has it): no warning here
-        self.sub_info_latched = self.create_subscription(
-            CameraInfo, self.sub_info.topic_name, self.on_latched_camera_info, qos,
-            event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda _event: None))
 
     def on_latched_camera_info(self, msg: CameraInfo) -> None:
         if self.sync.latched is None:
