@@ -1062,7 +1062,8 @@ def test_a_camera_info_latched_before_the_node_started_is_used(world):
             s = frames.stamp(step_ms=2000)   # past the live stream's last CameraInfo by more than 1 s
             frames.send(frames.image(s))
             time.sleep(0.2)
-        assert probe.wait_for(lambda: probe.dropped("no_camera_info") >= before + 2, 3.0), node.output()[-3000:]
+        assert probe.wait_for(lambda: probe.dropped("no_camera_info") >= before + 2, 3.0), \
+            (before, probe.dropped("no_camera_info"), probe.dropped("skipped"), node.output()[-3000:])
     finally:
         probe.close()
         assert node.stop() == 0, node.output()[-3000:]
