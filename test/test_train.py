@@ -1,5 +1,6 @@
 """A short real training run: render a few tiny samples, train, resume, load the result."""
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -352,6 +353,14 @@ def test_snapshots_average_into_a_weights_file(tmp_path):
     (out / "snapshots" / "step_000005.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit, match="cannot read .*step_000005.pt"):
         avg.main([str(out), "--from-step", "3", "--out", str(dst)])
+    # the run's render cache refused (another renderer version, damaged): its one-line reason,
+    # not a CacheError traceback from inside the batch-norm pass's data
+    (out / "snapshots" / "step_000005.pt").unlink()
+    meta = json.loads((tmp_path / "cache" / "cache.json").read_text())
+    (tmp_path / "cache" / "cache.json").write_text(json.dumps({**meta, "render_version": 1}))
+    with pytest.raises(SystemExit, match=r"average_snapshots: .*cache\.json: renderer version 1"):
+        avg.main([str(out), "--from-step", "3", "--out", str(dst), "--bn-batches", "1"])
+    (tmp_path / "cache" / "cache.json").write_text(json.dumps(meta))
     # a resume starts again from last.pt (step 4): a state saved after it, by the run that was
     # stopped, belongs to no step this run will have, and averaging took it in
     assert main(args) == 0

@@ -107,7 +107,13 @@ def main(argv=None) -> int:
 
     t = cfg["train"]
     crop = model.input_size
-    synth = tr.training_renders(cfg, crop)
+    from ..data.synthetic import CacheError
+    try:
+        # the batch norms are measured on the run's own renders: its cache, which another
+        # renderer version or a damaged file makes unusable, says so in one line as hand25d-train does
+        synth = tr.training_renders(cfg, crop)
+    except CacheError as exc:
+        raise SystemExit(f"average_snapshots: {exc}") from None
     view, sampler, bone_ratios = tr.training_data(cfg, synth, crop)
     loader = DataLoader(view, batch_size=t["batch_size"], sampler=sampler, num_workers=0, drop_last=True)
     images = (b["image"].float().div_(255.0) for b in itertools.islice(loader, args.bn_batches))
