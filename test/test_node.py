@@ -288,6 +288,21 @@ def stamp_of(m):
     return m.transforms[0].header.stamp
 
 
+def first_answer(frames, probe, info=None, tries=3, timeout_s=4.0):
+    """Send images (each with its CameraInfo ``info(stamp)`` 0.1 s ahead, where given) until
+    one is answered; its outputs, or None after ``tries``."""
+    for _ in range(tries):
+        s = frames.stamp()
+        if info:
+            frames.send(None, info(s))
+            time.sleep(0.1)
+        frames.send(frames.image(s))
+        out = wait_outputs(probe, s, timeout_s)
+        if out is not None:
+            return out
+    return None
+
+
 def wait_outputs(probe, stamp, timeout=5.0):
     keys = ("keypoints", "poses", "palm_pose", "tf", "markers")
     ok = probe.wait_for(lambda: all(by_stamp(probe.messages(k), stamp) for k in keys), timeout)
@@ -1039,15 +1054,9 @@ def test_a_camera_info_latched_before_the_node_started_is_used(world):
     try:
         assert probe.wait_connected(30), node.output()
         for K_used, info in ((K_latched, None), (K, frames.info)):   # then a live stream, paired by stamp
-            for _ in range(3):
-                s = frames.stamp()
-                if info:   # ahead of its image: the live stream's first image, before any live
-                    frames.send(None, info(s))   # CameraInfo, could take the latched one
-                    time.sleep(0.1)
-                frames.send(frames.image(s))
-                out = wait_outputs(probe, s, 4.0)
-                if out is not None:
-                    break
+            # the live stream's CameraInfo ahead of its image: the stream's first image, before
+            # any live CameraInfo, could take the latched one
+            out = first_answer(frames, probe, info)
             assert out is not None, node.output()[-3000:]
             assert_lifted_through(out["keypoints"], K_used)
         assert "latched CameraInfo on /latched/camera_info" in node.output()
@@ -1114,14 +1123,7 @@ def test_a_camera_info_latched_after_the_node_started_serves_the_images_at_once(
             assert_lifted_through(out[s], K_latched)
         # a live stream after it (the probe's volatile publisher): paired by stamp, even where the
         # image comes first and the latched one could stand in for its CameraInfo
-        for _ in range(3):
-            s = frames.stamp()
-            frames.send(None, frames.info(s))
-            time.sleep(0.1)
-            frames.send(frames.image(s))
-            o = wait_outputs(probe, s, 4.0)
-            if o is not None:
-                break
+        o = first_answer(frames, probe, frames.info)
         assert o is not None, node.output()[-3000:]
         assert_lifted_through(o["keypoints"], K)
         s = frames.stamp()
