@@ -1,6 +1,16 @@
+import signal
+
 import numpy as np
 import pytest
 import torch
+
+# Tests stop the command lines they start with SIGINT, as Ctrl-C does. A suite started in the
+# background by a script ('./scripts/test.sh &') inherits an ignored SIGINT, as do the commands
+# it starts, which then ran on through their Ctrl-C tests until the tests' timeouts (3 failures,
+# the suite twice as long). A handled SIGINT here is the default again in every child (exec
+# resets handlers, not an ignore); the default handler is what an interactive run has anyway.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from hand25d_ros.model import build_model
 from hand25d_ros.weights import save_weights
