@@ -364,7 +364,7 @@ class CameraInfoSync:
                 best = (s, info)
         if best is not None:
             return best[1]
-        newest = max((s for s, _, live in self._infos if live), default=None)
+        newest = self.newest_stamp_ns(live_only=True)
         # beside a live stream an image's own CameraInfo may be on its way (or missing, which
         # the node counts): the latched one would stand in for it with another calibration
         if newest is not None and newest >= stamp_ns - self.live_window_ns:
@@ -405,8 +405,9 @@ class CameraInfoSync:
                 return s, image, match
         return None
 
-    def newest_stamp_ns(self):
-        return max((s for s, _, _ in self._infos), default=None)
+    def newest_stamp_ns(self, live_only: bool = False):
+        """The newest stored CameraInfo's stamp (``live_only``: of a live stream's), or None."""
+        return max((s for s, _, live in self._infos if live or not live_only), default=None)
 
     def restart_at(self, stamp_ns: int) -> None:
         """A restarted source (stamps jumped back): forget the waiting image and the CameraInfo
