@@ -718,7 +718,9 @@ class HandPoseNode(Node):
             # new since the last watch: the graph has it by now (discovery comes before matching,
             # and matching before data), so one look per new publisher
             self.camera_info_publishers()
-        return self.info_publisher_latched.get(gid, False)
+        # one the graph does not show (gone already) counts as live until the next watch
+        # rebuilds the table: not a graph query on each of its messages at the camera's rate
+        return self.info_publisher_latched.setdefault(gid, False)
 
     def watch_latched_camera_info(self) -> None:
         """Keep a transient-local subscription while a CameraInfo publisher offers it."""
