@@ -305,14 +305,17 @@ def cmd_video(args, est) -> int:
         tmp_jsonl = args.out / f".{stem}.partial.jsonl"
         video_path = _opencv_path(tmp_video)      # refused before anything is made
         args.out.mkdir(parents=True, exist_ok=True)
-        writer = cv2.VideoWriter(video_path, cv2.VideoWriter_fourcc(*"mp4v"), video.fps, (w, h))
-        if not writer.isOpened():
-            raise SystemExit(f"hand25d: cannot open a video writer for {tmp_video}")
-        jsonl = open(tmp_jsonl, "w")
     from tqdm import tqdm
     bar = tqdm(total=video.total, unit="frame", disable=args.quiet)
     i = 0
     try:
+        # made inside the try: a stop that came between making the part files and the loop
+        # (the progress bar's import took that long) left them behind
+        if args.out:
+            writer = cv2.VideoWriter(video_path, cv2.VideoWriter_fourcc(*"mp4v"), video.fps, (w, h))
+            if not writer.isOpened():
+                raise SystemExit(f"hand25d: cannot open a video writer for {tmp_video}")
+            jsonl = open(tmp_jsonl, "w")
         while True:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             if args.whole_image:
@@ -337,10 +340,12 @@ def cmd_video(args, est) -> int:
                 break
             bgr, t_s = frame
     except BaseException:
-        # nothing half-written is left behind
+        # nothing half-written is left behind, however far the files were made
         if writer:
             writer.release()
+        if jsonl:
             jsonl.close()
+        if args.out:
             tmp_video.unlink(missing_ok=True)
             tmp_jsonl.unlink(missing_ok=True)
         raise
