@@ -1378,6 +1378,34 @@ def test_start_up_failures_exit_with_a_clear_message(world):
                 p.stop()
 
 
+@pytest.mark.parametrize("name, value", [("hand_side", "both"), ("weights", "/nonexistent/weights.pt")])
+def test_a_node_that_cannot_start_releases_its_handles_before_the_error_leaves(world, name, value):
+    # a half-made node left to the garbage collector is destroyed whenever a cycle collection
+    # comes, possibly after rclpy's shutdown at exit; released here, nothing of it outlives the error
+    import rclpy
+    from hand25d_ros.ros.node import HandPoseNode, StartupError
+    from rclpy.exceptions import ParameterException
+
+    made = []
+
+    class Recorded(HandPoseNode):
+        def _declare_parameters(self, argv):
+            made.append(self)
+            super()._declare_parameters(argv)
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=world["domain"])
+    try:
+        with pytest.raises((StartupError, ParameterException), match=name):
+            Recorded(argv=[], context=ctx, parameter_overrides=[Parameter(name, value=value)])
+        assert len(made) == 1
+        node = made[0]
+        assert not list(node.publishers) and not list(node.timers) and not list(node.subscriptions), \
+            "the half-made node still holds publishers, timers or subscriptions"
+    finally:
+        rclpy.try_shutdown(context=ctx)
+
+
 # ---------------------------------------------------------------------------- a node slower than its camera
 SLOW_CNN_S = 0.2
 

@@ -523,7 +523,16 @@ class HandPoseNode(Node):
 
     def __init__(self, node_name: str = DEFAULT_NODE_NAME, argv=None, **kwargs):
         super().__init__(node_name, **kwargs)
-        self._declare_parameters(sys.argv if argv is None else argv)
+        try:
+            self._set_up(sys.argv if argv is None else argv)
+        except BaseException:
+            # a half-made node otherwise waits for the garbage collector, which may come after
+            # rclpy's shutdown at exit; its handles go now, while the context is up
+            self.destroy_node()
+            raise
+
+    def _set_up(self, argv) -> None:
+        self._declare_parameters(argv)
         self.estimator = self._make_estimator()
         self.tracker = self._make_tracker()
 
