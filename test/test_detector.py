@@ -301,6 +301,28 @@ def test_a_cutout_bank_of_another_seed_is_rendered_again(tmp_path):
     assert np.array_equal(other["images"], fresh["images"]) and not np.array_equal(first["images"], other["images"])
 
 
+def test_a_cutout_bank_of_another_render_version_is_rendered_again(tmp_path, capsys):
+    """The bank recorded its seed and size but not the renderer: a bank of a changed renderer
+    was taken as if this code had rendered it."""
+    from hand25d_ros.data import synthetic
+    from hand25d_ros.data.composites import BANK_ARRAYS, render_cutouts
+    path = tmp_path / "bank.npz"
+    made = render_cutouts(path, 1, seed=1, size_px=32, workers=1)
+    with np.load(path) as z:
+        assert int(z["render_version"]) == synthetic.RENDER_VERSION
+    stale = {k: np.zeros_like(made[k]) for k in BANK_ARRAYS}
+    np.savez(path, **stale, seed=np.int64(1), render_version=np.int64(synthetic.RENDER_VERSION + 1))
+    again = render_cutouts(path, 1, seed=1, size_px=32, workers=1)
+    assert np.array_equal(again["images"], made["images"])
+    assert "renderer version" in capsys.readouterr().out
+    with np.load(path) as z:
+        assert int(z["render_version"]) == synthetic.RENDER_VERSION
+    # a bank written before the version was recorded holds what version 2 renders (version 2
+    # changed the visible labels only, which a bank does not keep): taken as it is
+    np.savez(path, **stale, seed=np.int64(1))
+    assert not render_cutouts(path, 1, seed=1, size_px=32, workers=1)["images"].any()
+
+
 def test_a_cutout_bank_stopped_while_written_leaves_no_part_file(tmp_path, monkeypatch, savez_then_interrupt):
     """Ctrl-C while a bank was written left its part file (bank.npz.tmp.npz, as large as the
     bank) beside it for good, under one name that two runs sharing the bank both wrote."""

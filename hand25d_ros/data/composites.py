@@ -20,6 +20,7 @@ import numpy as np
 from . import backgrounds
 from .._files import remove_abandoned_parts, savez_replacing
 from ..augment import AugmentConfig, augment_sample
+from .synthetic import RENDER_VERSION
 
 BANK_ARRAYS = ("images", "masks", "joints_2d_px", "is_left")
 
@@ -53,7 +54,13 @@ def render_cutouts(path, n: int, seed: int = 7000, size_px: int = 128, workers: 
                 # the seed is in the file since a bank of another --bank-seed was taken for this
                 # one's; banks written before it are taken as they were
                 made_with = int(z["seed"]) if "seed" in z.files else seed
-                if len(z["images"]) == n and z["images"].shape[1] == size_px and made_with == seed:
+                # unrecorded: written before banks recorded it, by version 2's renderer or 1's,
+                # which differ in visible labels only, and a bank keeps none
+                version = int(z["render_version"]) if "render_version" in z.files else 2
+                if version != RENDER_VERSION:
+                    print(f"re-rendering {path}: renderer version {version}, this code renders version "
+                          f"{RENDER_VERSION}", flush=True)
+                elif len(z["images"]) == n and z["images"].shape[1] == size_px and made_with == seed:
                     return {k: z[k] for k in BANK_ARRAYS}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             # the bank is written whole (a temporary file renamed), so this is outside damage
@@ -81,7 +88,7 @@ def render_cutouts(path, n: int, seed: int = 7000, size_px: int = 128, workers: 
     # the bank; a live run's writing the same bank stays
     remove_abandoned_parts(path.parent, lambda name: name == path.name)
     # by pid, as the shards: two detector runs sharing a bank wrote one part file at once
-    savez_replacing(path, **bank, seed=np.int64(seed))
+    savez_replacing(path, **bank, seed=np.int64(seed), render_version=np.int64(RENDER_VERSION))
     return bank
 
 
