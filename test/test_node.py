@@ -1350,6 +1350,9 @@ def test_start_up_failures_exit_with_a_clear_message(world):
         "bad_localization": ({"weights": world["weights"], "localization": "detector"}, "localization"),
         "max_hands_out_of_range": ({"weights": world["weights"], "max_hands": 0}, "max_hands"),
         "bad_hand_side": ({"weights": world["weights"], "hand_side": "both"}, "hand_side"),
+        "bad_qos_override": ({"weights": world["weights"],
+                              "qos_overrides./fail_bad_qos_override/image.subscription.reliability": "sometimes"},
+                             "qos_overrides./fail_bad_qos_override/image.subscription.reliability"),
         # beside --params-file, rcl keeps the file's 2 for a -p value of another type
         "max_hands_not_a_whole_number": ({"weights": world["weights"], "max_hands": 1.5},
                                          "-p max_hands:=1.5 was not applied"),
@@ -1376,6 +1379,49 @@ def test_start_up_failures_exit_with_a_clear_message(world):
         finally:
             for p in procs.values():
                 p.stop()
+
+
+# the probe's reliable keypoints subscriber matches no best-effort publisher, which rclpy reports
+# through its deprecated logger.warn
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:rclpy.event_handler")
+def test_qos_overrides_set_the_inputs_and_outputs_profiles_and_a_mistyped_one_is_named(world):
+    """The standard ROS 2 QoS overrides (read-only parameters qos_overrides.<topic>.<entity>.<policy>):
+    a camera over a lossy link wants reliable images, a consumer over Wi-Fi best-effort outputs."""
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+    params = {"weights": world["weights"], "localization": "whole_image",
+              "qos_overrides./qos/image.subscription.reliability": "reliable",
+              "qos_overrides./qos/hand25d/keypoints.publisher.reliability": "best_effort",
+              "qos_overrides./qos/hand25d/keypoints.publisher.depth": 2,
+              "qos_overrides./qos/hand25d/poses.publisher.durability": "transient_local",
+              "qos_overrides./qos/imagee.subscription.reliability": "reliable",
+              # the image queue stays one deep: stale frames are skipped, never queued
+              "qos_overrides./qos/image.subscription.depth": 5}
+    node = h.NodeProcess(world["env"], "/qos", params, world["tmp"] / "qos_node.log")
+    probe = h.Probe(world["domain"], "/qos")
+    try:
+        assert probe.wait_connected(30), node.output()
+        (image_sub,) = probe.node.get_subscriptions_info_by_topic("/qos/image")
+        assert image_sub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        (info_sub,) = probe.node.get_subscriptions_info_by_topic("/qos/camera_info")
+        assert info_sub.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+        (cloud_pub,) = probe.node.get_publishers_info_by_topic("/qos/hand25d/keypoints")
+        assert cloud_pub.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+        (poses_pub,) = probe.node.get_publishers_info_by_topic("/qos/hand25d/poses")
+        assert poses_pub.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+        assert poses_pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        (palm_pub,) = probe.node.get_publishers_info_by_topic("/qos/hand25d/palm_pose")
+        assert palm_pub.qos_profile.durability == DurabilityPolicy.VOLATILE
+        assert probe.wait_for(lambda: "qos_overrides./qos/imagee.subscription.reliability" in node.output(), 5), \
+            node.output()
+    finally:
+        probe.close()
+        rc = node.stop()
+    out = node.output()
+    assert rc == 0, out[-3000:]
+    warning = next(line for line in out.splitlines() if "qos_overrides./qos/imagee" in line)
+    assert "WARN" in warning and "qos_overrides./qos/image.subscription.reliability" in warning, warning
+    assert "qos_overrides./qos/image.subscription.depth," in warning, warning
+    assert "unknown parameters" not in out, out[-3000:]
 
 
 @pytest.mark.parametrize("name, value", [("hand_side", "both"), ("weights", "/nonexistent/weights.pt")])

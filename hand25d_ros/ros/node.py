@@ -91,6 +91,7 @@ for the camera driver and this node fixes that (see the file).
 """
 from __future__ import annotations
 
+import copy
 import math
 import re
 import sys
@@ -108,7 +109,8 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import InvalidQosOverridesError, QoSOverridingOptions
 from rclpy.subscription import RCLError   # re-exported there: the exception of rclpy's C layer
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
@@ -146,6 +148,14 @@ INFO_QOS = ROI_QOS
 # a transient-local one no volatile publisher), so it is a second subscription.
 LATCHED_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                               durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# The standard ROS 2 QoS overrides (read-only parameters qos_overrides.<topic>.<publisher or
+# subscription>.<policy>): the inputs' reliability (a camera over a lossy link may want
+# reliable images) and the outputs' reliability, depth and durability. The image queue stays
+# one deep (stale frames are skipped, never queued); /tf and /diagnostics keep their standard
+# profiles, and the latched CameraInfo subscription its own.
+INPUT_QOS_OVERRIDES = (QoSPolicyKind.RELIABILITY,)
+OUTPUT_QOS_OVERRIDES = (QoSPolicyKind.RELIABILITY, QoSPolicyKind.DEPTH, QoSPolicyKind.DURABILITY)
+QOS_OVERRIDE_PREFIX = "qos_overrides."
 LATCHED_INFO_WATCH_S = 0.5    # how often the graph is checked for a latched CameraInfo publisher
 # With hfov_deg: images without a CameraInfo take the hfov_deg guess once no CameraInfo at all
 # has come for this long while images did. Long enough that a camera's CameraInfo publisher,
@@ -553,22 +563,22 @@ class HandPoseNode(Node):
         self.marker_ids: set[int] | None = None   # hands with markers up; None: nothing published yet
         self.marker_header = Header()             # the header of the markers up
 
-        self.pub_cloud = self.create_publisher(PointCloud2, "~/keypoints", OUTPUT_QOS)
-        self.pub_poses = self.create_publisher(PoseArray, "~/poses", OUTPUT_QOS)
-        self.pub_palm = self.create_publisher(PoseStamped, "~/palm_pose", OUTPUT_QOS)
-        self.pub_palms = self.create_publisher(PoseArray, "~/palm_poses", OUTPUT_QOS)
-        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", OUTPUT_QOS)
-        self.pub_debug = self.create_publisher(Image, "~/debug_image", OUTPUT_QOS)
+        self.pub_cloud = self._output(PointCloud2, "~/keypoints")
+        self.pub_poses = self._output(PoseArray, "~/poses")
+        self.pub_palm = self._output(PoseStamped, "~/palm_pose")
+        self.pub_palms = self._output(PoseArray, "~/palm_poses")
+        self.pub_markers = self._output(MarkerArray, "~/markers")
+        self.pub_debug = self._output(Image, "~/debug_image")
         self.pub_tf = self.create_publisher(TFMessage, "/tf", TF_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", OUTPUT_QOS)
 
         if self.cfg["use_compressed"]:
             topic = self.resolve_topic_name("image") + "/compressed"
-            self.sub_image = self.create_subscription(CompressedImage, topic, self.on_image, SENSOR_QOS)
+            self.sub_image = self._input(CompressedImage, topic, self.on_image, SENSOR_QOS)
         else:
             topic = "image"
-            self.sub_image = self.create_subscription(Image, topic, self.on_image, SENSOR_QOS)
-        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self.on_camera_info, INFO_QOS)
+            self.sub_image = self._input(Image, topic, self.on_image, SENSOR_QOS)
+        self.sub_info = self._input(CameraInfo, "camera_info", self.on_camera_info, INFO_QOS)
         # the latched subscription is made only once a transient-local publisher is there: made
         # at start, it is incompatible with every ordinary (volatile) driver, whose rclpy then
         # warns "requesting incompatible QoS" in the driver's log, once per node
@@ -579,10 +589,11 @@ class HandPoseNode(Node):
         self.sub_rois = None
         if self.external:
             roi_type = conv.roi_message_type()
-            self.sub_rois = self.create_subscription(roi_type, "rois", self.on_rois, ROI_QOS)
+            self.sub_rois = self._input(roi_type, "rois", self.on_rois, ROI_QOS)
             self.roi_type_name = f"{roi_type.__module__.split('.')[0]}/{roi_type.__name__}"
             inputs += f" + {self.resolve_topic_name('rois')} ({self.roi_type_name})"
         self.timer_diag = self.create_timer(self.cfg["diagnostics_period_s"], self.publish_diagnostics)
+        self._warn_unused_qos_overrides()
         self.get_logger().info(
             f"ready: {inputs} -> {self.resolve_topic_name('~/keypoints')} ...; localization "
             f"{self.cfg['localization']}, up to {self.cfg['max_hands']} hands, device {self.estimator.device}, "
@@ -601,10 +612,42 @@ class HandPoseNode(Node):
         dropped = dropped_overrides(argv, self.get_name(), self.cfg)
         if dropped:
             raise StartupError("; ".join(dropped))
-        unknown = sorted(set(getattr(self, "_parameter_overrides", {})) - set(PARAMETER_SPECS) - {"use_sim_time"})
+        unknown = sorted(n for n in set(getattr(self, "_parameter_overrides", {})) - set(PARAMETER_SPECS) - {"use_sim_time"}
+                         if not n.startswith(QOS_OVERRIDE_PREFIX))
         if unknown:
             self.get_logger().warning(f"ignoring unknown parameters (typos?): {', '.join(unknown)}")
         self.add_on_set_parameters_callback(self.on_set_parameters)
+
+    def _input(self, msg_type, topic: str, callback, qos: QoSProfile):
+        try:
+            # a copy: rclpy writes the overrides into the profile it is given
+            return self.create_subscription(msg_type, topic, callback, copy.copy(qos),
+                                            qos_overriding_options=QoSOverridingOptions(INPUT_QOS_OVERRIDES))
+        except (RuntimeError, ValueError, TypeError, ParameterException, InvalidQosOverridesError) as exc:
+            raise self._qos_override_error(topic, "subscription", exc) from None
+
+    def _output(self, msg_type, topic: str):
+        try:
+            return self.create_publisher(msg_type, topic, copy.copy(OUTPUT_QOS),
+                                         qos_overriding_options=QoSOverridingOptions(OUTPUT_QOS_OVERRIDES))
+        except (RuntimeError, ValueError, TypeError, ParameterException, InvalidQosOverridesError) as exc:
+            raise self._qos_override_error(topic, "publisher", exc) from None
+
+    def _qos_override_error(self, topic: str, entity: str, exc: Exception) -> StartupError:
+        # rclpy's message names the policy, not the parameter that holds the bad value
+        prefix = f"{QOS_OVERRIDE_PREFIX}{self.resolve_topic_name(topic)}.{entity}."
+        names = sorted(n for n in getattr(self, "_parameter_overrides", {}) if n.startswith(prefix)) or [prefix + "*"]
+        return StartupError(f"invalid QoS override {', '.join(names)}: {exc}")
+
+    def _warn_unused_qos_overrides(self) -> None:
+        """rclpy ignores an override that names no topic or policy of the node's: a typo would
+        leave the profile as it was without a word."""
+        given = {n for n in getattr(self, "_parameter_overrides", {}) if n.startswith(QOS_OVERRIDE_PREFIX)}
+        taken = sorted(n for n in self._parameters if n.startswith(QOS_OVERRIDE_PREFIX))
+        unused = sorted(given - set(taken))
+        if unused:
+            self.get_logger().warning(f"ignoring QoS overrides that name no topic or policy this node lets change: "
+                                      f"{', '.join(unused)} (it takes: {', '.join(taken)})")
 
     @property
     def frame_prefix(self) -> str:
