@@ -643,7 +643,7 @@ class HandPoseNode(Node):
         """rclpy ignores an override that names no topic or policy of the node's: a typo would
         leave the profile as it was without a word."""
         given = {n for n in getattr(self, "_parameter_overrides", {}) if n.startswith(QOS_OVERRIDE_PREFIX)}
-        taken = sorted(n for n in self._parameters if n.startswith(QOS_OVERRIDE_PREFIX))
+        taken = sorted(QOS_OVERRIDE_PREFIX + n for n in self.get_parameters_by_prefix(QOS_OVERRIDE_PREFIX.rstrip(".")))
         unused = sorted(given - set(taken))
         if unused:
             self.get_logger().warning(f"ignoring QoS overrides that name no topic or policy this node lets change: "
