@@ -187,7 +187,8 @@ def _evaluate(est, ds, root, limit, progress, roi_from_gt, hand_size, crop, hand
            for i in range(n)]
     return {"summary": summary, "per_sample": per,
             "data": {"pred_3d_mm": pred3d, "gt_3d_mm": gt3d, "valid": valid, "has_3d": has_3d,
-                     "pred_2d_px": pred2d, "gt_2d_px": gt2d, "labelled": labelled}}
+                     "pred_2d_px": pred2d, "gt_2d_px": gt2d, "labelled": labelled,
+                     "found": np.asarray(found, dtype=bool).reshape(n)}}
 
 
 def true_hand(sample: dict) -> tuple[bool | None, float | None]:
@@ -308,6 +309,33 @@ def mirror_summary(error_2d_px, is_left, pred_skeleton_is_left, palm_toward_came
             same = (cos > 0) == (np.asarray(pred_palm_toward_camera) > 0)
             out["mirrored_same_side_fraction"] = float(same[seen].mean())
     return out
+
+
+def per_keypoint_summary(data: dict) -> list[dict]:
+    """Each keypoint's mean errors, under its name: 2D (px) over the frames where a hand was
+    found, root-relative and similarity-aligned 3D (mm) over the valid frames with a true 3D
+    pose; over its labelled entries only, NaN where it has none.
+
+    Args:
+        data: :func:`evaluate_folder`'s ``data``.
+    """
+    lab = data["labelled"]
+    f = data["found"][:, None] & lab
+    e2d = np.where(f, np.linalg.norm(data["pred_2d_px"] - np.nan_to_num(data["gt_2d_px"]), axis=-1), 0.0)
+    ok = data["valid"] & data["has_3d"]
+    rr = np.full(lab.shape, np.nan)
+    pa = np.full(lab.shape, np.nan)
+    if ok.any():
+        P, G, L = data["pred_3d_mm"][ok], data["gt_3d_mm"][ok], lab[ok]
+        rr[ok] = metrics.root_relative_errors_mm(P, G, L)
+        pa[ok] = np.where(L, np.linalg.norm(metrics.similarity_align(P, G, L) - np.nan_to_num(G), axis=-1), np.nan)
+
+    def mean(x, m):
+        return float(x[m].mean()) if m.any() else float("nan")
+    return [{"name": name, "error_2d_px": mean(e2d[:, k], f[:, k]),
+             "root_relative_error_mm": mean(rr[:, k], ok & lab[:, k]),
+             "pa_error_mm": mean(pa[:, k], ok & lab[:, k])}
+            for k, name in enumerate(kp.KEYPOINT_NAMES)]
 
 
 TABLE_ROWS = [
@@ -438,7 +466,7 @@ def main(argv=None) -> int:
         report = {"folder": str(args.folder), "weights": est.weights_path, "crop": args.crop, "tta": est.tta,
                   "hand_size": args.hand_size, "hand_side": args.hand_side, "sequence": args.sequence,
                   "root_depth": est.root_depth, "summary": rep["summary"],
-                  "per_sample": rep["per_sample"]}
+                  "per_keypoint": per_keypoint_summary(rep["data"]), "per_sample": rep["per_sample"]}
         (args.out / "report.json").write_text(report_json(report))
         print(f"wrote {args.out / 'report.json'}"
               + (f" and {pck}" if pck else " (no pck.png: no sample has a true 3D pose)"))

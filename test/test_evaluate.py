@@ -486,3 +486,49 @@ def test_true_hand_is_unknown_without_its_palm_keypoints():
         Pk = np.where(cut[:, None], P, np.nan)
         assert true_hand({"joints_3d_mm": Pk, "labelled": cut})[0] is None, k
         assert true_hand({"joints_3d_mm": Pk, "labelled": cut, "is_left": True})[0] is True
+
+
+def test_the_report_breaks_the_errors_down_per_keypoint(tmp_path):
+    """report.json's per_keypoint: each keypoint's mean 2D error over the frames where a hand
+    was found, and its root-relative and similarity-aligned 3D errors over the valid frames
+    with a true 3D pose (null where there are none), under the keypoint's name."""
+    from hand25d_ros import keypoints as kp
+    from hand25d_ros import metrics
+    from hand25d_ros.estimator import HandPoseEstimator
+    from hand25d_ros.evaluate import evaluate_folder
+    root = write_folder(tmp_path / "data", 3)
+    drop(root, "joints_3d_mm", [1])
+    rep = evaluate_folder(HandPoseEstimator(device="cpu", tta="none"), root, progress=False)
+    d = rep["data"]
+    out = tmp_path / "out"
+    assert main([str(root), "--out", str(out), "--tta", "none"]) == 0
+    per = strict_json(out / "report.json")["per_keypoint"]
+    assert [p["name"] for p in per] == list(kp.KEYPOINT_NAMES)
+    e2d = np.linalg.norm(d["pred_2d_px"] - d["gt_2d_px"], axis=-1).mean(0)
+    np.testing.assert_allclose([p["error_2d_px"] for p in per], e2d, rtol=1e-6)
+    ok = d["valid"] & d["has_3d"]
+    assert ok.sum() >= 1 and not ok[1]
+    rr = metrics.root_relative_errors_mm(d["pred_3d_mm"][ok], d["gt_3d_mm"][ok]).mean(0)
+    pa = np.linalg.norm(metrics.similarity_align(d["pred_3d_mm"][ok], d["gt_3d_mm"][ok]) - d["gt_3d_mm"][ok],
+                        axis=-1).mean(0)
+    np.testing.assert_allclose([p["root_relative_error_mm"] for p in per], rr, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose([p["pa_error_mm"] for p in per], pa, rtol=1e-6)
+    assert np.mean([p["pa_error_mm"] for p in per]) == pytest.approx(strict_json(out / "report.json")
+                                                                   ["summary"]["pa_mpjpe_mm"], rel=1e-6)
+    # an unlabelled keypoint (null rows) counts for none of its figures and no other's
+    ann = json.loads((root / "annotations.json").read_text())
+    for i in (0, 1, 2):
+        ann["samples"][i]["joints_2d_px"][20] = None
+        if "joints_3d_mm" in ann["samples"][i]:
+            ann["samples"][i]["joints_3d_mm"][20] = None
+    (root / "annotations.json").write_text(json.dumps(ann))
+    assert main([str(root), "--out", str(out), "--tta", "none"]) == 0
+    per2 = strict_json(out / "report.json")["per_keypoint"]
+    assert per2[20]["error_2d_px"] is None and per2[20]["pa_error_mm"] is None
+    np.testing.assert_allclose([p["error_2d_px"] for p in per2[:20]], e2d[:20], rtol=1e-6)
+    # no 3D truth anywhere: the 3D entries are null, the 2D ones stay
+    drop(root, "joints_3d_mm", [0, 2])
+    assert main([str(root), "--out", str(out), "--tta", "none"]) == 0
+    per = strict_json(out / "report.json")["per_keypoint"]
+    assert all(p["pa_error_mm"] is None and p["root_relative_error_mm"] is None for p in per)
+    assert all(p["error_2d_px"] > 0 for p in per[:20])
