@@ -213,6 +213,12 @@ def warn_implausible_hand_size(hand_size_m: float) -> None:
                       "scales with it, and too far a hand is not valid", RuntimeWarning, stacklevel=3)
 
 
+# What the synthetic renderer imports (the `train` extra): the hand mesh (pygltflib), headless
+# OpenGL (moderngl) and the photo backgrounds (scikit-image's, which without it were left out
+# without a word)
+RENDER_MODULES = ("moderngl", "pygltflib", "skimage")
+
+
 def require_extra(extra: str, *modules: str) -> None:
     """Raise ModuleNotFoundError naming the pip extra that installs ``modules`` when one is
     missing, before a command starts work that would fail deep inside on its import."""

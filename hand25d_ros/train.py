@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import geometry as geo
 from . import keypoints as kp
-from ._checks import require_extra
+from ._checks import RENDER_MODULES, require_extra
 from .augment import AugmentConfig, augment_sample
 from .losses import latent25d_loss
 from .model import build_model_from_arch
@@ -1207,7 +1207,7 @@ def main(argv=None) -> int:
     check_config(cfg, f"{args.config} with --set" if args.config and args.set else
                  str(args.config) if args.config else "--set")
     try:   # before any work: the renderer's imports would fail deep inside the first render
-        require_extra("train", "moderngl", "pygltflib", "skimage")
+        require_extra("train", *RENDER_MODULES)
     except ModuleNotFoundError as exc:
         raise SystemExit(f"hand25d-train: {exc}") from None
     command = "hand25d-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))

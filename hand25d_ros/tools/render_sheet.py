@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .._checks import WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number, require_extra
+from .._checks import RENDER_MODULES, WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number, require_extra
 from ..cli import IMAGE_EXTS
 from ..image_files import write_image_file
 
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         samples = [ds[i] for i in range(args.start, min(len(ds), args.start + args.n))]
     else:
         try:
-            require_extra("train", "moderngl", "pygltflib")
+            require_extra("train", *RENDER_MODULES)
         except ModuleNotFoundError as exc:
             raise SystemExit(f"hand25d-render-sheet: rendering {exc}") from None
         from ..data.synthetic import SyntheticConfig, SyntheticHandGenerator
