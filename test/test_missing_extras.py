@@ -57,3 +57,15 @@ def test_render_sheet_wants_scikit_image_as_training_does(tmp_path, monkeypatch)
     with pytest.raises(SystemExit, match=rf"hand25d-render-sheet: .*skimage.*{TRAIN_EXTRA}"):
         main(["--out", str(tmp_path / "sheet.png"), "--n", "1"])
     assert not Path(tmp_path / "sheet.png").exists()
+
+
+def test_average_snapshots_names_the_extra_before_it_starts(tmp_path, monkeypatch):
+    # it measures batch norms on the run's renders and calibrates the crop head on rendered
+    # backgrounds, as hand25d-train does
+    from hand25d_ros.tools.average_snapshots import main
+    _without(monkeypatch, "skimage")
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(SystemExit, match=rf"average_snapshots: .*skimage.*{TRAIN_EXTRA}"):
+        main([str(run), "--out", str(tmp_path / "soup.pt")])
+    assert sorted(tmp_path.iterdir()) == [run]
