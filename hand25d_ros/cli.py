@@ -280,6 +280,10 @@ def cmd_video(args, est) -> int:
     video = VideoFrames(cap, live=isinstance(src, int))
     first = video.next()
     if first is None:
+        if isinstance(src, int):   # a webcam index: "broken file or unsupported codec" sent users looking for a file
+            raise SystemExit(f"hand25d: cannot read camera {src}: "
+                             + ("it gave no frame" if cap.isOpened() else
+                                "no such device, or it is in use or not supported by this OpenCV build"))
         raise SystemExit(f"hand25d: cannot read video {src} (broken file or unsupported codec)")
     bgr, t_s = first
     h, w = bgr.shape[:2]

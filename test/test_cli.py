@@ -519,3 +519,31 @@ def test_termination_signals_started_ignored_stay_ignored():
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+
+
+def test_a_webcam_that_does_not_open_is_named_as_a_camera(tmp_path, untrained_weights, monkeypatch):
+    """`hand25d video 0` (README) on a machine whose camera 0 does not open said "cannot read
+    video 0 (broken file or unsupported codec)", which sends a user looking for a file."""
+    import hand25d_ros.cli as cli
+
+    class NoCamera:
+        def __init__(self, *args):
+            pass
+
+        def isOpened(self):
+            return False
+
+        def read(self):
+            return False, None
+
+        def get(self, prop):
+            return 0.0
+
+        def release(self):
+            pass
+    monkeypatch.setattr(cli.cv2, "VideoCapture", NoCamera)
+    with pytest.raises(SystemExit) as exc:
+        main(["video", "0", "--out", str(tmp_path / "o"), "--weights", str(untrained_weights)])
+    text = str(exc.value)
+    assert "camera 0" in text and "codec" not in text and "file" not in text, text
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
