@@ -200,6 +200,22 @@ def _exponent_text(value) -> bool:
     return isinstance(value, str) and bool(_EXPONENT_NUMBER.fullmatch(value.strip()))
 
 
+def _key_paths(allowed: dict, default=None, path=()) -> list[tuple]:
+    """Every config key's path, in DEFAULT_CONFIG's order (a section's own keys before its
+    subsections'), where ``allowed`` lists a section's keys in place of DEFAULT_CONFIG's."""
+    default = DEFAULT_CONFIG if default is None and not path else default
+    keys = allowed.get(path) or (list(default) if isinstance(default, dict) else [])
+    sub = default if isinstance(default, dict) else {}
+    own = [path + (k,) for k in (sorted(keys) if path in allowed else keys)]
+    out = [q for q in own if not isinstance(sub.get(q[-1]), dict) and q not in allowed and q + ("*",) not in allowed]
+    for q in own:
+        if isinstance(sub.get(q[-1]), dict) or q in allowed:
+            out += _key_paths(allowed, sub.get(q[-1]), q)
+        elif q + ("*",) in allowed:
+            out += _key_paths(allowed, None, q + ("*",))
+    return out
+
+
 def check_config(cfg: dict, source: str = "the config") -> None:
     """Reject keys the trainer would silently ignore (a misspelt ``time_budget_min`` would
     otherwise surface hours later as a run that never stopped), values of another type than
@@ -265,6 +281,13 @@ def check_config(cfg: dict, source: str = "the config") -> None:
             if k not in keys:
                 near = difflib.get_close_matches(str(k), sorted(keys), n=1)
                 hint = f" (did you mean {dotted(path + (near[0],))!r}?)" if near else ""
+                if not near:   # a key under another section, or without its own (time_budget_min for train.time_budget_min)
+                    elsewhere = _key_paths(allowed)
+                    names = [q[-1] for q in elsewhere]
+                    same = [q for q in elsewhere if q[-1] == str(k)]
+                    close = difflib.get_close_matches(str(k), names, n=1)
+                    found = same[0] if same else next((q for q in elsewhere if close and q[-1] == close[0]), None)
+                    hint = f" (did you mean {dotted(found)!r}?)" if found else ""
                 raise SystemExit(f"{source}: unknown config key {dotted(path + (str(k),))!r}{hint}; "
                                  f"valid keys there: {', '.join(sorted(keys))}")
             walk(v, default.get(k) if isinstance(default, dict) else None, path + (k,))
