@@ -155,7 +155,6 @@ def _hands_in(est, rgb, cal, args) -> list:
 
 def cmd_image(args, est) -> int:
     from tqdm import tqdm
-    args.out.mkdir(parents=True, exist_ok=True)
     if not args.calib:
         _warn(f"no --calib given: guessing intrinsics from a {args.hfov_deg} degree field of view; "
               "the 3D output's depth is only as good as that guess")
@@ -179,6 +178,8 @@ def cmd_image(args, est) -> int:
         hands = _hands_in(est, rgb, cal, args)
         rec = {"source": str(path), "K": np.asarray(cal.K).tolist(), "intrinsics": cal.source,
                "hands": [pose_to_json(p) for p in hands]}
+        # made for the first result: a run that writes nothing (no input readable) leaves no folder
+        args.out.mkdir(parents=True, exist_ok=True)
         _write_atomic(args.out / f"{stem}.json", json.dumps(rec, indent=1))
         overlay = draw_hands(rgb, hands, args.min_confidence)
         tmp = args.out / f".{stem}_overlay.partial.png"

@@ -547,3 +547,24 @@ def test_a_webcam_that_does_not_open_is_named_as_a_camera(tmp_path, untrained_we
     text = str(exc.value)
     assert "camera 0" in text and "codec" not in text and "file" not in text, text
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_an_image_run_that_writes_nothing_leaves_no_out_folder(tmp_path, untrained_weights):
+    """README: "none readable: an error, nothing written"; yet each of these runs left an empty
+    --out folder behind, as did a missing input and a folder without images."""
+    (tmp_path / "bad.png").write_text("not an image")
+    (tmp_path / "no_images").mkdir()
+    for inputs, why in [([tmp_path / "bad.png"], "none of the 1 images could be read"),
+                        ([tmp_path / "nope.png"], "no such file or folder"),
+                        ([tmp_path / "no_images"], "no images found")]:
+        out = tmp_path / "results" / "run"
+        with pytest.raises(SystemExit, match=why):
+            main(["image", *map(str, inputs), "--out", str(out), "--weights", str(untrained_weights), "--quiet"])
+        assert not (tmp_path / "results").exists(), why
+    # an --out folder that was there stays, with what it held
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "old.json").write_text("{}")
+    with pytest.raises(SystemExit, match="could be read"):
+        main(["image", str(tmp_path / "bad.png"), "--out", str(kept), "--weights", str(untrained_weights), "--quiet"])
+    assert sorted(p.name for p in kept.iterdir()) == ["old.json"]
