@@ -51,9 +51,9 @@ setup(
     zip_safe=False,
     entry_points={
         "console_scripts": [
-            "hand25d_node = hand25d_ros.ros.node:main",
-            "hand25d_demo = hand25d_ros.ros.demo:main",
-            "hand25d_fingertip = hand25d_ros.ros.example_consumer:main",
+            "hand25d_node = hand25d_ros.ros.commands:node",
+            "hand25d_demo = hand25d_ros.ros.commands:demo",
+            "hand25d_fingertip = hand25d_ros.ros.commands:fingertip",
             "hand25d = hand25d_ros.cli:main",
             "hand25d-train = hand25d_ros.train:main",
             "hand25d-train-detector = hand25d_ros.detector_train:main",
