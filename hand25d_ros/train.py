@@ -1023,6 +1023,8 @@ def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None
                                 None: "float32"}[amp_dtype]}
         meta = weights_meta(model, val_synth, cfg, bone_ratios, device, recipe)
         save_weights(model, weights_path, cfg["arch"], meta)
+        # the run's result, which log.csv has only at the val_every steps
+        print("final validation: " + " ".join(f"{k}={v:.3f}" for k, v in meta["metrics"].items()), flush=True)
         print(f"wrote {weights_path}", flush=True)
     if log_f:
         log_f.close()

@@ -10,7 +10,7 @@ from hand25d_ros import HandPoseEstimator
 from hand25d_ros.train import main
 
 
-def test_smoke_train_resume_and_load(tmp_path):
+def test_smoke_train_resume_and_load(tmp_path, capsys):
     out = tmp_path / "run"
     common = ["--out", str(out),
               "--set", "arch.name=tiny", "--set", "arch.input_size=64",
@@ -31,6 +31,8 @@ def test_smoke_train_resume_and_load(tmp_path):
     assert all(np.isfinite(float(r["loss"])) for r in rows if r["loss"])
     est = HandPoseEstimator(weights=out / "weights.pt", device="cpu")
     assert est.input_size == 64 and est.meta["recipe"]["steps"] == 5
+    final = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("final validation: ")]
+    assert len(final) == 2 and f"val_synth_2d_px={est.meta['metrics']['val_synth_2d_px']:.3f}" in final[-1], final
     # the checkpoint beside it is no weights file: said so, not "format tag None"
     from hand25d_ros.weights import WeightsError
     with pytest.raises(WeightsError, match=r"last.pt is a training checkpoint .* weights.pt"):
