@@ -208,7 +208,13 @@ def compressed_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     size = _encoded_size(buf, max_pixels)
     if size is not None and size[0] * size[1] > max_pixels:
         raise MessageError(f"image of {size[0]} x {size[1]} pixels exceeds the limit of {max_pixels}")
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # BGR, 3 channels, 8 bit
+    try:
+        image = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # BGR, 3 channels, 8 bit
+    except cv2.error as exc:
+        # most bad data gives None, but some headers (a PFM or PAM of width 0, a BMP wider
+        # than OpenCV's limit) fail an assertion inside OpenCV instead
+        raise MessageError(f"cannot decode compressed image ({msg.format!r}, {buf.size} bytes): "
+                           f"{getattr(exc, 'err', str(exc)).strip()}") from None
     if image is None or image.size == 0:
         raise MessageError(f"cannot decode compressed image ({msg.format!r}, {buf.size} bytes)")
     if image.shape[0] * image.shape[1] > max_pixels:

@@ -319,6 +319,20 @@ def test_compressed_images_decode_to_rgb():
         cv.compressed_to_rgb(msg, max_pixels=100)
 
 
+@pytest.mark.parametrize("data", [
+    b"PF\n0 4\n-1\n" + bytes(48),        # PFM of width 0
+    b"PF\n4 -4\n-1\n" + bytes(192),      # PFM of negative height
+    b"P7\nWIDTH 0\nHEIGHT 4\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\nENDHDR\n" + bytes(48),   # PAM of width 0
+], ids=["pfm_width_0", "pfm_negative_height", "pam_width_0"])
+def test_a_compressed_image_whose_header_opencv_refuses_is_a_message_error(data):
+    """OpenCV's decoders raise cv2.error (no ValueError) on some headers instead of returning None;
+    it left compressed_to_rgb, and the node's image callback, which drops MessageError only."""
+    msg = CompressedImage(format="pfm")
+    msg.data = data
+    with pytest.raises(cv.MessageError, match=r"cannot decode compressed image \('pfm', \d+ bytes\).*size"):
+        cv.compressed_to_rgb(msg)
+
+
 def test_a_compressed_image_too_large_is_refused_before_decoding(monkeypatch):
     """A few kilobytes of PNG can decode to gigabytes: the header's size decides first."""
     import hand25d_ros.messages as messages
