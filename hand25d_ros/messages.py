@@ -8,6 +8,7 @@ The functions read a message's fields only (``encoding``, ``height``, ``step``, 
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import cv2
@@ -208,6 +209,7 @@ def compressed_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     size = _encoded_size(buf, max_pixels)
     if size is not None and size[0] * size[1] > max_pixels:
         raise MessageError(f"image of {size[0]} x {size[1]} pixels exceeds the limit of {max_pixels}")
+    _check_png_chunks(buf)
     try:
         image = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # BGR, 3 channels, 8 bit
     except cv2.error as exc:
@@ -220,6 +222,31 @@ def compressed_to_rgb(msg, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     if image.shape[0] * image.shape[1] > max_pixels:
         raise MessageError(f"image of {image.shape[1]} x {image.shape[0]} pixels exceeds the limit of {max_pixels}")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png_chunks(buf: np.ndarray) -> None:
+    """Refuse a PNG with a chunk that declares more bytes than the data has left.
+
+    OpenCV's PNG reader allocates a chunk's declared length before reading it: a 1.4 kB PNG
+    whose IDAT claims 4 GB took 4 GB and seconds to be refused. A PNG's chunks are few (8 kB
+    each as libpng and OpenCV write them), so walking them is cheap; the walk stops at IEND,
+    and a PNG that ends inside a chunk header is left to the decoder (which gives None)."""
+    if buf.size < 8 or buf[:8].tobytes() != PNG_SIGNATURE:
+        return
+    i, n = 8, buf.size
+    while i + 8 <= n:
+        length = struct.unpack_from(">I", buf, i)[0]
+        kind = buf[i + 4: i + 8].tobytes()
+        left = n - i - 12   # after this chunk's length, type and CRC
+        if length > left:
+            raise MessageError(f"PNG chunk {kind!r} at byte {i} declares {length} bytes, but the message has "
+                               f"{max(left, 0)} left: a corrupt or truncated PNG")
+        if kind == b"IEND":
+            return
+        i += 12 + length
 
 
 def _encoded_size(buf: np.ndarray, max_pixels: int):

@@ -333,6 +333,28 @@ def test_a_compressed_image_whose_header_opencv_refuses_is_a_message_error(data)
         cv.compressed_to_rgb(msg)
 
 
+def test_a_png_chunk_longer_than_the_message_is_refused_before_decoding(monkeypatch):
+    """A 1.4 kB PNG whose IDAT chunk declares 4 GB made OpenCV allocate the 4 GB and take
+    seconds before it gave up: a chunk that runs past the data is refused first."""
+    import hand25d_ros.messages as messages
+    ok, png = cv2.imencode(".png", np.zeros((20, 30, 3), np.uint8))
+    data = bytearray(png.tobytes())
+    assert data[37:41] == b"IDAT"
+    data[33:37] = (0xF5000000).to_bytes(4, "big")
+    msg = CompressedImage(format="png")
+    msg.data = bytes(data)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded a PNG whose chunk runs past the end of the data")
+    monkeypatch.setattr(messages.cv2, "imdecode", no_decoding)
+    with pytest.raises(cv.MessageError, match=r"PNG chunk b'IDAT' at byte 33 declares 4110417920 bytes"):
+        cv.compressed_to_rgb(msg)
+    # chunks as they should be pass the check (trailing bytes after IEND are OpenCV's business)
+    monkeypatch.undo()
+    msg.data = png.tobytes() + b"\x00" * 5
+    assert cv.compressed_to_rgb(msg).shape == (20, 30, 3)
+
+
 def test_a_compressed_image_too_large_is_refused_before_decoding(monkeypatch):
     """A few kilobytes of PNG can decode to gigabytes: the header's size decides first."""
     import hand25d_ros.messages as messages
