@@ -10,8 +10,8 @@ import torch
 
 from . import geometry as geo
 from . import keypoints as kp
-from ._checks import (check_box_in_image, check_count, check_distortion, check_image_rgb, check_intrinsics,
-                      check_positive, warn_implausible_focal_length, warn_implausible_hand_size)
+from ._checks import (check_box_in_image, check_box_size, check_count, check_distortion, check_image_rgb,
+                      check_intrinsics, check_positive, warn_implausible_focal_length, warn_implausible_hand_size)
 from .crop import (DEFAULT_TTA, FALLBACK_VIEWS_DEG, HAND_SIDES, ROTATE_VIEWS_DEG, TTA_MODES, box_iou, box_to_crop_affine,
                    crop_affine, invert_affine, keypoint_box, scale_box, transform_points, warp_crop,
                    whole_image_box)
@@ -569,8 +569,9 @@ class HandPoseEstimator:
     def estimate_batch(self, images_rgb, Ks, hand_size_m: float | None = None, rois=None,
                        D=None, distortion_model: str = "plumb_bob", hand_is_left=None) -> list[HandPose]:
         """:meth:`estimate` over several (image, K, roi), one network pass. Each roi is a
-        box, or None / ``"image"`` for the whole image (no localisation here); ``hand_is_left``
-        optionally the hand of each (see :meth:`predict_crops`)."""
+        box, or None / ``"image"`` for the whole image (no localisation here); a box's longer side
+        must be 1 px to 100 times the image's, as in :meth:`estimate` (a ValueError naming it
+        otherwise); ``hand_is_left`` optionally the hand of each (see :meth:`predict_crops`)."""
         if len(images_rgb) != len(Ks):
             raise ValueError(f"got {len(images_rgb)} images but {len(Ks)} intrinsics")
         rois = [None] * len(images_rgb) if rois is None else list(rois)
@@ -579,7 +580,7 @@ class HandPoseEstimator:
         hand_size_m = kp.DEFAULT_HAND_SIZE_M if hand_size_m is None else check_positive(hand_size_m, "hand_size_m")
         warn_implausible_hand_size(hand_size_m)
         crops, affines, Kmats, boxes = [], [], [], []
-        for image, K, roi in zip(images_rgb, Ks, rois):
+        for i, (image, K, roi) in enumerate(zip(images_rgb, Ks, rois)):
             image = check_image_rgb(image)
             K = check_intrinsics(K)
             warn_implausible_focal_length(K, image.shape[1], image.shape[0])
@@ -588,7 +589,11 @@ class HandPoseEstimator:
             elif isinstance(roi, str):
                 raise ValueError(f"roi must be None, 'image' or (x, y, w, h), got {roi!r}")
             else:
-                box = tuple(roi)
+                # the size that estimate() checks too: 1e300 px ended in a ZeroDivisionError deep in
+                # the crop, 1e6 px in keypoints 600,000 px out. Not estimate()'s "wholly outside":
+                # the tracker's boxes come from its last keypoints, and such a box refused here
+                # would fail every later frame of that track the same way
+                box = check_box_size(roi, image.shape[1], image.shape[0], f"rois[{i}]")
             A = box_to_crop_affine(box, self.input_size)
             crops.append(warp_crop(image, A, self.input_size))
             affines.append(A)

@@ -133,6 +133,18 @@ def test_bad_input_raises_clear_errors(est, image, K_, kwargs, exc, match):
         est.estimate(image, K_, **kwargs)
 
 
+@pytest.mark.parametrize("box, match", [
+    ((0, 0, 1e300, 1e300), r"rois\[1\] .*longer side must be 1 to 6400 px .* got 1e\+300"),   # ZeroDivisionError
+    ((0, 0, 1e6, 20), r"rois\[1\] .*longer side must be 1 to 6400 px"),   # keypoints 600,000 px out
+    ((10, 10, 1e-9, 1e-9), r"rois\[1\] .*longer side must be 1 to 6400 px .* got 1e-09"),   # a one-colour crop
+], ids=["1e300", "1e6", "1e-9"])
+def test_estimate_batch_refuses_the_box_sizes_estimate_refuses(est, box, match):
+    """estimate() refused boxes under a pixel or over 100 images wide, estimate_batch() took
+    them: (0, 0, 1e300, 1e300) ended in a ZeroDivisionError deep in crop.warp_crop."""
+    with pytest.raises(ValueError, match=match):
+        est.estimate_batch([IMG, IMG], [K, K], rois=["image", box])
+
+
 def test_bad_batch_arguments_raise_clear_errors(est):
     with pytest.raises(ValueError, match="max_hands must be >= 1"):
         est.estimate_hands(IMG, K, max_hands=0)
