@@ -290,7 +290,8 @@ class MessageBuilder:
         pts = np.zeros(n * len(hands), dtype=CLOUD_DTYPE)
         for i, h in enumerate(hands):
             p = pts[i * n:(i + 1) * n]
-            p["x"], p["y"], p["z"] = h.xyz[:, 0], h.xyz[:, 1], h.xyz[:, 2]
+            with np.errstate(over="ignore"):   # past float32's range is inf, which is_dense then says
+                p["x"], p["y"], p["z"] = h.xyz[:, 0], h.xyz[:, 1], h.xyz[:, 2]
             p["u"], p["v"] = h.uv[:, 0], h.uv[:, 1]
             p["confidence"] = h.confidence
             p["id"] = np.arange(n)
@@ -300,7 +301,7 @@ class MessageBuilder:
         fields = [PointField(name=name, offset=CLOUD_DTYPE.fields[name][1],
                              datatype=_POINTFIELD_DATATYPE[CLOUD_DTYPE.fields[name][0]], count=1)
                   for name in CLOUD_DTYPE.names]
-        finite = all(np.all(np.isfinite(h.xyz)) for h in hands)
+        finite = all(np.all(np.isfinite(pts[c])) for c in "xyz")   # as written: float32
         return self.T["sensor_msgs/msg/PointCloud2"](
             header=header, height=1, width=len(pts), fields=fields, is_bigendian=False,
             point_step=CLOUD_DTYPE.itemsize, row_step=CLOUD_DTYPE.itemsize * len(pts),

@@ -549,6 +549,22 @@ def test_helpers():
         hb.new_message("std_msgs/msg/Header", frame_id="a", nope=1)
 
 
+def test_a_keypoint_beyond_float32_makes_the_cloud_not_dense():
+    """The cloud's float32 cannot hold 1e39: it holds inf, and is_dense, computed from the
+    float64 input, said True (every point valid) for a cloud with an inf in it."""
+    from hand25d_ros.pose_frames import hand_frames
+    xyz = np.zeros((21, 3)) + np.linspace(0.0, 0.1, 21)[:, None] + (0.0, 0.0, 0.5)
+    hand = hb.HandOutput(1, None, xyz, np.zeros((21, 2)), np.ones(21), hand_frames(xyz))
+    b = hb.MessageBuilder()
+    rh = b.header(b.ts.types["builtin_interfaces/msg/Time"](sec=5, nanosec=6), FRAME)
+    assert b.cloud(rh, [hand]).is_dense
+    hand.xyz = xyz.copy()
+    hand.xyz[8, 2] = 1e39
+    msg = b.cloud(rh, [hand])
+    z = np.frombuffer(bytes(msg.data), dtype=hb.CLOUD_DTYPE)["z"]
+    assert np.isinf(z[8]) and not msg.is_dense
+
+
 # ---------------------------------------------------------------------------- the same content as the node
 def test_messages_match_the_nodes_conversions():
     """The bag's messages, read by rclpy, equal the node's for the same hands."""

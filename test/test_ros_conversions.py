@@ -507,6 +507,17 @@ def test_keypoint_cloud_layout_and_round_trip():
     assert msg.header.frame_id == "cam_optical" and msg.header.stamp.nanosec == 345
 
 
+def test_a_keypoint_beyond_float32_makes_the_cloud_not_dense():
+    """The cloud's float32 cannot hold 1e39: it holds inf, and is_dense, computed from the
+    float64 input, said True (every point valid) for a cloud with an inf in it."""
+    P = hand_pose()
+    P[8, 2] = 1e39
+    msg = cv.keypoints_to_cloud(header(), P, np.zeros((21, 2)), np.ones(21))
+    back = cv.cloud_to_array(msg)
+    assert np.isinf(back["z"][8]) and not msg.is_dense
+    assert cv.keypoints_to_cloud(header(), hand_pose(), np.zeros((21, 2)), np.ones(21)).is_dense
+
+
 def test_pose_array_and_palm_pose_carry_the_documented_orientations():
     P = hand_pose(1)
     frames = hand_frames(P)

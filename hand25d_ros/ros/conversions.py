@@ -181,7 +181,8 @@ def keypoints_to_cloud(header: Header, xyz_m, uv_px, confidence, hand_id=0, is_l
     uv = np.asarray(uv_px, dtype=np.float64).reshape(n, 2)
     conf = np.asarray(confidence, dtype=np.float64).reshape(n)
     pts = np.zeros(n, dtype=KEYPOINT_CLOUD_DTYPE)
-    pts["x"], pts["y"], pts["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    with np.errstate(over="ignore"):   # past float32's range is inf, which is_dense then says
+        pts["x"], pts["y"], pts["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     pts["u"], pts["v"] = uv[:, 0], uv[:, 1]
     pts["confidence"] = conf
     pts["id"] = np.arange(n, dtype=np.uint32) % kp.NUM_KEYPOINTS
@@ -193,7 +194,7 @@ def keypoints_to_cloud(header: Header, xyz_m, uv_px, confidence, hand_id=0, is_l
               for name in KEYPOINT_CLOUD_DTYPE.names]
     msg = PointCloud2(header=header, height=1, width=n, fields=fields, is_bigendian=False,
                       point_step=KEYPOINT_CLOUD_DTYPE.itemsize, row_step=KEYPOINT_CLOUD_DTYPE.itemsize * n,
-                      is_dense=bool(np.all(np.isfinite(xyz))))
+                      is_dense=bool(all(np.all(np.isfinite(pts[c])) for c in "xyz")))   # as sent: float32
     msg.data = array.array("B", pts.tobytes())
     return msg
 
