@@ -287,7 +287,8 @@ def camera_info_to_intrinsics(msg, source: str = "rectified", image_size=None):
     Raises:
         MessageError: zeros, NaN or a malformed matrix (an uncalibrated camera publishes zeros),
             a camera matrix no camera of that image size has (:func:`_checks.check_camera_intrinsics`),
-            distortion coefficients the model does not have.
+            a ROI reaching past the sensor (when the CameraInfo gives its size), distortion
+            coefficients the model does not have.
     """
     if source not in INTRINSICS_SOURCES:
         raise MessageError(f"intrinsics source must be one of {INTRINSICS_SOURCES}, got {source!r}")
@@ -324,6 +325,8 @@ def camera_info_to_intrinsics(msg, source: str = "rectified", image_size=None):
             check_camera_intrinsics(K, width, height, f"CameraInfo {name}")
         except ValueError as exc:
             raise MessageError(str(exc)) from None
+    if msg.width and msg.height:
+        _check_roi(msg)
     K = _apply_binning_and_roi(K, msg)
     return K, D, model
 
@@ -333,6 +336,17 @@ def is_uncalibrated(msg) -> bool:
     asks of such a camera and webcam drivers publish without a calibration file."""
     K = np.asarray(msg.k, dtype=np.float64)
     return K.size == 9 and not np.any(K)
+
+
+def _check_roi(msg) -> None:
+    """A CameraInfo ROI within its sensor (``width`` x ``height``), as sensor_msgs asks: K is
+    judged before the ROI moves its principal point, so a ROI past the sensor's edge put it
+    far outside the published image unnoticed."""
+    roi = msg.roi
+    x, y, w, h = int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)
+    if w and h and (x + w > msg.width or y + h > msg.height):
+        raise MessageError(f"CameraInfo roi (x_offset {x}, y_offset {y}, width {w}, height {h}) reaches past "
+                           f"its {msg.width} x {msg.height} sensor")
 
 
 def _apply_binning_and_roi(K: np.ndarray, msg) -> np.ndarray:

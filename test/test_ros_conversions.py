@@ -486,6 +486,20 @@ def test_binning_and_roi_give_the_intrinsics_of_the_published_image():
     np.testing.assert_allclose(binned, (full - (100, 40)) / 2)
 
 
+@pytest.mark.parametrize("roi", [(2000, 0, 640, 480), (600, 0, 100, 100), (0, 400, 640, 100)])
+def test_a_roi_outside_the_sensor_is_rejected(roi):
+    """The principal point was judged before the ROI moved it: a ROI past the sensor's edge
+    (x_offset 2000 of a 640 px sensor) put it 1680 px left of the published image, and the
+    node lifted hands with that K instead of dropping the CameraInfo."""
+    info = cv.intrinsics_to_camera_info(K0, 640, 480)
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = roi
+    for source in ("rectified", "raw"):
+        with pytest.raises(cv.MessageError, match=r"CameraInfo roi .* reaches past its 640 x 480 sensor"):
+            cv.camera_info_to_intrinsics(info, source)
+    info.width = info.height = 0    # no sensor size to judge it by
+    cv.camera_info_to_intrinsics(info, "rectified")
+
+
 # ---------------------------------------------------------------------------- keypoint outputs
 def test_keypoint_cloud_layout_and_round_trip():
     P = hand_pose()
