@@ -80,13 +80,6 @@ def check_box_in_image(box, width: int, height: int, name: str = "roi") -> tuple
     # the image spans [-0.5, width - 0.5] (pixel centres at whole numbers, crop.py's convention)
     if x + w <= -0.5 or y + h <= -0.5 or x >= width - 0.5 or y >= height - 0.5:
         raise ValueError(f"{name} {[x, y, w, h]} lies wholly outside the {width} x {height} image")
-    return check_box_size((x, y, w, h), width, height, name)
-
-
-def check_box_size(box, width: int, height: int, name: str = "roi") -> tuple[float, float, float, float]:
-    """:func:`check_box`, with a longer side of 1 px to ``BOX_MAX_IMAGES`` times the
-    ``width`` x ``height`` image's longer side."""
-    x, y, w, h = check_box(box)
     # the crop is the square on the longer side, resampled to the network's input: under a pixel
     # it crops one colour and read as a found hand at the box's corner; a hundred images wide
     # it ended in a ZeroDivisionError (1e300) or keypoints 500,000 px out (1e6)

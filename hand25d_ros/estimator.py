@@ -10,8 +10,8 @@ import torch
 
 from . import geometry as geo
 from . import keypoints as kp
-from ._checks import (check_box_in_image, check_box_size, check_count, check_distortion, check_image_rgb,
-                      check_intrinsics, check_positive, warn_implausible_focal_length, warn_implausible_hand_size)
+from ._checks import (check_box_in_image, check_count, check_distortion, check_image_rgb, check_intrinsics,
+                      check_positive, warn_implausible_focal_length, warn_implausible_hand_size)
 from .crop import (DEFAULT_TTA, FALLBACK_VIEWS_DEG, HAND_SIDES, ROTATE_VIEWS_DEG, TTA_MODES, box_iou, box_to_crop_affine,
                    crop_affine, invert_affine, keypoint_box, scale_box, transform_points, warp_crop,
                    whole_image_box)
@@ -557,11 +557,11 @@ class HandPoseEstimator:
         if not dets:
             return []
         boxes = [scale_box(d.box, self.crop_scale) for d in dets]
-        poses = self.estimate_batch([image_rgb] * len(dets), [K] * len(dets), hand_size_m, boxes, D, distortion_model)
+        poses = self._estimate_batch([image_rgb] * len(dets), [K] * len(dets), hand_size_m, boxes, D, distortion_model)
         if refine:
             boxes = [keypoint_box(p.keypoints_2d, self.crop_scale) for p in poses]
-            poses = self.estimate_batch([image_rgb] * len(dets), [K] * len(dets), hand_size_m, boxes, D,
-                                        distortion_model)
+            poses = self._estimate_batch([image_rgb] * len(dets), [K] * len(dets), hand_size_m, boxes, D,
+                                         distortion_model)
         for p, d in zip(poses, dets):
             p.detection_score = d.score
         return poses
@@ -569,9 +569,19 @@ class HandPoseEstimator:
     def estimate_batch(self, images_rgb, Ks, hand_size_m: float | None = None, rois=None,
                        D=None, distortion_model: str = "plumb_bob", hand_is_left=None) -> list[HandPose]:
         """:meth:`estimate` over several (image, K, roi), one network pass. Each roi is a
-        box, or None / ``"image"`` for the whole image (no localisation here); a box's longer side
-        must be 1 px to 100 times the image's, as in :meth:`estimate` (a ValueError naming it
-        otherwise); ``hand_is_left`` optionally the hand of each (see :meth:`predict_crops`)."""
+        box, or None / ``"image"`` for the whole image (no localisation here); a box is checked
+        as :meth:`estimate` checks it (a ValueError naming it); ``hand_is_left`` optionally the
+        hand of each (see :meth:`predict_crops`)."""
+        return self._estimate_batch(images_rgb, Ks, hand_size_m, rois, D, distortion_model, hand_is_left,
+                                    check_boxes=True)
+
+    def _estimate_batch(self, images_rgb, Ks, hand_size_m=None, rois=None, D=None,
+                        distortion_model: str = "plumb_bob", hand_is_left=None,
+                        check_boxes: bool = False) -> list[HandPose]:
+        """:meth:`estimate_batch`; without ``check_boxes`` for boxes this package made (the
+        detector's, the tracker's from its last keypoints, which may leave the image with the
+        hand: a crop there reads as no hand and ends the track, where an error would fail every
+        later frame)."""
         if len(images_rgb) != len(Ks):
             raise ValueError(f"got {len(images_rgb)} images but {len(Ks)} intrinsics")
         rois = [None] * len(images_rgb) if rois is None else list(rois)
@@ -588,12 +598,12 @@ class HandPoseEstimator:
                 box = whole_image_box(*image.shape[:2])
             elif isinstance(roi, str):
                 raise ValueError(f"roi must be None, 'image' or (x, y, w, h), got {roi!r}")
+            elif check_boxes:
+                # as estimate(): a box of 1e300 px ended in a ZeroDivisionError deep in the crop, one
+                # of 1e6 px in keypoints 600,000 px out, one under a pixel in a one-colour crop
+                box = check_box_in_image(roi, image.shape[1], image.shape[0], f"rois[{i}]")
             else:
-                # the size that estimate() checks too: 1e300 px ended in a ZeroDivisionError deep in
-                # the crop, 1e6 px in keypoints 600,000 px out. Not estimate()'s "wholly outside":
-                # the tracker's boxes come from its last keypoints, and such a box refused here
-                # would fail every later frame of that track the same way
-                box = check_box_size(roi, image.shape[1], image.shape[0], f"rois[{i}]")
+                box = tuple(roi)
             A = box_to_crop_affine(box, self.input_size)
             crops.append(warp_crop(image, A, self.input_size))
             affines.append(A)

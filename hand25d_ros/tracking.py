@@ -223,8 +223,9 @@ class HandTracker:
         tracked = []
         if self.tracks:
             boxes = [keypoint_box(t.pose.keypoints_2d, self.crop_scale) for t in self.tracks]
-            poses = self.est.estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D, dm,
-                                            hand_is_left=self._hands(self.tracks))
+            # boxes of its own making: not refused as a caller's would be (estimator._estimate_batch)
+            poses = self.est._estimate_batch([image_rgb] * len(boxes), [K] * len(boxes), hand_size_m, boxes, D, dm,
+                                             hand_is_left=self._hands(self.tracks))
             # a crop the network says holds no hand ends its track at once
             tracked = [(t, p, b) for t, p, b in zip(self.tracks, poses, boxes) if p.valid and self.est.is_hand(p)]
         weak = any(p.mean_confidence < self.min_confidence for _, p, _ in tracked)
