@@ -402,12 +402,13 @@ def image_to_rgb(msg, msgtype: str = IMAGE, max_pixels: int = MAX_PIXELS) -> np.
         raise FrameSkip("bad_image", str(exc)) from None
 
 
-def camera_info_intrinsics(msg, source: str = "rectified"):
+def camera_info_intrinsics(msg, source: str = "rectified", image_size=None):
     """A deserialised CameraInfo -> ``(K, D, distortion_model, (width, height) or None)`` of the
     image it describes, with the node's checks and binning/ROI handling
-    (``hand25d_ros.messages``). Raises FrameSkip."""
+    (``hand25d_ros.messages``; ``image_size``, (width, height) of the image, judges K where the
+    CameraInfo gives no size, as the node's). Raises FrameSkip."""
     try:
-        K, D, model = messages.camera_info_to_intrinsics(msg, source)
+        K, D, model = messages.camera_info_to_intrinsics(msg, source, image_size)
     except messages.MessageError as exc:
         raise FrameSkip("bad_camera_info", f"{exc}; or pass --calib") from None
     return K, D, model, messages.expected_image_size(msg)
@@ -569,7 +570,7 @@ class _Intrinsics:
                 raise FrameSkip("no_camera_info", f"no CameraInfo within {self.index.tolerance_ns / 1e9} s of the "
                                                   f"image stamp {stamp / 1e9:.6f}")
             try:
-                K, D, model, size = camera_info_intrinsics(info, self.source)
+                K, D, model, size = camera_info_intrinsics(info, self.source, (width, height))
             except FrameSkip:
                 # as the node: only K all zeros (a camera without calibration) gets the guess;
                 # NaN or a malformed matrix is a bug upstream that a guess would hide

@@ -623,6 +623,21 @@ def test_messages_match_the_nodes_conversions():
         hb.camera_info_intrinsics(info)
 
 
+def test_a_camera_info_without_its_size_is_judged_by_the_images_as_the_node_does():
+    """A CameraInfo that leaves its size to the image (width, height 0) with normalised
+    intrinsics: the node judges K by the image's size and drops the frame; hand25d bag judged
+    it by nothing and lifted hands with it."""
+    info = info_msg(0, [[1.25, 0, 0.5], [0, 1.7, 0.5], [0, 0, 1]], width=0, height=0)
+    index = hb.CameraInfoIndex([(0, info)], tolerance_ns=10)
+    intrinsics = hb._Intrinsics(None, index, "rectified", None, INFO_TOPIC)
+    with pytest.raises(hb.FrameSkip, match="field of view") as skip:
+        intrinsics(0, W, H)
+    assert skip.value.reason == "bad_camera_info"
+    ok = info_msg(0, frame_rgb(0)[1], width=0, height=0)
+    K, D, extra = hb._Intrinsics(None, hb.CameraInfoIndex([(0, ok)], tolerance_ns=10), "rectified", None)(0, W, H)
+    np.testing.assert_array_equal(K, frame_rgb(0)[1])
+
+
 def test_no_ros_needed(tmp_path):
     """Reading, pairing, building and writing with every ROS 2 Python package blocked."""
     code = f"""
