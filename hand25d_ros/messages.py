@@ -8,6 +8,7 @@ The functions read a message's fields only (``encoding``, ``height``, ``step``, 
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 
@@ -249,9 +250,32 @@ def _check_png_chunks(buf: np.ndarray) -> None:
         i += 12 + length
 
 
+# a Radiance HDR header: "#?RADIANCE" or "#?RGBE", lines of variables, an empty line, then the
+# resolution: two axes with their sizes, the slower first ("-Y 480 +X 640" as most write it)
+_RADIANCE_SIGNATURES = (b"#?RADIANCE", b"#?RGBE")
+_RADIANCE_RESOLUTION = re.compile(rb"\n\n([-+])([XY]) +(\d+) +([-+])([XY]) +(\d+)")
+
+
+def _radiance_size(buf: np.ndarray):
+    """(width, height) from a Radiance HDR header, which Pillow does not read; None when it
+    is not one. Its run-length coding packs some 16 pixels into a byte: 1.6 MB decoded to a
+    5000 x 5000 float image before its size could be judged."""
+    head = buf[:65536].tobytes()
+    if not head.startswith(_RADIANCE_SIGNATURES):
+        return None
+    m = _RADIANCE_RESOLUTION.search(head)
+    if m is None or m.group(2) == m.group(5):
+        return None
+    sizes = {m.group(2): int(m.group(3)), m.group(5): int(m.group(6))}
+    return sizes[b"X"], sizes[b"Y"]
+
+
 def _encoded_size(buf: np.ndarray, max_pixels: int):
     """(width, height) from a compressed image's header, without decoding it; None where
-    Pillow does not know the format (OpenCV may still decode it)."""
+    neither Pillow nor :func:`_radiance_size` knows the format (OpenCV may still decode it)."""
+    size = _radiance_size(buf)
+    if size is not None:
+        return size
     from PIL import Image as PILImage
     try:
         with warnings.catch_warnings():

@@ -370,6 +370,34 @@ def test_a_compressed_image_too_large_is_refused_before_decoding(monkeypatch):
         cv.compressed_to_rgb(msg, max_pixels=1_000_000)
 
 
+def radiance_rle(width, height):
+    """A Radiance HDR image of one colour, run-length coded: about 8 bytes per 127 pixels."""
+    line = bytes([2, 2, width >> 8, width & 255])
+    runs, left = b"", width
+    while left:
+        n = min(127, left)
+        runs, left = runs + bytes([128 + n, 128]), left - n
+    return b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y %d +X %d\n" % (height, width) + (line + runs * 4) * height
+
+
+def test_a_radiance_hdr_image_too_large_is_refused_before_decoding(monkeypatch):
+    """Pillow does not read Radiance HDR, so its size went unjudged: 1.6 MB of run-length
+    coded HDR decoded to a 5000 x 5000 float image (360 MB more memory) before the size was
+    refused. Its text header gives the size."""
+    import hand25d_ros.messages as messages
+    small = CompressedImage(format="hdr")
+    small.data = radiance_rle(40, 30)
+    assert cv.compressed_to_rgb(small).shape == (30, 40, 3)
+    msg = CompressedImage(format="hdr")
+    msg.data = radiance_rle(5000, 5000)[:100_000]   # the header says it all
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded an image the header already showed too large")
+    monkeypatch.setattr(messages.cv2, "imdecode", no_decoding)
+    with pytest.raises(cv.MessageError, match="5000 x 5000 pixels exceeds the limit of 1000000"):
+        cv.compressed_to_rgb(msg, max_pixels=1_000_000)
+
+
 # ---------------------------------------------------------------------------- intrinsics
 K0 = np.array([[500.0, 0, 320], [0, 505.0, 240], [0, 0, 1]])
 
