@@ -21,6 +21,10 @@ from .weights import load_weights
 # distance, not the depth alone, since intrinsics far off can put a hand at a sane depth
 # and a kilometre to the side.
 MIN_DEPTH_M, MAX_DISTANCE_M = 0.05, 10.0
+# The farthest a keypoint may lie from the wrist, in hand sizes (wrist to index MCP): a hand
+# spans about 2.2 of them. Beyond it the lifting went wrong (nonsense distortion coefficients
+# undistorted a keypoint 2e6 m away from a root at a sane depth).
+MAX_SPAN_HAND_SIZES = 10.0
 # crop side / keypoint box side for crops placed from detections and keypoints. Measured on
 # real_val_snap crops pasted into frames (benchmarks/bench_localisation.py): 1.3 gave 26.2 px
 # against 28.7 px at 1.45 (the middle of the training crops' 1.2-1.7) and 32.9 px at 1.7, and
@@ -634,7 +638,8 @@ class HandPoseEstimator:
                                            bone_ratios=self.bone_ratios)
         status = int(status)
         valid = bool(status in (int(s) for s in geo.USABLE_STATUSES) and np.all(np.isfinite(P))
-                     and P[kp.ROOT, 2] >= MIN_DEPTH_M and np.linalg.norm(P[kp.ROOT]) <= MAX_DISTANCE_M)
+                     and P[kp.ROOT, 2] >= MIN_DEPTH_M and np.linalg.norm(P[kp.ROOT]) <= MAX_DISTANCE_M
+                     and np.linalg.norm(P - P[kp.ROOT], axis=-1).max() <= MAX_SPAN_HAND_SIZES * hand_size_m)
         if not valid:
             P = np.zeros_like(P)
         return HandPose(keypoints_2d=np.nan_to_num(uv_img), keypoints_3d=P,

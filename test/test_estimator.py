@@ -552,3 +552,25 @@ def test_a_real_hand_size_does_not_warn(est):
         warnings.simplefilter("error", RuntimeWarning)
         for hand_size_m in (None, 0.03, 0.07, 0.2):
             est.estimate(img, K, roi="image", hand_size_m=hand_size_m)
+
+
+def test_a_pose_whose_keypoints_fly_apart_is_not_valid():
+    """Nonsense distortion coefficients (a broken calibration) undistorted one keypoint 2e6 m
+    from a root at a sane depth, and the pose was valid: only the root was judged."""
+    import json
+    from pathlib import Path
+
+    import cv2
+    from hand25d_ros import HandPoseEstimator
+    from hand25d_ros.estimator import MAX_SPAN_HAND_SIZES
+    samples = Path(__file__).resolve().parents[1] / "hand25d_ros" / "samples"
+    s = json.loads((samples / "annotations.json").read_text())["samples"][3]
+    img = cv2.cvtColor(cv2.imread(str(samples / s["image"])), cv2.COLOR_BGR2RGB)
+    est = HandPoseEstimator(device="cpu")
+    pose = est.estimate(img, np.array(s["K"]), 0.087)
+    assert pose.valid       # the same frame without the broken distortion
+    span = np.linalg.norm(pose.keypoints_3d - pose.keypoints_3d[0], axis=-1).max()
+    assert span < MAX_SPAN_HAND_SIZES * 0.087 / 3
+    D = [82.52727511243019, -276.9203737623751, -126.11347648025382, -279.9891364727701]
+    pose = est.estimate(img, np.array(s["K"]), 0.087, None, D=D, distortion_model="equidistant")
+    assert not pose.valid and not pose.keypoints_3d.any()
