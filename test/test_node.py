@@ -832,6 +832,31 @@ def test_a_restarted_source_is_answered_from_its_first_frame(main):
     frames.good_frame()
 
 
+def test_images_waiting_for_their_camera_info_when_the_source_restarts_are_counted(main):
+    """A looping bag whose last images never got their CameraInfo: the one superseded while its
+    CameraInfo was due and the one still waiting are counted as no_camera_info when the stamps
+    jump back (they were forgotten: neither published nor counted)."""
+    node, probe, frames = main
+    newest, _ = frames.good_frame()
+    time.sleep(INFO_DUE_WAIT_S + 0.3)
+    no_info = probe.dropped("no_camera_info")
+    last = None
+    for _ in range(2):                   # no CameraInfo: the first waits, the second replaces it
+        last = frames.stamp()
+        frames.send(frames.image(last))
+        time.sleep(0.1)
+    back = newest - 3 * SEC              # within INFO_DUE_WAIT_S of the second
+    frames.good.add(back)
+    frames.send(None, frames.info(back))
+    time.sleep(0.05)
+    frames.send(frames.image(back))
+    assert wait_outputs(probe, back, 5.0) is not None, node.output()[-2000:]
+    assert probe.wait_for(lambda: probe.dropped("no_camera_info") == no_info + 2, 3), \
+        (probe.dropped("no_camera_info") - no_info, node.output()[-2000:])
+    frames.next_ns = max(frames.next_ns, last)
+    frames.good_frame()
+
+
 def test_no_hand_publishes_empty_arrays_and_deletes_the_markers(main):
     """A frame without a hand says so on the array topics (an empty cloud and pose arrays of
     its stamp), so that a consumer can tell "no hand" from a stalled node or lost frames."""

@@ -460,9 +460,12 @@ class RoiBuffer:
             del self._sets[s]
         return old
 
-    def restart_at(self, stamp_ns: int) -> None:
-        """A restarted source: forget the boxes of the old timeline, not those of ``stamp_ns``."""
+    def restart_at(self, stamp_ns: int) -> list[int]:
+        """A restarted source: forget the boxes of the old timeline, not those of ``stamp_ns``;
+        returns the stamps forgotten."""
+        gone = sorted(s for s in self._sets if s > stamp_ns)
         self._sets = {s: m for s, m in self._sets.items() if s <= stamp_ns}
+        return gone
 
 
 class SkippedFrames:
@@ -859,9 +862,10 @@ class HandPoseNode(Node):
             if self.last_stamp_ns - stamp > STAMP_RESET_NS:
                 self.get_logger().warning(f"image stamps jumped back by {(self.last_stamp_ns - stamp) / 1e9:.3f} s: "
                                           "assuming a restarted source, starting over")
+                self.abandon_waiting_images()
                 self.sync.restart_at(stamp)
-                self.info_due.clear()
-                self.rois.restart_at(stamp)
+                if self.external:
+                    self.warn_orphan_rois(self.rois.restart_at(stamp))
                 self.tracker.reset()
                 self.last_stamp_ns = None
             else:
@@ -877,6 +881,21 @@ class HandPoseNode(Node):
         if dropped is not None:
             self.warn_unpaired(dropped[0])
         self.try_pending()
+
+    def abandon_waiting_images(self) -> None:
+        """A restarted source: the image still waiting for its CameraInfo (or boxes), and those
+        superseded while their CameraInfo was due, will never get it (what comes now belongs to
+        the new timeline). Count them now by what they lacked; forgotten, they were neither
+        published nor counted."""
+        pending = self.sync.drop_pending()
+        if pending is not None:
+            self.warn_unpaired(pending[0])
+        for stamp, _ in self.info_due:
+            if self.sync.match(stamp) is not None:
+                self.count_dropped("skipped")
+            else:
+                self.warn_no_camera_info(stamp)
+        self.info_due.clear()
 
     def warn_unpaired(self, stamp: int) -> None:
         """An image that waited and a newer one replaced: count it by what it lacked (external,
