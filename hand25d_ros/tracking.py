@@ -187,6 +187,7 @@ class HandTracker:
         self._frame = 0
         self._gaps_in_row, self._warned_gaps = 0, False
         self._lift = None        # (hand_size_m, K) of the last frame: a change is no motion to smooth
+        self._size = None        # (height, width) of the last frame: another size is another pixel frame
 
     @property
     def crop_scale(self) -> float:
@@ -194,7 +195,7 @@ class HandTracker:
 
     def reset(self) -> None:
         """Forget all tracks (ids keep counting up, so an id is never reused)."""
-        self.tracks, self._frame, self._last_t, self._lift = [], 0, None, None
+        self.tracks, self._frame, self._last_t, self._lift, self._size = [], 0, None, None, None
 
     def detect(self, image_rgb, K, hand_size_m=None, D=None, max_hands=None,
                distortion_model: str = "plumb_bob") -> list[HandPose]:
@@ -217,6 +218,7 @@ class HandTracker:
         dm = distortion_model
         self._frame += 1
         self._check_gap(t_s)
+        self._check_size(image_rgb.shape[:2])
         self._check_lift(hand_size_m, K)
         if rois is not None:
             return self._update_from_rois(image_rgb, K, t_s, hand_size_m, D, list(rois)[: self.max_hands], dm)
@@ -294,6 +296,14 @@ class HandTracker:
                               "smoothing. Is t_s in seconds (not milliseconds, nanoseconds or frame numbers)?",
                               RuntimeWarning, stacklevel=4)
         self.tracks = []          # a pause (or time running backwards): find the hands afresh
+
+    def _check_size(self, size) -> None:
+        """Drop the tracks when the image size changes (a camera switched resolution): their
+        boxes are in the old image's pixels, where the next crops would land on another part
+        of the frame and follow it as that hand, under its id."""
+        size, last, self._size = tuple(size), self._size, tuple(size)
+        if last is not None and size != last:
+            self.tracks = []
 
     def _check_lift(self, hand_size_m, K) -> None:
         """A new hand-size prior or K moves every hand's 3D at once: restart the smoothing

@@ -1853,3 +1853,51 @@ def test_track_finds_a_hand_in_a_full_frame_with_the_shipped_weights(world):
     finally:
         probe.close()
         assert node.stop() == 0
+
+
+def test_track_finds_the_hands_afresh_when_the_camera_changes_resolution(world):
+    """640x480, then the same view at 1280x720 and at 320x240 (a driver switching modes): the
+    tracks' boxes were in the old image's pixels, and the next frames followed that spot of the
+    new frame as the hand, under its id (the fake network calls every bright crop a hand)."""
+    from hand25d_ros.ros.demo import bundled_samples_dir
+
+    if not (bundled_samples_dir() / "frame_00.png").is_file():
+        pytest.skip("no bundled sample frames")
+    try:
+        from hand25d_ros.detector import default_detector_path
+    except ImportError:
+        default_detector_path = None
+    if default_detector_path is not None and not default_detector_path().is_file():
+        pytest.skip(f"the hand detector's weights are not shipped yet ({default_detector_path()})")
+    rgb, K_full, uv_true = sample_frame()
+    params = {"weights": world["weights"], "device": "cpu", "localization": "track", "max_hands": 2,
+              "diagnostics_period_s": 0.2}
+    node = h.NodeProcess(world["env"], "/track_res", params, world["tmp"] / "track_res_node.log")
+    probe = h.Probe(world["domain"], "/track_res")
+    try:
+        assert probe.wait_connected(60), node.output()
+        frames = Frames(probe)
+        for size in ((640, 480), (1280, 720), (320, 240)):
+            scale = np.array([size[0] / 640, size[1] / 480])
+            image, K_size = cv2.resize(rgb, size), np.diag([*scale, 1.0]) @ K_full
+            answered = 0
+            for _ in range(6):
+                s = frames.stamp(step_ms=33)   # one stream: well within track_max_gap_s
+                hd = Header(stamp=cv.ns_to_stamp(s), frame_id=FRAME)
+                frames.send(cv.numpy_to_image(image, "rgb8", hd), cv.intrinsics_to_camera_info(K_size, *size, hd))
+                if not probe.wait_for(lambda: by_stamp(probe.messages("keypoints"), s), 5.0):
+                    continue
+                answered += 1
+                hands = hands_of(by_stamp(probe.messages("keypoints"), s)[-1])
+                assert hands, (size, node.output()[-2000:])
+                # every hand published is the pasted one, in this frame's pixels (the fake network
+                # puts its fixed hand in the crop: about 45 px off at 640x480)
+                for hand_id, (_, uv) in hands.items():
+                    off = np.linalg.norm(uv.mean(0) - uv_true.mean(0) * scale)
+                    assert off < 60.0 * scale.max(), (size, hand_id, uv.mean(0), uv_true.mean(0) * scale)
+                if answered >= 2:
+                    break
+            assert answered >= 2, (size, node.output()[-2000:])
+    finally:
+        probe.close()
+        assert node.stop() == 0
