@@ -1760,6 +1760,27 @@ def test_bad_boxes_are_dropped_with_warnings_and_counted(ext):
     assert node.alive()
 
 
+def test_a_restarted_source_pairs_its_first_boxes_and_counts_the_old_timelines(ext):
+    """Stamps jumping back (a looping bag): the new loop's first boxes, come before their
+    image, pair with it, and boxes of the old timeline that can never pair count as
+    rois_without_image (they were forgotten uncounted)."""
+    node, probe, frames = ext
+    ext_frame(frames, [BOX_A])
+    time.sleep(0.3)
+    before = probe.dropped("rois_without_image")
+    ahead = frames.stamp()
+    send_rois(frames, ahead, [BOX_A])     # its image never comes
+    time.sleep(0.1)
+    frames.next_ns -= 3 * SEC
+    # the new loop's first frame, answered: its boxes come before it, as ext_frame sends them
+    # (they were dropped as older than the newest image, and the image then lacked them)
+    ext_frame(frames, [BOX_A], tries=1)
+    assert "assuming a restarted source" in node.output()
+    assert probe.wait_for(lambda: probe.dropped("rois_without_image") == before + 1, 3), \
+        (probe.dropped("rois_without_image") - before, node.output()[-2000:])
+    frames.next_ns = max(frames.next_ns, ahead)
+
+
 def test_an_image_of_a_camera_without_camera_info_replaced_before_its_boxes_came_lacked_boxes(ext):
     """With hfov_deg, a camera without CameraInfo has its intrinsics once none came for 1 s. An
     image of it whose boxes never came, replaced by the next, lacked boxes: it was counted as

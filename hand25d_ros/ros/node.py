@@ -822,8 +822,11 @@ class HandPoseNode(Node):
     def on_rois(self, msg) -> None:
         stamp = conv.stamp_to_ns(msg.header.stamp)
         pending = self.sync.pending[0] if self.sync.pending is not None else None
-        if self.last_stamp_ns is not None and stamp <= self.last_stamp_ns and stamp != pending:
-            # its image is gone: processed (a repeated message), dropped, or never came
+        if self.last_stamp_ns is not None and stamp <= self.last_stamp_ns and stamp != pending \
+                and self.last_stamp_ns - stamp <= STAMP_RESET_NS:
+            # its image is gone: processed (a repeated message), dropped, or never came. Boxes far
+            # behind it are a restarted source's (a looping bag), whose image may come next and
+            # start over (on_image): kept, as its CameraInfo is; dropping them dropped that image
             self.warn_orphan_rois([stamp])
             return
         self.warn_orphan_rois(self.rois.add(stamp, msg))
