@@ -33,7 +33,7 @@ def test_launch_file_declares_its_arguments_and_names_the_console_script():
     assert 'executable="hand25d_node"' in text and 'package="hand25d_ros"' in text
     assert '"hand25d.yaml"' in text and '"hand25d.rviz"' in text
     setup = (REPO / "setup.py").read_text()
-    assert re.search(r"hand25d_node\s*=\s*hand25d_ros\.ros\.node:main", setup)
+    assert re.search(r"hand25d_node\s*=\s*hand25d_ros\.ros\.commands:node", setup)   # checks for ROS 2, then node.main
     assert "launch/*.launch.py" in setup and "config/*.rviz" in setup
 
 
