@@ -1834,7 +1834,8 @@ def sample_frame(name="frame_00.png"):
     return rgb, np.asarray(rec["K"], dtype=np.float64), np.asarray(rec["joints_2d_px"], dtype=np.float64)
 
 
-def test_track_finds_a_hand_in_a_full_frame_with_the_shipped_weights(world):
+def skip_without_track_assets():
+    """``localization: track`` on a bundled frame needs the sample frames and the detector."""
     from hand25d_ros.ros.demo import bundled_samples_dir
 
     if not (bundled_samples_dir() / "frame_00.png").is_file():
@@ -1846,6 +1847,10 @@ def test_track_finds_a_hand_in_a_full_frame_with_the_shipped_weights(world):
     if default_detector_path is not None and not default_detector_path().is_file():
         pytest.skip(f"the hand detector's weights are not shipped yet ({default_detector_path()}): "
                     "localization 'track' cannot start without them")
+
+
+def test_track_finds_a_hand_in_a_full_frame_with_the_shipped_weights(world):
+    skip_without_track_assets()
     rgb, K_full, uv_true = sample_frame()
     params = {"device": "cpu", "localization": "track", "max_hands": 2, "max_image_pixels": 640 * 480,
               "diagnostics_period_s": 0.2}
@@ -1880,16 +1885,7 @@ def test_track_finds_the_hands_afresh_when_the_camera_changes_resolution(world):
     """640x480, then the same view at 1280x720 and at 320x240 (a driver switching modes): the
     tracks' boxes were in the old image's pixels, and the next frames followed that spot of the
     new frame as the hand, under its id (the fake network calls every bright crop a hand)."""
-    from hand25d_ros.ros.demo import bundled_samples_dir
-
-    if not (bundled_samples_dir() / "frame_00.png").is_file():
-        pytest.skip("no bundled sample frames")
-    try:
-        from hand25d_ros.detector import default_detector_path
-    except ImportError:
-        default_detector_path = None
-    if default_detector_path is not None and not default_detector_path().is_file():
-        pytest.skip(f"the hand detector's weights are not shipped yet ({default_detector_path()})")
+    skip_without_track_assets()
     rgb, K_full, uv_true = sample_frame()
     params = {"weights": world["weights"], "device": "cpu", "localization": "track", "max_hands": 2,
               "diagnostics_period_s": 0.2}
