@@ -832,6 +832,35 @@ def test_a_restarted_source_is_answered_from_its_first_frame(main):
     frames.good_frame()
 
 
+def test_a_loop_shorter_than_the_restart_jump_is_a_restart_after_a_few_frames(main):
+    """A bag under a second long replayed in a loop: each loop's stamps jumped back by less
+    than STAMP_RESET_NS, so every frame of every later loop was dropped as out of order, for
+    good. A few images in a row, each behind the newest used and newer than the one before,
+    are a new timeline."""
+    from hand25d_ros.ros.node import RESTART_AFTER_BEHIND
+    node, probe, frames = main
+    newest, _ = frames.good_frame()
+    before = probe.dropped("out_of_order")
+    # off the grid of the earlier frames' stamps, whose outputs are in the probe too
+    loop = [newest - 500_000_000 + k * 50_000_000 + 1_234_567 for k in range(RESTART_AFTER_BEHIND + 3)]
+    for s in loop:
+        frames.good.add(s)
+        frames.send(frames.image(s), frames.info(s))
+        time.sleep(0.1)
+    later = loop[RESTART_AFTER_BEHIND - 1:]
+    assert probe.wait_for(lambda: sum(bool(by_stamp(probe.messages("keypoints"), s)) for s in later) >= 2, 5.0), \
+        node.output()[-2000:]
+    assert not any(by_stamp(probe.messages("keypoints"), s) for s in loop[:RESTART_AFTER_BEHIND - 1])
+    assert probe.dropped("out_of_order") - before <= RESTART_AFTER_BEHIND - 1
+    assert "in a row behind the newest" in node.output()
+    # a single frame behind is still a reordered one, dropped
+    newest, _ = frames.good_frame()
+    before = probe.dropped("out_of_order")
+    frames.send(frames.image(newest - 100_000_000), frames.info(newest - 100_000_000))
+    assert probe.wait_for(lambda: probe.dropped("out_of_order") > before, 3), node.output()[-2000:]
+    frames.good_frame()
+
+
 def test_images_waiting_for_their_camera_info_when_the_source_restarts_are_counted(main):
     """A looping bag whose last images never got their CameraInfo: the one superseded while its
     CameraInfo was due and the one still waiting are counted as no_camera_info when the stamps

@@ -156,6 +156,11 @@ LATCHED_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliabil
 INPUT_QOS_OVERRIDES = (QoSPolicyKind.RELIABILITY,)
 OUTPUT_QOS_OVERRIDES = (QoSPolicyKind.RELIABILITY, QoSPolicyKind.DEPTH, QoSPolicyKind.DURABILITY)
 QOS_OVERRIDE_PREFIX = "qos_overrides."
+# This many images in a row, each behind the newest image used and newer than the one before,
+# are a new timeline (a bag shorter than STAMP_RESET_NS replayed in a loop, a clock stepped
+# back), not reordered frames: the stream starts over, as after a longer jump back. Before, every
+# later frame of such a loop was dropped as out of order, for good.
+RESTART_AFTER_BEHIND = 3
 LATCHED_INFO_WATCH_S = 0.5    # how often the graph is checked for a latched CameraInfo publisher
 # With hfov_deg: images without a CameraInfo take the hfov_deg guess once no CameraInfo at all
 # has come for this long while images did. Long enough that a camera's CameraInfo publisher,
@@ -560,6 +565,7 @@ class HandPoseNode(Node):
         self.info_due: list[tuple[int, float]] = []   # (stamp, monotonic s): images superseded before
                                                       # their CameraInfo came
         self.last_stamp_ns: int | None = None
+        self.behind_run: list[int] = []           # the rising stamps of the images in a row behind it
         self.info_wait_since: float | None = None   # monotonic s: images came, no CameraInfo since
         self.hand_ids: list[int] = []             # the hands of the last processed frame
         self.intrinsics_used = "none"             # where the last processed frame's K came from
@@ -862,9 +868,17 @@ class HandPoseNode(Node):
         # against the newest image used, not the newest come: an image that is dropped later
         # (unusable, or no CameraInfo ever) must not hold back the ones after it
         if self.last_stamp_ns is not None and stamp <= self.last_stamp_ns:
-            if self.last_stamp_ns - stamp > STAMP_RESET_NS:
-                self.get_logger().warning(f"image stamps jumped back by {(self.last_stamp_ns - stamp) / 1e9:.3f} s: "
-                                          "assuming a restarted source, starting over")
+            if stamp == self.last_stamp_ns:
+                self.behind_run = []              # a repeat starts no timeline
+            elif self.behind_run and stamp > self.behind_run[-1]:
+                self.behind_run.append(stamp)
+            else:
+                self.behind_run = [stamp]
+            if self.last_stamp_ns - stamp > STAMP_RESET_NS or len(self.behind_run) >= RESTART_AFTER_BEHIND:
+                how = (f"by {(self.last_stamp_ns - stamp) / 1e9:.3f} s" if self.last_stamp_ns - stamp > STAMP_RESET_NS
+                       else f"{len(self.behind_run)} images in a row behind the newest, each newer than the last")
+                self.get_logger().warning(f"image stamps jumped back {how}: assuming a restarted source, starting over")
+                self.behind_run = []
                 self.abandon_waiting_images()
                 self.sync.restart_at(stamp)
                 if self.external:
@@ -876,6 +890,8 @@ class HandPoseNode(Node):
                 self.warn("out_of_order", f"dropped an image: its stamp {stamp / 1e9:.6f} {what} the previous "
                                           f"image's {self.last_stamp_ns / 1e9:.6f}")
                 return
+        else:
+            self.behind_run = []
         if self.info_wait_since is None:
             self.info_wait_since = now
         if self.external:
