@@ -186,7 +186,7 @@ class HandTracker:
         self._next_id = int(first_id)
         self._frame = 0
         self._gaps_in_row, self._warned_gaps = 0, False
-        self._lift = None        # (hand_size_m, K) of the last frame: a change is no motion to smooth
+        self._lift = None        # (hand_size_m, K, D, model) of the last frame: a change is no motion to smooth
         self._size = None        # (height, width) of the last frame: another size is another pixel frame
 
     @property
@@ -219,7 +219,7 @@ class HandTracker:
         self._frame += 1
         self._check_gap(t_s)
         self._check_size(image_rgb.shape[:2])
-        self._check_lift(hand_size_m, K)
+        self._check_lift(hand_size_m, K, D, dm)
         if rois is not None:
             return self._update_from_rois(image_rgb, K, t_s, hand_size_m, D, list(rois)[: self.max_hands], dm)
         tracked = []
@@ -305,12 +305,13 @@ class HandTracker:
         if last is not None and size != last:
             self.tracks = []
 
-    def _check_lift(self, hand_size_m, K) -> None:
-        """A new hand-size prior or K moves every hand's 3D at once: restart the smoothing
-        rather than glide there over several frames."""
-        lift = (hand_size_m, K)
+    def _check_lift(self, hand_size_m, K, D=None, distortion_model: str = "plumb_bob") -> None:
+        """A new hand-size prior, K or distortion moves every hand's 3D at once: restart the
+        smoothing rather than glide there over several frames."""
+        lift = (hand_size_m, np.asarray(K, np.float64).tobytes(),
+                None if D is None else np.asarray(D, np.float64).tobytes(), distortion_model)
         last, self._lift = self._lift, lift
-        if last is not None and (last[0] != hand_size_m or not np.array_equal(last[1], K)):
+        if last is not None and last != lift:
             for t in self.tracks:
                 if t.filt is not None:
                     t.filt.reset()

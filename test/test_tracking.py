@@ -379,7 +379,7 @@ def test_time_not_in_seconds_warns_once():
 
 
 @bundled
-def test_a_new_hand_size_or_K_restarts_the_smoothing():
+def test_a_new_hand_size_K_or_distortion_restarts_the_smoothing():
     """A changed prior or camera moves every hand's 3D at once: no motion for the One Euro
     filter to glide over (it took six frames); the next output is the new lifting itself."""
     frame, K, roi = _hand_frame()
@@ -391,3 +391,8 @@ def test_a_new_hand_size_or_K_restarts_the_smoothing():
         (hand,) = tracker.update(frame, K_now, f / 30, hand_size_m=size, rois=roi)
         raw = est.estimate(frame, K_now, hand_size_m=size, roi=roi[0])
         np.testing.assert_allclose(hand.pose.keypoints_3d, raw.keypoints_3d, atol=1e-9)
+    # so does a new distortion (a camera calibrated again): the same K, other 3D
+    D = np.array([0.2, -0.1, 0.0, 0.0, 0.0])
+    (hand,) = tracker.update(frame, K_now, 7 / 30, hand_size_m=size, rois=roi, D=D)
+    raw = est.estimate(frame, K_now, hand_size_m=size, roi=roi[0], D=D)
+    np.testing.assert_allclose(hand.pose.keypoints_3d, raw.keypoints_3d, atol=1e-9)
