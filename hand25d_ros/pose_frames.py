@@ -29,6 +29,7 @@ Joint frames (``hand_frames``), one per keypoint in ``keypoints.KEYPOINT_NAMES``
 Degenerate input never gives NaN: a bone of (near) zero length or with a non-finite end
 takes its parent's orientation (down to the palm), and a palm whose three points coincide,
 are collinear or are not finite falls back to the identity orientation; both are flagged.
+A coordinate beyond ``MAX_COORDINATE`` (1e150) counts as not finite.
 """
 from __future__ import annotations
 
@@ -121,11 +122,17 @@ def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
     return q.reshape(R.shape[:-2] + (4,))
 
 
+# Coordinates beyond this count as not finite: from about 1e154 on their squares, and so the
+# bones' lengths, overflow (no unit puts a hand there)
+MAX_COORDINATE = 1e150
+
+
 def _check_points(points) -> np.ndarray:
     P = np.asarray(points, dtype=np.float64)
     if P.ndim < 2 or P.shape[-2:] != (kp.NUM_KEYPOINTS, 3):
         raise ValueError(f"points must be in the shape of (*, {kp.NUM_KEYPOINTS}, 3). Got {np.shape(points)}")
-    return P
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(P) <= MAX_COORDINATE, P, np.nan)
 
 
 def _norm(v: np.ndarray) -> np.ndarray:

@@ -215,3 +215,20 @@ def test_cached_quaternions_cannot_be_changed_by_a_caller():
         f.palm_quaternion[0] = 2.0
     with pytest.raises(ValueError):
         f.joint_quaternions[3, 1] = 2.0
+
+
+@pytest.mark.parametrize("scale", [1e100, 1e160, 1e300])
+def test_a_hand_too_large_for_floats_is_flagged_not_an_error(scale):
+    """Coordinates from about 1e154 on square to inf: a bone's length overflowed, its axis came
+    out zero, and scipy raised 'Non-positive determinant' from the quaternions (and so did
+    the node's message builders). A hand that large has no frames, as one with non-finite
+    points; one in any real unit keeps them."""
+    P = flat_right_hand() + [0.1, 0.2, 0.5]
+    f = hand_frames(P * scale)
+    for arr in (f.palm_origin, f.palm_rotation, f.joint_rotations, f.palm_quaternion, f.joint_quaternions):
+        assert np.all(np.isfinite(arr))
+    if scale <= 1e100:
+        assert f.valid
+        np.testing.assert_allclose(f.joint_rotations, hand_frames(P).joint_rotations, atol=1e-9)
+    else:
+        assert not f.palm_valid and not f.joint_valid.any()
