@@ -118,8 +118,11 @@ class TrackedHand:
 
 def _snapshots(tracks) -> list[TrackedHand]:
     """Copies of the tracks as they are now: the tracker updates its own in place, and a
-    caller's list of earlier frames' hands must keep what those frames said."""
-    return [copy.copy(t) for t in tracks]
+    caller's list of earlier frames' hands must keep what those frames said. Deep copies:
+    a shallow one shared the pose's arrays with the tracker, which places the next crop from
+    ``pose.keypoints_2d``, so a caller drawing into or shifting a returned hand's keypoints
+    moved the next frame's crop (up to 80 px of 2D on the sample frames)."""
+    return [copy.deepcopy(t) for t in tracks]
 
 
 def _checked_frame(image_rgb, K, t_s, hand_size_m, D, rois, distortion_model):

@@ -396,3 +396,34 @@ def test_a_new_hand_size_K_or_distortion_restarts_the_smoothing():
     (hand,) = tracker.update(frame, K_now, 7 / 30, hand_size_m=size, rois=roi, D=D)
     raw = est.estimate(frame, K_now, hand_size_m=size, roi=roi[0], D=D)
     np.testing.assert_allclose(hand.pose.keypoints_3d, raw.keypoints_3d, atol=1e-9)
+
+
+@bundled
+def test_changing_a_returned_hand_changes_no_later_frame(est):
+    """track() returns copies: a caller shifting or zeroing a returned hand's arrays in place
+    (drawing, converting units) must not move the tracker's next crop or smoothing."""
+    frame, K, _ = _hand_frame()
+
+    def run(mutate):
+        est.reset_tracking()
+        seen = []
+        for i in range(3):
+            hands = est.track(frame, K, i / 30, max_hands=1)
+            seen.append([(h.track_id - hands[0].track_id, h.pose.keypoints_2d.copy(),
+                          h.pose.keypoints_3d.copy()) for h in hands])
+            if mutate:
+                for h in hands:
+                    h.pose.keypoints_2d += 40.0
+                    h.pose.keypoints_3d[:] = 0.0
+                    h.pose.confidence[:] = 0.0
+        return seen
+
+    clean, mutated = run(False), run(True)
+    assert clean[0], "the pasted hand is tracked"
+    for a, b in zip(clean, mutated):
+        assert len(a) == len(b)
+        for (ia, ua, pa), (ib, ub, pb) in zip(a, b):
+            assert ia == ib
+            np.testing.assert_array_equal(ua, ub)
+            np.testing.assert_array_equal(pa, pb)
+    est.reset_tracking()
