@@ -1,8 +1,10 @@
 """HandPoseEstimator: image + intrinsics -> metric 3D hand pose (the public API)."""
 from __future__ import annotations
 
+import os
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -256,6 +258,22 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+# Every estimator, for the fork hook below.
+_ESTIMATORS: "weakref.WeakSet[HandPoseEstimator]" = weakref.WeakSet()
+
+
+def _new_track_locks_after_fork() -> None:
+    # A process forked (multiprocessing's 'fork', a DataLoader worker) while another thread was
+    # inside track() inherits that thread's lock as held, with no thread left to release it:
+    # the child's first track() or reset_tracking() waited for ever.
+    for est in list(_ESTIMATORS):
+        est._track_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_track_locks_after_fork)
+
+
 class HandPoseEstimator:
     """Latent 2.5D hand pose estimator.
 
@@ -326,6 +344,7 @@ class HandPoseEstimator:
         self._tracker = None          # track()'s, made on its first call
         self._track_lock = threading.Lock()
         self._next_track_id = 0
+        _ESTIMATORS.add(self)
         self._tracker_options: dict = {}
 
     def __getstate__(self) -> dict:
@@ -338,6 +357,7 @@ class HandPoseEstimator:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._track_lock = threading.Lock()
+        _ESTIMATORS.add(self)
 
     @property
     def hand_side(self) -> str:

@@ -1,4 +1,6 @@
 """The public API: shapes, NaN-free output, ROI bookkeeping, bad input."""
+import os
+
 import numpy as np
 import pytest
 
@@ -574,3 +576,31 @@ def test_a_pose_whose_keypoints_fly_apart_is_not_valid():
     D = [82.52727511243019, -276.9203737623751, -126.11347648025382, -279.9891364727701]
     pose = est.estimate(img, np.array(s["K"]), 0.087, None, D=D, distortion_model="equidistant")
     assert not pose.valid and not pose.keypoints_3d.any()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_process_forked_while_another_thread_tracks_can_track(est):
+    """multiprocessing's 'fork' (and DataLoader workers) copy the track lock as it is: forked
+    while another thread was inside track(), the child's first track() waited for ever."""
+    import signal
+    import threading
+    held, done = threading.Event(), threading.Event()
+
+    def hold():                       # another thread in the middle of a track() call
+        with est._track_lock:
+            held.set()
+            done.wait(10)
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:                  # the child: a hang ends it by SIGALRM
+            signal.alarm(5)
+            est.reset_tracking()
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        done.set()
+        thread.join()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"the forked child hung (status {status})"
