@@ -321,8 +321,6 @@ class HandPoseEstimator:
         return est
 
     def _setup(self, model, meta, path, device, fp16, root_depth, move=True, tta=DEFAULT_TTA):
-        if tta not in TTA_MODES:
-            raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}; got {tta!r}")
         self.tta = tta
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval() if move else model
@@ -355,9 +353,25 @@ class HandPoseEstimator:
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        if "tta" in state:            # pickled before tta was a checked property
+            state["_tta"] = state.pop("tta")
         self.__dict__.update(state)
         self._track_lock = threading.Lock()
         _ESTIMATORS.add(self)
+
+    @property
+    def tta(self) -> str:
+        """The test-time augmentation, one of ``TTA_MODES`` (see the class); settable, checked
+        as in the constructor: a plain attribute took ``est.tta = 'flip-rotate'`` (a typo)
+        and ran every crop once, as ``'none'``, with nothing said."""
+        return self._tta
+
+    @tta.setter
+    def tta(self, tta: str) -> None:
+        if tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}; got {tta!r}")
+        self._tta = tta
 
     @property
     def hand_side(self) -> str:

@@ -604,3 +604,16 @@ def test_a_process_forked_while_another_thread_tracks_can_track(est):
         done.set()
         thread.join()
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"the forked child hung (status {status})"
+
+
+def test_tta_set_later_is_checked(est):
+    """est.tta = 'flip-rotate' (a typo) ran every crop once, as 'none', with nothing said."""
+    before = est.tta
+    with pytest.raises(ValueError, match="tta must be one of"):
+        est.tta = "flip-rotate"
+    assert est.tta == before
+    est.tta = "flip_rotate"
+    try:
+        assert est.tta == "flip_rotate"
+    finally:
+        est.tta = before
