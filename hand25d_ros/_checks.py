@@ -229,6 +229,15 @@ def require_extra(extra: str, *modules: str) -> None:
                                   f"pip install 'hand25d_ros[{extra}]'")
 
 
+def require_render_extra(command: str, what: str = "") -> None:
+    """:func:`require_extra` of the renderer's modules (:data:`RENDER_MODULES`) for a command
+    line: SystemExit ``"<command>: <what><which and how to install>"`` when one is missing."""
+    try:
+        require_extra("train", *RENDER_MODULES)
+    except ModuleNotFoundError as exc:
+        raise SystemExit(f"{command}: {what}{exc}") from None
+
+
 def argparse_number(kind, lo=None, hi=None, lo_open=False, hi_open=False, what=""):
     """An argparse type: a finite ``kind`` within [lo, hi] (an end excluded with ``*_open``)."""
     def parse(text: str):

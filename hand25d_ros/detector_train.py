@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ._checks import POSITIVE_NUMBER, RENDER_MODULES, WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number, require_extra
+from ._checks import POSITIVE_NUMBER, WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number, require_render_extra
 from .data.composites import background_pool, composite_scene, render_cutouts
 from .detector import STRIDE, HandDetector, HandDetectorNet, detector_loss, load_detector, make_targets, save_detector
 from .train import changed_settings, cut_log
@@ -329,10 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
-    try:   # before any work: the cutout bank's render would fail in its workers, after making --out
-        require_extra("train", *RENDER_MODULES)
-    except ModuleNotFoundError as exc:
-        raise SystemExit(f"hand25d-train-detector: {exc}") from None
+    # before any work: the cutout bank's render would fail in its workers, after making --out
+    require_render_extra("hand25d-train-detector")
     command = "hand25d-train-detector " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     from ._signals import interrupt_on_termination
     from .weights import WeightsError

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import geometry as geo
 from . import keypoints as kp
-from ._checks import RENDER_MODULES, require_extra
+from ._checks import require_render_extra
 from .augment import AugmentConfig, augment_sample
 from .losses import latent25d_loss
 from .model import build_model_from_arch
@@ -1231,10 +1231,8 @@ def main(argv=None) -> int:
     cfg = apply_overrides(copy.deepcopy(cfg), args.set)
     check_config(cfg, f"{args.config} with --set" if args.config and args.set else
                  str(args.config) if args.config else "--set")
-    try:   # before any work: the renderer's imports would fail deep inside the first render
-        require_extra("train", *RENDER_MODULES)
-    except ModuleNotFoundError as exc:
-        raise SystemExit(f"hand25d-train: {exc}") from None
+    # before any work: the renderer's imports would fail deep inside the first render
+    require_render_extra("hand25d-train")
     command = "hand25d-train " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     # killed outright by SIGTERM, the run left its render workers to finish their shards as
     # orphans (tracebacks on a broken pipe) and said nothing of how to resume

@@ -26,7 +26,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from .. import train as tr
-from .._checks import RENDER_MODULES, WHOLE_AT_LEAST_1, argparse_number, require_extra
+from .._checks import WHOLE_AT_LEAST_1, argparse_number, require_render_extra
 from ..model import build_model_from_arch
 from ..weights import save_weights
 
@@ -88,10 +88,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.out.is_dir():   # found only when the file is written, after all the work, leaving a .tmp beside it
         raise SystemExit(f"average_snapshots: --out {args.out} is a folder; give the weights file to write")
-    try:   # before any work: the batch norms are measured on renders and the crop head calibrated on them
-        require_extra("train", *RENDER_MODULES)
-    except ModuleNotFoundError as exc:
-        raise SystemExit(f"average_snapshots: {exc}") from None
+    # before any work: the batch norms are measured on renders and the crop head calibrated on them
+    require_render_extra("average_snapshots")
     torch.set_num_threads(args.threads)
     cfg_path = args.runs[0] / "config.yaml"
     if not cfg_path.is_file():

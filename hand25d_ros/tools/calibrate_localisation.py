@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import RENDER_MODULES, WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number, require_extra
+from .._checks import WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number, require_render_extra
 from ..data.composites import composite_scene, render_cutouts
 from ..detector import Detection, save_detector
 from ..detector_train import match
@@ -57,10 +57,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.out.is_dir():   # found only when the file is written, after all the work, leaving a .tmp beside it
         raise SystemExit(f"calibrate_localisation: --out {args.out} is a folder; give the detector file to write")
-    try:   # before any work: its scenes and cutout bank are rendered
-        require_extra("train", *RENDER_MODULES)
-    except ModuleNotFoundError as exc:
-        raise SystemExit(f"calibrate_localisation: {exc}") from None
+    # before any work: its scenes and cutout bank are rendered
+    require_render_extra("calibrate_localisation")
     from ..estimator import HandPoseEstimator
     from ..weights import WeightsError
     try:   # the detector file loads on first use

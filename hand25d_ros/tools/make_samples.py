@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .._checks import RENDER_MODULES, WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number, require_extra
+from .._checks import WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number, require_render_extra
 from ..image_files import write_image_file
 
 
@@ -69,10 +69,8 @@ def main(argv=None) -> int:
             assert len(frame_size) == 2 and min(frame_size) > args.size
         except (ValueError, AssertionError):
             raise SystemExit(f"--frame-size must be WxH larger than --size {args.size}, got {args.frame_size!r}")
-    try:   # before any work: the first render would fail deep inside on its import
-        require_extra("train", *RENDER_MODULES)
-    except ModuleNotFoundError as exc:
-        raise SystemExit(f"make_samples: {exc}") from None
+    # before any work: the first render would fail deep inside on its import
+    require_render_extra("make_samples")
     from ..data import backgrounds
     from ..data.synthetic import LEGACY_CONFIG, SyntheticConfig, SyntheticHandGenerator
     overrides = {} if args.hand_detail is None else {"hand_detail": args.hand_detail}

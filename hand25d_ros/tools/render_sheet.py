@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .._checks import RENDER_MODULES, WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number, require_extra
+from .._checks import WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number, require_render_extra
 from ..cli import IMAGE_EXTS
 from ..image_files import write_image_file
 
@@ -74,10 +74,7 @@ def main(argv=None) -> int:
                              f"in {args.cache}")
         samples = [ds[i] for i in range(args.start, min(len(ds), args.start + args.n))]
     else:
-        try:
-            require_extra("train", *RENDER_MODULES)
-        except ModuleNotFoundError as exc:
-            raise SystemExit(f"hand25d-render-sheet: rendering {exc}") from None
+        require_render_extra("hand25d-render-sheet", "rendering ")
         from ..data.synthetic import SyntheticConfig, SyntheticHandGenerator
         gen = SyntheticHandGenerator(SyntheticConfig(crop_size_px=args.size or 128), args.seed or 0)
         samples = [gen.sample(i) for i in range(args.start, args.start + args.n)]
