@@ -156,6 +156,8 @@ LATCHED_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliabil
 INPUT_QOS_OVERRIDES = (QoSPolicyKind.RELIABILITY,)
 OUTPUT_QOS_OVERRIDES = (QoSPolicyKind.RELIABILITY, QoSPolicyKind.DEPTH, QoSPolicyKind.DURABILITY)
 QOS_OVERRIDE_PREFIX = "qos_overrides."
+# what rclpy raises for an override's bad value or type
+_QOS_OVERRIDE_ERRORS = (RuntimeError, ValueError, TypeError, ParameterException, InvalidQosOverridesError)
 # This many images in a row, each behind the newest image used and newer than the one before,
 # are a new timeline (a bag shorter than STAMP_RESET_NS replayed in a loop, a clock stepped
 # back), not reordered frames: the stream starts over, as after a longer jump back. Before, every
@@ -632,14 +634,14 @@ class HandPoseNode(Node):
             # a copy: rclpy writes the overrides into the profile it is given
             return self.create_subscription(msg_type, topic, callback, copy.copy(qos),
                                             qos_overriding_options=QoSOverridingOptions(INPUT_QOS_OVERRIDES))
-        except (RuntimeError, ValueError, TypeError, ParameterException, InvalidQosOverridesError) as exc:
+        except _QOS_OVERRIDE_ERRORS as exc:
             raise self._qos_override_error(topic, "subscription", exc) from None
 
     def _output(self, msg_type, topic: str):
         try:
             return self.create_publisher(msg_type, topic, copy.copy(OUTPUT_QOS),
                                          qos_overriding_options=QoSOverridingOptions(OUTPUT_QOS_OVERRIDES))
-        except (RuntimeError, ValueError, TypeError, ParameterException, InvalidQosOverridesError) as exc:
+        except _QOS_OVERRIDE_ERRORS as exc:
             raise self._qos_override_error(topic, "publisher", exc) from None
 
     def _qos_override_error(self, topic: str, entity: str, exc: Exception) -> StartupError:
@@ -874,8 +876,9 @@ class HandPoseNode(Node):
                 self.behind_run.append(stamp)
             else:
                 self.behind_run = [stamp]
-            if self.last_stamp_ns - stamp > STAMP_RESET_NS or len(self.behind_run) >= RESTART_AFTER_BEHIND:
-                how = (f"by {(self.last_stamp_ns - stamp) / 1e9:.3f} s" if self.last_stamp_ns - stamp > STAMP_RESET_NS
+            jump_ns = self.last_stamp_ns - stamp
+            if jump_ns > STAMP_RESET_NS or len(self.behind_run) >= RESTART_AFTER_BEHIND:
+                how = (f"by {jump_ns / 1e9:.3f} s" if jump_ns > STAMP_RESET_NS
                        else f"{len(self.behind_run)} images in a row behind the newest, each newer than the last")
                 self.get_logger().warning(f"image stamps jumped back {how}: assuming a restarted source, starting over")
                 self.behind_run = []
@@ -909,12 +912,7 @@ class HandPoseNode(Node):
         pending = self.sync.drop_pending()
         if pending is not None:
             self.warn_unpaired(pending[0])
-        for stamp, _ in self.info_due:
-            if self.sync.match(stamp) is not None:
-                self.count_dropped("skipped")
-            else:
-                self.warn_no_camera_info(stamp)
-        self.info_due.clear()
+        self.settle_info_due(final=True)
 
     def warn_unpaired(self, stamp: int) -> None:
         """An image that waited and a newer one replaced: count it by what it lacked (external,
@@ -934,16 +932,17 @@ class HandPoseNode(Node):
             # image before the queued CameraInfo): the next CameraInfo messages or INFO_DUE_WAIT_S decide
             self.info_due.append((stamp, time.monotonic()))
 
-    def settle_info_due(self) -> None:
+    def settle_info_due(self, final: bool = False) -> None:
         """Superseded images whose CameraInfo has come now count as skipped (the node had no
         time for them); those passed by later CameraInfo messages, or waiting longer than
-        ``INFO_DUE_WAIT_S``, never had one."""
+        ``INFO_DUE_WAIT_S``, never had one, nor, ``final``, those still waiting."""
         newest, now = self.sync.newest_stamp_ns(), time.monotonic()
         for due in list(self.info_due):
             stamp, since = due
             if self.sync.match(stamp) is not None:
                 self.count_dropped("skipped")
-            elif (newest is not None and newest > stamp + self.sync.tolerance_ns) or now - since > INFO_DUE_WAIT_S:
+            elif final or (newest is not None and newest > stamp + self.sync.tolerance_ns) \
+                    or now - since > INFO_DUE_WAIT_S:
                 self.warn_no_camera_info(stamp)
             else:
                 continue
