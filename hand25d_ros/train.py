@@ -216,6 +216,18 @@ def _key_paths(allowed: dict, default=None, path=()) -> list[tuple]:
     return out
 
 
+def _key_elsewhere(name: str, allowed: dict) -> tuple | None:
+    """The path of the config key called ``name`` (else of the nearest name) in any section: a
+    key under another section, or without its own (time_budget_min for train.time_budget_min)."""
+    import difflib
+    paths = _key_paths(allowed)
+    same = [q for q in paths if q[-1] == name]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(name, [q[-1] for q in paths], n=1)
+    return next((q for q in paths if q[-1] == close[0]), None) if close else None
+
+
 def check_config(cfg: dict, source: str = "the config") -> None:
     """Reject keys the trainer would silently ignore (a misspelt ``time_budget_min`` would
     otherwise surface hours later as a run that never stopped), values of another type than
@@ -280,14 +292,8 @@ def check_config(cfg: dict, source: str = "the config") -> None:
         for k, v in node.items():
             if k not in keys:
                 near = difflib.get_close_matches(str(k), sorted(keys), n=1)
-                hint = f" (did you mean {dotted(path + (near[0],))!r}?)" if near else ""
-                if not near:   # a key under another section, or without its own (time_budget_min for train.time_budget_min)
-                    elsewhere = _key_paths(allowed)
-                    names = [q[-1] for q in elsewhere]
-                    same = [q for q in elsewhere if q[-1] == str(k)]
-                    close = difflib.get_close_matches(str(k), names, n=1)
-                    found = same[0] if same else next((q for q in elsewhere if close and q[-1] == close[0]), None)
-                    hint = f" (did you mean {dotted(found)!r}?)" if found else ""
+                found = path + (near[0],) if near else _key_elsewhere(str(k), allowed)
+                hint = f" (did you mean {dotted(found)!r}?)" if found else ""
                 raise SystemExit(f"{source}: unknown config key {dotted(path + (str(k),))!r}{hint}; "
                                  f"valid keys there: {', '.join(sorted(keys))}")
             walk(v, default.get(k) if isinstance(default, dict) else None, path + (k,))
