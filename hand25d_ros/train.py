@@ -1213,6 +1213,21 @@ def loader_error_text(exc: BaseException) -> str | None:
     return None
 
 
+def read_config(path: Path) -> dict:
+    """The built-in defaults updated with the YAML config ``path`` (not yet checked: see
+    ``check_config``); a missing, unparsable or non-mapping file is a SystemExit naming it."""
+    if not path.is_file():
+        raise SystemExit(f"config file not found: {path}")
+    try:
+        user = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"cannot parse config {path}: {exc}") from None
+    if not isinstance(user, dict):
+        raise SystemExit(f"config {path} must be a mapping of sections (arch:, data:, train:, ...), "
+                         f"got a {type(user).__name__}")
+    return deep_update(DEFAULT_CONFIG, user)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="hand25d-train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", type=Path, help="YAML config (default: built-in defaults)")
@@ -1220,18 +1235,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config entry, e.g. --set train.max_steps=100")
     args = ap.parse_args(argv)
-    cfg = DEFAULT_CONFIG
-    if args.config:
-        if not args.config.is_file():
-            raise SystemExit(f"config file not found: {args.config}")
-        try:
-            user = yaml.safe_load(args.config.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise SystemExit(f"cannot parse config {args.config}: {exc}") from None
-        if not isinstance(user, dict):
-            raise SystemExit(f"config {args.config} must be a mapping of sections (arch:, data:, train:, ...), "
-                             f"got a {type(user).__name__}")
-        cfg = deep_update(cfg, user)
+    cfg = read_config(args.config) if args.config else DEFAULT_CONFIG
     if args.out.exists() and not args.out.is_dir():
         raise SystemExit(f"--out {args.out} exists and is not a run folder")
     cfg = apply_overrides(copy.deepcopy(cfg), args.set)

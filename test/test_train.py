@@ -369,6 +369,49 @@ def test_snapshots_average_into_a_weights_file(tmp_path):
     assert sorted(p.name for p in (out / "snapshots").iterdir()) == [f"step_00000{i}.pt" for i in (1, 2, 3, 4)]
 
 
+def test_weights_files_average_into_a_soup(tmp_path):
+    """Shipped weights of one lineage (recovered from git) averaged, a model soup: each file is
+    one state, and --config names the renders for the batch norms and the validation."""
+    import torch
+    import yaml
+
+    from hand25d_ros.model import build_model_from_arch
+    from hand25d_ros.tools import average_snapshots as avg
+    from hand25d_ros.weights import save_weights
+    arch = {"name": "tiny", "input_size": 64, "crop_head": True}
+    files = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        files.append(tmp_path / f"w{seed}.pt")
+        save_weights(build_model_from_arch(arch), files[-1], arch)
+    cfg = tmp_path / "soup.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "arch": arch,
+        "data": {"p_negative": 0.3, "negative_backgrounds": 4,
+                 "synthetic": {"cache_dir": str(tmp_path / "cache"), "num_samples": 8, "shard_size": 8,
+                               "render_workers": 1},
+                 "val_synthetic": {"cache_dir": str(tmp_path / "cache_val"), "num_samples": 4}},
+        "train": {"batch_size": 4, "num_workers": 0}, "val_real": {"path": None}}))
+    dst = tmp_path / "soup.pt"
+    assert avg.main([str(files[0]), str(files[1]), "--config", str(cfg), "--out", str(dst), "--bn-batches", "2"]) == 0
+    est = HandPoseEstimator(weights=dst, device="cpu")
+    assert est.meta["recipe"]["averaged"] == [{"weights": str(f)} for f in files]
+    states = [torch.load(f, weights_only=False)["state_dict"] for f in files]
+    key = "stem.0.weight"
+    assert torch.allclose(est.model.state_dict()[key], (states[0][key] + states[1][key]) / 2, atol=1e-6)
+    assert 0.05 <= est.meta["hand_threshold"] <= 0.95
+
+    # weights files have no config of their own: the option is named
+    with pytest.raises(SystemExit, match=r"w0.pt/config.yaml not found .*give --config with weights files"):
+        avg.main([str(files[0]), "--out", str(dst)])
+    (tmp_path / "bad.pt").write_bytes(b"not weights")
+    with pytest.raises(SystemExit, match=r"average_snapshots: .*bad.pt"):
+        avg.main([str(files[0]), str(tmp_path / "bad.pt"), "--config", str(cfg), "--out", str(dst)])
+    cfg.write_text("train:\n  batch_sise: 4\n")
+    with pytest.raises(SystemExit, match=r"soup.yaml: unknown config key 'train.batch_sise'"):
+        avg.main([str(files[0]), "--config", str(cfg), "--out", str(dst)])
+
+
 @pytest.mark.parametrize("option, value", [("--bn-batches", "0"), ("--bn-batches", "-1"), ("--threads", "0")])
 def test_average_snapshots_options_are_checked(tmp_path, capsys, option, value):
     """--bn-batches 0 wrote a network whose batch norms were reset (mean 0, variance 1) without

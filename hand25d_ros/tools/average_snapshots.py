@@ -12,6 +12,14 @@ their own batch-norm statistics: they are recomputed over training batches of th
 run's config (``torch.optim.swa_utils.update_bn``). The result is validated on the
 config's held-out synthetic crops (and on real data when the config names it: measured
 only), its crop head calibrated, and written with metadata that lists the states.
+
+Weights files (``save_weights``'s, such as the shipped ones recovered from git) may stand
+beside or instead of run folders: a lineage of fine-tunes lies in one basin too, and its
+mean is a "model soup" (Wortsman et al., 2022). Without a run folder first, ``--config``
+names the training config whose renders and validation crops are used.
+
+    python -m hand25d_ros.tools.average_snapshots runs/soup22.pt runs/soup24.pt \
+        --config config/train/small_synth_soup25.yaml --out runs/soup25.pt
 """
 from __future__ import annotations
 
@@ -59,6 +67,15 @@ def _load_state(path: Path) -> tuple[int, dict]:
     return int(blob["step"]), blob["model"]
 
 
+def weights_state(path: Path) -> dict:
+    """The network state of a weights file, as ``save_weights`` writes them."""
+    from ..weights import WeightsError, load_weights
+    try:
+        return load_weights(path).model.state_dict()
+    except WeightsError as exc:
+        raise SystemExit(f"average_snapshots: {exc}") from None
+
+
 def average_states(states: list[dict]) -> dict:
     """Element-wise mean of floating-point entries; other entries (batch counters) from the last."""
     keys = states[0].keys()
@@ -76,7 +93,12 @@ def average_states(states: list[dict]) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="run folders of hand25d-train (the first one's config is used)")
+    ap.add_argument("runs", nargs="+", type=Path,
+                    help="run folders of hand25d-train, or weights files (the first run folder's config "
+                         "is used unless --config is given)")
+    ap.add_argument("--config", type=Path,
+                    help="training config for the batch-norm renders and validation (default: the first "
+                         "run folder's config.yaml)")
     ap.add_argument("--from-step", type=argparse_number(int, 0, what="a step >= 0"), default=0,
                     help="average the states at or after this step")
     ap.add_argument("--out", type=Path, required=True, help="weights file to write")
@@ -91,15 +113,25 @@ def main(argv=None) -> int:
     # before any work: the batch norms are measured on renders and the crop head calibrated on them
     require_render_extra("average_snapshots")
     torch.set_num_threads(args.threads)
-    cfg_path = args.runs[0] / "config.yaml"
-    if not cfg_path.is_file():
-        raise SystemExit(f"average_snapshots: {cfg_path} not found (not a hand25d-train run folder?)")
-    cfg = yaml.safe_load(cfg_path.read_text())
-    picked = [(run, step, state) for run in args.runs for step, state in run_states(run, args.from_step)]
+    if args.config is not None:
+        cfg = tr.read_config(args.config)
+        tr.check_config(cfg, str(args.config))
+    else:
+        cfg_path = args.runs[0] / "config.yaml"
+        if not cfg_path.is_file():
+            raise SystemExit(f"average_snapshots: {cfg_path} not found (not a hand25d-train run folder? "
+                             "give --config with weights files)")
+        cfg = yaml.safe_load(cfg_path.read_text())
+    picked = []
+    for src in args.runs:
+        if src.is_file():   # a weights file is one state, whatever --from-step says
+            picked.append((src, None, weights_state(src)))
+        else:
+            picked += [(src, step, state) for step, state in run_states(src, args.from_step)]
     if not picked:
         raise SystemExit(f"average_snapshots: no saved states at or after step {args.from_step} in "
                          + ", ".join(str(r) for r in args.runs))
-    print("averaging " + ", ".join(f"{r.name}@{s}" for r, s, _ in picked), flush=True)
+    print("averaging " + ", ".join(r.name if s is None else f"{r.name}@{s}" for r, s, _ in picked), flush=True)
     arch = cfg["arch"]
     model = build_model_from_arch(arch)
     try:
@@ -124,7 +156,8 @@ def main(argv=None) -> int:
     device = torch.device("cpu")
     recipe = {"command": "python -m hand25d_ros.tools.average_snapshots "
                          + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
-              "config": cfg, "averaged": [{"run": str(r), "step": s} for r, s, _ in picked],
+              "config": cfg, "averaged": [{"run": str(r), "step": s} if s is not None else {"weights": str(r)}
+                           for r, s, _ in picked],
               "bn_batches": args.bn_batches, "device": str(device)}
     meta = tr.weights_meta(model, tr.validation_data(cfg, crop), cfg, bone_ratios, device, recipe)
     print(" ".join(f"{k}={v:.3f}" for k, v in meta["metrics"].items()), flush=True)
