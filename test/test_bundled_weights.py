@@ -22,11 +22,13 @@ def est():
 def test_default_weights_load_with_their_metadata(est):
     assert est.weights_path == str(default_weights_path())
     assert default_weights_path().stat().st_size < 50e6
-    # trained by hand25d-train, or averaged from such runs (the recipe then names the runs)
+    # trained by hand25d-train, or averaged from such runs or earlier weights files (the recipe
+    # then names each run and step, or each file)
     recipe = est.meta["recipe"]
     assert recipe["command"].startswith(("hand25d-train", "python -m hand25d_ros.tools.average_snapshots"))
     if "averaged" in recipe:
-        assert recipe["averaged"] and all({"run", "step"} <= set(s) for s in recipe["averaged"])
+        assert recipe["averaged"] and all({"run", "step"} <= set(s) or set(s) == {"weights"}
+                                          for s in recipe["averaged"])
     assert est.meta["metrics"]["val_synth_2d_px"] > 0
     assert len(est.meta["bone_ratios"]) == len(geo.ROBUST_BONES) and est.root_depth == "robust"
 
