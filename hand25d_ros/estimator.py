@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import warnings
 import weakref
@@ -246,15 +247,31 @@ def combine_views_with_fallback(uv, z_rel_norm, confidence, hand_is_left, more_v
     return out
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> torch.device; 'cuda' without a GPU is an error."""
+_DEVICE_RE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+class DeviceError(RuntimeError):
+    """A well-formed device that this machine does not have (CUDA, or that GPU index)."""
+
+
+def resolve_device(device: "str | torch.device") -> torch.device:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' (or such a torch.device) -> torch.device; CUDA
+    without a GPU, or a GPU index the machine lacks, is an error here rather than at the
+    first frame."""
+    if isinstance(device, torch.device):
+        device = str(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
+    if not isinstance(device, str) or not _DEVICE_RE.fullmatch(device):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available "
-                           "(use device='auto' or 'cpu')")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} requested but CUDA is not available "
+                               "(use device='auto' or 'cpu')")
+        index, count = torch.device(device).index, torch.cuda.device_count()
+        if index is not None and index >= count:
+            raise DeviceError(f"device {device!r} requested but this machine has {count} CUDA device"
+                               + ("s (cuda:0 to cuda:%d)" % (count - 1) if count > 1 else " (cuda:0)"))
     return torch.device(device)
 
 
@@ -279,7 +296,8 @@ class HandPoseEstimator:
 
     Args:
         weights: path of a weights file, or None for the weights bundled with the package.
-        device: 'auto' (CUDA when there is one), 'cpu' or 'cuda[:N]'.
+        device: 'auto' (CUDA when there is one), 'cpu' or 'cuda[:N]', or such a torch.device; a
+            malformed one is a ValueError, one this machine lacks a DeviceError (a RuntimeError).
         fp16: run the network in half precision (CUDA only; ignored on CPU).
         root_depth: 'robust' (median over palm bones, default when the weights carry
             bone ratios) or 'bone' (the scale bone alone, as in the paper).

@@ -431,11 +431,14 @@ def main(argv=None) -> int:
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         ap.error(f"--out {args.out} exists and is not a folder")   # before the run, not after it
     from .data.public_datasets import DatasetError
-    from .estimator import HandPoseEstimator
+    from .estimator import DeviceError, HandPoseEstimator
     from .weights import WeightsError
     try:
         est = HandPoseEstimator(weights=args.weights, device=args.device, root_depth=args.root_depth,
                                 tta=args.tta)
+    except (WeightsError, DeviceError, ValueError) as exc:   # a malformed --device is a ValueError
+        raise SystemExit(f"hand25d-eval: {exc}") from None
+    try:
         rep = evaluate_folder(est, args.folder, args.limit or None, roi_from_gt=args.roi_from_gt,
                               hand_size=args.hand_size, crop=args.crop, hand_side=args.hand_side,
                               sequence=args.sequence)

@@ -189,6 +189,37 @@ def test_bad_device(untrained_weights):
             HandPoseEstimator(weights=untrained_weights, device="cuda")
 
 
+@pytest.mark.parametrize("device", ["cudax", "cuda:", "cuda:-1", "cuda:0:1", "cuda:one", " cpu", "CPU"])
+def test_malformed_device_strings_are_refused_by_the_package(device):
+    """Anything starting with "cuda" passed the check, and torch's own error (or none, for
+    "cudax" on a machine without CUDA: "CUDA is not available") came instead of the rule."""
+    from hand25d_ros.estimator import resolve_device
+    with pytest.raises(ValueError, match=r"device must be 'auto', 'cpu' or 'cuda\[:N\]', got"):
+        resolve_device(device)
+
+
+def test_torch_devices_are_taken_as_their_strings(monkeypatch):
+    """torch.device("cpu") was refused though it names what "cpu" does; a GPU index past the
+    machine's GPUs fails at start-up, naming how many there are, not at the first frame."""
+    import torch
+
+    from hand25d_ros.estimator import resolve_device
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device must be"):
+        resolve_device(torch.device("meta"))
+    # the checks below are the package's own, so they are exercised with CUDA reported present
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    assert resolve_device(torch.device("cuda", 1)) == torch.device("cuda:1")
+    with pytest.raises(RuntimeError, match=r"device 'cuda:2' requested but this machine has 2 CUDA devices \(cuda:0 to cuda:1\)"):
+        resolve_device("cuda:2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(RuntimeError, match=r"has 1 CUDA device \(cuda:0\)$"):
+        resolve_device("cuda:1")
+
+
 def test_crop_of_a_large_frame_matches_the_crop_geometry():
     """The pyramid pre-shrink keeps the crop exactly A: a dot lands where A sends it."""
     import cv2

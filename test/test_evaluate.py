@@ -119,6 +119,18 @@ def test_bad_folders_name_the_problem(tmp_path, untrained_weights):
         main([str(tmp_path / "empty"), "--weights", str(untrained_weights)])
 
 
+def test_a_bad_device_is_one_line(tmp_path, untrained_weights):
+    """--device cudax (and --device cuda on a machine without CUDA) ended in a traceback from the
+    estimator's constructor; every other bad argument is one hand25d-eval line."""
+    import torch
+    root = write_folder(tmp_path / "d", 1)
+    with pytest.raises(SystemExit, match=r"^hand25d-eval: device must be 'auto', 'cpu' or 'cuda\[:N\]', got 'cudax'"):
+        main([str(root), "--weights", str(untrained_weights), "--device", "cudax"])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match=r"^hand25d-eval: device 'cuda' requested but CUDA is not available"):
+            main([str(root), "--weights", str(untrained_weights), "--device", "cuda"])
+
+
 def test_handedness_summary_counts_right_wrong_and_unanswered():
     from hand25d_ros.evaluate import handedness_summary
     s = handedness_summary([10.0, 20.0, 50.0, 99.0], [True, True, False, True], [True, True, True, None])

@@ -1414,6 +1414,9 @@ def test_start_up_failures_exit_with_a_clear_message(world):
     if not torch.cuda.is_available():
         cases["cuda_without_fallback"] = ({"weights": world["weights"], "device": "cuda",
                                            "allow_cpu_fallback": False}, "CUDA is not available")
+    else:   # only where there is a GPU: a well-formed index the machine lacks
+        cases["cuda_index_past_the_gpus"] = ({"weights": world["weights"], "device": f"cuda:{torch.cuda.device_count()}"},
+                                             "CUDA device")
     # Three at a time: once in a full suite on 2 cores, one of nine nodes started together
     # wrote nothing for the whole minute while the other eight had exited within 2 s; 4 runs
     # of this test alone did not repeat it. Possibly participants created at the same instant

@@ -668,7 +668,7 @@ class HandPoseNode(Node):
     def _make_estimator(self):
         import torch
 
-        from ..estimator import HandPoseEstimator
+        from ..estimator import DeviceError, HandPoseEstimator
         from ..weights import WeightsError
 
         if self.cfg["cpu_threads"] > 0:
@@ -686,6 +686,8 @@ class HandPoseNode(Node):
                                      hand_side=self.cfg["hand_side"])
         except WeightsError as exc:
             raise StartupError(f"cannot load weights: {exc}") from None
+        except DeviceError as exc:   # a GPU index past the machine's GPUs (no CUDA is handled above)
+            raise StartupError(str(exc)) from None
 
     def _make_tracker(self):
         from ..tracking import HandTracker
