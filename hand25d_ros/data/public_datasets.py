@@ -74,8 +74,11 @@ RHD_TO_OURS: tuple[int, ...] = (0,) + tuple(1 + 4 * f + (3 - j) for f in range(5
 
 # STB: 0 palm centre, then little, ring, middle, index, thumb, each MCP -> tip.
 # ours[1 + 4 f + j] = stb[1 + 4 (4 - f) + j]; ours[0] <- the palm centre, moved to the wrist.
-# (Finger direction as in the re-implementations of Ge et al. 2019, hand-graph-cnn, whose
-# names are loc_bn_<finger>_L_01 (MCP) .. _04 (tip), and of bihand; not tip first.)
+# (Finger direction as in Zimmermann & Brox's own STB reader, hand3d
+# data/BinaryDbReaderSTB.py, whose convert_kp puts STB 20 (thumb tip) .. 17 (thumb MCP)
+# into its tip-first thumb slots, and in the re-implementations of Ge et al. 2019,
+# hand-graph-cnn, whose names are loc_bn_<finger>_L_01 (MCP) .. _04 (tip), and of bihand;
+# not tip first.)
 STB_TO_OURS: tuple[int, ...] = (0,) + tuple(1 + 4 * (4 - f) + j for f in range(5) for j in range(4))
 
 
@@ -523,12 +526,15 @@ class STBDataset(HandDataset):
     - keypoint order: ``STB_TO_OURS``.
     - STB marks the palm centre, not the wrist. The wrist is extrapolated along the
       middle finger's metacarpal: ``wrist = middle_MCP + palm_to_wrist * (palm - middle_MCP)``.
-      The default 2.0 inverts the palm of Zimmermann & Brox's data reader (hand3d:
-      palm = midpoint of wrist and middle MCP, the palm method.md names too); bihand uses
-      2.2, hand-graph-cnn extends from the ring MCP by 2.0 (``palm + 2 (palm - MCP)``
-      would be 3.0, which none of them uses). It is an approximation: STB
-      wrists are not measured points and may be off by several mm, which shifts every
-      root-relative figure on STB.
+      The default 2.0 inverts the palm that Zimmermann & Brox's RHD reader makes from a
+      wrist to match STB's (hand3d data/BinaryDbReader.py: palm = midpoint of wrist and
+      middle MCP); bihand uses 2.2 from the middle MCP. Zimmermann & Brox's own STB reader
+      (hand3d data/BinaryDbReaderSTB.py) and hand-graph-cnn extrapolate from the ring MCP
+      instead, by 2.0 (``2 palm - ring_MCP``), a wrist the middle-to-ring MCP distance
+      across the palm from this one, which ``palm_to_wrist`` cannot reproduce
+      (``palm + 2 (palm - MCP)`` would be 3.0, which none of them uses). It is an
+      approximation: STB wrists are not measured points, and the published conventions
+      disagree by up to that knuckle spacing, which shifts every root-relative figure on STB.
 
     Hands are left hands (``is_left`` True); every keypoint ``visible``.
 
