@@ -407,6 +407,11 @@ def test_weights_files_average_into_a_soup(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not weights")
     with pytest.raises(SystemExit, match=r"average_snapshots: .*bad.pt"):
         avg.main([str(files[0]), str(tmp_path / "bad.pt"), "--config", str(cfg), "--out", str(dst)])
+    # a file trained behind an input blur, averaged under a config that leaves the blur out
+    save_weights(build_model_from_arch({**arch, "input_blur_sigma_px": 1.5}), tmp_path / "blur.pt",
+                 {**arch, "input_blur_sigma_px": 1.5})
+    with pytest.raises(SystemExit, match=r"average_snapshots: .*blur.pt was trained behind a 1.5 px input blur"):
+        avg.main([str(files[0]), str(tmp_path / "blur.pt"), "--config", str(cfg), "--out", str(dst)])
     cfg.write_text("train:\n  batch_sise: 4\n")
     with pytest.raises(SystemExit, match=r"soup.yaml: unknown config key 'train.batch_sise'"):
         avg.main([str(files[0]), "--config", str(cfg), "--out", str(dst)])

@@ -18,8 +18,8 @@ beside or instead of run folders: a lineage of fine-tunes lies in one basin too,
 mean is a "model soup" (Wortsman et al., 2022). Without a run folder first, ``--config``
 names the training config whose renders and validation crops are used.
 
-    python -m hand25d_ros.tools.average_snapshots runs/soup22.pt runs/soup24.pt \
-        --config config/train/small_synth_soup25.yaml --out runs/soup25.pt
+    python -m hand25d_ros.tools.average_snapshots runs/w_c5b6c72.pt runs/w_40f9a98.pt \
+        --config config/train/small_synth_soup25.yaml --out runs/soup25_22_24.pt
 """
 from __future__ import annotations
 
@@ -67,11 +67,13 @@ def _load_state(path: Path) -> tuple[int, dict]:
     return int(blob["step"]), blob["model"]
 
 
-def weights_state(path: Path) -> dict:
-    """The network state of a weights file, as ``save_weights`` writes them."""
-    from ..weights import WeightsError, load_weights
+def weights_state(path: Path, arch: dict) -> dict:
+    """The network state of a weights file (``save_weights``'s) for a network of ``arch``,
+    checked as a fine-tune's ``init_weights`` is (a file trained behind an input blur needs
+    ``arch`` to name it, or the average would ship without the filter)."""
+    from ..weights import WeightsError
     try:
-        return load_weights(path).model.state_dict()
+        return tr.init_weights_file(arch, path)
     except WeightsError as exc:
         raise SystemExit(f"average_snapshots: {exc}") from None
 
@@ -125,7 +127,7 @@ def main(argv=None) -> int:
     picked = []
     for src in args.runs:
         if src.is_file():   # a weights file is one state, whatever --from-step says
-            picked.append((src, None, weights_state(src)))
+            picked.append((src, None, weights_state(src, cfg["arch"])))
         else:
             picked += [(src, step, state) for step, state in run_states(src, args.from_step)]
     if not picked:
