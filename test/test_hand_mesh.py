@@ -127,3 +127,18 @@ def test_missing_or_corrupt_asset_names_the_file(tmp_path):
         hm.load_hand_mesh("right", cut)
     with pytest.raises(ValueError, match="side"):
         hm.asset_path("middle")
+
+
+def test_family_probabilities_override_the_named_families_only():
+    from hand25d_ros.data.pose_sampler import FAMILY_WEIGHTS, family_probabilities
+    p = family_probabilities({"count": 0.26})
+    w = FAMILY_WEIGHTS.astype(float).copy()
+    w[POSE_FAMILIES.index("count")] = 0.26
+    np.testing.assert_allclose(p, w / w.sum())
+    np.testing.assert_array_equal(family_probabilities(None), FAMILY_WEIGHTS / FAMILY_WEIGHTS.sum())
+    # sample_angles draws its family with them: a one-hot choice draws that family's pose
+    onehot = np.eye(len(POSE_FAMILIES))[POSE_FAMILIES.index("fist")]
+    a = sample_angles(np.random.default_rng(7), family_p=onehot)
+    rng = np.random.default_rng(7)
+    rng.choice(len(POSE_FAMILIES), p=onehot)
+    np.testing.assert_array_equal(a, sample_angles(rng, "fist"))

@@ -749,3 +749,52 @@ def test_part_files_of_a_killed_render_are_removed_by_the_next_run(tmp_path):
     assert [p.name for p in gone if p.exists()] == []
     assert [p.name for p in kept if p.exists()] == [p.name for p in kept]
     np.testing.assert_array_equal(ShardDataset(root)[3]["image"], SyntheticHandGenerator(cfg, 1).sample(3)["image"])
+
+
+def _only(family: str) -> dict:
+    from hand25d_ros.data.pose_sampler import POSE_FAMILIES
+    return {f: float(f == family) for f in POSE_FAMILIES}
+
+
+def test_pose_family_weights_choose_the_poses_rendered():
+    """A task's own poses (a teleoperator's pinches, a counting game) can be drawn more often:
+    fists only puts every fingertip near the palm, open hands only far from it."""
+    def tip_reach(family):   # fingertip-to-wrist over middle-MCP-to-wrist, mean of 4 renders
+        g = SyntheticHandGenerator(SyntheticConfig(crop_size_px=32, supersample=1,
+                                                   pose_family_weights=_only(family)), seed=5)
+        reach = []
+        for i in range(4):
+            P = g.sample(i)["joints_3d_mm"]
+            reach.append(np.linalg.norm(P[[8, 12, 16, 20]] - P[0], axis=1).mean() / np.linalg.norm(P[9] - P[0]))
+        return float(np.mean(reach))
+    assert tip_reach("fist") < 1.3 < 1.6 < tip_reach("open")
+    # the default draw is unchanged: None and the sampler's own weights give the same sample
+    from hand25d_ros.data.pose_sampler import FAMILY_WEIGHTS, POSE_FAMILIES
+    a = SyntheticHandGenerator(SyntheticConfig(crop_size_px=32, supersample=1), seed=5).sample(1)
+    b = SyntheticHandGenerator(SyntheticConfig(crop_size_px=32, supersample=1, pose_family_weights=dict(
+        zip(POSE_FAMILIES, map(float, FAMILY_WEIGHTS)))), seed=5).sample(1)
+    np.testing.assert_array_equal(a["image"], b["image"])
+
+
+@pytest.mark.parametrize("weights, match", [({"jazz": 1.0}, "unknown pose family 'jazz'"),
+                                            ({"count": -1.0}, "count=-1.0 must be a finite number >= 0"),
+                                            ({"count": float("nan")}, "must be a finite number"),
+                                            ({"count": True}, "must be a finite number"),
+                                            (_only("count") | {"count": 0.0}, "leave no family to draw"),
+                                            ([0.5] * 9, "must be None or a mapping")])
+def test_pose_family_weights_are_checked(weights, match):
+    with pytest.raises(ValueError, match=match):
+        SyntheticConfig(pose_family_weights=weights)
+
+
+def test_caches_from_before_the_family_weights_open_and_other_weights_are_refused(tmp_path):
+    cfg = SyntheticConfig(crop_size_px=32, supersample=1)
+    root = tmp_path / "c"
+    write_shards(root, 2, cfg, seed=1, shard_size=2, progress=False)
+    meta = json.loads((root / "cache.json").read_text())
+    del meta["config"]["pose_family_weights"]                       # as written before it existed
+    (root / "cache.json").write_text(json.dumps(meta))
+    write_shards(root, 2, cfg, seed=1, shard_size=2, progress=False)
+    with pytest.raises(ValueError, match=r"config.pose_family_weights None, here \{'count': 2.0\}"):
+        write_shards(root, 2, SyntheticConfig(crop_size_px=32, supersample=1, pose_family_weights={"count": 2.0}),
+                     seed=1, shard_size=2, progress=False)

@@ -167,15 +167,38 @@ def thumb_penetrates_palm(mesh: HandMesh, angles_deg: np.ndarray, bone_scale=Non
     return bool(_thumb_in_palm(pts)[0])
 
 
+def family_probabilities(weights: dict | None = None) -> np.ndarray:
+    """(len(POSE_FAMILIES),) probabilities of drawing each family: ``FAMILY_WEIGHTS`` with the
+    families that ``weights`` names given its weights instead (relative, >= 0), normalised.
+
+    Raises:
+        ValueError: an unknown family, a negative or non-finite weight, or all weights 0.
+    """
+    w = FAMILY_WEIGHTS.astype(np.float64)
+    if weights:
+        w = w.copy()
+        for name, value in weights.items():
+            if name not in POSE_FAMILIES:
+                raise ValueError(f"unknown pose family {name!r} in the family weights; choose from {POSE_FAMILIES}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < np.inf:
+                raise ValueError(f"pose family weight {name}={value!r} must be a finite number >= 0")
+            w[POSE_FAMILIES.index(name)] = float(value)
+        if w.sum() <= 0.0:
+            raise ValueError(f"the pose family weights {weights} leave no family to draw")
+    return w / w.sum()
+
+
 def sample_angles(rng: np.random.Generator, family: str | None = None, mesh: HandMesh | None = None,
-                  bone_scale: np.ndarray | None = None) -> np.ndarray:
+                  bone_scale: np.ndarray | None = None, family_p: np.ndarray | None = None) -> np.ndarray:
     """(25, 3) (flex, abd, twist) joint angles in degrees, within the limits.
 
     ``mesh`` is needed for the families that aim the thumb (pinch, ok); without it they
-    fall back to a random thumb.
+    fall back to a random thumb. ``family_p``: the probabilities of a random family
+    (``family_probabilities``; None: the defaults).
     """
     if family is None:
-        family = POSE_FAMILIES[rng.choice(len(POSE_FAMILIES), p=FAMILY_WEIGHTS / FAMILY_WEIGHTS.sum())]
+        p = family_probabilities() if family_p is None else family_p
+        family = POSE_FAMILIES[rng.choice(len(POSE_FAMILIES), p=p)]
     if family not in POSE_FAMILIES:
         raise ValueError(f"unknown pose family {family!r}; choose one of {POSE_FAMILIES}")
     A = np.zeros((NUM_JOINTS, 3))
@@ -234,9 +257,10 @@ def sample_angles(rng: np.random.Generator, family: str | None = None, mesh: Han
 
 
 def sample_pose(rng: np.random.Generator, family: str | None = None, mesh: HandMesh | None = None,
-                bone_scale: np.ndarray | None = None) -> np.ndarray:
-    """(25, 3, 3) local joint rotations from a pose family (random family if None)."""
-    return angles_to_rotations(sample_angles(rng, family, mesh, bone_scale))
+                bone_scale: np.ndarray | None = None, family_p: np.ndarray | None = None) -> np.ndarray:
+    """(25, 3, 3) local joint rotations from a pose family (random family, drawn with
+    ``family_p``, if None)."""
+    return angles_to_rotations(sample_angles(rng, family, mesh, bone_scale, family_p))
 
 
 def sample_shape(rng: np.random.Generator) -> tuple[np.ndarray, float]:

@@ -46,7 +46,7 @@ from . import backgrounds
 from .._files import remove_abandoned_parts, savez_replacing
 from .hand_mesh import (MIRROR_X, TIP_JOINTS, WEBXR_PARENTS, HandMesh, forward_kinematics,
                         keypoint_labels, packaged_hand, skin)
-from .pose_sampler import sample_pose, sample_shape
+from .pose_sampler import family_probabilities, sample_pose, sample_shape
 from .render import VERTEX_FLOATS, MeshRenderer, no_detail
 
 __all__ = ["SyntheticConfig", "SyntheticHandGenerator", "write_shards", "ShardDataset"]
@@ -84,7 +84,7 @@ OWN_PARTS = _own_parts()
 
 # settings added after caches were written without them, at the values those caches were made with
 LEGACY_CONFIG = {"hand_detail": 0.0, "p_background_defocus": 0.6, "fine_backgrounds": False, "skin_hue_deg": None,
-                 "hand_texture": 0.0}
+                 "hand_texture": 0.0, "pose_family_weights": None}
 
 
 @dataclass
@@ -132,6 +132,11 @@ class SyntheticConfig:
     # photos do not share: randomising it teaches the network not to lean on it. Off by
     # default so that the recipes before it render what they rendered
     hand_texture: float = 0.0
+    # how often each pose family is drawn: {family: relative weight} for the families named
+    # (pose_sampler.POSE_FAMILIES), the others keeping pose_sampler.FAMILY_WEIGHTS; None: those.
+    # A robot's task has its own poses (a teleoperator pinches, a counting game counts), and
+    # the photos' worst keypoints are fingers bent in gestures
+    pose_family_weights: dict | None = None
 
     def __post_init__(self):
         if int(self.crop_size_px) < 16:
@@ -154,6 +159,10 @@ class SyntheticConfig:
         h = self.skin_hue_deg
         if h is not None and (len(h) != 2 or not 0.0 <= h[0] <= h[1] <= 60.0):
             raise ValueError(f"skin_hue_deg must be None or (low, high) with 0 <= low <= high <= 60, got {h}")
+        if self.pose_family_weights is not None and not isinstance(self.pose_family_weights, dict):
+            raise ValueError("pose_family_weights must be None or a mapping {family: weight}, "
+                             f"got {self.pose_family_weights!r}")
+        family_probabilities(self.pose_family_weights)    # raises on an unknown family or a bad weight
         for f in fields(self):
             if f.name.startswith("p_") and not 0.0 <= getattr(self, f.name) <= 1.0:
                 raise ValueError(f"{f.name} is a probability, got {getattr(self, f.name)}")
@@ -494,7 +503,9 @@ class SyntheticHandGenerator:
         is_left = bool(rng.random() < cfg.p_left)
         bone_scale, width = sample_shape(rng)
         size = float(np.clip(rng.normal(1.0, 0.07), 0.8, 1.2))        # whole-hand size
-        posed = forward_kinematics(mesh, sample_pose(rng, mesh=mesh, bone_scale=bone_scale), bone_scale)
+        posed = forward_kinematics(mesh, sample_pose(rng, mesh=mesh, bone_scale=bone_scale,
+                                                     family_p=family_probabilities(cfg.pose_family_weights)),
+                                   bone_scale)
         verts, normals = skin(mesh, posed, width)
         labels = keypoint_labels(mesh, posed, bone_scale)
         tone = backgrounds.skin_tone(rng, cfg.skin_hue_deg)
