@@ -268,16 +268,22 @@ def test_renderer_skin_detail_is_validated_and_off_by_default():
         r.render(buf, faces, K, detail=dict(line, detail=1.0, lines_parts=[[26]]))
 
 
-def test_caches_from_before_the_skin_detail_still_open(tmp_path):
-    cfg = SyntheticConfig(crop_size_px=32, supersample=1, hand_detail=0.0)
+@pytest.mark.parametrize("key, old_value, other, match", [
+    ("hand_detail", 0.0, {}, "other settings"),
+    ("pose_family_weights", None, {"pose_family_weights": {"count": 2.0}},
+     r"config.pose_family_weights None, here \{'count': 2.0\}")])
+def test_caches_from_before_a_setting_still_open(tmp_path, key, old_value, other, match):
+    """A cache written before ``key`` existed opens as rendered with its value of then, and
+    refuses a config that sets it otherwise."""
+    cfg = SyntheticConfig(crop_size_px=32, supersample=1, **{key: old_value})
     root = tmp_path / "old"
     write_shards(root, 2, cfg, seed=1, shard_size=2, progress=False)
     meta = json.loads((root / "cache.json").read_text())
-    del meta["config"]["hand_detail"]                               # as written before it existed
+    del meta["config"][key]                                         # as written before it existed
     (root / "cache.json").write_text(json.dumps(meta))
     write_shards(root, 2, cfg, seed=1, shard_size=2, progress=False)
-    with pytest.raises(ValueError, match="other settings"):
-        write_shards(root, 2, SyntheticConfig(crop_size_px=32, supersample=1), seed=1, shard_size=2,
+    with pytest.raises(ValueError, match=match):
+        write_shards(root, 2, SyntheticConfig(crop_size_px=32, supersample=1, **other), seed=1, shard_size=2,
                      progress=False)
 
 
@@ -785,16 +791,3 @@ def test_pose_family_weights_choose_the_poses_rendered():
 def test_pose_family_weights_are_checked(weights, match):
     with pytest.raises(ValueError, match=match):
         SyntheticConfig(pose_family_weights=weights)
-
-
-def test_caches_from_before_the_family_weights_open_and_other_weights_are_refused(tmp_path):
-    cfg = SyntheticConfig(crop_size_px=32, supersample=1)
-    root = tmp_path / "c"
-    write_shards(root, 2, cfg, seed=1, shard_size=2, progress=False)
-    meta = json.loads((root / "cache.json").read_text())
-    del meta["config"]["pose_family_weights"]                       # as written before it existed
-    (root / "cache.json").write_text(json.dumps(meta))
-    write_shards(root, 2, cfg, seed=1, shard_size=2, progress=False)
-    with pytest.raises(ValueError, match=r"config.pose_family_weights None, here \{'count': 2.0\}"):
-        write_shards(root, 2, SyntheticConfig(crop_size_px=32, supersample=1, pose_family_weights={"count": 2.0}),
-                     seed=1, shard_size=2, progress=False)
