@@ -405,9 +405,10 @@ def test_a_shard_stopped_while_written_leaves_no_part_file(tmp_path, savez_then_
     with pytest.raises(KeyboardInterrupt):
         write_shards(tmp_path / "c", 1, SyntheticConfig(crop_size_px=32, supersample=1), seed=1, progress=False)
     assert [p.name for p in (tmp_path / "c").iterdir()] == ["cache.json"]
-    # the render workers turn the pool's SIGTERM into that exception
+    # the render workers turn the pool's SIGTERM into that exception while they render a
+    # shard; between shards it ends them as SIGTERM does (see the test of a worker waiting)
     with synthetic.render_pool(1) as pool:
-        assert pool.apply(signal.getsignal, (signal.SIGTERM,)) is synthetic._exit_on_sigterm
+        assert pool.apply(signal.getsignal, (signal.SIGTERM,)) is signal.SIG_DFL
 
 
 def test_a_smaller_run_keeps_the_longer_last_shard_of_a_larger_one(tmp_path):
@@ -595,12 +596,28 @@ def test_shards_of_another_crop_size_are_not_served(tmp_path):
         ShardDataset(root)
 
 
-def _worker_run(code: str):
+def _worker_run(code: str, timeout_s: float = 300):
     """``code`` run in a fresh interpreter set up as a render worker is (``_worker_init``)."""
     import subprocess
     import sys
     pre = "import atexit, os, signal\nfrom hand25d_ros.data import synthetic\nsynthetic._worker_init()\n"
-    return subprocess.run([sys.executable, "-c", pre + code], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", pre + code], capture_output=True, text=True, timeout=timeout_s)
+
+
+def test_a_waiting_render_worker_ends_on_a_sigterm_another_thread_takes():
+    """Between shards a worker waits in C on its main thread (the pool's queue lock, which a
+    worker killed while holding it never gives back). A SIGTERM that one of its other threads
+    took (llvmpipe's, OpenBLAS's) flagged the Python handler and nothing ran it: the worker
+    waited for ever, and so did the run that stopped it (a fresh-clone test run hung 120 s
+    in test_a_run_stopped_while_rendering_ends_its_render_workers...[SIGTERM])."""
+    import signal
+    r = _worker_run("import threading, time, multiprocessing as mp\n"
+                    "def later():\n"
+                    "    time.sleep(0.5)\n"
+                    "    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)\n"
+                    "threading.Thread(target=later, daemon=True).start()\n"
+                    "mp.get_context('spawn').Semaphore(0).acquire()\n", timeout_s=60)
+    assert r.returncode == -signal.SIGTERM, (r.returncode, r.stderr)
 
 
 def test_a_render_worker_ended_while_it_exits_prints_no_traceback():
@@ -610,7 +627,7 @@ def test_a_render_worker_ended_while_it_exits_prints_no_traceback():
     hand25d-train run that rendered."""
     r = _worker_run("atexit.register(lambda: os.kill(os.getpid(), signal.SIGTERM))\n")
     assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr
-    assert r.returncode == 128 + 15
+    assert r.returncode in (128 + 15, -15)   # exited as SIGTERM's status, or ended by it
 
 
 def test_a_render_worker_ended_while_it_writes_a_shard_leaves_no_part_file(tmp_path):

@@ -811,10 +811,16 @@ _in_shard = False
 def _render_shard(args) -> int:
     global _in_shard
     _in_shard = True
+    # the exception that removes a torn shard's part file, only while a shard is rendered,
+    # when the main thread runs Python and sees the signal whichever thread takes it
+    if _is_render_worker:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return _render_shard_now(args)
     finally:
         _in_shard = False
+        if _is_render_worker:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _render_shard_now(args) -> int:
@@ -976,16 +982,26 @@ def write_shards(out_dir, num_samples: int, cfg: SyntheticConfig | None = None, 
     return out_dir
 
 
+# True in a pool's render worker (_worker_init)
+_is_render_worker = False
+
+
 def _worker_init():
+    global _is_render_worker
+    _is_render_worker = True
     # one GL context per worker process; llvmpipe's own threads would oversubscribe the cores
     os.environ.setdefault("LP_NUM_THREADS", "1")
-    # Pool.terminate ends workers with SIGTERM: as an exception, a shard being written is removed
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # Pool.terminate ends workers with SIGTERM. Between shards a worker waits in C (the pool's
+    # queue lock, a pipe read) on its main thread, and a signal that another thread of it took
+    # (llvmpipe's, OpenBLAS's, OpenCV's) only flagged a Python handler, never ran it: the worker
+    # waited on for ever, and so did the run stopping it. The default action ends the process
+    # whichever thread takes the signal; _render_shard raises instead while a shard is written.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _exit_on_sigterm(signum, frame):
-    """A render worker's SIGTERM: an exception while it renders a shard (which removes the
-    shard's part file), else the plain exit that SIGTERM is. The pool ends its workers with
+    """A render worker's SIGTERM while it renders a shard: an exception (which removes the
+    shard's part file); else the plain exit that SIGTERM is. The pool ends its workers with
     SIGTERM at the end of every render as well, where a worker is often already exiting: an
     exception raised there, in its exit handlers (torch's among them), printed tracebacks
     ("Exception ignored in atexit callback ... SystemExit: 143") after every render."""
