@@ -1030,7 +1030,7 @@ def train(cfg: dict, out_dir: Path, command: str = "", state: dict | None = None
         meta = weights_meta(model, val_synth, cfg, bone_ratios, device, recipe)
         save_weights(model, weights_path, cfg["arch"], meta)
         # the run's result, which log.csv has only at the val_every steps
-        print("final validation: " + " ".join(f"{k}={v:.3f}" for k, v in meta["metrics"].items()), flush=True)
+        print("final validation: " + metrics_text(meta["metrics"]), flush=True)
         print(f"wrote {weights_path}", flush=True)
     if log_f:
         log_f.close()
@@ -1069,6 +1069,11 @@ def calibrate_crop_head(model, val_synth, device, seed: int, n_negative: int = 5
     return out
 
 
+def metrics_text(metrics: dict) -> str:
+    """``name=value`` pairs, three decimals, as the trainer and average_snapshots print them."""
+    return " ".join(f"{k}={v:.3f}" for k, v in metrics.items())
+
+
 def weights_meta(model, val_synth, cfg: dict, bone_ratios, device, recipe: dict) -> dict:
     """Validate a trained network, calibrate its crop head, and return the metadata of its
     weights file (hand threshold, bone ratios, recipe, metrics)."""
@@ -1077,7 +1082,7 @@ def weights_meta(model, val_synth, cfg: dict, bone_ratios, device, recipe: dict)
     if model.crop_head is not None:
         extra = calibrate_crop_head(model, val_synth, device, cfg["train"]["seed"])
         vals.update({k: v for k, v in extra.items() if k != "hand_threshold"})
-        print("crop head: " + " ".join(f"{k}={v:.3f}" for k, v in extra.items()), flush=True)
+        print("crop head: " + metrics_text(extra), flush=True)
     return {**({"hand_threshold": extra["hand_threshold"]} if extra else {}),
             "bone_ratios": [float(r) for r in bone_ratios],
             "recipe": {**recipe, "torch": str(torch.__version__)},

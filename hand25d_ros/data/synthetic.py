@@ -803,14 +803,7 @@ def _cache_file(name: str) -> bool:
     return name == "cache.json" or re.fullmatch(r"shard_\d{5,}\.npz", name) is not None
 
 
-# True in a render worker while it renders a shard: only then does SIGTERM raise (see
-# _exit_on_sigterm)
-_in_shard = False
-
-
 def _render_shard(args) -> int:
-    global _in_shard
-    _in_shard = True
     # the exception that removes a torn shard's part file, only while a shard is rendered,
     # when the main thread runs Python and sees the signal whichever thread takes it
     if _is_render_worker:
@@ -818,7 +811,6 @@ def _render_shard(args) -> int:
     try:
         return _render_shard_now(args)
     finally:
-        _in_shard = False
         if _is_render_worker:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
@@ -1000,14 +992,12 @@ def _worker_init():
 
 
 def _exit_on_sigterm(signum, frame):
-    """A render worker's SIGTERM while it renders a shard: an exception (which removes the
-    shard's part file); else the plain exit that SIGTERM is. The pool ends its workers with
-    SIGTERM at the end of every render as well, where a worker is often already exiting: an
-    exception raised there, in its exit handlers (torch's among them), printed tracebacks
-    ("Exception ignored in atexit callback ... SystemExit: 143") after every render."""
-    if _in_shard:
-        raise SystemExit(128 + signum)
-    os._exit(128 + signum)
+    """A render worker's SIGTERM while it renders a shard (the only time it is the handler):
+    an exception, which removes the shard's part file. Outside a shard the default action
+    ends the worker: the pool ends its workers with SIGTERM at the end of every render as well,
+    often while one is already exiting, and an exception raised in its exit handlers (torch's
+    among them) printed tracebacks ("Exception ignored in atexit callback ... SystemExit: 143")."""
+    raise SystemExit(128 + signum)
 
 
 @contextlib.contextmanager

@@ -162,7 +162,7 @@ def main(argv=None) -> int:
                            for r, s, _ in picked],
               "bn_batches": args.bn_batches, "device": str(device)}
     meta = tr.weights_meta(model, tr.validation_data(cfg, crop), cfg, bone_ratios, device, recipe)
-    print(" ".join(f"{k}={v:.3f}" for k, v in meta["metrics"].items()), flush=True)
+    print(tr.metrics_text(meta["metrics"]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_weights(model, args.out, arch, meta)
     print(f"wrote {args.out}", flush=True)
