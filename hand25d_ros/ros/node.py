@@ -872,29 +872,14 @@ class HandPoseNode(Node):
         # against the newest image used, not the newest come: an image that is dropped later
         # (unusable, or no CameraInfo ever) must not hold back the ones after it
         if self.last_stamp_ns is not None and stamp <= self.last_stamp_ns:
-            if stamp == self.last_stamp_ns:
-                self.behind_run = []              # a repeat starts no timeline
-            elif self.behind_run and stamp > self.behind_run[-1]:
-                self.behind_run.append(stamp)
-            else:
-                self.behind_run = [stamp]
-            jump_ns = self.last_stamp_ns - stamp
-            if jump_ns > STAMP_RESET_NS or len(self.behind_run) >= RESTART_AFTER_BEHIND:
-                how = (f"by {jump_ns / 1e9:.3f} s" if jump_ns > STAMP_RESET_NS
-                       else f"{len(self.behind_run)} images in a row behind the newest, each newer than the last")
-                self.get_logger().warning(f"image stamps jumped back {how}: assuming a restarted source, starting over")
-                self.behind_run = []
-                self.abandon_waiting_images()
-                self.sync.restart_at(stamp)
-                if self.external:
-                    self.warn_orphan_rois(self.rois.restart_at(stamp))
-                self.tracker.reset()
-                self.last_stamp_ns = None
-            else:
+            how = self.restart_reason(stamp)
+            if how is None:
                 what = "repeats" if stamp == self.last_stamp_ns else "is older than"
                 self.warn("out_of_order", f"dropped an image: its stamp {stamp / 1e9:.6f} {what} the previous "
                                           f"image's {self.last_stamp_ns / 1e9:.6f}")
                 return
+            self.get_logger().warning(f"image stamps jumped back {how}: assuming a restarted source, starting over")
+            self.start_over(stamp)
         else:
             self.behind_run = []
         if self.info_wait_since is None:
@@ -905,6 +890,34 @@ class HandPoseNode(Node):
         if dropped is not None:
             self.warn_unpaired(dropped[0])
         self.try_pending()
+
+    def restart_reason(self, stamp: int) -> str | None:
+        """For an image at or behind the newest used: why it starts a new timeline (a jump back
+        past ``STAMP_RESET_NS``, or ``RESTART_AFTER_BEHIND`` rising images in a row behind), else
+        None (an out-of-order image). Keeps the run of rising stamps behind."""
+        if stamp == self.last_stamp_ns:
+            self.behind_run = []              # a repeat starts no timeline
+        elif self.behind_run and stamp > self.behind_run[-1]:
+            self.behind_run.append(stamp)
+        else:
+            self.behind_run = [stamp]
+        jump_ns = self.last_stamp_ns - stamp
+        if jump_ns > STAMP_RESET_NS:
+            return f"by {jump_ns / 1e9:.3f} s"
+        if len(self.behind_run) >= RESTART_AFTER_BEHIND:
+            return f"{len(self.behind_run)} images in a row behind the newest, each newer than the last"
+        return None
+
+    def start_over(self, stamp: int) -> None:
+        """A restarted source from ``stamp`` on: what waited is counted, the old timeline's
+        CameraInfo and boxes forgotten, the tracks dropped."""
+        self.behind_run = []
+        self.abandon_waiting_images()
+        self.sync.restart_at(stamp)
+        if self.external:
+            self.warn_orphan_rois(self.rois.restart_at(stamp))
+        self.tracker.reset()
+        self.last_stamp_ns = None
 
     def abandon_waiting_images(self) -> None:
         """A restarted source: the image still waiting for its CameraInfo (or boxes), and those
