@@ -142,3 +142,43 @@ def test_family_probabilities_override_the_named_families_only():
     rng = np.random.default_rng(7)
     rng.choice(len(POSE_FAMILIES), p=onehot)
     np.testing.assert_array_equal(a, sample_angles(rng, "fist"))
+
+
+def test_photo_knuckle_labels_move_only_the_finger_mcps(right):
+    bs = np.ones(25)
+    bs[list(hm.PALM_JOINTS)] = 1.1
+    G = hm.forward_kinematics(right, sample_pose(np.random.default_rng(3), "fist", right), bs)
+    joint = hm.keypoint_labels(right, G, bs)
+    photo = hm.keypoint_labels(right, G, bs, knuckles="photo")
+    moved = np.linalg.norm(photo - joint, axis=1) * 1000
+    assert np.all(moved[[k for k in range(21) if k not in (5, 9, 13, 17)]] == 0)
+    # rigid with each proximal phalanx, scaled with the palm
+    np.testing.assert_allclose(moved[[5, 9, 13, 17]], 1.1 * np.linalg.norm(hm.LABEL_KNUCKLE_OFFSET_MM, axis=1))
+    # the offsets' along-the-bone parts: index and pinky distal, middle and ring proximal
+    for f, sign in enumerate((1, -1, -1, 1)):
+        k = 4 * f + 5
+        bone = (G[hm.KEYPOINT_FROM_WEBXR[k + 1], :3, 3] - G[hm.KEYPOINT_FROM_WEBXR[k], :3, 3])
+        assert sign * (photo[k] - joint[k]) @ bone > 0
+    with pytest.raises(ValueError, match="knuckles must be one of joint, photo"):
+        hm.keypoint_labels(right, G, bs, knuckles="skin")
+
+
+def test_knuckle_fit_recovers_the_offsets_of_labels_made_with_them(right):
+    from hand25d_ros.tools.measure_label_offsets import fit_knuckle_offsets, palm_bone_scale
+    bs = palm_bone_scale(hm.PALM_SCALE)
+    rng = np.random.default_rng(0)
+    # "photos" labelled with known knuckle offsets, in poses and at 1.03x the rig's size
+    truth = np.array([[0.0, 0.0, -4.0], [0.0, 0.0, 2.0], [0.0, 0.0, 3.0], [0.0, 0.0, -3.0]])
+    real = []
+    old = hm.LABEL_KNUCKLE_OFFSET_MM.copy()
+    try:
+        hm.LABEL_KNUCKLE_OFFSET_MM[:] = truth
+        for i in range(20):
+            G = hm.forward_kinematics(right, sample_pose(rng, "open", right), bs)
+            real.append(hm.keypoint_labels(right, G, bs, knuckles="photo") * 1030.0)
+    finally:
+        hm.LABEL_KNUCKLE_OFFSET_MM[:] = old
+    fit = fit_knuckle_offsets(np.array(real), right)
+    # the along-the-bone parts, which the distances pin down, come back to a millimetre
+    np.testing.assert_allclose(fit["offsets_mm"][:, 2], truth[:, 2], atol=1.0)
+    assert np.abs(fit["after_mm"]).max() < 0.5 < np.abs(fit["before_mm"]).max()

@@ -299,6 +299,21 @@ LABEL_THUMB_CMC_OFFSET_MM = np.array([-23.1, -18.1, -33.3])
 # (1.07, 1.08, 0.85, 0.77, 0.44), clipped to [0.5, 1] so that no label leaves the skin
 # and one person's short pinky does not set the convention.
 LABEL_TIP_SKIN_FRACTION = (1.0, 1.0, 0.85, 0.77, 0.5)
+# Knuckle (finger MCP) labels, index..pinky, for ``keypoint_labels(..., knuckles="photo")``:
+# points rigid with each proximal phalanx, offset from its WebXR joint in that joint's own
+# frame (mm of the rig at PALM_SCALE 1, scaled with the palm). With the rig's joints as MCP
+# labels the real MCP row is the other shape: on real_val_snap wrist to index and pinky MCP
+# are longer than the rig's (86.6, 79.7 mm against the renders' 78.9, 74.6 mm at the same
+# wrist to middle MCP) and the middle and ring MCP-PIP bones longer (49.0, 46.2 against 46.5,
+# 42.7 mm), and a network trained on the rig's joints reads the photos' MCPs 4-8 mm off on
+# average where it reads the renders' within 1-2 mm. Fitted with the wrist and CMC labels
+# above held to the real median distances wrist-MCP, CMC-MCP, MCP-PIP and the MCP spacings
+# (``measure_label_offsets``).
+# Residuals 2-5 mm at the joints, 0-1.3 mm with these. The WebXR joint frames' -Z runs
+# along the bone toward the fingertip: the index and pinky labels sit 3-4 mm distal of their
+# joints, the middle and ring 2-3 mm proximal.
+LABEL_KNUCKLE_OFFSET_MM = np.array([[0.4, -2.0, -4.4], [-0.5, -3.1, 1.5], [-0.2, -1.2, 2.5], [-0.6, 1.6, -3.2]])
+KNUCKLE_LABELS = ("joint", "photo")
 # Palm size relative to the fingers: the real hands' palms (wrist to MCPs, MCP to MCP) are
 # larger relative to their fingers than the rig's; the shape sampler scales the palm joints
 # (PALM_JOINTS) by this on average.
@@ -324,17 +339,23 @@ def _tip_extents_cached(path: str, side: str) -> np.ndarray:
     return tip_skin_extents_m(load_hand_mesh(side, path))
 
 
-def keypoint_labels(mesh: HandMesh, posed_global: np.ndarray, bone_scale: np.ndarray | None = None) -> np.ndarray:
+def keypoint_labels(mesh: HandMesh, posed_global: np.ndarray, bone_scale: np.ndarray | None = None,
+                    knuckles: str = "joint") -> np.ndarray:
     """The 21 keypoint labels (m, model space) of a posed hand, in the photo-dataset convention.
 
     Args:
         mesh: the hand.
         posed_global: (25, 4, 4) from :func:`forward_kinematics`.
         bone_scale: the (25,) bone scales the pose was made with (scales the offsets).
+        knuckles: the finger MCP labels: ``"joint"``, the rig's joints (the renders before
+            stage 27), or ``"photo"``, moved by ``LABEL_KNUCKLE_OFFSET_MM`` to where photo
+            datasets mark them.
 
     Returns:
         (21, 3) keypoints in hand25d order.
     """
+    if knuckles not in KNUCKLE_LABELS:
+        raise ValueError(f"knuckles must be one of {', '.join(KNUCKLE_LABELS)}, got {knuckles!r}")
     bs = np.ones(NUM_JOINTS) if bone_scale is None else np.asarray(bone_scale, dtype=np.float64)
     J = posed_global[:, :3, 3]
     out = J[list(KEYPOINT_FROM_WEBXR)].copy()
@@ -342,6 +363,10 @@ def keypoint_labels(mesh: HandMesh, posed_global: np.ndarray, bone_scale: np.nda
     palm = float(np.mean(bs[[5, 10, 15, 20]]))
     out[0] = J[0] + Rw @ LABEL_WRIST_OFFSET_MM * (palm / 1000.0)
     out[1] = J[0] + Rw @ LABEL_THUMB_CMC_OFFSET_MM * (palm / 1000.0)
+    if knuckles == "photo":
+        for f in range(4):
+            j = KEYPOINT_FROM_WEBXR[4 * f + 5]
+            out[4 * f + 5] = J[j] + posed_global[j, :3, :3] @ LABEL_KNUCKLE_OFFSET_MM[f] * (palm / 1000.0)
     ext = _tip_extents_cached(str(mesh.path), mesh.side)
     for f, tip in enumerate(TIP_JOINTS):
         d = J[tip] - J[WEBXR_PARENTS[tip]]

@@ -44,7 +44,7 @@ from .._checks import check_count
 from ..crop import crop_affine, crop_intrinsics, invert_affine
 from . import backgrounds
 from .._files import remove_abandoned_parts, savez_replacing
-from .hand_mesh import (MIRROR_X, TIP_JOINTS, WEBXR_PARENTS, HandMesh, forward_kinematics,
+from .hand_mesh import (KNUCKLE_LABELS, MIRROR_X, TIP_JOINTS, WEBXR_PARENTS, HandMesh, forward_kinematics,
                         keypoint_labels, packaged_hand, skin)
 from .pose_sampler import family_probabilities, sample_pose, sample_shape
 from .render import VERTEX_FLOATS, MeshRenderer, no_detail
@@ -84,7 +84,7 @@ OWN_PARTS = _own_parts()
 
 # settings added after caches were written without them, at the values those caches were made with
 LEGACY_CONFIG = {"hand_detail": 0.0, "p_background_defocus": 0.6, "fine_backgrounds": False, "skin_hue_deg": None,
-                 "hand_texture": 0.0, "pose_family_weights": None}
+                 "hand_texture": 0.0, "pose_family_weights": None, "knuckle_labels": "joint"}
 
 
 @dataclass
@@ -137,6 +137,10 @@ class SyntheticConfig:
     # A robot's task has its own poses (a teleoperator pinches, a counting game counts), and
     # the photos' worst keypoints are fingers bent in gestures
     pose_family_weights: dict | None = None
+    # the finger MCP labels (hand_mesh.keypoint_labels): "joint", the rig's joint centres, or
+    # "photo", where photo datasets mark the knuckles (hand_mesh.LABEL_KNUCKLE_OFFSET_MM).
+    # "joint" by default so that the recipes before it render the labels they rendered
+    knuckle_labels: str = "joint"
 
     def __post_init__(self):
         if int(self.crop_size_px) < 16:
@@ -163,6 +167,8 @@ class SyntheticConfig:
             raise ValueError("pose_family_weights must be None or a mapping {family: weight}, "
                              f"got {self.pose_family_weights!r}")
         family_probabilities(self.pose_family_weights)    # raises on an unknown family or a bad weight
+        if self.knuckle_labels not in KNUCKLE_LABELS:
+            raise ValueError(f"knuckle_labels must be one of {', '.join(KNUCKLE_LABELS)}, got {self.knuckle_labels!r}")
         for f in fields(self):
             if f.name.startswith("p_") and not 0.0 <= getattr(self, f.name) <= 1.0:
                 raise ValueError(f"{f.name} is a probability, got {getattr(self, f.name)}")
@@ -507,7 +513,7 @@ class SyntheticHandGenerator:
                                                      family_p=family_probabilities(cfg.pose_family_weights)),
                                    bone_scale)
         verts, normals = skin(mesh, posed, width)
-        labels = keypoint_labels(mesh, posed, bone_scale)
+        labels = keypoint_labels(mesh, posed, bone_scale, cfg.knuckle_labels)
         tone = backgrounds.skin_tone(rng, cfg.skin_hue_deg)
         cols = st["look"].colors(rng, tone)
         detail = st["look"].detail(rng_detail, tone, cfg.hand_detail)

@@ -59,6 +59,8 @@ def main(argv=None) -> int:
     ap.add_argument("--legacy-look", action="store_true",
                     help="the backgrounds and skin hue from before SyntheticConfig.p_background_defocus, "
                          "fine_backgrounds and skin_hue_deg (synthetic.LEGACY_CONFIG), as cache/synth_test* were made")
+    ap.add_argument("--knuckle-labels", choices=("joint", "photo"), default=None,
+                    help="the finger MCP labels (SyntheticConfig.knuckle_labels; default its default, 'joint')")
     ap.add_argument("--frame-size", default=None, metavar="WxH",
                     help="write full camera frames of this size with the hand composited in")
     args = ap.parse_args(argv)
@@ -78,6 +80,8 @@ def main(argv=None) -> int:
         overrides.update({k: v for k, v in LEGACY_CONFIG.items() if k != "hand_detail"})
     if args.hand_texture is not None:
         overrides["hand_texture"] = args.hand_texture
+    if args.knuckle_labels is not None:
+        overrides["knuckle_labels"] = args.knuckle_labels
     try:
         if args.test_set:
             cfg = SyntheticConfig(crop_size_px=args.size, **overrides)

@@ -97,6 +97,45 @@ def fit_offsets(real_mm: np.ndarray, mesh: hm.HandMesh) -> dict:
             "residuals_mm": residual(sol.x)[:14], "tip_extent_mm": ext, "tip_fraction": np.array(fracs)}
 
 
+KNUCKLES = (5, 9, 13, 17)
+
+
+def knuckle_residuals(M: np.ndarray, L: np.ndarray, med) -> np.ndarray:
+    """(16,) distances of knuckle labels M (4, 3) to the other labels L (21, 3) minus the real
+    medians ``med(i, j)``: wrist-MCP, CMC-MCP, MCP-PIP (index..pinky) and the MCP spacings."""
+    r = [np.linalg.norm(L[0] - m) - med(0, k) for k, m in zip(KNUCKLES, M)]
+    r += [np.linalg.norm(L[1] - m) - med(1, k) for k, m in zip(KNUCKLES, M)]
+    r += [np.linalg.norm(L[k + 1] - m) - med(k, k + 1) for k, m in zip(KNUCKLES, M)]
+    r += [np.linalg.norm(M[a] - M[b]) - med(KNUCKLES[a], KNUCKLES[b]) for a, b in ((0, 1), (1, 2), (2, 3), (0, 3))]
+    return np.array(r)
+
+
+def fit_knuckle_offsets(real_mm: np.ndarray, mesh: hm.HandMesh) -> dict:
+    """Fit ``LABEL_KNUCKLE_OFFSET_MM`` (each finger MCP label's offset from its joint, in that
+    joint's frame) with the wrist, CMC and other labels as in use, at ``PALM_SCALE``, to the
+    real median distances. real_mm: (N, 21, 3). Returns a dict of results (rig mm)."""
+    J0 = mesh.rest_joints[list(hm.KEYPOINT_FROM_WEBXR)] * 1000.0
+    s = rig_scale(real_mm, J0)
+    med = lambda i, j: float(np.median(_dist(real_mm, i, j))) / s  # noqa: E731 - rig units
+    p = hm.PALM_SCALE
+    bs = palm_bone_scale(p)
+    G = hm.forward_kinematics(mesh, np.tile(np.eye(3), (hm.NUM_JOINTS, 1, 1)), bs)
+    L = hm.keypoint_labels(mesh, G, bs) * 1000.0
+    joints = [hm.KEYPOINT_FROM_WEBXR[k] for k in KNUCKLES]
+    R = G[joints, :3, :3]
+
+    def knuckles(x):
+        return L[list(KNUCKLES)] + np.einsum("fij,fj->fi", R, x.reshape(4, 3)) * p
+
+    def residual(x):
+        # the small pull picks, of the offsets that fit as well, those nearest the joints
+        return np.concatenate([knuckle_residuals(knuckles(x), L, med), 0.05 * x])
+
+    sol = least_squares(residual, np.zeros(12))
+    return {"offsets_mm": sol.x.reshape(4, 3), "before_mm": knuckle_residuals(knuckles(np.zeros(12)), L, med),
+            "after_mm": knuckle_residuals(knuckles(sol.x), L, med)}
+
+
 def ratio_table(real_mm: np.ndarray, rig_raw: np.ndarray, rig_lab: np.ndarray, scale: float) -> str:
     """Median real distances (divided by the real / rig scale) beside the rig's joints and labels,
     in rig mm, and as ratios to |index MCP - PIP| (real / labels)."""
@@ -130,6 +169,11 @@ def main(argv=None) -> int:
     print("skin beyond each tip joint (mm):", res["tip_extent_mm"])
     print("fitted tip fractions (thumb..pinky):", np.round(res["tip_fraction"], 2), "(in use: clipped to [0.5, 1])")
     print("in use: LABEL_TIP_SKIN_FRACTION =", np.array(hm.LABEL_TIP_SKIN_FRACTION))
+    kn = fit_knuckle_offsets(real, mesh)
+    print("LABEL_KNUCKLE_OFFSET_MM (each MCP joint's frame, index..pinky) =\n", kn["offsets_mm"])
+    print("knuckle distance residuals (mm, rig units; W-MCP x4, C-MCP x4, MCP-PIP x4, MCP spacings 5-9 9-13 "
+          "13-17 5-17), at the joints:", kn["before_mm"])
+    print("                                              with the fitted offsets:", kn["after_mm"])
     J = mesh.rest_global
     raw = J[list(hm.KEYPOINT_FROM_WEBXR), :3, 3] * 1000.0
     bs = palm_bone_scale(hm.PALM_SCALE)
