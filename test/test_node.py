@@ -1009,6 +1009,36 @@ def test_diagnostics_report_rates_latency_and_overhead(main):
     assert probe.diagnostics_value("device") == "cpu"
 
 
+def test_diagnostics_go_on_while_the_simulated_clock_stands_still(world):
+    """With use_sim_time and no /clock yet (a bag not started, or paused), /diagnostics still
+    comes every period: on ROS time its timer never fired. Its stamp is the simulated time."""
+    from rosgraph_msgs.msg import Clock as ClockMsg
+    probe = h.Probe(world["domain"], "/simtime")
+    node = h.NodeProcess(world["env"], "/simtime", {"weights": world["weights"], "localization": "whole_image",
+                                                    "diagnostics_period_s": 0.1, "use_sim_time": True},
+                         world["tmp"] / "simtime_node.log")
+    try:
+        assert probe.wait_connected(30), node.output()
+
+        def ours():
+            return [m for m in probe.messages("diagnostics") if m.status[0].name.startswith(probe.base)]
+        assert probe.wait_for(lambda: len(ours()) >= 5, 5.0), node.output()[-3000:]
+        assert float(probe.diagnostics_value("input_rate_hz")) == 0
+        clock = probe.node.create_publisher(ClockMsg, "/clock", 10)
+        sim_ns = 1234 * SEC
+        for _ in range(30):     # until the node hears it; stamps are the simulated time from then on
+            clock.publish(ClockMsg(clock=cv.ns_to_stamp(sim_ns)))
+            if probe.wait_for(lambda: ours() and cv.stamp_to_ns(ours()[-1].header.stamp) == sim_ns, 0.2):
+                break
+        assert cv.stamp_to_ns(ours()[-1].header.stamp) == sim_ns, node.output()[-3000:]
+        n = len(ours())
+        assert probe.wait_for(lambda: len(ours()) >= n + 3, 5.0)     # the clock stands at 1234 s: still coming
+    finally:
+        probe.close()
+        rc = node.stop()
+    assert rc == 0, node.output()[-3000:]
+
+
 def test_only_good_frames_were_ever_published(main):
     node, probe, frames = main
     def has_hand(m):   # the array topics also carry frames without a hand, empty

@@ -65,7 +65,8 @@ listed in ascending id order, 21 entries per hand, the same order in every messa
                          latency_ms (publication time - image stamp), processing_ms (callback),
                          node_overhead_ms (callback less the estimator and tracker), hands and
                          their ids, intrinsics (``camera_info`` or the ``hfov_deg`` guess),
-                         dropped inputs by reason
+                         dropped inputs by reason; every ``diagnostics_period_s`` of the
+                         steady clock, so also while a simulated clock (``use_sim_time``) stands still
 
 Images stamped 0 (a publisher that does not stamp) are dropped as ``unstamped``: without a
 capture time they cannot be ordered, paired or filtered. A CameraInfo stamped 0 is another
@@ -105,6 +106,7 @@ import yaml
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
@@ -595,7 +597,11 @@ class HandPoseNode(Node):
         # warns "requesting incompatible QoS" in the driver's log, once per node
         self.sub_info_latched = None
         self.info_publisher_latched: dict[bytes, bool] = {}   # CameraInfo publisher gid -> transient local
-        self.timer_latched = self.create_timer(LATCHED_INFO_WATCH_S, self.watch_latched_camera_info)
+        # the node's own chores run on the steady clock: on ROS time (use_sim_time) a paused or
+        # not yet started bag stopped /diagnostics and the watch for a latched CameraInfo
+        self.steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
+        self.timer_latched = self.create_timer(LATCHED_INFO_WATCH_S, self.watch_latched_camera_info,
+                                               clock=self.steady_clock)
         inputs = f"{self.resolve_topic_name(topic)} + {self.resolve_topic_name('camera_info')}"
         self.sub_rois = None
         if self.external:
@@ -603,7 +609,8 @@ class HandPoseNode(Node):
             self.sub_rois = self._input(roi_type, "rois", self.on_rois, ROI_QOS)
             self.roi_type_name = f"{roi_type.__module__.split('.')[0]}/{roi_type.__name__}"
             inputs += f" + {self.resolve_topic_name('rois')} ({self.roi_type_name})"
-        self.timer_diag = self.create_timer(self.cfg["diagnostics_period_s"], self.publish_diagnostics)
+        self.timer_diag = self.create_timer(self.cfg["diagnostics_period_s"], self.publish_diagnostics,
+                                            clock=self.steady_clock)
         self._warn_unused_qos_overrides()
         self.get_logger().info(
             f"ready: {inputs} -> {self.resolve_topic_name('~/keypoints')} ...; localization "
