@@ -1,6 +1,7 @@
 """HandPoseEstimator: image + intrinsics -> metric 3D hand pose (the public API)."""
 from __future__ import annotations
 
+import copy
 import os
 import re
 import threading
@@ -366,7 +367,12 @@ class HandPoseEstimator:
     def __getstate__(self) -> dict:
         # a lock cannot be pickled: copy.deepcopy(est) and passing an estimator to another
         # process raised "cannot pickle '_thread.lock' object"; a copy gets its own lock
-        state = dict(self.__dict__)
+        with self._track_lock:
+            state = dict(self.__dict__)
+            # copied after this returns, the tracker could be copied half-way through a track()
+            # in another thread: its hands' state is taken here, whole, under the lock (the
+            # estimator it refers to stays this one, which the copy then maps to itself)
+            state["_tracker"] = copy.deepcopy(self._tracker, {id(self): self})
         del state["_track_lock"]
         return state
 

@@ -569,6 +569,28 @@ def test_an_estimator_can_be_copied_and_pickled(est):
         assert other._track_lock is not est._track_lock
 
 
+def test_copying_an_estimator_waits_for_a_track_in_another_thread(est):
+    """A copy taken while another thread is inside track() would hold that tracker half-way
+    through its update: the copy waits for the frame to finish, and its tracker is its own."""
+    import copy
+    import threading
+    img = np.random.default_rng(8).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    est.reset_tracking()
+    est.track(img, K, 0.0, rois=[(0, 0, 64, 64)])
+    copies = []
+    with est._track_lock:       # as track() holds it through a frame
+        t = threading.Thread(target=lambda: copies.append(copy.deepcopy(est)))
+        t.start()
+        t.join(0.3)
+        assert t.is_alive() and not copies
+    t.join(10)
+    other = copies[0]
+    assert other._tracker is not est._tracker and other._tracker.est is other
+    assert [h.track_id for h in other.track(img, K, 1 / 30, rois=[(0, 0, 64, 64)])] == \
+        [h.track_id for h in est.track(img, K, 1 / 30, rois=[(0, 0, 64, 64)])]
+    est.reset_tracking()
+
+
 @pytest.mark.parametrize("hand_size_m", [87.0, 8.7, 0.0087])
 def test_a_hand_size_in_the_wrong_unit_warns(est, hand_size_m):
     """87 (mm) or 8.7 (cm) made every pose not valid with nothing saying why; 0.0087 puts
