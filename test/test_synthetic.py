@@ -299,6 +299,15 @@ def test_make_samples_writes_an_annotated_folder_and_says_how(tmp_path):
     assert "hand_texture 1" in json.loads((tmp_path / "u" / "annotations.json").read_text())["source"]
     with pytest.raises(SystemExit, match="hand_texture must be in"):
         main(["--out", str(tmp_path / "v"), "--n", "1", "--hand-texture", "2"])
+    # the knuckle labels: the same hand, its MCP labels moved and said in the source
+    assert main(["--out", str(tmp_path / "k"), "--n", "1", "--size", "48", "--knuckle-labels", "photo"]) == 0
+    assert main(["--out", str(tmp_path / "j"), "--n", "1", "--size", "48"]) == 0
+    k, j = (json.loads((tmp_path / d / "annotations.json").read_text()) for d in ("k", "j"))
+    assert "knuckle_labels photo" in k["source"] and "knuckle" not in j["source"]
+    # relative to the wrist: the camera is placed by the middle MCP, so the whole hand moves a little
+    rel = [np.subtract(x["samples"][0]["joints_3d_mm"], x["samples"][0]["joints_3d_mm"][0]) for x in (k, j)]
+    moved = np.linalg.norm(rel[0] - rel[1], axis=1)
+    assert set(np.flatnonzero(moved > 1.0)) == {5, 9, 13, 17}
 
 
 def test_make_samples_names_sort_in_frame_order():

@@ -127,7 +127,9 @@ def _write(args, cfg, gen, frame_size, backgrounds) -> None:
                                                                      + (f", hand_texture {cfg.hand_texture:g}"
                                                                         if cfg.hand_texture else "")
                                                                      + (", legacy look" if args.legacy_look
-                                                                        else ""),
+                                                                        else "")
+                                                                     + (f", knuckle_labels {cfg.knuckle_labels}"
+                                                                        if cfg.knuckle_labels != "joint" else ""),
                                                            "samples": frames}, indent=1))
     # a folder rendered again with fewer frames kept the rest, frames without annotations
     # that the demo (which takes every image of the folder) ran as if they belonged
