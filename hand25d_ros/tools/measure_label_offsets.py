@@ -32,7 +32,7 @@ from scipy.optimize import least_squares
 from ..data import hand_mesh as hm
 
 # (i, j) keypoint pairs whose distance the ratio table reports
-RATIO_PAIRS = ((0, 5), (5, 6), (0, 9), (0, 17), (0, 1), (1, 2), (1, 5), (7, 8), (6, 7), (11, 12),
+RATIO_PAIRS = ((0, 5), (5, 6), (0, 9), (9, 10), (0, 13), (13, 14), (0, 17), (0, 1), (1, 2), (1, 5), (7, 8), (6, 7), (11, 12),
                (10, 11), (15, 16), (19, 20), (3, 4), (2, 3))
 
 
@@ -178,8 +178,8 @@ def main(argv=None) -> int:
     raw = J[list(hm.KEYPOINT_FROM_WEBXR), :3, 3] * 1000.0
     bs = palm_bone_scale(hm.PALM_SCALE)
     G = hm.forward_kinematics(mesh, np.tile(np.eye(3), (hm.NUM_JOINTS, 1, 1)), bs)
-    lab = hm.keypoint_labels(mesh, G, bs) * 1000.0
-    print("median distances (mm, rig units) and ratios to |indexMCP-indexPIP|:")
+    lab = hm.keypoint_labels(mesh, G, bs, knuckles="photo") * 1000.0
+    print("median distances (mm, rig units) and ratios to |indexMCP-indexPIP| (labels with photo knuckles):")
     print(ratio_table(real, raw, lab, res["scale"]))
     return 0
 
