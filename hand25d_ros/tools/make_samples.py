@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from .._checks import WHOLE_AT_LEAST_1, WHOLE_NON_NEGATIVE, argparse_number, require_render_extra
+from ..data.hand_mesh import KNUCKLE_LABELS
 from ..image_files import write_image_file
 
 
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
     ap.add_argument("--legacy-look", action="store_true",
                     help="the backgrounds and skin hue from before SyntheticConfig.p_background_defocus, "
                          "fine_backgrounds and skin_hue_deg (synthetic.LEGACY_CONFIG), as cache/synth_test* were made")
-    ap.add_argument("--knuckle-labels", choices=("joint", "photo"), default=None,
+    ap.add_argument("--knuckle-labels", choices=KNUCKLE_LABELS, default=None,
                     help="the finger MCP labels (SyntheticConfig.knuckle_labels; default its default, 'joint')")
     ap.add_argument("--frame-size", default=None, metavar="WxH",
                     help="write full camera frames of this size with the hand composited in")
