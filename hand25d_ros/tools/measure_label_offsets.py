@@ -54,22 +54,34 @@ def palm_bone_scale(p: float) -> np.ndarray:
     return bs
 
 
+def rest_pose(mesh: hm.HandMesh, p: float) -> tuple[np.ndarray, np.ndarray]:
+    """The rig's rest pose with its palm enlarged by p: ((25, 4, 4) joint frames, (25,) bone scales)."""
+    bs = palm_bone_scale(p)
+    return hm.forward_kinematics(mesh, np.tile(np.eye(3), (hm.NUM_JOINTS, 1, 1)), bs), bs
+
+
+def rig_unit_medians(real_mm: np.ndarray, mesh: hm.HandMesh):
+    """(real / rig scale, ``med(i, j)``: the real median distance of keypoints i and j in rig mm)."""
+    s = rig_scale(real_mm, mesh.rest_joints[list(hm.KEYPOINT_FROM_WEBXR)] * 1000.0)
+    return s, lambda i, j: float(np.median(_dist(real_mm, i, j))) / s
+
+
+KNUCKLES = (5, 9, 13, 17)
+
+
 def fit_offsets(real_mm: np.ndarray, mesh: hm.HandMesh) -> dict:
     """Fit the label constants. real_mm: (N, 21, 3). Returns a dict of results (mm)."""
     J0 = mesh.rest_joints[list(hm.KEYPOINT_FROM_WEBXR)] * 1000.0
-    s = rig_scale(real_mm, J0)
-    med = lambda i, j: float(np.median(_dist(real_mm, i, j))) / s  # noqa: E731 - rig units
-    mcps = (5, 9, 13, 17)
+    s, med = rig_unit_medians(real_mm, mesh)
     R0 = mesh.rest_global[0, :3, :3]
 
     def solve(p):
-        G = hm.forward_kinematics(mesh, np.tile(np.eye(3), (hm.NUM_JOINTS, 1, 1)), palm_bone_scale(p))
-        J = G[list(hm.KEYPOINT_FROM_WEBXR), :3, 3] * 1000.0
+        J = rest_pose(mesh, p)[0][list(hm.KEYPOINT_FROM_WEBXR), :3, 3] * 1000.0
 
         def residual(x):
             W, C = x[:3], x[3:]
-            r = [np.linalg.norm(W - J[k]) - med(0, k) for k in mcps]
-            r += [np.linalg.norm(C - J[k]) - med(1, k) for k in mcps]
+            r = [np.linalg.norm(W - J[k]) - med(0, k) for k in KNUCKLES]
+            r += [np.linalg.norm(C - J[k]) - med(1, k) for k in KNUCKLES]
             r += [np.linalg.norm(W - C) - med(0, 1), np.linalg.norm(C - J[2]) - med(1, 2)]
             r += [_dist(J, i, j) - med(i, j) for i, j in ((5, 9), (9, 13), (13, 17), (5, 17))]
             r += list(0.05 * (W - J[0])) + list(0.05 * (C - J0[1]))
@@ -97,9 +109,6 @@ def fit_offsets(real_mm: np.ndarray, mesh: hm.HandMesh) -> dict:
             "residuals_mm": residual(sol.x)[:14], "tip_extent_mm": ext, "tip_fraction": np.array(fracs)}
 
 
-KNUCKLES = (5, 9, 13, 17)
-
-
 def knuckle_residuals(M: np.ndarray, L: np.ndarray, med) -> np.ndarray:
     """(16,) distances of knuckle labels M (4, 3) to the other labels L (21, 3) minus the real
     medians ``med(i, j)``: wrist-MCP, CMC-MCP, MCP-PIP (index..pinky) and the MCP spacings."""
@@ -114,12 +123,9 @@ def fit_knuckle_offsets(real_mm: np.ndarray, mesh: hm.HandMesh) -> dict:
     """Fit ``LABEL_KNUCKLE_OFFSET_MM`` (each finger MCP label's offset from its joint, in that
     joint's frame) with the wrist, CMC and other labels as in use, at ``PALM_SCALE``, to the
     real median distances. real_mm: (N, 21, 3). Returns a dict of results (rig mm)."""
-    J0 = mesh.rest_joints[list(hm.KEYPOINT_FROM_WEBXR)] * 1000.0
-    s = rig_scale(real_mm, J0)
-    med = lambda i, j: float(np.median(_dist(real_mm, i, j))) / s  # noqa: E731 - rig units
+    _, med = rig_unit_medians(real_mm, mesh)
     p = hm.PALM_SCALE
-    bs = palm_bone_scale(p)
-    G = hm.forward_kinematics(mesh, np.tile(np.eye(3), (hm.NUM_JOINTS, 1, 1)), bs)
+    G, bs = rest_pose(mesh, p)
     L = hm.keypoint_labels(mesh, G, bs) * 1000.0
     joints = [hm.KEYPOINT_FROM_WEBXR[k] for k in KNUCKLES]
     R = G[joints, :3, :3]
@@ -176,8 +182,7 @@ def main(argv=None) -> int:
     print("                                              with the fitted offsets:", kn["after_mm"])
     J = mesh.rest_global
     raw = J[list(hm.KEYPOINT_FROM_WEBXR), :3, 3] * 1000.0
-    bs = palm_bone_scale(hm.PALM_SCALE)
-    G = hm.forward_kinematics(mesh, np.tile(np.eye(3), (hm.NUM_JOINTS, 1, 1)), bs)
+    G, bs = rest_pose(mesh, hm.PALM_SCALE)
     lab = hm.keypoint_labels(mesh, G, bs, knuckles="photo") * 1000.0
     print("median distances (mm, rig units) and ratios to |indexMCP-indexPIP| (labels with photo knuckles):")
     print(ratio_table(real, raw, lab, res["scale"]))
