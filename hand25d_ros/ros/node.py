@@ -599,9 +599,9 @@ class HandPoseNode(Node):
         self.info_publisher_latched: dict[bytes, bool] = {}   # CameraInfo publisher gid -> transient local
         # the node's own chores run on the steady clock: on ROS time (use_sim_time) a paused or
         # not yet started bag stopped /diagnostics and the watch for a latched CameraInfo
-        self.steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
+        steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
         self.timer_latched = self.create_timer(LATCHED_INFO_WATCH_S, self.watch_latched_camera_info,
-                                               clock=self.steady_clock)
+                                               clock=steady_clock)
         inputs = f"{self.resolve_topic_name(topic)} + {self.resolve_topic_name('camera_info')}"
         self.sub_rois = None
         if self.external:
@@ -610,7 +610,7 @@ class HandPoseNode(Node):
             self.roi_type_name = f"{roi_type.__module__.split('.')[0]}/{roi_type.__name__}"
             inputs += f" + {self.resolve_topic_name('rois')} ({self.roi_type_name})"
         self.timer_diag = self.create_timer(self.cfg["diagnostics_period_s"], self.publish_diagnostics,
-                                            clock=self.steady_clock)
+                                            clock=steady_clock)
         self._warn_unused_qos_overrides()
         self.get_logger().info(
             f"ready: {inputs} -> {self.resolve_topic_name('~/keypoints')} ...; localization "
