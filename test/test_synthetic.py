@@ -828,8 +828,9 @@ def test_knuckle_labels_photo_moves_the_finger_mcp_labels_only():
     P = s["joints_3d_mm"]
     # wrist to index MCP, longer than the rig's joint (the photos' 86.6 mm against 78.9 mm)
     from hand25d_ros.data import hand_mesh as hm
-    rig = hm.keypoint_labels(hm.load_hand_mesh("right"), hm.load_hand_mesh("right").rest_global)
-    photo = hm.keypoint_labels(hm.load_hand_mesh("right"), hm.load_hand_mesh("right").rest_global, knuckles="photo")
+    right = hm.load_hand_mesh("right")
+    rig = hm.keypoint_labels(right, right.rest_global)
+    photo = hm.keypoint_labels(right, right.rest_global, knuckles="photo")
     assert np.linalg.norm(photo[5] - photo[0]) > np.linalg.norm(rig[5] - rig[0]) + 0.002
     assert np.isfinite(P).all() and np.isfinite(s["joints_2d_px"]).all()
     with pytest.raises(ValueError, match="knuckle_labels must be one of joint, photo, got 'skin'"):
