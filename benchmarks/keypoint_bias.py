@@ -51,9 +51,8 @@ def bone_frames(gt: np.ndarray) -> np.ndarray:
         toward the thumb's side, square to both. Mirror images of one hand get mirrored axes.
     """
     g = np.asarray(gt, dtype=np.float64)
-    normal, left = kp._palm_normal_and_side(g)
-    # the normal leaves a right hand's palm and a left hand's back (keypoints.is_left_hand)
-    dorsal = np.where(left[:, None], normal, -normal)[:, None, :]
+    left = kp.is_left_hand(g)
+    dorsal = -kp.palm_normal(g)[:, None, :]
     along = g - g[:, list(PARENT)]
     along[:, 0] = g[:, kp.MIDDLE_MCP] - g[:, kp.WRIST]
     along = _unit(along)

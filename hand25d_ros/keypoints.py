@@ -156,6 +156,21 @@ def annotated_hand_is_left(is_left, points_3d=None, labelled=None) -> bool | Non
     return bool(is_left_hand(np.asarray(points_3d, dtype=np.float64)))
 
 
+def palm_normal(points_3d: np.ndarray) -> np.ndarray:
+    """The normal of the palm plane that leaves the hand through the palm, for either hand.
+
+    Args:
+        points_3d: (*, 21, 3) keypoints in a right-handed frame (any unit).
+
+    Returns:
+        (*, 3) (wrist -> index MCP) x (wrist -> pinky MCP), negated for a left hand; not
+        normalised (its length is twice the wrist-index-pinky triangle's area).
+    """
+    normal, left = _palm_normal_and_side(_skeleton_3d(points_3d))
+    # that cross product leaves a right hand through the palm and a left one through the back
+    return np.where(left[..., None], -normal, normal)
+
+
 def palm_toward_camera(points_3d: np.ndarray) -> np.ndarray:
     """How squarely the palm faces the camera: the cosine between the palm's outward normal
     and the direction from the middle MCP to the camera (+1 palm toward the camera, -1 the
@@ -172,9 +187,7 @@ def palm_toward_camera(points_3d: np.ndarray) -> np.ndarray:
         (*,) cosines.
     """
     p = _skeleton_3d(points_3d)
-    normal, left = _palm_normal_and_side(p)
-    # that normal leaves a right hand through the palm and a left one through the back
-    normal = np.where(left[..., None], -normal, normal)
+    normal = palm_normal(p)
     to_camera = -p[..., MIDDLE_MCP, :]
     denom = np.linalg.norm(normal, axis=-1) * np.linalg.norm(to_camera, axis=-1)
     return np.einsum("...i,...i->...", normal, to_camera) / np.maximum(denom, 1e-12)
