@@ -297,6 +297,39 @@ def test_a_stopped_export_leaves_no_part_of_it(tmp_path, untrained_weights, sign
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ts"]
 
 
+def test_a_ctrl_c_that_python_swallowed_still_stops_the_export(tmp_path, untrained_weights):
+    """A KeyboardInterrupt raised inside a __del__ or weakref callback (the import machinery
+    runs both) is only printed as "Exception ignored": a Ctrl-C at that moment of the ONNX
+    export let it finish and write the file. The stop is remembered and asked for again
+    before the export's file is put in place."""
+    import subprocess
+    import sys
+    script = (
+        "import signal, sys\n"
+        "from hand25d_ros._signals import interrupt_on_termination\n"
+        "from hand25d_ros.export import export_torchscript\n"
+        "from hand25d_ros.weights import load_weights\n"
+        "model = load_weights(sys.argv[1]).model\n"
+        "interrupt_on_termination()\n"
+        "class Swallows:\n"
+        "    def __del__(self):\n"
+        "        signal.raise_signal(signal.SIGINT)\n"
+        "        for _ in range(1000):   # the handler runs here, inside __del__\n"
+        "            pass\n"
+        "Swallows()\n"
+        "print('went on', flush=True)\n"
+        "try:\n"
+        "    export_torchscript(model, sys.argv[2], 128)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('stopped')\n")
+    out = subprocess.run([sys.executable, "-c", script, str(untrained_weights), str(tmp_path / "m.ts")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "Exception ignored" in out.stderr and "KeyboardInterrupt" in out.stderr
+    assert out.stdout.split() == ["went", "on", "stopped"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_missing_extra_is_named_with_its_pip_command():
     from hand25d_ros._checks import require_extra
     require_extra("train", "numpy")
