@@ -29,11 +29,7 @@ import time
 import numpy as np
 
 from hand25d_ros import keypoints as kp
-from hand25d_ros.metrics import similarity_align
-
-# the keypoint each bone runs from into keypoint k (k = 0: see bone_frames)
-PARENT = (0, 0, 1, 2, 3, 0, 5, 6, 7, 0, 9, 10, 11, 0, 13, 14, 15, 0, 17, 18, 19)
-
+from hand25d_ros.metrics import errors_2d_px, similarity_align
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
@@ -53,8 +49,8 @@ def bone_frames(gt: np.ndarray) -> np.ndarray:
     g = np.asarray(gt, dtype=np.float64)
     left = kp.is_left_hand(g)
     dorsal = -kp.palm_normal(g)[:, None, :]
-    along = g - g[:, list(PARENT)]
-    along[:, 0] = g[:, kp.MIDDLE_MCP] - g[:, kp.WRIST]
+    along = g - g[:, np.clip(kp.PARENTS, 0, None)]
+    along[:, 0] = g[:, kp.MIDDLE_MCP] - g[:, kp.WRIST]      # the wrist has no parent
     along = _unit(along)
     dorsal = _unit(dorsal - along * (dorsal * along).sum(-1, keepdims=True))
     thumbward = np.cross(along, dorsal)
@@ -125,7 +121,7 @@ def main(argv=None) -> int:
             print(f"{folder}: no valid estimate of a fully labelled 3D frame", file=sys.stderr)
             return 1
         gt3 = d["gt_3d_mm"][ok]
-        err2 = np.linalg.norm(d["pred_2d_px"][ok] - d["gt_2d_px"][ok], axis=-1)
+        err2 = errors_2d_px(d["pred_2d_px"][ok], d["gt_2d_px"][ok])
         print(f"\n{folder} (2D mean error over these frames {err2.mean():.2f} px; {time.perf_counter() - t0:.0f} s)")
         print(table(residuals_3d(d["pred_3d_mm"][ok], gt3), residuals_2d(d["pred_2d_px"][ok], d["gt_2d_px"][ok]),
                     err2, kp.palm_toward_camera(gt3)))
