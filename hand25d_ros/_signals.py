@@ -24,15 +24,14 @@ def interrupt_on_termination() -> None:
     as Ctrl-C does, so that its temporary outputs are removed, not left half-written, and the
     worker processes it started are ended with it (the trainers' render pools)."""
     def interrupt(signum, frame):
-        global _stop_asked_by
-        _stop_asked_by = signal.Signals(signum).name
+        name = _remember_stop(signum)
         # torch's DataLoader watches its workers through SIGCHLD and raises when one dies of a
         # signal: sent to the whole process group (timeout, systemd), SIGTERM ends them too, and
         # that RuntimeError replaced this interrupt (hand25d-train: a traceback and exit status 1)
         # (a Python no-op, not SIG_DFL: one already pending would then be reported as a race)
         if hasattr(signal, "SIGCHLD"):
             signal.signal(signal.SIGCHLD, lambda *_: None)
-        raise KeyboardInterrupt(signal.Signals(signum).name)
+        raise KeyboardInterrupt(name)
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         # one the process was started ignoring stays ignored: under nohup a closed terminal's
         # SIGHUP stopped an hours-long training run
@@ -42,8 +41,13 @@ def interrupt_on_termination() -> None:
         signal.signal(signal.SIGINT, _ctrl_c)
 
 
-def _ctrl_c(signum, frame):
-    # Python's own Ctrl-C handler, remembered as the others are
+def _remember_stop(signum) -> str:
     global _stop_asked_by
     _stop_asked_by = signal.Signals(signum).name
+    return _stop_asked_by
+
+
+def _ctrl_c(signum, frame):
+    # Python's own Ctrl-C handler, the stop remembered as the others' are
+    _remember_stop(signum)
     raise KeyboardInterrupt
