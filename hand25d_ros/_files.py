@@ -10,16 +10,21 @@ from typing import Callable
 
 import numpy as np
 
+from ._signals import raise_if_stop_was_lost
+
 
 def write_replacing(path, write: Callable[[Path], object]) -> Path:
     """``write(part)`` writes a hidden part file beside ``path`` (its suffix kept), which is then
     renamed over ``path``. Stopped or failed while writing (Ctrl-C, SIGTERM, a full disk), the
     part file is removed: nothing else ever would, and it can be as large as the file. The part
-    file is named by the process id, as two runs may write the same ``path`` at once."""
+    file is named by the process id, as two runs may write the same ``path`` at once. A stop
+    whose KeyboardInterrupt was swallowed while writing (``_signals.raise_if_stop_was_lost``)
+    stops it before the rename."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")      # as PART_NAME reads it
     try:
         write(tmp)
+        raise_if_stop_was_lost()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

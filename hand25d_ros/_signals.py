@@ -14,7 +14,8 @@ def raise_if_stop_was_lost() -> None:
     """Raise KeyboardInterrupt if a stop signal reached a handler of
     :func:`interrupt_on_termination` and the run went on: its KeyboardInterrupt was raised
     where Python ignores exceptions. (A Ctrl-C during the ONNX export once did that, and the
-    file it should not have written was written.)"""
+    file it should not have written was written; ``_files.write_replacing`` asks before it
+    puts a file in place.)"""
     if _stop_asked_by is not None:
         raise KeyboardInterrupt(_stop_asked_by)
 

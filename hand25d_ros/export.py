@@ -19,7 +19,7 @@ import torch
 from . import keypoints as kp
 from ._checks import require_extra
 from ._files import write_replacing
-from ._signals import interrupt_on_termination, raise_if_stop_was_lost
+from ._signals import interrupt_on_termination
 from .geometry import ROBUST_BONES
 from .weights import WeightsError, default_weights_path, load_weights
 
@@ -27,11 +27,7 @@ from .weights import WeightsError, default_weights_path, load_weights
 def _write_atomic(path, data: bytes) -> Path:
     # The model is serialised in memory first and renamed into place, so that a failed or
     # interrupted write leaves no truncated model, nor destroys an earlier export of that name.
-    # A Ctrl-C whose KeyboardInterrupt the export swallowed stops it here, before the rename.
-    def write(tmp):
-        tmp.write_bytes(data)
-        raise_if_stop_was_lost()
-    return write_replacing(path, write)
+    return write_replacing(path, lambda tmp: tmp.write_bytes(data))
 
 
 META_NAME = "hand25d_meta"

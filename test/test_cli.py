@@ -542,7 +542,7 @@ def test_termination_signals_started_ignored_stay_ignored():
     interrupt, a closed terminal stopped an hours-long hand25d-train under nohup."""
     import signal
     from hand25d_ros._signals import interrupt_on_termination
-    saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)}
+    saved = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
     try:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
