@@ -182,3 +182,28 @@ def test_knuckle_fit_recovers_the_offsets_of_labels_made_with_them(right):
     # the along-the-bone parts, which the distances pin down, come back to a millimetre
     np.testing.assert_allclose(fit["offsets_mm"][:, 2], truth[:, 2], atol=1.0)
     assert np.abs(fit["after_mm"]).max() < 0.5 < np.abs(fit["before_mm"]).max()
+
+
+def test_tucked_thumb_holds_the_thumb_over_the_curled_fingers_of_gestures(right):
+    from hand25d_ros.data.synthetic import SyntheticConfig
+    def thumbs(p, family):
+        rng = np.random.default_rng(11)
+        return np.array([sample_angles(rng, family, right, p_thumb_tucked=p)[1:4, 0] for _ in range(40)])
+    for family in ("point", "count"):
+        # a fist's thumb: CMC flexed 20-55, MCP 20-60 and IP 15-70 degrees
+        t = thumbs(1.0, family)
+        assert np.all((t >= [20, 20, 15]) & (t <= [55, 60, 70]))
+        # as drawn before the option: mostly out of the palm, so most fall outside those ranges
+        t = thumbs(0.0, family)
+        assert np.mean(np.all((t >= [20, 20, 15]) & (t <= [55, 60, 70]), axis=1)) < 0.2
+    # 0 draws exactly the stream the recipes before it drew; other families ignore it
+    for family in POSE_FAMILIES:
+        a = sample_angles(np.random.default_rng(3), family, right)
+        np.testing.assert_array_equal(a, sample_angles(np.random.default_rng(3), family, right, p_thumb_tucked=0.0))
+        if family not in ("point", "count"):
+            np.testing.assert_array_equal(a, sample_angles(np.random.default_rng(3), family, right,
+                                                           p_thumb_tucked=1.0))
+    with pytest.raises(ValueError, match="p_thumb_tucked"):
+        sample_angles(np.random.default_rng(0), "count", right, p_thumb_tucked=1.5)
+    with pytest.raises(ValueError, match="p_thumb_tucked"):
+        SyntheticConfig(p_thumb_tucked=-0.1)

@@ -189,13 +189,19 @@ def family_probabilities(weights: dict | None = None) -> np.ndarray:
 
 
 def sample_angles(rng: np.random.Generator, family: str | None = None, mesh: HandMesh | None = None,
-                  bone_scale: np.ndarray | None = None, family_p: np.ndarray | None = None) -> np.ndarray:
+                  bone_scale: np.ndarray | None = None, family_p: np.ndarray | None = None,
+                  p_thumb_tucked: float = 0.0) -> np.ndarray:
     """(25, 3) (flex, abd, twist) joint angles in degrees, within the limits.
 
     ``mesh`` is needed for the families that aim the thumb (pinch, ok); without it they
     fall back to a random thumb. ``family_p``: the probabilities of a random family
-    (``family_probabilities``; None: the defaults).
+    (``family_probabilities``; None: the defaults). ``p_thumb_tucked``: how often a point or
+    count pose holds its thumb over the curled fingers, as a fist does (counting "one" to
+    "four" and the V sign are mostly made that way); 0 draws exactly what the sampler drew
+    before the option existed.
     """
+    if not 0.0 <= p_thumb_tucked <= 1.0:
+        raise ValueError(f"p_thumb_tucked is a probability, got {p_thumb_tucked}")
     if family is None:
         p = family_probabilities() if family_p is None else family_p
         family = POSE_FAMILIES[rng.choice(len(POSE_FAMILIES), p=p)]
@@ -235,10 +241,13 @@ def sample_angles(rng: np.random.Generator, family: str | None = None, mesh: Han
             c = rng.uniform(-0.2, 1.05)
             abd = rng.uniform(-18, 18)
         _set_finger(A, rng, f, c, abd)
-    if family in ("open", "relaxed", "point", "count"):
-        _set_thumb(A, _thumb_random(rng, "out" if rng.random() < 0.7 else "any"))
-    elif family == "fist":
+    # the draw only when asked for, so that the streams of the recipes before it are unchanged
+    tucked = family == "fist" or (family in ("point", "count") and p_thumb_tucked > 0.0
+                                  and rng.random() < p_thumb_tucked)
+    if tucked:
         _set_thumb(A, _thumb_random(rng, "tucked"))
+    elif family in ("open", "relaxed", "point", "count"):
+        _set_thumb(A, _thumb_random(rng, "out" if rng.random() < 0.7 else "any"))
     elif family in ("pinch", "ok") and mesh is not None:
         _bring_thumb_to(A, rng, mesh, bone_scale, TIP_JOINTS[1 + FINGERS.index(aim)])
     elif family == "grasp" and mesh is not None:
@@ -247,7 +256,7 @@ def sample_angles(rng: np.random.Generator, family: str | None = None, mesh: Han
         _set_thumb(A, _thumb_random(rng, "any"))
     A = clip_to_limits(A)
     if mesh is not None and family not in ("pinch", "ok", "grasp"):
-        kind = "tucked" if family == "fist" else "any"
+        kind = "tucked" if tucked else "any"
         for _ in range(10):                 # redraw a thumb that went through the palm
             if not thumb_penetrates_palm(mesh, A, bone_scale):
                 break
@@ -257,10 +266,11 @@ def sample_angles(rng: np.random.Generator, family: str | None = None, mesh: Han
 
 
 def sample_pose(rng: np.random.Generator, family: str | None = None, mesh: HandMesh | None = None,
-                bone_scale: np.ndarray | None = None, family_p: np.ndarray | None = None) -> np.ndarray:
+                bone_scale: np.ndarray | None = None, family_p: np.ndarray | None = None,
+                p_thumb_tucked: float = 0.0) -> np.ndarray:
     """(25, 3, 3) local joint rotations from a pose family (random family, drawn with
-    ``family_p``, if None)."""
-    return angles_to_rotations(sample_angles(rng, family, mesh, bone_scale, family_p))
+    ``family_p``, if None); ``p_thumb_tucked`` as in :func:`sample_angles`."""
+    return angles_to_rotations(sample_angles(rng, family, mesh, bone_scale, family_p, p_thumb_tucked))
 
 
 def sample_shape(rng: np.random.Generator) -> tuple[np.ndarray, float]:

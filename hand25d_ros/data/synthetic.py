@@ -84,7 +84,8 @@ OWN_PARTS = _own_parts()
 
 # settings added after caches were written without them, at the values those caches were made with
 LEGACY_CONFIG = {"hand_detail": 0.0, "p_background_defocus": 0.6, "fine_backgrounds": False, "skin_hue_deg": None,
-                 "hand_texture": 0.0, "pose_family_weights": None, "knuckle_labels": "joint"}
+                 "hand_texture": 0.0, "pose_family_weights": None, "knuckle_labels": "joint",
+                 "p_thumb_tucked": 0.0}
 
 
 @dataclass
@@ -141,6 +142,11 @@ class SyntheticConfig:
     # "photo", where photo datasets mark the knuckles (hand_mesh.LABEL_KNUCKLE_OFFSET_MM).
     # "joint" by default so that the recipes before it render the labels they rendered
     knuckle_labels: str = "joint"
+    # of the point and count poses, how often the thumb is held over the curled fingers (as
+    # people count and make the V sign) rather than out or anywhere; the ring and little
+    # fingers bent under a thumb are the poses whose fingertips the network reads worst.
+    # 0 by default so that the recipes before it render what they rendered
+    p_thumb_tucked: float = 0.0
 
     def __post_init__(self):
         if int(self.crop_size_px) < 16:
@@ -510,7 +516,8 @@ class SyntheticHandGenerator:
         bone_scale, width = sample_shape(rng)
         size = float(np.clip(rng.normal(1.0, 0.07), 0.8, 1.2))        # whole-hand size
         posed = forward_kinematics(mesh, sample_pose(rng, mesh=mesh, bone_scale=bone_scale,
-                                                     family_p=family_probabilities(cfg.pose_family_weights)),
+                                                     family_p=family_probabilities(cfg.pose_family_weights),
+                                                     p_thumb_tucked=cfg.p_thumb_tucked),
                                    bone_scale)
         verts, normals = skin(mesh, posed, width)
         labels = keypoint_labels(mesh, posed, bone_scale, cfg.knuckle_labels)
