@@ -310,6 +310,23 @@ def test_make_samples_writes_an_annotated_folder_and_says_how(tmp_path):
     assert set(np.flatnonzero(moved > 1.0)) == {5, 9, 13, 17}
 
 
+def test_make_samples_can_render_one_kind_of_pose_with_the_thumb_tucked(tmp_path):
+    from hand25d_ros.tools.make_samples import main
+    args = ["--n", "2", "--size", "48", "--test-set", "--seed", "3", "--families", "point,count"]
+    assert main(["--out", str(tmp_path / "t"), *args, "--thumb-tucked", "1"]) == 0
+    assert main(["--out", str(tmp_path / "o"), *args]) == 0
+    t, o = (json.loads((tmp_path / d / "annotations.json").read_text()) for d in ("t", "o"))
+    assert "families point,count, p_thumb_tucked 1" in t["source"]
+    assert "families point,count" in o["source"] and "thumb" not in o["source"]
+    # the option reaches the renderer: the same seed draws another hand
+    assert not np.allclose(t["samples"][0]["joints_3d_mm"], o["samples"][0]["joints_3d_mm"])
+    with pytest.raises(SystemExit, match="--families 'point,wave': choose from open"):
+        main(["--out", str(tmp_path / "x"), "--n", "1", "--families", "point,wave"])
+    with pytest.raises(SystemExit, match="p_thumb_tucked is a probability"):
+        main(["--out", str(tmp_path / "x"), "--n", "1", "--thumb-tucked", "2"])
+    assert not (tmp_path / "x").exists()
+
+
 def test_make_samples_names_sort_in_frame_order():
     from hand25d_ros.tools.make_samples import frame_name
     for n in (1, 8, 100, 101, 1500):

@@ -62,6 +62,12 @@ def main(argv=None) -> int:
                          "fine_backgrounds and skin_hue_deg (synthetic.LEGACY_CONFIG), as cache/synth_test* were made")
     ap.add_argument("--knuckle-labels", choices=KNUCKLE_LABELS, default=None,
                     help="the finger MCP labels (SyntheticConfig.knuckle_labels; default its default, 'joint')")
+    ap.add_argument("--families", default=None, metavar="NAME,...",
+                    help="draw only these pose families (comma-separated, of pose_sampler.POSE_FAMILIES), "
+                         "at their default relative weights: a held-out set of one kind of pose")
+    ap.add_argument("--thumb-tucked", type=float, default=None, metavar="P",
+                    help="how often a point or count pose holds its thumb over the curled fingers "
+                         "(SyntheticConfig.p_thumb_tucked; default its default, 0)")
     ap.add_argument("--frame-size", default=None, metavar="WxH",
                     help="write full camera frames of this size with the hand composited in")
     args = ap.parse_args(argv)
@@ -83,6 +89,16 @@ def main(argv=None) -> int:
         overrides["hand_texture"] = args.hand_texture
     if args.knuckle_labels is not None:
         overrides["knuckle_labels"] = args.knuckle_labels
+    if args.thumb_tucked is not None:
+        overrides["p_thumb_tucked"] = args.thumb_tucked
+    if args.families is not None:
+        from ..data.pose_sampler import POSE_FAMILIES
+        chosen = [f.strip() for f in args.families.split(",") if f.strip()]
+        unknown = sorted(set(chosen) - set(POSE_FAMILIES))
+        if unknown or not chosen:
+            raise SystemExit(f"make_samples: --families {args.families!r}: choose from {', '.join(POSE_FAMILIES)}")
+        # the others weighted 0; the chosen keep their defaults (None: pose_sampler.FAMILY_WEIGHTS)
+        overrides["pose_family_weights"] = {f: 0.0 for f in POSE_FAMILIES if f not in chosen}
     try:
         if args.test_set:
             cfg = SyntheticConfig(crop_size_px=args.size, **overrides)
@@ -130,7 +146,11 @@ def _write(args, cfg, gen, frame_size, backgrounds) -> None:
                                                                      + (", legacy look" if args.legacy_look
                                                                         else "")
                                                                      + (f", knuckle_labels {cfg.knuckle_labels}"
-                                                                        if cfg.knuckle_labels != "joint" else ""),
+                                                                        if cfg.knuckle_labels != "joint" else "")
+                                                                     + (f", families {args.families}"
+                                                                        if args.families else "")
+                                                                     + (f", p_thumb_tucked {cfg.p_thumb_tucked:g}"
+                                                                        if cfg.p_thumb_tucked else ""),
                                                            "samples": frames}, indent=1))
     # a folder rendered again with fewer frames kept the rest, frames without annotations
     # that the demo (which takes every image of the folder) ran as if they belonged
