@@ -196,7 +196,7 @@ def test_tucked_thumb_holds_the_thumb_over_the_curled_fingers_of_gestures(right)
         # as drawn before the option: mostly out of the palm, so most fall outside those ranges
         t = thumbs(0.0, family)
         assert np.mean(np.all((t >= [20, 20, 15]) & (t <= [55, 60, 70]), axis=1)) < 0.2
-    # 0 draws exactly the stream the recipes before it drew; other families ignore it
+    # 0, the default, takes no extra draw from the stream; the other families ignore the option
     for family in POSE_FAMILIES:
         a = sample_angles(np.random.default_rng(3), family, right)
         np.testing.assert_array_equal(a, sample_angles(np.random.default_rng(3), family, right, p_thumb_tucked=0.0))
