@@ -852,3 +852,30 @@ def test_knuckle_labels_photo_moves_the_finger_mcp_labels_only():
     assert np.isfinite(P).all() and np.isfinite(s["joints_2d_px"]).all()
     with pytest.raises(ValueError, match="knuckle_labels must be one of joint, photo, got 'skin'"):
         SyntheticConfig(knuckle_labels="skin")
+
+
+def test_a_render_worker_stopped_inside_a_constructor_prints_no_traceback():
+    """A run's Ctrl-C ends its render workers with SIGTERM; one that took it inside imageio's
+    constructor (loading the background photos) printed "Exception ignored in: PluginV3.__del__
+    ... Traceback" under the run's one-line message, as the half-built object was collected."""
+    import signal
+    import subprocess
+    import sys
+    code = """
+import os, signal
+from hand25d_ros.data import synthetic
+signal.signal(signal.SIGTERM, synthetic._exit_on_sigterm)   # as while a worker renders a shard
+
+class Plugin:
+    def __init__(self):
+        os.kill(os.getpid(), signal.SIGTERM)     # the stop lands before the object is complete
+        self.images_to_write = []
+
+    def __del__(self):
+        len(self.images_to_write)
+
+Plugin()
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 128 + signal.SIGTERM, r.stderr
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr, r.stderr

@@ -30,6 +30,7 @@ import json
 import os
 import re
 import signal
+import sys
 import threading
 import warnings
 import zipfile
@@ -1009,8 +1010,18 @@ def _exit_on_sigterm(signum, frame):
     an exception, which removes the shard's part file. Outside a shard the default action
     ends the worker: the pool ends its workers with SIGTERM at the end of every render as well,
     often while one is already exiting, and an exception raised in its exit handlers (torch's
-    among them) printed tracebacks ("Exception ignored in atexit callback ... SystemExit: 143")."""
+    among them) printed tracebacks ("Exception ignored in atexit callback ... SystemExit: 143").
+
+    The exception can land inside a constructor (imageio's, as the first shard loads the
+    background photos), and the half-built object's ``__del__`` then fails as the worker
+    unwinds: Python printed its "Exception ignored ... Traceback" under the run's one-line
+    message. The worker is ending, so such reports are dropped from here on."""
+    sys.unraisablehook = _ignore_unraisable
     raise SystemExit(128 + signum)
+
+
+def _ignore_unraisable(unraisable) -> None:
+    """``sys.unraisablehook`` of a render worker that is being stopped (see _exit_on_sigterm)."""
 
 
 @contextlib.contextmanager
