@@ -207,3 +207,42 @@ def test_tucked_thumb_holds_the_thumb_over_the_curled_fingers_of_gestures(right)
         sample_angles(np.random.default_rng(0), "count", right, p_thumb_tucked=1.5)
     with pytest.raises(ValueError, match="p_thumb_tucked"):
         SyntheticConfig(p_thumb_tucked=-0.1)
+
+
+def test_thumb_on_tips_holds_half_bent_fingers_by_a_dip_or_tip(right):
+    from hand25d_ros.data.pose_sampler import FINGER_BASE, FINGERS
+    from hand25d_ros.data.synthetic import SyntheticConfig
+
+    def thumb_to_held_mm(p, family, n=30):
+        """Per draw: the thumb tip's distance to the nearest DIP or tip of a bent finger, and
+        the bent fingers' largest PIP flexion."""
+        rng = np.random.default_rng(21)
+        dist, pip = [], []
+        for _ in range(n):
+            A = sample_angles(rng, family, right, p_thumb_on_tips=p)
+            P = hm.forward_kinematics(right, angles_to_rotations(A))[:, :3, 3] * 1000.0
+            bent = [f for f in FINGERS if A[FINGER_BASE[f] + 2, 0] > 40.0]
+            if not bent:
+                continue
+            held = [FINGER_BASE[f] + k for f in bent for k in (3, 4)]
+            dist.append(np.linalg.norm(P[held] - P[4], axis=1).min())
+            pip.append(max(A[FINGER_BASE[f] + 2, 0] for f in bent))
+        return np.array(dist), np.array(pip)
+    for family in ("point", "count"):
+        d1, pip1 = thumb_to_held_mm(1.0, family)
+        d0, pip0 = thumb_to_held_mm(0.0, family)
+        # the thumb tip at a bent finger's DIP or tip, where before it was mostly out of reach
+        assert np.median(d1) < 20.0 < np.median(d0)
+        # the held fingers half-bent (curl 0.55-0.85: PIP about 58-89 degrees), not curled as in a fist
+        assert np.median(pip1) < 100.0 < np.median(pip0)
+    # 0, the default, takes no extra draw; other families ignore the option
+    for family in POSE_FAMILIES:
+        a = sample_angles(np.random.default_rng(4), family, right)
+        np.testing.assert_array_equal(a, sample_angles(np.random.default_rng(4), family, right, p_thumb_on_tips=0.0))
+        if family not in ("point", "count"):
+            np.testing.assert_array_equal(a, sample_angles(np.random.default_rng(4), family, right,
+                                                           p_thumb_on_tips=1.0))
+    with pytest.raises(ValueError, match="p_thumb_on_tips is a probability"):
+        sample_angles(np.random.default_rng(0), "count", right, p_thumb_on_tips=2.0)
+    with pytest.raises(ValueError, match="p_thumb_on_tips"):
+        SyntheticConfig(p_thumb_on_tips=1.5)

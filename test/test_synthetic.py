@@ -318,6 +318,10 @@ def test_make_samples_can_render_one_kind_of_pose_with_the_thumb_tucked(tmp_path
     t, o = (json.loads((tmp_path / d / "annotations.json").read_text()) for d in ("t", "o"))
     assert "families point,count, p_thumb_tucked 1" in t["source"]
     assert "families point,count" in o["source"] and "thumb" not in o["source"]
+    assert main(["--out", str(tmp_path / "h"), *args, "--thumb-on-tips", "1"]) == 0
+    h = json.loads((tmp_path / "h" / "annotations.json").read_text())
+    assert "families point,count, p_thumb_on_tips 1" in h["source"]
+    assert not np.allclose(h["samples"][0]["joints_3d_mm"], o["samples"][0]["joints_3d_mm"])
     # the option reaches the renderer: the same seed draws another hand
     assert not np.allclose(t["samples"][0]["joints_3d_mm"], o["samples"][0]["joints_3d_mm"])
     with pytest.raises(SystemExit, match="--families 'point,wave': choose from open"):

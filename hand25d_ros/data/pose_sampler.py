@@ -37,6 +37,9 @@ LIMITS_DEG = {
 }
 # per-finger cupping of the metacarpals at full curl (the ring and pinky rays fold most)
 META_CUP = {"index": 0.0, "middle": 0.15, "ring": 0.55, "pinky": 1.0}
+# which bent finger the thumb holds by its DIP or tip in a counting gesture, relative weights:
+# the ring finger most often (the V sign, "three"), the middle one when it is the first down
+THUMB_HOLDS = {"index": 0.2, "middle": 0.25, "ring": 0.4, "pinky": 0.15}
 # abduction of each finger (deg) per unit of "spread" (positive: toward the thumb)
 SPREAD_DEG = {"index": 11.0, "middle": 2.0, "ring": -8.0, "pinky": -17.0}
 
@@ -190,7 +193,7 @@ def family_probabilities(weights: dict | None = None) -> np.ndarray:
 
 def sample_angles(rng: np.random.Generator, family: str | None = None, mesh: HandMesh | None = None,
                   bone_scale: np.ndarray | None = None, family_p: np.ndarray | None = None,
-                  p_thumb_tucked: float = 0.0) -> np.ndarray:
+                  p_thumb_tucked: float = 0.0, p_thumb_on_tips: float = 0.0) -> np.ndarray:
     """(25, 3) (flex, abd, twist) joint angles in degrees, within the limits.
 
     ``mesh`` is needed for the families that aim the thumb (pinch, ok); without it they
@@ -198,10 +201,13 @@ def sample_angles(rng: np.random.Generator, family: str | None = None, mesh: Han
     (``family_probabilities``; None: the defaults). ``p_thumb_tucked``: how often a point or
     count pose holds its thumb over the curled fingers, as a fist does (counting "one" to
     "four" and the V sign are mostly made that way); 0 draws exactly what the sampler drew
-    before the option existed.
+    before the option existed. ``p_thumb_on_tips``: how often, instead (drawn first, needs
+    ``mesh``), such a pose holds its bent fingers half-bent, the thumb tip on one's DIP or
+    tip (:data:`THUMB_HOLDS`), as people hold them down by the nails; 0 as for the other.
     """
-    if not 0.0 <= p_thumb_tucked <= 1.0:
-        raise ValueError(f"p_thumb_tucked is a probability, got {p_thumb_tucked}")
+    for name, p in (("p_thumb_tucked", p_thumb_tucked), ("p_thumb_on_tips", p_thumb_on_tips)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} is a probability, got {p}")
     if family is None:
         p = family_probabilities() if family_p is None else family_p
         family = POSE_FAMILIES[rng.choice(len(POSE_FAMILIES), p=p)]
@@ -241,10 +247,18 @@ def sample_angles(rng: np.random.Generator, family: str | None = None, mesh: Han
             c = rng.uniform(-0.2, 1.05)
             abd = rng.uniform(-18, 18)
         _set_finger(A, rng, f, c, abd)
-    # the draw only when asked for, so that the streams of the recipes before it are unchanged
-    tucked = family == "fist" or (family in ("point", "count") and p_thumb_tucked > 0.0
+    # the draws only when asked for, so that the streams of the recipes before them are unchanged
+    down = [f for f in FINGERS if (family == "point" and f != "index") or (family == "count" and not up[f])]
+    on_tips = (bool(down) and mesh is not None and p_thumb_on_tips > 0.0 and rng.random() < p_thumb_on_tips)
+    tucked = family == "fist" or (not on_tips and family in ("point", "count") and p_thumb_tucked > 0.0
                                   and rng.random() < p_thumb_tucked)
-    if tucked:
+    if on_tips:
+        for f in down:
+            _set_finger(A, rng, f, rng.uniform(0.55, 0.85), SPREAD_DEG[f] * spread + rng.normal(0, 3))
+        w = np.array([THUMB_HOLDS[f] for f in down])
+        held = down[rng.choice(len(down), p=w / w.sum())]
+        _bring_thumb_to(A, rng, mesh, bone_scale, FINGER_BASE[held] + (3 if rng.random() < 0.5 else 4))
+    elif tucked:
         _set_thumb(A, _thumb_random(rng, "tucked"))
     elif family in ("open", "relaxed", "point", "count"):
         _set_thumb(A, _thumb_random(rng, "out" if rng.random() < 0.7 else "any"))
@@ -255,7 +269,7 @@ def sample_angles(rng: np.random.Generator, family: str | None = None, mesh: Han
     else:
         _set_thumb(A, _thumb_random(rng, "any"))
     A = clip_to_limits(A)
-    if mesh is not None and family not in ("pinch", "ok", "grasp"):
+    if mesh is not None and family not in ("pinch", "ok", "grasp") and not on_tips:
         kind = "tucked" if tucked else "any"
         for _ in range(10):                 # redraw a thumb that went through the palm
             if not thumb_penetrates_palm(mesh, A, bone_scale):
@@ -267,10 +281,11 @@ def sample_angles(rng: np.random.Generator, family: str | None = None, mesh: Han
 
 def sample_pose(rng: np.random.Generator, family: str | None = None, mesh: HandMesh | None = None,
                 bone_scale: np.ndarray | None = None, family_p: np.ndarray | None = None,
-                p_thumb_tucked: float = 0.0) -> np.ndarray:
+                p_thumb_tucked: float = 0.0, p_thumb_on_tips: float = 0.0) -> np.ndarray:
     """(25, 3, 3) local joint rotations from a pose family (random family, drawn with
-    ``family_p``, if None); ``p_thumb_tucked`` as in :func:`sample_angles`."""
-    return angles_to_rotations(sample_angles(rng, family, mesh, bone_scale, family_p, p_thumb_tucked))
+    ``family_p``, if None); ``p_thumb_tucked`` and ``p_thumb_on_tips`` as in :func:`sample_angles`."""
+    return angles_to_rotations(sample_angles(rng, family, mesh, bone_scale, family_p, p_thumb_tucked,
+                                             p_thumb_on_tips))
 
 
 def sample_shape(rng: np.random.Generator) -> tuple[np.ndarray, float]:

@@ -86,7 +86,7 @@ OWN_PARTS = _own_parts()
 # settings added after caches were written without them, at the values those caches were made with
 LEGACY_CONFIG = {"hand_detail": 0.0, "p_background_defocus": 0.6, "fine_backgrounds": False, "skin_hue_deg": None,
                  "hand_texture": 0.0, "pose_family_weights": None, "knuckle_labels": "joint",
-                 "p_thumb_tucked": 0.0}
+                 "p_thumb_tucked": 0.0, "p_thumb_on_tips": 0.0}
 
 
 @dataclass
@@ -148,6 +148,11 @@ class SyntheticConfig:
     # fingers bent under a thumb are the poses whose fingertips the network reads worst.
     # 0 by default so that the recipes before it render what they rendered
     p_thumb_tucked: float = 0.0
+    # of the point and count poses, how often (before p_thumb_tucked) the bent fingers are held
+    # half-bent with the thumb tip on one's DIP or tip, as people hold them down by the nails:
+    # on the photos the thumb touches the bent fingers in two frames of three, there, and those
+    # frames hold most of the 2D error (docs/training_history.md, stage 29). 0 by default
+    p_thumb_on_tips: float = 0.0
 
     def __post_init__(self):
         if int(self.crop_size_px) < 16:
@@ -518,7 +523,8 @@ class SyntheticHandGenerator:
         size = float(np.clip(rng.normal(1.0, 0.07), 0.8, 1.2))        # whole-hand size
         posed = forward_kinematics(mesh, sample_pose(rng, mesh=mesh, bone_scale=bone_scale,
                                                      family_p=family_probabilities(cfg.pose_family_weights),
-                                                     p_thumb_tucked=cfg.p_thumb_tucked),
+                                                     p_thumb_tucked=cfg.p_thumb_tucked,
+                                                     p_thumb_on_tips=cfg.p_thumb_on_tips),
                                    bone_scale)
         verts, normals = skin(mesh, posed, width)
         labels = keypoint_labels(mesh, posed, bone_scale, cfg.knuckle_labels)

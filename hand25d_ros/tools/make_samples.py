@@ -68,6 +68,9 @@ def main(argv=None) -> int:
     ap.add_argument("--thumb-tucked", type=float, default=None, metavar="P",
                     help="how often a point or count pose holds its thumb over the curled fingers "
                          "(SyntheticConfig.p_thumb_tucked; default its default, 0)")
+    ap.add_argument("--thumb-on-tips", type=float, default=None, metavar="P",
+                    help="how often a point or count pose holds its bent fingers half-bent with the thumb tip on "
+                         "one's DIP or tip (SyntheticConfig.p_thumb_on_tips; default its default, 0)")
     ap.add_argument("--frame-size", default=None, metavar="WxH",
                     help="write full camera frames of this size with the hand composited in")
     args = ap.parse_args(argv)
@@ -91,6 +94,8 @@ def main(argv=None) -> int:
         overrides["knuckle_labels"] = args.knuckle_labels
     if args.thumb_tucked is not None:
         overrides["p_thumb_tucked"] = args.thumb_tucked
+    if args.thumb_on_tips is not None:
+        overrides["p_thumb_on_tips"] = args.thumb_on_tips
     if args.families is not None:
         from ..data.pose_sampler import POSE_FAMILIES
         chosen = [f.strip() for f in args.families.split(",") if f.strip()]
@@ -150,7 +155,9 @@ def _write(args, cfg, gen, frame_size, backgrounds) -> None:
                                                                      + (f", families {args.families}"
                                                                         if args.families else "")
                                                                      + (f", p_thumb_tucked {cfg.p_thumb_tucked:g}"
-                                                                        if cfg.p_thumb_tucked else ""),
+                                                                        if cfg.p_thumb_tucked else "")
+                                                                     + (f", p_thumb_on_tips {cfg.p_thumb_on_tips:g}"
+                                                                        if cfg.p_thumb_on_tips else ""),
                                                            "samples": frames}, indent=1))
     # a folder rendered again with fewer frames kept the rest, frames without annotations
     # that the demo (which takes every image of the folder) ran as if they belonged
