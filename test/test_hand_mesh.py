@@ -185,7 +185,6 @@ def test_knuckle_fit_recovers_the_offsets_of_labels_made_with_them(right):
 
 
 def test_tucked_thumb_holds_the_thumb_over_the_curled_fingers_of_gestures(right):
-    from hand25d_ros.data.synthetic import SyntheticConfig
     def thumbs(p, family):
         rng = np.random.default_rng(11)
         return np.array([sample_angles(rng, family, right, p_thumb_tucked=p)[1:4, 0] for _ in range(40)])
@@ -196,22 +195,10 @@ def test_tucked_thumb_holds_the_thumb_over_the_curled_fingers_of_gestures(right)
         # as drawn before the option: mostly out of the palm, so most fall outside those ranges
         t = thumbs(0.0, family)
         assert np.mean(np.all((t >= [20, 20, 15]) & (t <= [55, 60, 70]), axis=1)) < 0.2
-    # 0, the default, takes no extra draw from the stream; the other families ignore the option
-    for family in POSE_FAMILIES:
-        a = sample_angles(np.random.default_rng(3), family, right)
-        np.testing.assert_array_equal(a, sample_angles(np.random.default_rng(3), family, right, p_thumb_tucked=0.0))
-        if family not in ("point", "count"):
-            np.testing.assert_array_equal(a, sample_angles(np.random.default_rng(3), family, right,
-                                                           p_thumb_tucked=1.0))
-    with pytest.raises(ValueError, match="p_thumb_tucked"):
-        sample_angles(np.random.default_rng(0), "count", right, p_thumb_tucked=1.5)
-    with pytest.raises(ValueError, match="p_thumb_tucked"):
-        SyntheticConfig(p_thumb_tucked=-0.1)
 
 
 def test_thumb_on_tips_holds_half_bent_fingers_by_a_dip_or_tip(right):
     from hand25d_ros.data.pose_sampler import FINGER_BASE, FINGERS
-    from hand25d_ros.data.synthetic import SyntheticConfig
 
     def thumb_to_held_mm(p, family, n=30):
         """Per draw: the thumb tip's distance to the nearest DIP or tip of a bent finger, and
@@ -235,14 +222,18 @@ def test_thumb_on_tips_holds_half_bent_fingers_by_a_dip_or_tip(right):
         assert np.median(d1) < 20.0 < np.median(d0)
         # the held fingers half-bent (curl 0.55-0.85: PIP about 58-89 degrees), not curled as in a fist
         assert np.median(pip1) < 100.0 < np.median(pip0)
-    # 0, the default, takes no extra draw; other families ignore the option
+
+
+@pytest.mark.parametrize("option", ["p_thumb_tucked", "p_thumb_on_tips"])
+def test_the_thumb_options_leave_other_poses_and_the_default_draw_alone(right, option):
+    from hand25d_ros.data.synthetic import SyntheticConfig
+    # 0, the default, takes no extra draw from the stream; the other families ignore the option
     for family in POSE_FAMILIES:
-        a = sample_angles(np.random.default_rng(4), family, right)
-        np.testing.assert_array_equal(a, sample_angles(np.random.default_rng(4), family, right, p_thumb_on_tips=0.0))
+        a = sample_angles(np.random.default_rng(3), family, right)
+        np.testing.assert_array_equal(a, sample_angles(np.random.default_rng(3), family, right, **{option: 0.0}))
         if family not in ("point", "count"):
-            np.testing.assert_array_equal(a, sample_angles(np.random.default_rng(4), family, right,
-                                                           p_thumb_on_tips=1.0))
-    with pytest.raises(ValueError, match="p_thumb_on_tips is a probability"):
-        sample_angles(np.random.default_rng(0), "count", right, p_thumb_on_tips=2.0)
-    with pytest.raises(ValueError, match="p_thumb_on_tips"):
-        SyntheticConfig(p_thumb_on_tips=1.5)
+            np.testing.assert_array_equal(a, sample_angles(np.random.default_rng(3), family, right, **{option: 1.0}))
+    with pytest.raises(ValueError, match=f"{option} is a probability"):
+        sample_angles(np.random.default_rng(0), "count", right, **{option: 1.5})
+    with pytest.raises(ValueError, match=option):
+        SyntheticConfig(**{option: -0.1})
