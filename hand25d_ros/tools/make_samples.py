@@ -43,6 +43,11 @@ def _in_frame(s: dict, frame_size, rng, backgrounds) -> dict:
     return out
 
 
+# make_samples option (argparse dest) -> the SyntheticConfig field it sets
+_CONFIG_OPTIONS = {"hand_texture": "hand_texture", "knuckle_labels": "knuckle_labels",
+                   "thumb_tucked": "p_thumb_tucked", "thumb_on_tips": "p_thumb_on_tips"}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
@@ -88,14 +93,9 @@ def main(argv=None) -> int:
     overrides = {} if args.hand_detail is None else {"hand_detail": args.hand_detail}
     if args.legacy_look:
         overrides.update({k: v for k, v in LEGACY_CONFIG.items() if k != "hand_detail"})
-    if args.hand_texture is not None:
-        overrides["hand_texture"] = args.hand_texture
-    if args.knuckle_labels is not None:
-        overrides["knuckle_labels"] = args.knuckle_labels
-    if args.thumb_tucked is not None:
-        overrides["p_thumb_tucked"] = args.thumb_tucked
-    if args.thumb_on_tips is not None:
-        overrides["p_thumb_on_tips"] = args.thumb_on_tips
+    # the options that set one SyntheticConfig field each, where given
+    overrides.update({field: getattr(args, option) for option, field in _CONFIG_OPTIONS.items()
+                      if getattr(args, option) is not None})
     if args.families is not None:
         from ..data.pose_sampler import POSE_FAMILIES
         chosen = [f.strip() for f in args.families.split(",") if f.strip()]
@@ -144,25 +144,28 @@ def _write(args, cfg, gen, frame_size, backgrounds) -> None:
                        "joints_3d_mm": np.round(s["joints_3d_mm"], 3).tolist(),
                        "joints_2d_px": np.round(s["joints_2d_px"], 3).tolist(),
                        "is_left": bool(s["is_left"])})
-    (args.out / "annotations.json").write_text(json.dumps({"source": f"hand25d_ros synthetic renderer, seed {args.seed}, "
-                                                                     f"hand_detail {cfg.hand_detail:g}"
-                                                                     + (f", hand_texture {cfg.hand_texture:g}"
-                                                                        if cfg.hand_texture else "")
-                                                                     + (", legacy look" if args.legacy_look
-                                                                        else "")
-                                                                     + (f", knuckle_labels {cfg.knuckle_labels}"
-                                                                        if cfg.knuckle_labels != "joint" else "")
-                                                                     + (f", families {args.families}"
-                                                                        if args.families else "")
-                                                                     + (f", p_thumb_tucked {cfg.p_thumb_tucked:g}"
-                                                                        if cfg.p_thumb_tucked else "")
-                                                                     + (f", p_thumb_on_tips {cfg.p_thumb_on_tips:g}"
-                                                                        if cfg.p_thumb_on_tips else ""),
-                                                           "samples": frames}, indent=1))
+    (args.out / "annotations.json").write_text(json.dumps({"source": _source(args, cfg), "samples": frames},
+                                                          indent=1))
     # a folder rendered again with fewer frames kept the rest, frames without annotations
     # that the demo (which takes every image of the folder) ran as if they belonged
     for name in earlier - {f["image"] for f in frames}:
         (args.out / name).unlink(missing_ok=True)
+
+
+def _source(args, cfg) -> str:
+    """What rendered the folder: the seed and every setting that differs from the defaults the
+    bundled frames were made with, in annotations.json's ``source``."""
+    parts = [f"hand25d_ros synthetic renderer, seed {args.seed}", f"hand_detail {cfg.hand_detail:g}"]
+    if cfg.hand_texture:
+        parts.append(f"hand_texture {cfg.hand_texture:g}")
+    if args.legacy_look:
+        parts.append("legacy look")
+    if cfg.knuckle_labels != "joint":
+        parts.append(f"knuckle_labels {cfg.knuckle_labels}")
+    if args.families:
+        parts.append(f"families {args.families}")
+    parts += [f"{name} {getattr(cfg, name):g}" for name in ("p_thumb_tucked", "p_thumb_on_tips") if getattr(cfg, name)]
+    return ", ".join(parts)
 
 
 def _frames_written_before(folder: Path) -> set[str]:
